@@ -1,0 +1,124 @@
+//! Assembling and running the service: connect, build state, start the
+//! background workers (seat-change feed, reaper), serve until told to stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::db;
+use crate::http::{self, AppState};
+use crate::identity::Identity;
+use crate::inventory::{HoldService, SeatFeed, reaper};
+use crate::venues::SeatMaps;
+
+/// A running server: its address, and how to stop it.
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, ends open streams, waits for in-flight requests.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        for w in &self.workers {
+            w.abort();
+        }
+        self.server.await.unwrap_or(Ok(()))
+    }
+
+    /// Waits until the server ends by itself (it does not, unless it fails).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.server.await.unwrap_or(Ok(()))
+    }
+
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("identity: {0}")]
+    Identity(#[from] crate::identity::IdentitySetupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Connects, builds everything and starts serving on `config.http.listen`
+/// (port 0 picks a free port; see `Running::addr`).
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let identity = Identity::from_config(&config.identity)?;
+    let pool = db::connect(&config.database).await?;
+    let listener = TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.http.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.http.listen,
+        source,
+    })?;
+
+    let maps = SeatMaps::new(pool.clone());
+    let feed = SeatFeed::new(pool.clone()).await?;
+    let holds = HoldService::new(
+        pool.clone(),
+        maps.clone(),
+        config.holds.max_seats_per_request,
+        config.holds.best_available_attempts,
+    );
+    let (stop, shutdown) = watch::channel(false);
+    let config = Arc::new(config);
+    let state = AppState {
+        config: config.clone(),
+        pool: pool.clone(),
+        identity: Arc::new(identity),
+        maps,
+        holds,
+        feed: feed.clone(),
+        shutdown: shutdown.clone(),
+    };
+
+    let mut workers = vec![tokio::spawn(
+        feed.run(Duration::from_millis(config.feed.poll_interval_ms)),
+    )];
+    if config.reaper.enabled {
+        workers.push(tokio::spawn(reaper::run(
+            pool,
+            config.reaper.clone(),
+            config.feed.clone(),
+        )));
+    }
+
+    let app = http::router(state.clone());
+    let mut on_stop = shutdown;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = on_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "booking-core listening");
+    Ok(Running {
+        addr,
+        state,
+        stop,
+        server,
+        workers,
+    })
+}

@@ -1,0 +1,174 @@
+//! Request extractors whose every rejection is a problem+json with its own
+//! code: JSON bodies, path and query parameters, the fan's bearer token and
+//! the Idempotency-Key header.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::http::AppState;
+use crate::http::problem::ApiError;
+use crate::idempotency::IdempotencyKey;
+use crate::ids::FanId;
+
+/// A JSON body.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
+                    "malformed_json",
+                    format!("the body is not valid JSON: {}", e.body_text()),
+                ),
+                JsonRejection::JsonDataError(e) => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    format!(
+                        "the body does not have the expected shape: {}",
+                        e.body_text()
+                    ),
+                ),
+                JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body as Content-Type: application/json",
+                ),
+                other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the body is too large",
+                ),
+                other => ApiError::bad_request("unreadable_body", other.body_text()),
+            }),
+        }
+    }
+}
+
+/// Path parameters.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::bad_request(
+                "invalid_path_parameter",
+                e.body_text(),
+            )),
+            Err(other) => Err(ApiError::bad_request(
+                "invalid_path_parameter",
+                other.body_text(),
+            )),
+        }
+    }
+}
+
+/// Query-string parameters.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+/// The signed-in fan, from `Authorization: Bearer <fan token>`.
+#[derive(Debug, Clone)]
+pub struct Fan {
+    pub id: FanId,
+    pub name: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Fan {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "sign in: send Authorization: Bearer <token>",
+                )
+            })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "use the Bearer scheme",
+                )
+            })?;
+        let claims = state
+            .identity
+            .authenticate(token)
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()))?;
+        Ok(Fan {
+            id: FanId(claims.sub),
+            name: claims.name,
+        })
+    }
+}
+
+/// The `Idempotency-Key` header every mutating call must carry.
+pub struct IdemKey(pub IdempotencyKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdemKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.headers.get("idempotency-key").ok_or_else(|| {
+            ApiError::bad_request(
+                "idempotency_key_missing",
+                "every mutating call needs an Idempotency-Key header (e.g. a UUID); a retry sends the same key",
+            )
+        })?;
+        let raw = raw.to_str().map_err(|_| {
+            ApiError::bad_request(
+                "idempotency_key_invalid",
+                "the Idempotency-Key is not visible ASCII",
+            )
+        })?;
+        IdempotencyKey::parse(raw)
+            .map(IdemKey)
+            .map_err(|e| ApiError::bad_request("idempotency_key_invalid", e.to_string()))
+    }
+}

@@ -1,0 +1,99 @@
+//! Hold endpoints: make a hold (named seats or best available), read it,
+//! release it. Thin: the rules live in `inventory`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::http::AppState;
+use crate::http::admission;
+use crate::http::extract::{ApiJson, ApiPath, Fan, IdemKey};
+use crate::http::problem::{ApiError, Problem};
+use crate::ids::{EventId, HoldId};
+use crate::inventory::{self, Caller, Hold, HoldRequest, Outcome};
+
+fn answer(status: StatusCode, outcome: Outcome<Hold>) -> Response {
+    let location = format!("/v1/holds/{}", outcome.value.hold_id);
+    let mut response = (status, axum::Json(outcome.value)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, v);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if outcome.replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Hold seats: either `seat_ids`, or `best_available` (quantity, and a
+/// section or tier). All or nothing: a 409 `seats_taken` lists the seats
+/// someone else has.
+#[utoipa::path(post, path = "/v1/events/{event_id}/holds", tag = "holds",
+    params(("event_id" = i64, Path), ("Idempotency-Key" = String, Header, description = "Unique per intended hold; a retry sends the same key")),
+    request_body = HoldRequest,
+    security(("fan_token" = [])),
+    responses(
+        (status = 201, body = Hold, description = "Held (or, with `Idempotent-Replayed: true`, the first answer again)"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "seats_taken, no_adjacent_seats, fan_limit_reached, not_on_sale"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "a request that can never succeed"),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    State(state): State<AppState>,
+    fan: Fan,
+    IdemKey(key): IdemKey,
+    ApiPath(event_id): ApiPath<i64>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<HoldRequest>,
+) -> Result<Response, ApiError> {
+    let caller = Caller {
+        fan: fan.id,
+        key,
+        admitted_for: admission::admitted_event(&headers),
+    };
+    let outcome = state
+        .holds
+        .place(&caller, EventId(event_id), &request)
+        .await?;
+    Ok(answer(StatusCode::CREATED, outcome))
+}
+
+/// One of the fan's holds, with its state now.
+#[utoipa::path(get, path = "/v1/holds/{hold_id}", tag = "holds",
+    params(("hold_id" = uuid::Uuid, Path)),
+    security(("fan_token" = [])),
+    responses((status = 200, body = Hold), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    State(state): State<AppState>,
+    fan: Fan,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Response, ApiError> {
+    let hold = inventory::get_hold(&state.pool, &state.maps, &fan.id, HoldId(id)).await?;
+    let mut response = axum::Json(hold).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Release a hold now; its seats go back on sale at once.
+#[utoipa::path(delete, path = "/v1/holds/{hold_id}", tag = "holds",
+    params(("hold_id" = uuid::Uuid, Path), ("Idempotency-Key" = String, Header)),
+    security(("fan_token" = [])),
+    responses((status = 200, body = Hold), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 410, body = Problem, content_type = "application/problem+json", description = "hold_expired"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "hold_released, hold_converted")))]
+pub async fn release(
+    State(state): State<AppState>,
+    fan: Fan,
+    IdemKey(key): IdemKey,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Response, ApiError> {
+    let caller = Caller {
+        fan: fan.id,
+        key,
+        admitted_for: None,
+    };
+    let outcome = state.holds.release(&caller, HoldId(id)).await?;
+    Ok(answer(StatusCode::OK, outcome))
+}

@@ -1,0 +1,126 @@
+//! The HTTP layer: routes, extractors, and the one mapping of domain errors
+//! to problem+json. Handlers are thin: parse, call the domain, answer.
+
+pub mod admission;
+pub mod catalog;
+pub mod extract;
+pub mod health;
+pub mod holds;
+pub mod identity;
+pub mod openapi;
+pub mod problem;
+pub mod seats;
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{BoxError, Router};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::identity::Identity;
+use crate::inventory::{HoldService, SeatFeed};
+use crate::venues::SeatMaps;
+use problem::ApiError;
+
+/// Everything a handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: PgPool,
+    pub identity: Arc<Identity>,
+    pub maps: SeatMaps,
+    pub holds: HoldService,
+    pub feed: SeatFeed,
+    /// Flips to true when the server is shutting down; open streams end.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Request bodies above this are refused with 413.
+const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let timeout = Duration::from_millis(state.config.http.request_timeout_ms);
+    let mut api = Router::new()
+        .route("/v1/events", get(catalog::search))
+        .route("/v1/events/{event_id}", get(catalog::event))
+        .route("/v1/venues/{venue_id}/seatmap", get(seats::seatmap))
+        .route(
+            "/v1/events/{event_id}/availability",
+            get(seats::availability),
+        )
+        .route("/v1/events/{event_id}/holds", post(holds::create))
+        .route(
+            "/v1/holds/{hold_id}",
+            get(holds::get).delete(holds::release),
+        )
+        .route("/v1/me", get(identity::me))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::serve));
+    if state.identity.dev_sign_in_enabled() {
+        api = api.route("/v1/dev/sign-in", post(identity::dev_sign_in));
+    }
+    // Streams stay open by design; everything else has a deadline.
+    let api = api.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(timed_out))
+            .timeout(timeout),
+    );
+    let streams = Router::new().route(
+        "/v1/events/{event_id}/seat-changes",
+        get(seats::seat_changes),
+    );
+    api.merge(streams)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CompressionLayer::new())
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
+        .with_state(state)
+}
+
+async fn timed_out(err: BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long; try again",
+        );
+        e.retry_after_secs = Some(1);
+        e.into_response()
+    } else {
+        ApiError::unavailable(&err).into_response()
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such resource")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this resource does not take that method",
+    )
+}
+
+fn panicked(_: Box<dyn Any + Send + 'static>) -> Response {
+    tracing::error!("a handler panicked");
+    ApiError::internal().into_response()
+}

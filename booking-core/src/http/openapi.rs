@@ -1,0 +1,42 @@
+//! The OpenAPI 3.1 description, generated from the handlers' annotations and
+//! the types they use, served at `/openapi.json`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::http::{catalog, health, holds, identity, seats};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Usher booking core", description = "Catalog, seat maps, availability and holds. Errors are RFC 9457 problem details with a stable `code`."),
+    paths(
+        catalog::search, catalog::event,
+        seats::seatmap, seats::availability, seats::seat_changes,
+        holds::create, holds::get, holds::release,
+        identity::dev_sign_in, identity::me,
+        health::healthz, health::readyz,
+    ),
+    modifiers(&FanToken),
+)]
+pub struct ApiDoc;
+
+struct FanToken;
+
+impl Modify for FanToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "fan_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT (EdDSA)")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub async fn serve() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}

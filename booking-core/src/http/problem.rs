@@ -1,0 +1,184 @@
+//! Errors as RFC 9457 problem details (`application/problem+json`), each
+//! with a stable machine-readable `code`. Every domain error is mapped to a
+//! status and code here, once.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::catalog::CatalogError;
+use crate::inventory::HoldError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub extra: Map<String, Value>,
+    pub retry_after_secs: Option<u64>,
+}
+
+/// The body, as documented in the OpenAPI description.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `https://usher.dev/problems/<code>`
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, machine-readable: branch on this, not on the text.
+    pub code: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            extra: Map::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
+        self.extra.insert(
+            key.to_owned(),
+            serde_json::to_value(value).unwrap_or(Value::Null),
+        );
+        self
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    /// A failure of ours or of a dependency: logged with its cause, shown to
+    /// the client without it.
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed on a dependency");
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "the service could not complete this request; nothing was changed, try again shortly",
+        );
+        e.retry_after_secs = Some(1);
+        e
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an unexpected error; it has been logged",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert(
+            "type".into(),
+            format!("https://usher.dev/problems/{}", self.code).into(),
+        );
+        body.insert(
+            "title".into(),
+            self.status.canonical_reason().unwrap_or("Error").into(),
+        );
+        body.insert("status".into(), self.status.as_u16().into());
+        body.insert("detail".into(), self.detail.into());
+        body.insert("code".into(), self.code.into());
+        for (k, v) in self.extra {
+            body.entry(k).or_insert(v);
+        }
+        let mut response = (self.status, axum::Json(Value::Object(body))).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<HoldError> for ApiError {
+    fn from(e: HoldError) -> Self {
+        use HoldError as H;
+        let (status, code) = match &e {
+            H::EventNotFound => (StatusCode::NOT_FOUND, "event_not_found"),
+            H::NotOnSale { .. } => (StatusCode::CONFLICT, "not_on_sale"),
+            H::EventCancelled => (StatusCode::CONFLICT, "event_cancelled"),
+            H::EventOver => (StatusCode::CONFLICT, "event_over"),
+            H::AmbiguousRequest => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_hold_request"),
+            H::SeatCountOutOfRange { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "seat_count_out_of_range")
+            }
+            H::DuplicateSeats { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "duplicate_seats"),
+            H::UnknownSeats { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_seats"),
+            H::SeatsNotInEvent { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "seats_not_in_event"),
+            H::SeatsNotForSale { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "seats_not_for_sale"),
+            H::QuantityOutOfRange { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "quantity_out_of_range")
+            }
+            H::UnknownSection { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_section"),
+            H::UnknownTier { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_tier"),
+            H::SeatsTaken { .. } => (StatusCode::CONFLICT, "seats_taken"),
+            H::NoAdjacentSeats { .. } => (StatusCode::CONFLICT, "no_adjacent_seats"),
+            H::FanLimitReached { .. } => (StatusCode::CONFLICT, "fan_limit_reached"),
+            H::AdmissionRequired => (StatusCode::FORBIDDEN, "admission_required"),
+            H::HoldNotFound => (StatusCode::NOT_FOUND, "hold_not_found"),
+            H::HoldExpired { .. } => (StatusCode::GONE, "hold_expired"),
+            H::HoldReleased => (StatusCode::CONFLICT, "hold_released"),
+            H::HoldConverted => (StatusCode::CONFLICT, "hold_converted"),
+            H::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            H::Storage(cause) => return ApiError::unavailable(cause),
+        };
+        let mut api = ApiError::new(status, code, e.to_string());
+        // The error's own fields (seat ids, limits, times) ride along.
+        if let Ok(Value::Object(fields)) = serde_json::to_value(&e) {
+            for (k, v) in fields {
+                if k != "kind" {
+                    api.extra.insert(k, v);
+                }
+            }
+        }
+        api
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::UnknownVenue(slug) => {
+                ApiError::not_found("venue_not_found", format!("no venue {slug:?}"))
+            }
+            CatalogError::SlugTaken(slug) => ApiError::new(
+                StatusCode::CONFLICT,
+                "slug_taken",
+                format!("{slug:?} is taken"),
+            ),
+            CatalogError::Invalid(why) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", why)
+            }
+            CatalogError::Db(e) => ApiError::unavailable(&e),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::unavailable(&e)
+    }
+}

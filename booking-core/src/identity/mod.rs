@@ -1,0 +1,132 @@
+//! Who the fan is: fan tokens are Ed25519-signed JWTs from a configured
+//! issuer, verified with public keys from config. The local stack also has a
+//! development sign-in that signs such tokens itself; it is refused at start
+//! outside `environment = "dev"`.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use usher_shared::{FanClaims, SigningKey, TokenError, TokenSigner, TokenVerifier, VerifyingKeys};
+
+use crate::config::IdentityConfig;
+use crate::ids::FanId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentitySetupError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("identity key {kid}: {source}")]
+    Key {
+        kid: String,
+        source: usher_shared::KeyError,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Identity {
+    verifier: TokenVerifier,
+    dev: Option<DevIssuer>,
+}
+
+#[derive(Clone, Debug)]
+struct DevIssuer {
+    signer: TokenSigner,
+    issuer: String,
+    audience: String,
+    ttl_secs: i64,
+}
+
+fn read(path: &Path) -> Result<String, IdentitySetupError> {
+    std::fs::read_to_string(path).map_err(|source| IdentitySetupError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl Identity {
+    pub fn from_config(config: &IdentityConfig) -> Result<Identity, IdentitySetupError> {
+        let mut keys = VerifyingKeys::new();
+        for key in &config.public_keys {
+            let pem = match (&key.pem, &key.pem_file) {
+                (Some(pem), _) => pem.clone(),
+                (None, Some(path)) => read(path)?,
+                (None, None) => String::new(),
+            };
+            keys.insert_pem(&key.kid, &pem)
+                .map_err(|source| IdentitySetupError::Key {
+                    kid: key.kid.clone(),
+                    source,
+                })?;
+        }
+        let dev = match (
+            &config.dev_sign_in.enabled,
+            &config.dev_sign_in.private_key_file,
+        ) {
+            (true, Some(path)) => {
+                let kid = &config.dev_sign_in.kid;
+                let key = SigningKey::from_pem(kid, &read(path)?).map_err(|source| {
+                    IdentitySetupError::Key {
+                        kid: kid.clone(),
+                        source,
+                    }
+                })?;
+                // The dev issuer's own key is always trusted.
+                keys.insert_pem(kid, key.public_pem()).map_err(|source| {
+                    IdentitySetupError::Key {
+                        kid: kid.clone(),
+                        source,
+                    }
+                })?;
+                Some(DevIssuer {
+                    signer: TokenSigner::new(key),
+                    issuer: config.issuer.clone(),
+                    audience: config.audience.clone(),
+                    ttl_secs: config.dev_sign_in.token_ttl_secs as i64,
+                })
+            }
+            _ => None,
+        };
+        let verifier =
+            TokenVerifier::new(keys, &config.issuer, &config.audience, config.leeway_secs);
+        Ok(Identity { verifier, dev })
+    }
+
+    /// The fan a bearer token names, if the token is good.
+    pub fn authenticate(&self, token: &str) -> Result<FanClaims, TokenError> {
+        let claims = self.verifier.verify_fan(token)?;
+        if claims.sub.is_empty()
+            || claims.sub.len() > 128
+            || claims.sub.chars().any(char::is_control)
+        {
+            return Err(TokenError::Malformed);
+        }
+        Ok(claims)
+    }
+
+    pub fn dev_sign_in_enabled(&self) -> bool {
+        self.dev.is_some()
+    }
+
+    /// Signs a token for any fan id: development only.
+    pub fn dev_sign_in(
+        &self,
+        fan: &FanId,
+        name: Option<String>,
+    ) -> Option<(String, DateTime<Utc>)> {
+        let dev = self.dev.as_ref()?;
+        let now = Utc::now();
+        let exp = now + chrono::Duration::seconds(dev.ttl_secs);
+        let claims = FanClaims {
+            iss: dev.issuer.clone(),
+            aud: dev.audience.clone(),
+            sub: fan.0.clone(),
+            iat: now.timestamp(),
+            exp: exp.timestamp(),
+            name,
+        };
+        Some((dev.signer.sign(&claims), exp))
+    }
+}

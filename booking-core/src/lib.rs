@@ -1,0 +1,18 @@
+//! Usher's booking core: the catalog, venue seat maps, holds that can never
+//! double-book, and (in later issues) orders, payments and tickets.
+//!
+//! Domain modules (`catalog`, `venues`, `inventory`, `idempotency`,
+//! `identity`) hold the rules and the SQL; `http` is the only place that
+//! knows about requests and responses, and it maps every domain error once.
+
+pub mod app;
+pub mod catalog;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod idempotency;
+pub mod identity;
+pub mod ids;
+pub mod inventory;
+pub mod seed;
+pub mod venues;

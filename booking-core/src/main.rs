@@ -1,0 +1,150 @@
+//! The booking-core binary: serve the API, migrate the schema, seed the demo
+//! catalog, or generate a key pair for fan tokens.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use booking_core::config::Config;
+use booking_core::{app, db, seed};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "booking-core", about = "Usher's booking core")]
+struct Cli {
+    /// TOML configuration; environment variables USHER_CORE__<SECTION>__<KEY>
+    /// and DATABASE_URL override it.
+    #[arg(
+        long,
+        env = "USHER_CORE_CONFIG",
+        default_value = "config/booking-core.toml",
+        global = true
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API (migrating the schema first).
+    Serve,
+    /// Apply schema migrations and exit.
+    Migrate,
+    /// Migrate, then create the demo venues and events (idempotent).
+    Seed,
+    /// Validate the configuration and exit.
+    CheckConfig,
+    /// Write an Ed25519 key pair <kid>.pem and <kid>.pub.pem, unless present.
+    Keygen {
+        #[arg(long)]
+        out_dir: PathBuf,
+        #[arg(long, default_value = "dev-1")]
+        kid: String,
+    },
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Keygen { out_dir, kid } = &cli.command {
+        return keygen(out_dir, kid);
+    }
+    let config = Config::load(&cli.config)
+        .with_context(|| format!("configuration {}", cli.config.display()))?;
+    init_logging(&config);
+    match cli.command {
+        Command::CheckConfig => {
+            println!("configuration ok");
+            Ok(())
+        }
+        Command::Migrate => {
+            let pool = db::connect(&config.database)
+                .await
+                .context("connecting to the database")?;
+            db::migrate(&pool).await.context("migrating")?;
+            println!("schema up to date");
+            Ok(())
+        }
+        Command::Seed => {
+            let pool = db::connect(&config.database)
+                .await
+                .context("connecting to the database")?;
+            db::migrate(&pool).await.context("migrating")?;
+            let report = seed::run(&pool).await.context("seeding")?;
+            println!(
+                "seeded: {} venues ({} new), {} events ({} new)",
+                report.venues, report.venues_created, report.events, report.events_created
+            );
+            Ok(())
+        }
+        Command::Serve => {
+            let pool = db::connect(&config.database)
+                .await
+                .context("connecting to the database")?;
+            db::migrate(&pool).await.context("migrating")?;
+            pool.close().await;
+            let running = app::start(config).await.context("starting")?;
+            let stop = running.stopper();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                let _ = stop.send(true);
+            });
+            running.wait().await.context("serving")?;
+            Ok(())
+        }
+        Command::Keygen { .. } => unreachable!("handled above"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+fn keygen(out_dir: &std::path::Path, kid: &str) -> anyhow::Result<()> {
+    let private = out_dir.join(format!("{kid}.pem"));
+    let public = out_dir.join(format!("{kid}.pub.pem"));
+    if private.exists() && public.exists() {
+        println!("keys already present in {}", out_dir.display());
+        return Ok(());
+    }
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let pair = usher_shared::keys::generate_pair();
+    std::fs::write(&private, pair.private_pem)
+        .with_context(|| format!("writing {}", private.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::write(&public, pair.public_pem)
+        .with_context(|| format!("writing {}", public.display()))?;
+    println!("wrote {} and {}", private.display(), public.display());
+    Ok(())
+}

@@ -1,0 +1,102 @@
+# Shared by deploy/local/{up,down,test}: find or start PostgreSQL and Redis.
+#
+# DATABASE_URL / REDIS_URL, when set, are used as they are. Otherwise the
+# project runs private instances under target/usher-local/ on ports 55432 and
+# 56379, installing Debian's packages first when they are missing and we are
+# root (or saying exactly what to install when we are not).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STATE="$ROOT/target/usher-local"
+PG_PORT="${USHER_PG_PORT:-55432}"
+REDIS_PORT="${USHER_REDIS_PORT:-56379}"
+mkdir -p "$STATE/logs"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Installs Debian packages (as root), or explains how.
+need_packages() {
+  local missing=("$@")
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    say "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || die "apt-get install ${missing[*]} failed"
+  else
+    die "missing packages; install them with: sudo apt-get install -y ${missing[*]}"
+  fi
+}
+
+pg_bindir() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+ensure_toolchain() {
+  command -v cargo >/dev/null || die "no Rust toolchain: install it from https://rustup.rs (curl https://sh.rustup.rs -sSf | sh)"
+  local pkgs=()
+  command -v cc >/dev/null || pkgs+=(build-essential)
+  command -v pkg-config >/dev/null || pkgs+=(pkg-config)
+  need_packages "${pkgs[@]}"
+}
+
+# Sets DATABASE_URL to a reachable server with a database we may create in.
+ensure_postgres() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    say "using PostgreSQL from DATABASE_URL"
+    return 0
+  fi
+  local bindir
+  bindir="$(pg_bindir)"
+  if [ -z "$bindir" ] || [ ! -x "$bindir/initdb" ]; then
+    need_packages postgresql
+    bindir="$(pg_bindir)"
+  fi
+  command -v psql >/dev/null || need_packages postgresql-client
+  local data="$STATE/pg" sock="$STATE/pgsock" run_as=()
+  if [ "$(id -u)" -eq 0 ]; then
+    # PostgreSQL refuses to run as root: use the postgres account.
+    run_as=(runuser -u postgres --)
+  fi
+  mkdir -p "$sock"
+  if [ ! -s "$data/PG_VERSION" ]; then
+    say "creating a private PostgreSQL cluster in $data"
+    mkdir -p "$data"
+    [ ${#run_as[@]} -gt 0 ] && chown postgres "$data" "$sock"
+    "${run_as[@]}" "$bindir/initdb" -D "$data" -U postgres -A trust -E UTF8 >"$STATE/logs/initdb.log" 2>&1 \
+      || die "initdb failed; see $STATE/logs/initdb.log"
+  fi
+  [ ${#run_as[@]} -gt 0 ] && chown postgres "$sock" && touch "$STATE/logs/postgres.log" && chown postgres "$STATE/logs/postgres.log"
+  if ! "${run_as[@]}" "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    "${run_as[@]}" "$bindir/pg_ctl" -D "$data" -w -l "$STATE/logs/postgres.log" \
+      -o "-p $PG_PORT -k $sock -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null \
+      || die "PostgreSQL did not start; see $STATE/logs/postgres.log"
+  fi
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+}
+
+# Sets REDIS_URL to a reachable Redis.
+ensure_redis() {
+  if [ -n "${REDIS_URL:-}" ]; then
+    say "using Redis from REDIS_URL"
+    return 0
+  fi
+  command -v redis-server >/dev/null || need_packages redis-server
+  if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+    say "starting Redis on 127.0.0.1:$REDIS_PORT"
+    mkdir -p "$STATE/redis"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --save "" --appendonly no \
+      --dir "$STATE/redis" --pidfile "$STATE/redis/redis.pid" --logfile "$STATE/logs/redis.log" >/dev/null \
+      || die "Redis did not start; see $STATE/logs/redis.log"
+    for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+  export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+}
+
+# DATABASE_URL with its database name replaced.
+database_url_for() {
+  local name="$1" base="${DATABASE_URL%%\?*}" query=""
+  [ "$base" != "$DATABASE_URL" ] && query="?${DATABASE_URL#*\?}"
+  printf '%s/%s%s' "${base%/*}" "$name" "$query"
+}

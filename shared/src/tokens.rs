@@ -1,0 +1,207 @@
+//! Signed JWTs (EdDSA over Ed25519) and the claims Usher puts in them.
+//!
+//! A fan identity token says who the fan is; booking-core accepts it from a
+//! configured issuer. The edge's admission token will live here too, so both
+//! services read one definition.
+
+use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::keys::{SigningKey, VerifyingKeys};
+
+/// Who the fan is, as asserted by an identity issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The fan's stable id at the issuer.
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Why a token was refused. Each has a stable code for API errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is not a well-formed EdDSA JWT")]
+    Malformed,
+    #[error("the token is signed by a key this service does not know")]
+    UnknownKey,
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token was issued by an issuer this service does not trust")]
+    WrongIssuer,
+    #[error("the token was issued for another audience")]
+    WrongAudience,
+}
+
+impl TokenError {
+    pub fn code(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "token_malformed",
+            TokenError::UnknownKey => "token_unknown_key",
+            TokenError::BadSignature => "token_bad_signature",
+            TokenError::Expired => "token_expired",
+            TokenError::WrongIssuer => "token_wrong_issuer",
+            TokenError::WrongAudience => "token_wrong_audience",
+        }
+    }
+}
+
+/// Signs claims with one private key, naming it in the header's `kid`.
+#[derive(Clone, Debug)]
+pub struct TokenSigner {
+    key: SigningKey,
+}
+
+impl TokenSigner {
+    pub fn new(key: SigningKey) -> Self {
+        Self { key }
+    }
+
+    pub fn sign<C: Serialize>(&self, claims: &C) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.key.kid.clone());
+        // Serialising plain claim structs and signing with a loaded key cannot fail.
+        jsonwebtoken::encode(&header, claims, &self.key.key).expect("sign JWT")
+    }
+}
+
+/// Verifies tokens from one issuer for one audience against a key ring.
+#[derive(Clone, Debug)]
+pub struct TokenVerifier {
+    keys: VerifyingKeys,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    pub fn new(keys: VerifyingKeys, issuer: &str, audience: &str, leeway_secs: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = leeway_secs;
+        Self { keys, validation }
+    }
+
+    pub fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Malformed);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self.keys.get(&kid).ok_or(TokenError::UnknownKey)?;
+        jsonwebtoken::decode::<C>(token, key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                _ => TokenError::Malformed,
+            })
+    }
+
+    pub fn verify_fan(&self, token: &str) -> Result<FanClaims, TokenError> {
+        self.verify(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::generate_pair;
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    fn setup() -> (TokenSigner, TokenVerifier) {
+        let pair = generate_pair();
+        let signer = TokenSigner::new(SigningKey::from_pem("k1", &pair.private_pem).unwrap());
+        let mut keys = VerifyingKeys::new();
+        keys.insert_pem("k1", &pair.public_pem).unwrap();
+        (signer, TokenVerifier::new(keys, "usher-dev", "usher", 0))
+    }
+
+    fn claims(exp_in: i64) -> FanClaims {
+        FanClaims {
+            iss: "usher-dev".into(),
+            aud: "usher".into(),
+            sub: "fan-1".into(),
+            iat: now(),
+            exp: now() + exp_in,
+            name: None,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let (signer, verifier) = setup();
+        let token = signer.sign(&claims(60));
+        assert_eq!(verifier.verify_fan(&token).unwrap().sub, "fan-1");
+    }
+
+    #[test]
+    fn refusals_have_their_own_reasons() {
+        let (signer, verifier) = setup();
+        assert_eq!(
+            verifier.verify_fan(&signer.sign(&claims(-120))),
+            Err(TokenError::Expired)
+        );
+
+        let mut foreign = claims(60);
+        foreign.iss = "someone-else".into();
+        assert_eq!(
+            verifier.verify_fan(&signer.sign(&foreign)),
+            Err(TokenError::WrongIssuer)
+        );
+
+        let mut other_aud = claims(60);
+        other_aud.aud = "edge".into();
+        assert_eq!(
+            verifier.verify_fan(&signer.sign(&other_aud)),
+            Err(TokenError::WrongAudience)
+        );
+
+        let token = signer.sign(&claims(60));
+        let mut tampered = token.clone().into_bytes();
+        let n = tampered.len();
+        tampered[n - 3] = if tampered[n - 3] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert_eq!(
+            verifier.verify_fan(&tampered),
+            Err(TokenError::BadSignature)
+        );
+
+        assert_eq!(verifier.verify_fan("not.a.jwt"), Err(TokenError::Malformed));
+
+        let (other_signer, _) = setup();
+        let stranger =
+            TokenSigner::new(SigningKey::from_pem("k2", &generate_pair().private_pem).unwrap());
+        assert_eq!(
+            verifier.verify_fan(&stranger.sign(&claims(60))),
+            Err(TokenError::UnknownKey)
+        );
+        // Same kid, different key: the signature fails.
+        assert_eq!(
+            verifier.verify_fan(&other_signer.sign(&claims(60))),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn bad_key_ids_are_refused() {
+        let pair = generate_pair();
+        assert!(SigningKey::from_pem("", &pair.private_pem).is_err());
+        assert!(SigningKey::from_pem("a b", &pair.private_pem).is_err());
+        assert!(SigningKey::from_pem("ok", "garbage").is_err());
+    }
+}
