@@ -60,6 +60,62 @@ pub async fn lock_fan_and_read_rules(
     }))
 }
 
+/// Best available in one scope (event, section or tier, accessible or
+/// not) chooses one request at a time: the lock is held to the end of the
+/// transaction, so each choice reads the claims of the one before it and
+/// concurrent fans asking for "the best two" do not all pick the same pair.
+/// Taken after the fan's lock, always, so locks are taken in one order.
+pub async fn lock_scope(
+    tx: &mut PgConnection,
+    event: EventId,
+    section: Option<&str>,
+    tier: Option<i16>,
+    accessible: bool,
+) -> Result<(), sqlx::Error> {
+    let scope = format!(
+        "best/{}/{}/{}/{}",
+        event.0,
+        section.unwrap_or("*"),
+        tier.map_or(0, i32::from),
+        accessible
+    );
+    sqlx::query!(
+        r#"SELECT pg_advisory_xact_lock(hashtextextended($1, 7)) AS "locked!: ()""#,
+        scope
+    )
+    .fetch_one(tx)
+    .await?;
+    Ok(())
+}
+
+/// Seats of one best-available scope with a live claim (held or sold), as
+/// of now: run it after `lock_scope` to see everything committed before.
+pub async fn live_seats_in_scope(
+    tx: &mut PgConnection,
+    event: EventId,
+    section: Option<&str>,
+    tier: Option<i16>,
+    accessible: bool,
+) -> Result<Vec<SeatId>, sqlx::Error> {
+    let ids = sqlx::query_scalar!(
+        r#"SELECT c.seat_id
+           FROM seat_claims c
+           JOIN seats s ON s.id = c.seat_id
+           JOIN sections sc ON sc.id = s.section_id
+           WHERE c.event_id = $1 AND c.during @> now()
+             AND ($2::text IS NULL OR sc.code = $2)
+             AND ($3::smallint IS NULL OR s.tier = $3)
+             AND s.accessible = $4"#,
+        event.0,
+        section,
+        tier,
+        accessible,
+    )
+    .fetch_all(tx)
+    .await?;
+    Ok(ids.into_iter().map(SeatId).collect())
+}
+
 /// What one claim attempt did. The caller commits only if `claimed` is every
 /// seat asked for; otherwise it rolls back and nothing happened.
 #[derive(Debug)]

@@ -187,51 +187,38 @@ impl HoldService {
         plan: Plan,
         fingerprint: &Fingerprint,
     ) -> Result<Attempt, HoldError> {
-        match plan {
-            Plan::Seats(seats) => self.attempt(caller, event, map, seats, fingerprint).await,
-            Plan::Best { scope, quantity } => {
-                let mut taken: HashSet<u32> = occupied(&self.pool, map, event).await?;
-                for attempt in 0..self.best_available_attempts {
-                    // First try the best window; after losing a race, pick
-                    // among the next few so that racing fans spread out.
-                    let windows =
-                        best_available::rank(map, |i| taken.contains(&i), scope, quantity, 5);
-                    let Some(window) = (if attempt == 0 {
-                        windows.first()
-                    } else {
-                        windows.get(rand::thread_rng().gen_range(0..windows.len().max(1)))
-                    }) else {
-                        return Err(HoldError::NoAdjacentSeats { quantity });
-                    };
-                    match self
-                        .attempt(caller, event, map, window.seats.clone(), fingerprint)
-                        .await
-                    {
-                        Err(HoldError::SeatsTaken { seat_ids }) => {
-                            taken.extend(seat_ids.iter().filter_map(|s| map.index_of(*s)));
-                        }
-                        other => return other,
-                    }
+        // Best available chooses under a per-scope lock and so only loses a
+        // race to a fan who named specific seats; a few attempts cover that.
+        let attempts = match plan {
+            Plan::Seats(_) => 1,
+            Plan::Best { .. } => self.best_available_attempts,
+        };
+        let mut last = HoldError::Storage("no attempt made".into());
+        for _ in 0..attempts {
+            match self.attempt(caller, event, map, &plan, fingerprint).await {
+                Err(e @ HoldError::SeatsTaken { .. }) if matches!(plan, Plan::Best { .. }) => {
+                    last = e
                 }
-                Err(HoldError::NoAdjacentSeats { quantity })
+                other => return other,
             }
+        }
+        match plan {
+            Plan::Best { quantity, .. } => Err(HoldError::NoAdjacentSeats { quantity }),
+            Plan::Seats(_) => Err(last),
         }
     }
 
-    /// One all-or-nothing transaction for exactly these seats.
+    /// One all-or-nothing transaction: choose the seats (best available
+    /// chooses here, under its scope lock, from a fresh read) and claim them.
     async fn attempt(
         &self,
         caller: &Caller,
         event: EventId,
         map: &VenueMap,
-        mut seats: Vec<u32>,
+        plan: &Plan,
         fingerprint: &Fingerprint,
     ) -> Result<Attempt, HoldError> {
-        seats.sort_by_key(|&i| map.seat(i).id);
-        let seat_ids: Vec<SeatId> = seats.iter().map(|&i| map.seat(i).id).collect();
-        let tiers: Vec<i16> = seats.iter().map(|&i| map.seat(i).tier).collect();
         let hold_id = HoldId::new();
-
         let mut tx = self.pool.begin().await?;
         match idempotency::record_in_tx(
             &mut tx,
@@ -266,6 +253,46 @@ impl HoldService {
         if let Some(refusal) = refusal {
             return abandon(tx, Err(refusal)).await;
         }
+
+        let mut seats = match plan {
+            Plan::Seats(seats) => seats.clone(),
+            Plan::Best { scope, quantity } => {
+                let section = scope
+                    .section
+                    .map(|s| map.sections[s as usize].code.as_str());
+                claims::lock_scope(&mut tx, event, section, scope.tier, scope.accessible).await?;
+                let taken: HashSet<u32> = claims::live_seats_in_scope(
+                    &mut tx,
+                    event,
+                    section,
+                    scope.tier,
+                    scope.accessible,
+                )
+                .await?
+                .into_iter()
+                .filter_map(|id| map.index_of(id))
+                .collect();
+                match best_available::rank(map, |i| taken.contains(&i), *scope, *quantity, 1)
+                    .into_iter()
+                    .next()
+                {
+                    Some(window) => window.seats,
+                    None => {
+                        return abandon(
+                            tx,
+                            Err(HoldError::NoAdjacentSeats {
+                                quantity: *quantity,
+                            }),
+                        )
+                        .await;
+                    }
+                }
+            }
+        };
+        seats.sort_by_key(|&i| map.seat(i).id);
+        let seat_ids: Vec<SeatId> = seats.iter().map(|&i| map.seat(i).id).collect();
+        let tiers: Vec<i16> = seats.iter().map(|&i| map.seat(i).tier).collect();
+
         // Spread expiries over +/- jitter so a burst of holds does not all
         // come back in the same second.
         let jitter = rules.jitter_secs as f64;
@@ -466,24 +493,6 @@ async fn why_not_active(
             HoldState::Active => HoldError::Storage("active hold was not released".into()),
         },
     })
-}
-
-/// Seat-map indexes of every seat with a live claim in this event.
-async fn occupied(
-    pool: &PgPool,
-    map: &VenueMap,
-    event: EventId,
-) -> Result<HashSet<u32>, HoldError> {
-    let ids = sqlx::query_scalar!(
-        "SELECT seat_id FROM seat_claims WHERE event_id = $1 AND during @> now()",
-        event.0
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(ids
-        .into_iter()
-        .filter_map(|id| map.index_of(SeatId(id)))
-        .collect())
 }
 
 struct HoldFacts {

@@ -1,0 +1,327 @@
+//! Many concurrent clients fighting for the same seats, over real HTTP,
+//! against a real database. Afterwards the database must show at most one
+//! live claim per seat, and every answer a client got must match it.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use booking_core::ids::EventId;
+use common::*;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::Barrier;
+
+struct Answer {
+    fan: String,
+    wanted: Vec<i64>,
+    status: StatusCode,
+    body: Value,
+}
+
+/// Fires every request at once (after a barrier) and collects the answers.
+async fn storm(app: &Arc<TestApp>, event: EventId, requests: Vec<(String, Value)>) -> Vec<Answer> {
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let mut tasks = Vec::new();
+    for (i, (fan, body)) in requests.into_iter().enumerate() {
+        let app = app.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let token = app.sign_in(&fan).await;
+            let wanted: Vec<i64> = body["seat_ids"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x.as_i64().unwrap()).collect())
+                .unwrap_or_default();
+            barrier.wait().await;
+            let (status, body) = app.hold(&token, event, &format!("storm-{i}"), &body).await;
+            Answer {
+                fan,
+                wanted,
+                status,
+                body,
+            }
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn seats_of(hold: &Value) -> Vec<i64> {
+    let mut v: Vec<i64> = hold["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["seat_id"].as_i64().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The invariants, checked against the database itself.
+async fn check(app: &TestApp, event: EventId, answers: &[Answer]) -> usize {
+    // At most one live claim per seat (the constraint makes more impossible;
+    // this checks it is really there and that claims are live as expected).
+    let doubled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT seat_id FROM seat_claims WHERE event_id = $1 AND during @> now() GROUP BY seat_id HAVING count(*) > 1) d",
+    )
+    .bind(event.0)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(doubled, 0, "a seat has two live claims");
+
+    let claims = live_claims(&app.pool, event).await;
+    let mut by_hold: HashMap<String, Vec<i64>> = HashMap::new();
+    for (seat, hold) in &claims {
+        by_hold.entry(hold.to_string()).or_default().push(*seat);
+    }
+    let mut granted = HashSet::new();
+    let mut successes = 0;
+    for a in answers {
+        assert!(
+            !a.status.is_server_error(),
+            "{} got {}: {}",
+            a.fan,
+            a.status,
+            a.body
+        );
+        match a.status {
+            StatusCode::CREATED => {
+                successes += 1;
+                let id = a.body["hold_id"].as_str().unwrap().to_string();
+                let seats = seats_of(&a.body);
+                if !a.wanted.is_empty() {
+                    let mut wanted = a.wanted.clone();
+                    wanted.sort();
+                    assert_eq!(seats, wanted, "a hold must be exactly the seats asked for");
+                }
+                let mut in_db = by_hold.remove(&id).unwrap_or_default();
+                in_db.sort();
+                assert_eq!(
+                    in_db, seats,
+                    "the answer to {} does not match the database",
+                    a.fan
+                );
+                for s in seats {
+                    assert!(granted.insert(s), "seat {s} granted twice");
+                }
+            }
+            StatusCode::CONFLICT => {
+                let code = a.body["code"].as_str().unwrap();
+                assert!(
+                    ["seats_taken", "no_adjacent_seats"].contains(&code),
+                    "{}",
+                    a.body
+                );
+                if code == "seats_taken" {
+                    // The seats it names really are held by someone else.
+                    for s in a.body["seat_ids"].as_array().unwrap() {
+                        let s = s.as_i64().unwrap();
+                        assert!(a.wanted.contains(&s));
+                        assert!(
+                            claims.iter().any(|c| c.0 == s),
+                            "seat {s} reported taken but is free"
+                        );
+                    }
+                }
+            }
+            other => panic!("unexpected {other}: {}", a.body),
+        }
+    }
+    assert!(
+        by_hold.is_empty(),
+        "claims nobody was told about: {by_hold:?}"
+    );
+    let holds: i64 = sqlx::query_scalar("SELECT count(*) FROM holds WHERE event_id = $1")
+        .bind(event.0)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        holds as usize, successes,
+        "a refused request left a hold behind"
+    );
+    successes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_hundred_clients_fight_over_the_same_twenty_seats() {
+    let app = Arc::new(
+        TestApp::start_with(Options {
+            pool_size: 16,
+            ..Options::default()
+        })
+        .await,
+    );
+    let v = venue(&app.pool, &small_chart("hot", &["A"], 2, 10)).await;
+    let e = event(&app.pool, "hot", "hot", rules(8)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(500);
+    let requests = (0..500)
+        .map(|i| {
+            let n = rng.gen_range(1..=2);
+            let picked: Vec<i64> = seats.choose_multiple(&mut rng, n).copied().collect();
+            (format!("fan-{i}"), json!({"seat_ids": picked}))
+        })
+        .collect();
+    let answers = storm(&app, e, requests).await;
+    let won = check(&app, e, &answers).await;
+    assert!(
+        won >= 10,
+        "only {won} holds out of 20 seats: the seats should mostly go"
+    );
+    assert!(won <= 20);
+    Arc::try_unwrap(app).ok().unwrap().finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_clients_hold_overlapping_multi_seat_sets() {
+    let app = Arc::new(
+        TestApp::start_with(Options {
+            pool_size: 16,
+            ..Options::default()
+        })
+        .await,
+    );
+    let v = venue(&app.pool, &small_chart("overlap", &["A", "B"], 3, 10)).await;
+    let e = event(&app.pool, "overlap", "overlap", rules(10)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(200);
+    let requests = (0..200)
+        .map(|i| {
+            let n = rng.gen_range(2..=6);
+            // Shuffled order: the service must still not deadlock.
+            let picked: Vec<i64> = seats.choose_multiple(&mut rng, n).copied().collect();
+            (format!("fan-{i}"), json!({"seat_ids": picked}))
+        })
+        .collect();
+    let answers = storm(&app, e, requests).await;
+    let won = check(&app, e, &answers).await;
+    assert!(won >= 5, "{won}");
+    Arc::try_unwrap(app).ok().unwrap().finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn best_available_under_contention_never_shares_a_seat() {
+    let app = Arc::new(
+        TestApp::start_with(Options {
+            pool_size: 16,
+            ..Options::default()
+        })
+        .await,
+    );
+    venue(&app.pool, &small_chart("best", &["A"], 5, 12)).await;
+    let e = event(&app.pool, "best", "best", rules(10)).await;
+    let requests = (0..150)
+        .map(|i| {
+            (
+                format!("fan-{i}"),
+                json!({"best_available": {"quantity": 2, "section": "A"}}),
+            )
+        })
+        .collect();
+    let answers = storm(&app, e, requests).await;
+    let won = check(&app, e, &answers).await;
+    // 60 seats: up to 30 pairs. Every fan who was told there were no two
+    // seats together was told the truth: no row has two free seats side by
+    // side any more.
+    assert!(won >= 20, "{won}");
+    let free_pairs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM seats a JOIN seats b ON b.section_id = a.section_id AND b.row_no = a.row_no AND b.seat_no = a.seat_no + 1
+         WHERE NOT EXISTS (SELECT 1 FROM seat_claims c WHERE c.event_id = $1 AND c.seat_id = a.id AND c.during @> now())
+           AND NOT EXISTS (SELECT 1 FROM seat_claims c WHERE c.event_id = $1 AND c.seat_id = b.id AND c.during @> now())",
+    )
+    .bind(e.0)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let refused = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CONFLICT)
+        .count();
+    assert!(
+        refused == 0 || free_pairs == 0,
+        "{refused} fans refused while {free_pairs} pairs are free"
+    );
+    for a in answers.iter().filter(|a| a.status == StatusCode::CREATED) {
+        let seats = a.body["seats"].as_array().unwrap();
+        assert_eq!(seats[0]["row"], seats[1]["row"]);
+        let n: Vec<i64> = seats
+            .iter()
+            .map(|s| s["seat"].as_str().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!((n[1] - n[0]).abs(), 1, "not adjacent: {}", a.body);
+    }
+    Arc::try_unwrap(app).ok().unwrap().finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn holds_and_releases_churning_on_ten_seats_stay_consistent() {
+    let app = Arc::new(
+        TestApp::start_with(Options {
+            pool_size: 16,
+            ..Options::default()
+        })
+        .await,
+    );
+    let v = venue(&app.pool, &small_chart("churn", &["A"], 1, 10)).await;
+    let e = event(&app.pool, "churn", "churn", rules(10)).await;
+    let seats = Arc::new(seat_ids(&app.pool, v).await);
+    let mut tasks = Vec::new();
+    for c in 0..40 {
+        let app = app.clone();
+        let seats = seats.clone();
+        tasks.push(tokio::spawn(async move {
+            let token = app.sign_in(&format!("churner-{c}")).await;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(c);
+            let mut kept = Vec::new();
+            for round in 0..15 {
+                let n = rng.gen_range(1..=3);
+                let picked: Vec<i64> = seats.choose_multiple(&mut rng, n).copied().collect();
+                let (status, body) = app
+                    .hold(
+                        &token,
+                        e,
+                        &format!("h-{c}-{round}"),
+                        &json!({"seat_ids": picked}),
+                    )
+                    .await;
+                assert!(!status.is_server_error(), "{status} {body}");
+                if status == StatusCode::CREATED {
+                    let id = body["hold_id"].as_str().unwrap().to_string();
+                    if rng.gen_bool(0.7) {
+                        let (s, b) = app.release(&token, &id, &format!("r-{c}-{round}")).await;
+                        assert_eq!(s, StatusCode::OK, "{b}");
+                    } else {
+                        kept.push((id, seats_of(&body)));
+                    }
+                }
+            }
+            kept
+        }));
+    }
+    let mut kept: Vec<(String, Vec<i64>)> = Vec::new();
+    for t in tasks {
+        kept.extend(t.await.unwrap());
+    }
+    // What clients believe they still hold is exactly what the database holds.
+    let mut expected: Vec<(i64, String)> = kept
+        .iter()
+        .flat_map(|(id, s)| s.iter().map(move |x| (*x, id.clone())))
+        .collect();
+    expected.sort();
+    let mut actual: Vec<(i64, String)> = live_claims(&app.pool, e)
+        .await
+        .into_iter()
+        .map(|(s, h)| (s, h.to_string()))
+        .collect();
+    actual.sort();
+    assert_eq!(actual, expected);
+    Arc::try_unwrap(app).ok().unwrap().finish().await;
+}
