@@ -74,7 +74,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })?;
 
     let maps = SeatMaps::new(pool.clone());
-    let feed = SeatFeed::new(pool.clone()).await?;
+    let feed = SeatFeed::new(pool.clone(), Duration::from_millis(config.feed.poll_interval_ms));
     let holds = HoldService::new(
         pool.clone(),
         maps.clone(),
@@ -89,19 +89,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         identity: Arc::new(identity),
         maps,
         holds,
-        feed: feed.clone(),
+        feed,
         shutdown: shutdown.clone(),
     };
 
-    let mut workers = vec![tokio::spawn(
-        feed.run(Duration::from_millis(config.feed.poll_interval_ms)),
-    )];
+    let mut workers = Vec::new();
     if config.reaper.enabled {
-        workers.push(tokio::spawn(reaper::run(
-            pool,
-            config.reaper.clone(),
-            config.feed.clone(),
-        )));
+        workers.push(tokio::spawn(reaper::run(pool, config.reaper.clone())));
     }
 
     let app = http::router(state.clone());

@@ -110,10 +110,8 @@ pub struct ReaperConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeedConfig {
-    /// How often each instance reads the seat-change log.
+    /// How often each instance reads a watched event's seats for changes.
     pub poll_interval_ms: u64,
-    /// How long seat changes are kept for clients that resume a stream.
-    pub retention_secs: u64,
     pub heartbeat_secs: u64,
 }
 
@@ -162,7 +160,6 @@ impl Default for Config {
             },
             feed: FeedConfig {
                 poll_interval_ms: 250,
-                retention_secs: 900,
                 heartbeat_secs: 15,
             },
             log: LogConfig {
@@ -198,9 +195,7 @@ impl Config {
     /// Every problem at once, so an operator fixes the file in one go.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        if !(self.database.url.starts_with("postgres://")
-            || self.database.url.starts_with("postgresql://"))
-        {
+        if !(self.database.url.starts_with("postgres://") || self.database.url.starts_with("postgresql://")) {
             problems.push("database.url must be a postgres:// URL".to_string());
         }
         if !(1..=1000).contains(&self.database.max_connections) {
@@ -232,16 +227,10 @@ impl Config {
         let dev = &self.identity.dev_sign_in;
         if dev.enabled {
             if self.environment != Environment::Dev {
-                problems.push(
-                    "identity.dev_sign_in.enabled is only allowed with environment = \"dev\""
-                        .into(),
-                );
+                problems.push("identity.dev_sign_in.enabled is only allowed with environment = \"dev\"".into());
             }
             if dev.private_key_file.is_none() {
-                problems.push(
-                    "identity.dev_sign_in.private_key_file is required when dev sign-in is enabled"
-                        .into(),
-                );
+                problems.push("identity.dev_sign_in.private_key_file is required when dev sign-in is enabled".into());
             }
             if !(60..=7 * 86400).contains(&dev.token_ttl_secs) {
                 problems.push("identity.dev_sign_in.token_ttl_secs must be 60..=604800".into());
@@ -261,9 +250,6 @@ impl Config {
         }
         if !(20..=5_000).contains(&self.feed.poll_interval_ms) {
             problems.push("feed.poll_interval_ms must be 20..=5000".into());
-        }
-        if self.feed.retention_secs < 60 {
-            problems.push("feed.retention_secs must be at least 60".into());
         }
         if !(1..=120).contains(&self.feed.heartbeat_secs) {
             problems.push("feed.heartbeat_secs must be 1..=120".into());
@@ -310,12 +296,7 @@ mod tests {
         c.reaper.batch_size = 0;
         c.log.format = "xml".into();
         let err = c.validate().unwrap_err().to_string();
-        for needle in [
-            "database.url",
-            "reaper.batch_size",
-            "log.format",
-            "public_keys",
-        ] {
+        for needle in ["database.url", "reaper.batch_size", "log.format", "public_keys"] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }
     }

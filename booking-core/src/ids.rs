@@ -76,9 +76,7 @@ impl std::fmt::Display for FanId {
 }
 
 /// An amount of money in the event's currency, in cents.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema, sqlx::Type,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(transparent)]
 #[sqlx(transparent)]
 pub struct Cents(pub i64);

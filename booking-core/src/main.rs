@@ -60,8 +60,7 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Keygen { out_dir, kid } = &cli.command {
         return keygen(out_dir, kid);
     }
-    let config = Config::load(&cli.config)
-        .with_context(|| format!("configuration {}", cli.config.display()))?;
+    let config = Config::load(&cli.config).with_context(|| format!("configuration {}", cli.config.display()))?;
     init_logging(&config);
     match cli.command {
         Command::CheckConfig => {
@@ -114,8 +113,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };
@@ -136,15 +134,13 @@ fn keygen(out_dir: &std::path::Path, kid: &str) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let pair = usher_shared::keys::generate_pair();
-    std::fs::write(&private, pair.private_pem)
-        .with_context(|| format!("writing {}", private.display()))?;
+    std::fs::write(&private, pair.private_pem).with_context(|| format!("writing {}", private.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600))?;
     }
-    std::fs::write(&public, pair.public_pem)
-        .with_context(|| format!("writing {}", public.display()))?;
+    std::fs::write(&public, pair.public_pem).with_context(|| format!("writing {}", public.display()))?;
     println!("wrote {} and {}", private.display(), public.display());
     Ok(())
 }

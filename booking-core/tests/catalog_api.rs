@@ -48,16 +48,11 @@ async fn the_seeded_demo_is_searchable_and_seeding_twice_changes_nothing() {
     let before = fingerprint().await;
     let second = booking_core::seed::run(&app.pool).await.unwrap();
     assert_eq!((second.venues_created, second.events_created), (0, 0));
-    assert_eq!(
-        fingerprint().await,
-        before,
-        "a second seed changed something"
-    );
-    let stadium_seats: i32 =
-        sqlx::query_scalar("SELECT seat_count FROM venues WHERE slug = 'meridian-stadium'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    assert_eq!(fingerprint().await, before, "a second seed changed something");
+    let stadium_seats: i32 = sqlx::query_scalar("SELECT seat_count FROM venues WHERE slug = 'meridian-stadium'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(stadium_seats, 50_000);
 
     // Everything, paged in small pages: each event exactly once, in order.
@@ -65,10 +60,7 @@ async fn the_seeded_demo_is_searchable_and_seeding_twice_changes_nothing() {
     assert_eq!(all.len(), 12);
     let ids: HashSet<i64> = all.iter().map(|e| e["id"].as_i64().unwrap()).collect();
     assert_eq!(ids.len(), 12);
-    let starts: Vec<&str> = all
-        .iter()
-        .map(|e| e["starts_at"].as_str().unwrap())
-        .collect();
+    let starts: Vec<&str> = all.iter().map(|e| e["starts_at"].as_str().unwrap()).collect();
     assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
 
     // Text over artist, title and venue; prefix matching; filters.
@@ -78,16 +70,9 @@ async fn the_seeded_demo_is_searchable_and_seeding_twice_changes_nothing() {
     assert_eq!(by_artist[0]["price_min_cents"], 4500);
     assert_eq!(by_artist[0]["price_max_cents"], 18950);
     assert_eq!(all_pages(&app, "q=meridian").await.len(), 3, "venue name");
-    assert_eq!(
-        all_pages(&app, "q=hamle").await.len(),
-        1,
-        "prefix of a title"
-    );
+    assert_eq!(all_pages(&app, "q=hamle").await.len(), 1, "prefix of a title");
     assert_eq!(all_pages(&app, "city=london").await.len(), 5);
-    assert_eq!(
-        all_pages(&app, "city=Berlin&category=family").await.len(),
-        1
-    );
+    assert_eq!(all_pages(&app, "city=Berlin&category=family").await.len(), 1);
     assert_eq!(all_pages(&app, "category=comedy").await.len(), 2);
     assert_eq!(all_pages(&app, "q=nothing+matches+this").await.len(), 0);
     let soon = chrono::Utc::now() + chrono::Duration::days(16);
@@ -151,12 +136,7 @@ async fn the_seeded_demo_is_searchable_and_seeding_twice_changes_nothing() {
     let seatmap = page["seatmap_url"].as_str().unwrap();
     let r = app.http.get(app.url(seatmap)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(
-        r.headers()["cache-control"]
-            .to_str()
-            .unwrap()
-            .contains("max-age=86400")
-    );
+    assert!(r.headers()["cache-control"].to_str().unwrap().contains("max-age=86400"));
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
     let map: Value = r.json().await.unwrap();
     assert_eq!(map["seat_count"], 50_000);
@@ -200,10 +180,7 @@ async fn openapi_and_health() {
         "/v1/holds/{hold_id}",
         "/v1/events/{event_id}/availability",
     ] {
-        assert!(
-            doc["paths"][path].is_object(),
-            "{path} missing from OpenAPI"
-        );
+        assert!(doc["paths"][path].is_object(), "{path} missing from OpenAPI");
     }
     assert!(doc["components"]["schemas"]["HoldRequest"].is_object());
     assert_eq!(app.get("/healthz").await.0, StatusCode::OK);

@@ -84,13 +84,7 @@ async fn check(app: &TestApp, event: EventId, answers: &[Answer]) -> usize {
     let mut granted = HashSet::new();
     let mut successes = 0;
     for a in answers {
-        assert!(
-            !a.status.is_server_error(),
-            "{} got {}: {}",
-            a.fan,
-            a.status,
-            a.body
-        );
+        assert!(!a.status.is_server_error(), "{} got {}: {}", a.fan, a.status, a.body);
         match a.status {
             StatusCode::CREATED => {
                 successes += 1;
@@ -103,50 +97,33 @@ async fn check(app: &TestApp, event: EventId, answers: &[Answer]) -> usize {
                 }
                 let mut in_db = by_hold.remove(&id).unwrap_or_default();
                 in_db.sort();
-                assert_eq!(
-                    in_db, seats,
-                    "the answer to {} does not match the database",
-                    a.fan
-                );
+                assert_eq!(in_db, seats, "the answer to {} does not match the database", a.fan);
                 for s in seats {
                     assert!(granted.insert(s), "seat {s} granted twice");
                 }
             }
             StatusCode::CONFLICT => {
                 let code = a.body["code"].as_str().unwrap();
-                assert!(
-                    ["seats_taken", "no_adjacent_seats"].contains(&code),
-                    "{}",
-                    a.body
-                );
+                assert!(["seats_taken", "no_adjacent_seats"].contains(&code), "{}", a.body);
                 if code == "seats_taken" {
                     // The seats it names really are held by someone else.
                     for s in a.body["seat_ids"].as_array().unwrap() {
                         let s = s.as_i64().unwrap();
                         assert!(a.wanted.contains(&s));
-                        assert!(
-                            claims.iter().any(|c| c.0 == s),
-                            "seat {s} reported taken but is free"
-                        );
+                        assert!(claims.iter().any(|c| c.0 == s), "seat {s} reported taken but is free");
                     }
                 }
             }
             other => panic!("unexpected {other}: {}", a.body),
         }
     }
-    assert!(
-        by_hold.is_empty(),
-        "claims nobody was told about: {by_hold:?}"
-    );
+    assert!(by_hold.is_empty(), "claims nobody was told about: {by_hold:?}");
     let holds: i64 = sqlx::query_scalar("SELECT count(*) FROM holds WHERE event_id = $1")
         .bind(event.0)
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(
-        holds as usize, successes,
-        "a refused request left a hold behind"
-    );
+    assert_eq!(holds as usize, successes, "a refused request left a hold behind");
     successes
 }
 
@@ -241,10 +218,7 @@ async fn best_available_under_contention_never_shares_a_seat() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    let refused = answers
-        .iter()
-        .filter(|a| a.status == StatusCode::CONFLICT)
-        .count();
+    let refused = answers.iter().filter(|a| a.status == StatusCode::CONFLICT).count();
     assert!(
         refused == 0 || free_pairs == 0,
         "{refused} fans refused while {free_pairs} pairs are free"
@@ -285,12 +259,7 @@ async fn holds_and_releases_churning_on_ten_seats_stay_consistent() {
                 let n = rng.gen_range(1..=3);
                 let picked: Vec<i64> = seats.choose_multiple(&mut rng, n).copied().collect();
                 let (status, body) = app
-                    .hold(
-                        &token,
-                        e,
-                        &format!("h-{c}-{round}"),
-                        &json!({"seat_ids": picked}),
-                    )
+                    .hold(&token, e, &format!("h-{c}-{round}"), &json!({"seat_ids": picked}))
                     .await;
                 assert!(!status.is_server_error(), "{status} {body}");
                 if status == StatusCode::CREATED {

@@ -40,19 +40,11 @@ async fn a_seat_is_holdable_again_the_moment_its_hold_expires_without_the_reaper
         .hold(&alice, e, "a1", &json!({"seat_ids": [seats[0], seats[1]]}))
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = app
-        .hold(&bob, e, "b1", &json!({"seat_ids": [seats[0]]}))
-        .await;
-    assert_eq!(
-        s,
-        StatusCode::CONFLICT,
-        "the hold is live: the seat is taken"
-    );
+    let (s, _) = app.hold(&bob, e, "b1", &json!({"seat_ids": [seats[0]]})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "the hold is live: the seat is taken");
 
     tokio::time::sleep(Duration::from_millis(ms_until_expiry(&hold) + 20)).await;
-    let (s, body) = app
-        .hold(&bob, e, "b2", &json!({"seat_ids": [seats[0]]}))
-        .await;
+    let (s, body) = app.hold(&bob, e, "b2", &json!({"seat_ids": [seats[0]]})).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
 
     // No reaper ran: the old hold's row still says active, and it did not
@@ -70,10 +62,7 @@ async fn a_seat_is_holdable_again_the_moment_its_hold_expires_without_the_reaper
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["state"],
-        "expired"
-    );
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["state"], "expired");
     // Nor does it count against Alice's limit of two.
     let (s, body) = app
         .hold(&alice, e, "a2", &json!({"seat_ids": [seats[2], seats[3]]}))
@@ -88,11 +77,19 @@ async fn a_seat_is_holdable_again_the_moment_its_hold_expires_without_the_reaper
     app.finish().await;
 }
 
+/// The state of seat `idx` in a snapshot event's packed states.
+fn snapshot_state(event: &SseEvent, idx: usize) -> u8 {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(event.data["states"].as_str().unwrap())
+        .unwrap();
+    (bytes[idx / 4] >> (2 * (idx % 4))) & 3
+}
+
 #[tokio::test]
-async fn the_reaper_frees_expired_seats_and_the_stream_says_so() {
+async fn the_stream_shows_expiry_by_the_clock_and_the_reaper_cleans_up() {
     let app = TestApp::start_with(Options {
-        reaper: true,
-        reaper_interval_ms: 100,
+        reaper: false,
         ..Options::default()
     })
     .await;
@@ -107,12 +104,14 @@ async fn the_reaper_frees_expired_seats_and_the_stream_says_so() {
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
     let mut stream = Sse::open(&app, &format!("/v1/events/{}/seat-changes", e.0), None).await;
-    let ready = stream.next(Duration::from_secs(2)).await.unwrap();
-    assert_eq!(ready.event, "ready");
+    let first = stream.next(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(first.event, "snapshot");
+    assert_eq!(
+        (first.data["seat_count"].as_i64(), first.data["available"].as_i64()),
+        (Some(4), Some(4))
+    );
 
-    let (s, hold) = app
-        .hold(&alice, e, "a1", &json!({"seat_ids": [seats[1]]}))
-        .await;
+    let (s, hold) = app.hold(&alice, e, "a1", &json!({"seat_ids": [seats[1]]})).await;
     assert_eq!(s, StatusCode::CREATED);
     assert!(
         stream
@@ -121,6 +120,7 @@ async fn the_reaper_frees_expired_seats_and_the_stream_says_so() {
             .is_some(),
         "held seat not streamed"
     );
+    // No reaper is running: the seat comes back when the clock says so.
     assert!(
         stream
             .until_seat(seats[1], "available", Duration::from_secs(3))
@@ -128,6 +128,11 @@ async fn the_reaper_frees_expired_seats_and_the_stream_says_so() {
             .is_some(),
         "expiry not streamed"
     );
+
+    // The reaper removes the ended claim and marks the hold expired.
+    booking_core::inventory::reaper::reap_once(&app.pool, 100)
+        .await
+        .unwrap();
     let state: String = sqlx::query_scalar("SELECT state FROM holds WHERE id = $1::uuid")
         .bind(hold["hold_id"].as_str().unwrap())
         .fetch_one(&app.pool)
@@ -143,7 +148,49 @@ async fn the_reaper_frees_expired_seats_and_the_stream_says_so() {
 }
 
 #[tokio::test]
-async fn the_stream_is_live_resumable_and_honest_about_gaps() {
+async fn the_running_reaper_expires_holds_promptly() {
+    let app = TestApp::start_with(Options {
+        reaper: true,
+        reaper_interval_ms: 100,
+        ..Options::default()
+    })
+    .await;
+    let v = venue(&app.pool, &small_chart("x4", &["A"], 1, 4)).await;
+    let rules = EventRules {
+        hold_ttl_secs: 1,
+        hold_jitter_secs: 0,
+        max_seats_per_fan: 4,
+        protected: false,
+    };
+    let e = event(&app.pool, "x4", "x4", rules).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let alice = app.sign_in("alice").await;
+    let (s, hold) = app
+        .hold(&alice, e, "a1", &json!({"seat_ids": [seats[0], seats[1]]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let id = hold["hold_id"].as_str().unwrap().to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    loop {
+        let state: String = sqlx::query_scalar("SELECT state FROM holds WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        if state == "expired" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reaper did not expire the hold"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_stream_is_live_and_resumable() {
     let app = TestApp::start().await;
     let v = venue(&app.pool, &small_chart("x3", &["A"], 2, 5)).await;
     let e = event(&app.pool, "x3", "x3", rules(10)).await;
@@ -152,29 +199,18 @@ async fn the_stream_is_live_resumable_and_honest_about_gaps() {
     let bob = app.sign_in("bob").await;
     let path = format!("/v1/events/{}/seat-changes", e.0);
 
-    // A snapshot, then a change, then a stream from the snapshot's cursor:
-    // the change is replayed first.
-    let (_, snap) = app.get(&format!("/v1/events/{}/availability", e.0)).await;
-    let cursor = snap["cursor"].as_str().unwrap().to_string();
-    let (s, _) = app
-        .hold(&alice, e, "a1", &json!({"seat_ids": [seats[0]]}))
-        .await;
+    // A hold made before connecting is in the opening snapshot.
+    let (s, _) = app.hold(&alice, e, "a1", &json!({"seat_ids": [seats[0]]})).await;
     assert_eq!(s, StatusCode::CREATED);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut stream = Sse::open(&app, &format!("{path}?since={cursor}"), None).await;
-    assert_eq!(
-        stream.next(Duration::from_secs(2)).await.unwrap().event,
-        "ready"
-    );
-    assert!(
-        stream
-            .until_seat(seats[0], "held", Duration::from_secs(2))
-            .await
-            .is_some(),
-        "missed change not replayed"
-    );
+    let mut watcher = Sse::open(&app, &path, None).await;
+    let snapshot = watcher.next(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(snapshot.event, "snapshot");
+    assert_eq!(snapshot_state(&snapshot, 0), 1, "seat 0 held");
+    assert_eq!(snapshot_state(&snapshot, 1), 0, "seat 1 free");
 
-    // Live: Bob's hold shows up within two seconds; his release too.
+    // Live: Bob's hold shows up within two seconds.
+    let mut stream = Sse::open(&app, &path, None).await;
+    assert_eq!(stream.next(Duration::from_secs(2)).await.unwrap().event, "snapshot");
     let (s, hold) = app
         .hold(&bob, e, "b1", &json!({"seat_ids": [seats[1], seats[2]]}))
         .await;
@@ -186,44 +222,31 @@ async fn the_stream_is_live_resumable_and_honest_about_gaps() {
     let last_id = seen.id.clone().unwrap();
     drop(stream);
 
-    // While disconnected, Bob releases; reconnecting with Last-Event-ID
-    // replays it.
-    let (s, _) = app
-        .release(&bob, hold["hold_id"].as_str().unwrap(), "r1")
-        .await;
+    // While disconnected, Bob releases. Reconnecting with Last-Event-ID
+    // resumes with exactly what was missed, no snapshot.
+    let (s, _) = app.release(&bob, hold["hold_id"].as_str().unwrap(), "r1").await;
     assert_eq!(s, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut stream = Sse::open(&app, &path, Some(&last_id)).await;
     assert!(
-        stream
+        watcher
             .until_seat(seats[1], "available", Duration::from_secs(2))
             .await
-            .is_some(),
-        "resume lost a change"
+            .is_some()
     );
+    let mut stream = Sse::open(&app, &path, Some(&last_id)).await;
+    let resumed = stream.next(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(resumed.event, "seats", "{resumed:?}");
+    let freed: Vec<i64> = resumed.data["available"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect();
+    assert!(freed.contains(&seats[1]) && freed.contains(&seats[2]), "{resumed:?}");
 
-    // Once the log is pruned past a cursor, a client asking for it is told
-    // to re-read availability.
-    drop(stream);
-    booking_core::inventory::feed::prune(&app.pool, 0.0, 10_000)
-        .await
-        .unwrap();
-    let mut stream = Sse::open(&app, &format!("{path}?since={cursor}"), None).await;
-    assert_eq!(
-        stream.next(Duration::from_secs(2)).await.unwrap().event,
-        "ready"
-    );
-    let reset = stream.next(Duration::from_secs(2)).await.unwrap();
-    assert_eq!(reset.event, "reset");
+    // An id this process never gave out: a fresh snapshot instead.
+    let mut stream = Sse::open(&app, &path, Some("12.34")).await;
+    assert_eq!(stream.next(Duration::from_secs(2)).await.unwrap().event, "snapshot");
 
-    // Bad cursors are a 400, unknown events a 404.
-    let r = app
-        .http
-        .get(app.url(&format!("{path}?since=banana")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = app
         .http
         .get(app.url("/v1/events/424242/seat-changes"))

@@ -10,11 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
 }
 
 fn held_ids(hold: &Value) -> Vec<i64> {
@@ -58,10 +54,8 @@ async fn a_hold_carries_seats_locked_prices_total_and_expiry() {
     assert_eq!(hold["seats"][0]["section"], "A");
     assert_eq!(hold["seats"][0]["row"], "R1");
     assert_eq!(hold["state"], "active");
-    let expires =
-        chrono::DateTime::parse_from_rfc3339(hold["expires_at"].as_str().unwrap()).unwrap();
-    let server =
-        chrono::DateTime::parse_from_rfc3339(hold["server_time"].as_str().unwrap()).unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(hold["expires_at"].as_str().unwrap()).unwrap();
+    let server = chrono::DateTime::parse_from_rfc3339(hold["server_time"].as_str().unwrap()).unwrap();
     let lifetime = (expires - server).num_milliseconds();
     assert!(
         (240_000..=360_000).contains(&lifetime),
@@ -103,20 +97,13 @@ async fn jitter_spreads_expiry_of_holds_made_together() {
     let fan = app.sign_in("spreader").await;
     let mut lifetimes = Vec::new();
     for (i, s) in seats.iter().take(20).enumerate() {
-        let (status, hold) = app
-            .hold(&fan, e, &format!("j{i}"), &json!({"seat_ids": [s]}))
-            .await;
+        let (status, hold) = app.hold(&fan, e, &format!("j{i}"), &json!({"seat_ids": [s]})).await;
         assert_eq!(status, StatusCode::CREATED);
-        let exp =
-            chrono::DateTime::parse_from_rfc3339(hold["expires_at"].as_str().unwrap()).unwrap();
-        let now =
-            chrono::DateTime::parse_from_rfc3339(hold["server_time"].as_str().unwrap()).unwrap();
+        let exp = chrono::DateTime::parse_from_rfc3339(hold["expires_at"].as_str().unwrap()).unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339(hold["server_time"].as_str().unwrap()).unwrap();
         lifetimes.push((exp - now).num_milliseconds());
     }
-    let (min, max) = (
-        *lifetimes.iter().min().unwrap(),
-        *lifetimes.iter().max().unwrap(),
-    );
+    let (min, max) = (*lifetimes.iter().min().unwrap(), *lifetimes.iter().max().unwrap());
     assert!(min >= 240_000 && max <= 360_000, "{lifetimes:?}");
     // Twenty uniform draws over 120 s spread over more than 20 s with
     // overwhelming probability (all within 20 s: about 20 * (1/6)^19).
@@ -152,10 +139,7 @@ async fn all_or_nothing_and_a_409_lists_the_taken_seats() {
     assert_eq!(taken, vec![seats[1], seats[2]]);
     // Bob holds nothing: seats 0 and 3 are still free.
     let claims = live_claims(&app.pool, e).await;
-    assert_eq!(
-        claims.iter().map(|c| c.0).collect::<Vec<_>>(),
-        vec![seats[1], seats[2]]
-    );
+    assert_eq!(claims.iter().map(|c| c.0).collect::<Vec<_>>(), vec![seats[1], seats[2]]);
     let (status, _) = app
         .hold(&bob, e, "b2", &json!({"seat_ids": [seats[0], seats[3]]}))
         .await;
@@ -180,23 +164,14 @@ async fn idempotency_keys_replay_the_first_answer_and_refuse_a_changed_body() {
         .header("idempotency-key", "same-key")
         // Same request, different formatting.
         .header("content-type", "application/json")
-        .body(format!(
-            "{{ \"seat_ids\" : [ {}, {} ] }}",
-            seats[4], seats[5]
-        ))
+        .body(format!("{{ \"seat_ids\" : [ {}, {} ] }}", seats[4], seats[5]))
         .send()
         .await
         .unwrap();
     assert_eq!(r.headers().get("idempotent-replayed").unwrap(), "true");
     let (s2, second) = (r.status(), r.json::<Value>().await.unwrap());
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
-    for field in [
-        "hold_id",
-        "seats",
-        "total_cents",
-        "expires_at",
-        "created_at",
-    ] {
+    for field in ["hold_id", "seats", "total_cents", "expires_at", "created_at"] {
         assert_eq!(first[field], second[field], "{field}");
     }
     let holds: i64 = sqlx::query_scalar("SELECT count(*) FROM holds")
@@ -205,41 +180,29 @@ async fn idempotency_keys_replay_the_first_answer_and_refuse_a_changed_body() {
         .unwrap();
     assert_eq!(holds, 1, "a replay must not create a second hold");
 
-    let (status, problem) = app
-        .hold(&alice, e, "same-key", &json!({"seat_ids": [seats[6]]}))
-        .await;
+    let (status, problem) = app.hold(&alice, e, "same-key", &json!({"seat_ids": [seats[6]]})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(problem["code"], "idempotency_key_reused");
 
     // A refusal is remembered too: the same key gets the same 409 even after
     // the seat frees up.
     let bob = app.sign_in("bob").await;
-    let (status, refused) = app
-        .hold(&bob, e, "bob-1", &json!({"seat_ids": [seats[4]]}))
-        .await;
+    let (status, refused) = app.hold(&bob, e, "bob-1", &json!({"seat_ids": [seats[4]]})).await;
     assert_eq!(
         (status, refused["code"].as_str()),
         (StatusCode::CONFLICT, Some("seats_taken"))
     );
-    let (status, _) = app
-        .release(&alice, first["hold_id"].as_str().unwrap(), "rel-1")
-        .await;
+    let (status, _) = app.release(&alice, first["hold_id"].as_str().unwrap(), "rel-1").await;
     assert_eq!(status, StatusCode::OK);
-    let (status, again) = app
-        .hold(&bob, e, "bob-1", &json!({"seat_ids": [seats[4]]}))
-        .await;
+    let (status, again) = app.hold(&bob, e, "bob-1", &json!({"seat_ids": [seats[4]]})).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(again, refused);
     // A new key tries again for real.
-    let (status, _) = app
-        .hold(&bob, e, "bob-2", &json!({"seat_ids": [seats[4]]}))
-        .await;
+    let (status, _) = app.hold(&bob, e, "bob-2", &json!({"seat_ids": [seats[4]]})).await;
     assert_eq!(status, StatusCode::CREATED);
 
     // Keys belong to a fan: Bob's key is not Alice's.
-    let (status, _) = app
-        .hold(&alice, e, "bob-2", &json!({"seat_ids": [seats[7]]}))
-        .await;
+    let (status, _) = app.hold(&alice, e, "bob-2", &json!({"seat_ids": [seats[7]]})).await;
     assert_eq!(status, StatusCode::CREATED);
     app.finish().await;
 }
@@ -252,8 +215,7 @@ async fn concurrent_retries_with_one_key_make_one_hold() {
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
     let body = json!({"seat_ids": [seats[0], seats[1]]});
-    let answers =
-        futures::future::join_all((0..20).map(|_| app.hold(&alice, e, "storm", &body))).await;
+    let answers = futures::future::join_all((0..20).map(|_| app.hold(&alice, e, "storm", &body))).await;
     let hold_ids: std::collections::HashSet<String> = answers
         .iter()
         .map(|(s, b)| {
@@ -278,9 +240,7 @@ async fn release_frees_seats_and_explains_every_other_case() {
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
     let bob = app.sign_in("bob").await;
-    let (_, hold) = app
-        .hold(&alice, e, "h", &json!({"seat_ids": [seats[0]]}))
-        .await;
+    let (_, hold) = app.hold(&alice, e, "h", &json!({"seat_ids": [seats[0]]})).await;
     let id = hold["hold_id"].as_str().unwrap();
 
     // Someone else's hold does not exist, as far as they can tell.
@@ -289,9 +249,7 @@ async fn release_frees_seats_and_explains_every_other_case() {
         (status, p["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("hold_not_found"))
     );
-    let (status, p) = app
-        .release(&alice, "00000000-0000-0000-0000-000000000000", "x2")
-        .await;
+    let (status, p) = app.release(&alice, "00000000-0000-0000-0000-000000000000", "x2").await;
     assert_eq!(
         (status, p["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("hold_not_found"))
@@ -317,15 +275,11 @@ async fn release_frees_seats_and_explains_every_other_case() {
         (StatusCode::CONFLICT, Some("hold_released"))
     );
     // Bob can have the seat now.
-    let (status, _) = app
-        .hold(&bob, e, "b", &json!({"seat_ids": [seats[0]]}))
-        .await;
+    let (status, _) = app.hold(&bob, e, "b", &json!({"seat_ids": [seats[0]]})).await;
     assert_eq!(status, StatusCode::CREATED);
 
     // An expired hold: 410.
-    let (_, hold) = app
-        .hold(&alice, e, "h2", &json!({"seat_ids": [seats[1]]}))
-        .await;
+    let (_, hold) = app.hold(&alice, e, "h2", &json!({"seat_ids": [seats[1]]})).await;
     let id2 = hold["hold_id"].as_str().unwrap();
     sqlx::query("UPDATE holds SET created_at = now() - interval '10 min', expires_at = now() - interval '1 min' WHERE id = $1::uuid")
         .bind(id2)
@@ -333,10 +287,7 @@ async fn release_frees_seats_and_explains_every_other_case() {
         .await
         .unwrap();
     let (status, p) = app.release(&alice, id2, "r3").await;
-    assert_eq!(
-        (status, p["code"].as_str()),
-        (StatusCode::GONE, Some("hold_expired"))
-    );
+    assert_eq!((status, p["code"].as_str()), (StatusCode::GONE, Some("hold_expired")));
     app.finish().await;
 }
 
@@ -347,19 +298,17 @@ async fn bad_requests_get_their_own_codes_never_a_500() {
     venue(&app.pool, &small_chart("other", &["Z"], 1, 5)).await;
     let e = event(&app.pool, "e6", "v6", rules(8)).await;
     let seats = seat_ids(&app.pool, v).await;
-    let other_seat: i64 = sqlx::query_scalar("SELECT s.id FROM seats s JOIN venues v ON v.id = s.venue_id WHERE v.slug = 'other' LIMIT 1")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let other_seat: i64 = sqlx::query_scalar(
+        "SELECT s.id FROM seats s JOIN venues v ON v.id = s.venue_id WHERE v.slug = 'other' LIMIT 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     let alice = app.sign_in("alice").await;
     let hold_url = app.url(&format!("/v1/events/{}/holds", e.0));
 
     let cases: Vec<(Value, StatusCode, &str)> = vec![
-        (
-            json!({}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_hold_request",
-        ),
+        (json!({}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_hold_request"),
         (
             json!({"seat_ids": [seats[0]], "best_available": {"quantity": 1}}),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -425,16 +374,8 @@ async fn bad_requests_get_their_own_codes_never_a_500() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
         ),
-        (
-            json!({"seats": [1]}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        (
-            json!([1, 2]),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
+        (json!({"seats": [1]}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (json!([1, 2]), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
     ];
     for (i, (body, status, code)) in cases.into_iter().enumerate() {
         let (got, problem) = app.hold(&alice, e, &format!("bad-{i}"), &body).await;
@@ -448,10 +389,7 @@ async fn bad_requests_get_their_own_codes_never_a_500() {
     }
 
     // Raw bodies and headers.
-    let send = |body: &'static str,
-                ctype: Option<&'static str>,
-                key: Option<&'static str>,
-                token: Option<String>| {
+    let send = |body: &'static str, ctype: Option<&'static str>, key: Option<&'static str>, token: Option<String>| {
         let mut r = app.http.post(&hold_url).body(body);
         if let Some(c) = ctype {
             r = r.header("content-type", c);
@@ -464,10 +402,7 @@ async fn bad_requests_get_their_own_codes_never_a_500() {
         }
         async move {
             let r = r.send().await.unwrap();
-            let ct = r
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap().to_string());
+            let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
             (r.status(), ct, r.json::<Value>().await.unwrap())
         }
     };
@@ -553,21 +488,12 @@ async fn bad_requests_get_their_own_codes_never_a_500() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["code"],
-        "invalid_path_parameter"
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_path_parameter");
     let (status, p) = app.get("/v1/nothing-here").await;
-    assert_eq!(
-        (status, p["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
+    assert_eq!((status, p["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
     let r = app.http.put(app.url("/v1/events")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["code"],
-        "method_not_allowed"
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "method_not_allowed");
 
     // Nothing was held by any of it.
     assert!(live_claims(&app.pool, e).await.is_empty());
@@ -579,9 +505,8 @@ async fn tokens_are_checked() {
     let app = TestApp::start().await;
     // A token signed by a key the service does not trust.
     let pair = usher_shared::keys::generate_pair();
-    let stranger = usher_shared::TokenSigner::new(
-        usher_shared::SigningKey::from_pem("dev-1", &pair.private_pem).unwrap(),
-    );
+    let stranger =
+        usher_shared::TokenSigner::new(usher_shared::SigningKey::from_pem("dev-1", &pair.private_pem).unwrap());
     let now = chrono::Utc::now().timestamp();
     let claims = usher_shared::FanClaims {
         iss: "usher-dev".into(),
@@ -601,19 +526,10 @@ async fn tokens_are_checked() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.headers().get("www-authenticate").unwrap(), "Bearer");
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["code"],
-        "token_bad_signature"
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "token_bad_signature");
 
     let good = app.sign_in("carol").await;
-    let r = app
-        .http
-        .get(app.url("/v1/me"))
-        .bearer_auth(&good)
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.get(app.url("/v1/me")).bearer_auth(&good).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["fan_id"], "carol");
     let r = app
         .http
@@ -634,12 +550,7 @@ async fn per_fan_limits_count_every_live_hold() {
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
     let (s, _) = app
-        .hold(
-            &alice,
-            e,
-            "l1",
-            &json!({"seat_ids": [seats[0], seats[1], seats[2]]}),
-        )
+        .hold(&alice, e, "l1", &json!({"seat_ids": [seats[0], seats[1], seats[2]]}))
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let (s, p) = app
@@ -649,13 +560,8 @@ async fn per_fan_limits_count_every_live_hold() {
         (s, p["code"].as_str()),
         (StatusCode::CONFLICT, Some("fan_limit_reached"))
     );
-    assert_eq!(
-        (p["limit"].as_i64(), p["already"].as_i64()),
-        (Some(4), Some(3))
-    );
-    let (s, _) = app
-        .hold(&alice, e, "l3", &json!({"seat_ids": [seats[3]]}))
-        .await;
+    assert_eq!((p["limit"].as_i64(), p["already"].as_i64()), (Some(4), Some(3)));
+    let (s, _) = app.hold(&alice, e, "l3", &json!({"seat_ids": [seats[3]]})).await;
     assert_eq!(s, StatusCode::CREATED);
 
     // Many concurrent holds by one fan never exceed the limit.
@@ -667,10 +573,7 @@ async fn per_fan_limits_count_every_live_hold() {
         async move { app.hold(&bob, e, &format!("c{i}"), &body).await }
     }))
     .await;
-    let ok = answers
-        .iter()
-        .filter(|(s, _)| *s == StatusCode::CREATED)
-        .count();
+    let ok = answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
     assert_eq!(ok, 4, "{answers:?}");
     let held: i64 = sqlx::query_scalar("SELECT count(*) FROM seat_claims c JOIN holds h ON h.id = c.hold_id WHERE h.fan_id = 'bob' AND c.during @> now()")
         .fetch_one(&app.pool)
@@ -710,16 +613,10 @@ async fn event_state_is_enforced() {
     let alice = app.sign_in("alice").await;
     let body = json!({"seat_ids": [seats[0]]});
     let (s, p) = app.hold(&alice, soon, "n1", &body).await;
-    assert_eq!(
-        (s, p["code"].as_str()),
-        (StatusCode::CONFLICT, Some("not_on_sale"))
-    );
+    assert_eq!((s, p["code"].as_str()), (StatusCode::CONFLICT, Some("not_on_sale")));
     assert!(p["on_sale_at"].is_string());
     let (s, p) = app.hold(&alice, off, "n2", &body).await;
-    assert_eq!(
-        (s, p["code"].as_str()),
-        (StatusCode::CONFLICT, Some("event_cancelled"))
-    );
+    assert_eq!((s, p["code"].as_str()), (StatusCode::CONFLICT, Some("event_cancelled")));
     let (s, p) = app.hold(&alice, guarded, "n3", &body).await;
     assert_eq!(
         (s, p["code"].as_str()),
@@ -737,9 +634,7 @@ async fn best_available_picks_adjacent_seats_nearest_the_stage_without_orphans()
     let alice = app.sign_in("alice").await;
     let bob = app.sign_in("bob").await;
     // Section A row 1 (seats 1-6): take seat 4, leaving runs 1-3 and 5-6.
-    let (s, _) = app
-        .hold(&bob, e, "b", &json!({"seat_ids": [seats[3]]}))
-        .await;
+    let (s, _) = app.hold(&bob, e, "b", &json!({"seat_ids": [seats[3]]})).await;
     assert_eq!(s, StatusCode::CREATED);
     // Two seats in A: 5-6 strand nobody; 1-2 or 2-3 would strand one.
     let (s, hold) = app
@@ -755,17 +650,9 @@ async fn best_available_picks_adjacent_seats_nearest_the_stage_without_orphans()
         .as_array()
         .unwrap()
         .iter()
-        .map(|x| {
-            (
-                x["row"].as_str().unwrap().into(),
-                x["seat"].as_str().unwrap().into(),
-            )
-        })
+        .map(|x| (x["row"].as_str().unwrap().into(), x["seat"].as_str().unwrap().into()))
         .collect();
-    assert_eq!(
-        labels,
-        vec![("R1".into(), "5".into()), ("R1".into(), "6".into())]
-    );
+    assert_eq!(labels, vec![("R1".into(), "5".into()), ("R1".into(), "6".into())]);
     // Four in a row: row 1 cannot, so row 2 (the next nearest).
     let (s, hold) = app
         .hold(
@@ -776,13 +663,7 @@ async fn best_available_picks_adjacent_seats_nearest_the_stage_without_orphans()
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{hold}");
-    assert!(
-        hold["seats"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|x| x["row"] == "R2")
-    );
+    assert!(hold["seats"].as_array().unwrap().iter().all(|x| x["row"] == "R2"));
     let nos: Vec<i64> = hold["seats"]
         .as_array()
         .unwrap()
@@ -792,12 +673,7 @@ async fn best_available_picks_adjacent_seats_nearest_the_stage_without_orphans()
     assert!(nos.windows(2).all(|w| w[1] == w[0] + 1), "{nos:?}");
     // By tier: tier 2 is rows 3-4.
     let (s, hold) = app
-        .hold(
-            &bob,
-            e,
-            "b2",
-            &json!({"best_available": {"quantity": 3, "tier": 2}}),
-        )
+        .hold(&bob, e, "b2", &json!({"best_available": {"quantity": 3, "tier": 2}}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{hold}");
     assert!(

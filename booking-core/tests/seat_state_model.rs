@@ -114,11 +114,7 @@ async fn apply(w: &mut World, model: &mut Model, op: &Op) {
             } else if !taken.is_empty() {
                 match got {
                     Err(HoldError::SeatsTaken { seat_ids }) => {
-                        assert_eq!(
-                            seat_ids.iter().map(|s| s.0).collect::<BTreeSet<_>>(),
-                            taken,
-                            "{op:?}"
-                        )
+                        assert_eq!(seat_ids.iter().map(|s| s.0).collect::<BTreeSet<_>>(), taken, "{op:?}")
                     }
                     other => panic!("{op:?}: expected seats_taken {taken:?}, got {other:?}"),
                 }
@@ -165,12 +161,14 @@ async fn apply(w: &mut World, model: &mut Model, op: &Op) {
                 return;
             }
             // Time passes for this hold: its expiry moves into the past.
-            sqlx::query("UPDATE holds SET created_at = created_at - interval '1 hour', expires_at = now() - interval '1 second' WHERE id = $1")
+            // Its range shrinks to the instant it began, so it cannot
+            // overlap any other claim on the seat, before or after.
+            sqlx::query("UPDATE holds SET expires_at = created_at + interval '1 microsecond' WHERE id = $1")
                 .bind(h.id.0)
                 .execute(&w.pool)
                 .await
                 .unwrap();
-            sqlx::query("UPDATE seat_claims SET during = tstzrange(lower(during) - interval '1 hour', now() - interval '1 second') WHERE hold_id = $1 AND kind = 'hold'")
+            sqlx::query("UPDATE seat_claims SET during = tstzrange(lower(during), lower(during) + interval '1 microsecond') WHERE hold_id = $1 AND kind = 'hold'")
                 .bind(h.id.0)
                 .execute(&w.pool)
                 .await
@@ -185,11 +183,7 @@ async fn apply(w: &mut World, model: &mut Model, op: &Op) {
             let sold = claims::sell_hold(&mut tx, h.id).await.unwrap();
             tx.commit().await.unwrap();
             if h.state == State::Active {
-                let sold: BTreeSet<i64> = sold
-                    .expect("active hold sells")
-                    .into_iter()
-                    .map(|s| s.0)
-                    .collect();
+                let sold: BTreeSet<i64> = sold.expect("active hold sells").into_iter().map(|s| s.0).collect();
                 assert_eq!(sold, h.seats.iter().map(|&s| w.seats[s]).collect());
                 h.state = State::Sold;
             } else {
@@ -204,12 +198,13 @@ async fn apply(w: &mut World, model: &mut Model, op: &Op) {
 
 /// The database's live claims are exactly the model's held and sold seats.
 async fn agree(w: &World, model: &Model) {
-    let claims: Vec<(i64, uuid::Uuid, String)> =
-        sqlx::query_as("SELECT seat_id, hold_id, kind FROM seat_claims WHERE event_id = $1 AND during @> now() ORDER BY seat_id")
-            .bind(w.event.0)
-            .fetch_all(&w.pool)
-            .await
-            .unwrap();
+    let claims: Vec<(i64, uuid::Uuid, String)> = sqlx::query_as(
+        "SELECT seat_id, hold_id, kind FROM seat_claims WHERE event_id = $1 AND during @> now() ORDER BY seat_id",
+    )
+    .bind(w.event.0)
+    .fetch_all(&w.pool)
+    .await
+    .unwrap();
     let mut expected: Vec<(i64, uuid::Uuid, String)> = Vec::new();
     for h in &model.holds {
         let kind = match h.state {
@@ -217,11 +212,7 @@ async fn agree(w: &World, model: &Model) {
             State::Sold => "sale",
             _ => continue,
         };
-        expected.extend(
-            h.seats
-                .iter()
-                .map(|&s| (w.seats[s], h.id.0, kind.to_string())),
-        );
+        expected.extend(h.seats.iter().map(|&s| (w.seats[s], h.id.0, kind.to_string())));
     }
     expected.sort();
     assert_eq!(claims, expected);

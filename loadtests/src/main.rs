@@ -1,1 +1,57 @@
-fn main() {}
+//! usher-load: benchmarks and load generators for Usher. Fans' traffic goes
+//! over HTTP only, as a fan's client would send it; the database is touched
+//! directly only to set up a scratch benchmark database and to measure the
+//! raw baseline that the API is compared against.
+
+mod baseline;
+mod fans;
+mod holds;
+mod report;
+mod stack;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "usher-load", about = "Usher benchmarks, driven over HTTP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The hold benchmark: the hold endpoint on a 50,000-seat event with
+    /// uniformly random seats and with a hot spot, against the bare claim
+    /// statement through the same size of connection pool, in one run.
+    Holds(holds::Args),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StackArgs {
+    /// PostgreSQL to create the scratch benchmark database in.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+    /// The booking-core binary to run (build it with --release first).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/booking-core"))]
+    pub core_bin: PathBuf,
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/booking-core.toml"))]
+    pub core_config: PathBuf,
+    /// booking-core's connection pool, and the baseline's.
+    #[arg(long, default_value_t = 16)]
+    pub pool: u32,
+    #[arg(long, default_value_t = 18080)]
+    pub port: u16,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Holds(args) => holds::run(args).await,
+    }
+}

@@ -46,11 +46,8 @@ pub fn generate_pair() -> GeneratedPair {
 }
 
 fn check_kid(kid: &str) -> Result<(), KeyError> {
-    let ok = !kid.is_empty()
-        && kid.len() <= 64
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let ok =
+        !kid.is_empty() && kid.len() <= 64 && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -71,9 +68,7 @@ impl SigningKey {
         check_kid(kid)?;
         let key = ed25519_dalek::SigningKey::from_pkcs8_pem(private_pem)
             .map_err(|e| KeyError::BadPrivateKey(e.to_string()))?;
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|e| KeyError::BadPrivateKey(e.to_string()))?;
+        let der = key.to_pkcs8_der().map_err(|e| KeyError::BadPrivateKey(e.to_string()))?;
         let public_pem = key
             .verifying_key()
             .to_public_key_pem(LineEnding::LF)

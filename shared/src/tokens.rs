@@ -176,16 +176,12 @@ mod tests {
         let n = tampered.len();
         tampered[n - 3] = if tampered[n - 3] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).unwrap();
-        assert_eq!(
-            verifier.verify_fan(&tampered),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(verifier.verify_fan(&tampered), Err(TokenError::BadSignature));
 
         assert_eq!(verifier.verify_fan("not.a.jwt"), Err(TokenError::Malformed));
 
         let (other_signer, _) = setup();
-        let stranger =
-            TokenSigner::new(SigningKey::from_pem("k2", &generate_pair().private_pem).unwrap());
+        let stranger = TokenSigner::new(SigningKey::from_pem("k2", &generate_pair().private_pem).unwrap());
         assert_eq!(
             verifier.verify_fan(&stranger.sign(&claims(60))),
             Err(TokenError::UnknownKey)

@@ -87,19 +87,12 @@ pub struct EventDetail {
 
 /// Stores the event unless one with the same slug exists already (then
 /// nothing changes and the existing id is returned).
-pub async fn create_event(
-    pool: &PgPool,
-    spec: &EventSpec,
-) -> Result<(EventId, bool), CatalogError> {
+pub async fn create_event(pool: &PgPool, spec: &EventSpec) -> Result<(EventId, bool), CatalogError> {
     if spec.on_sale_at > spec.starts_at {
-        return Err(CatalogError::Invalid(
-            "on_sale_at is after starts_at".into(),
-        ));
+        return Err(CatalogError::Invalid("on_sale_at is after starts_at".into()));
     }
     if spec.tiers.is_empty() {
-        return Err(CatalogError::Invalid(
-            "an event needs at least one price tier".into(),
-        ));
+        return Err(CatalogError::Invalid("an event needs at least one price tier".into()));
     }
     let mut tx = pool.begin().await?;
     let venue_id = sqlx::query_scalar!("SELECT id FROM venues WHERE slug = $1", spec.venue_slug)

@@ -106,10 +106,7 @@ pub fn text_query(text: &str) -> Option<String> {
     }
 }
 
-pub async fn search_events(
-    pool: &PgPool,
-    q: &SearchQuery,
-) -> Result<Page<EventSummary>, CatalogError> {
+pub async fn search_events(pool: &PgPool, q: &SearchQuery) -> Result<Page<EventSummary>, CatalogError> {
     let tsquery = q.text.as_deref().and_then(text_query);
     let (after_ts, after_id) = match q.after {
         Some(c) => (Some(c.starts_at), Some(c.id)),

@@ -40,21 +40,13 @@ fn parse_time(field: &'static str, raw: &str) -> Result<DateTime<Utc>, ApiError>
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_date",
-                format!("{field} must be RFC 3339 or YYYY-MM-DD"),
-            )
-        })
+        .ok_or_else(|| ApiError::bad_request("invalid_date", format!("{field} must be RFC 3339 or YYYY-MM-DD")))
 }
 
 fn to_query(p: SearchParams) -> Result<SearchQuery, ApiError> {
     let limit = p.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "limit must be 1 to 100",
-        ));
+        return Err(ApiError::bad_request("invalid_limit", "limit must be 1 to 100"));
     }
     if p.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
         return Err(ApiError::bad_request(
@@ -71,19 +63,12 @@ fn to_query(p: SearchParams) -> Result<SearchQuery, ApiError> {
         })?),
         None => None,
     };
-    let from = p
-        .from
-        .as_deref()
-        .map(|f| parse_time("from", f))
-        .transpose()?;
+    let from = p.from.as_deref().map(|f| parse_time("from", f)).transpose()?;
     let to = p.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
     if let (Some(f), Some(t)) = (from, to)
         && f > t
     {
-        return Err(ApiError::bad_request(
-            "invalid_date_range",
-            "from is after to",
-        ));
+        return Err(ApiError::bad_request("invalid_date_range", "from is after to"));
     }
     let after = p
         .cursor
@@ -125,10 +110,7 @@ pub async fn search(
 #[utoipa::path(get, path = "/v1/events/{event_id}", tag = "catalog",
     params(("event_id" = i64, Path)),
     responses((status = 200, body = EventDetail), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn event(
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Response, ApiError> {
+pub async fn event(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Response, ApiError> {
     let detail = catalog::get_event(&state.pool, EventId(id))
         .await?
         .ok_or_else(|| ApiError::not_found("event_not_found", "no such event"))?;

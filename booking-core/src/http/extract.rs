@@ -34,21 +34,16 @@ where
                 JsonRejection::JsonDataError(e) => ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_body",
-                    format!(
-                        "the body does not have the expected shape: {}",
-                        e.body_text()
-                    ),
+                    format!("the body does not have the expected shape: {}", e.body_text()),
                 ),
                 JsonRejection::MissingJsonContentType(_) => ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
                     "send the body as Content-Type: application/json",
                 ),
-                other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the body is too large",
-                ),
+                other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is too large")
+                }
                 other => ApiError::bad_request("unreadable_body", other.body_text()),
             }),
         }
@@ -68,14 +63,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
-            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::bad_request(
-                "invalid_path_parameter",
-                e.body_text(),
-            )),
-            Err(other) => Err(ApiError::bad_request(
-                "invalid_path_parameter",
-                other.body_text(),
-            )),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                Err(ApiError::bad_request("invalid_path_parameter", e.body_text()))
+            }
+            Err(other) => Err(ApiError::bad_request("invalid_path_parameter", other.body_text())),
         }
     }
 }
@@ -108,35 +99,20 @@ pub struct Fan {
 impl FromRequestParts<AppState> for Fan {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "sign in: send Authorization: Bearer <token>",
-                )
-            })?;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "sign in: send Authorization: Bearer <token>",
+            )
+        })?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "use the Bearer scheme",
-                )
-            })?;
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "use the Bearer scheme"))?;
         let claims = state
             .identity
             .authenticate(token)
@@ -162,10 +138,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdemKey {
             )
         })?;
         let raw = raw.to_str().map_err(|_| {
-            ApiError::bad_request(
-                "idempotency_key_invalid",
-                "the Idempotency-Key is not visible ASCII",
-            )
+            ApiError::bad_request("idempotency_key_invalid", "the Idempotency-Key is not visible ASCII")
         })?;
         IdempotencyKey::parse(raw)
             .map(IdemKey)

@@ -15,10 +15,7 @@ pub async fn healthz() -> axum::Json<serde_json::Value> {
 /// The database answers; take this instance out of rotation otherwise.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<serde_json::Value>) {
-    match sqlx::query_scalar!("SELECT 1 AS \"one!\"")
-        .fetch_one(&state.pool)
-        .await
-    {
+    match sqlx::query_scalar!("SELECT 1 AS \"one!\"").fetch_one(&state.pool).await {
         Ok(_) => (StatusCode::OK, axum::Json(json!({"status": "ready"}))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: database unreachable");

@@ -51,10 +51,7 @@ pub async fn create(
         key,
         admitted_for: admission::admitted_event(&headers),
     };
-    let outcome = state
-        .holds
-        .place(&caller, EventId(event_id), &request)
-        .await?;
+    let outcome = state.holds.place(&caller, EventId(event_id), &request).await?;
     Ok(answer(StatusCode::CREATED, outcome))
 }
 

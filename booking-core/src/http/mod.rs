@@ -56,15 +56,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(catalog::search))
         .route("/v1/events/{event_id}", get(catalog::event))
         .route("/v1/venues/{venue_id}/seatmap", get(seats::seatmap))
-        .route(
-            "/v1/events/{event_id}/availability",
-            get(seats::availability),
-        )
+        .route("/v1/events/{event_id}/availability", get(seats::availability))
         .route("/v1/events/{event_id}/holds", post(holds::create))
-        .route(
-            "/v1/holds/{hold_id}",
-            get(holds::get).delete(holds::release),
-        )
+        .route("/v1/holds/{hold_id}", get(holds::get).delete(holds::release))
         .route("/v1/me", get(identity::me))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -78,19 +72,16 @@ pub fn router(state: AppState) -> Router {
             .layer(HandleErrorLayer::new(timed_out))
             .timeout(timeout),
     );
-    let streams = Router::new().route(
-        "/v1/events/{event_id}/seat-changes",
-        get(seats::seat_changes),
-    );
+    let streams = Router::new().route("/v1/events/{event_id}/seat-changes", get(seats::seat_changes));
     api.merge(streams)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CompressionLayer::new())
         .layer(CatchPanicLayer::custom(panicked))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-        }))
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |req: &Request<_>| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
+        ))
         .with_state(state)
 }
 

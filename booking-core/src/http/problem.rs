@@ -46,10 +46,8 @@ impl ApiError {
     }
 
     pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
-        self.extra.insert(
-            key.to_owned(),
-            serde_json::to_value(value).unwrap_or(Value::Null),
-        );
+        self.extra
+            .insert(key.to_owned(), serde_json::to_value(value).unwrap_or(Value::Null));
         self
     }
 
@@ -90,10 +88,7 @@ impl IntoResponse for ApiError {
             "type".into(),
             format!("https://usher.dev/problems/{}", self.code).into(),
         );
-        body.insert(
-            "title".into(),
-            self.status.canonical_reason().unwrap_or("Error").into(),
-        );
+        body.insert("title".into(), self.status.canonical_reason().unwrap_or("Error").into());
         body.insert("status".into(), self.status.as_u16().into());
         body.insert("detail".into(), self.detail.into());
         body.insert("code".into(), self.code.into());
@@ -122,16 +117,12 @@ impl From<HoldError> for ApiError {
             H::EventCancelled => (StatusCode::CONFLICT, "event_cancelled"),
             H::EventOver => (StatusCode::CONFLICT, "event_over"),
             H::AmbiguousRequest => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_hold_request"),
-            H::SeatCountOutOfRange { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "seat_count_out_of_range")
-            }
+            H::SeatCountOutOfRange { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "seat_count_out_of_range"),
             H::DuplicateSeats { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "duplicate_seats"),
             H::UnknownSeats { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_seats"),
             H::SeatsNotInEvent { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "seats_not_in_event"),
             H::SeatsNotForSale { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "seats_not_for_sale"),
-            H::QuantityOutOfRange { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "quantity_out_of_range")
-            }
+            H::QuantityOutOfRange { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "quantity_out_of_range"),
             H::UnknownSection { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_section"),
             H::UnknownTier { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_tier"),
             H::SeatsTaken { .. } => (StatusCode::CONFLICT, "seats_taken"),
@@ -161,17 +152,11 @@ impl From<HoldError> for ApiError {
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         match e {
-            CatalogError::UnknownVenue(slug) => {
-                ApiError::not_found("venue_not_found", format!("no venue {slug:?}"))
+            CatalogError::UnknownVenue(slug) => ApiError::not_found("venue_not_found", format!("no venue {slug:?}")),
+            CatalogError::SlugTaken(slug) => {
+                ApiError::new(StatusCode::CONFLICT, "slug_taken", format!("{slug:?} is taken"))
             }
-            CatalogError::SlugTaken(slug) => ApiError::new(
-                StatusCode::CONFLICT,
-                "slug_taken",
-                format!("{slug:?} is taken"),
-            ),
-            CatalogError::Invalid(why) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", why)
-            }
+            CatalogError::Invalid(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", why),
             CatalogError::Db(e) => ApiError::unavailable(&e),
         }
     }

@@ -10,16 +10,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
-use serde::Deserialize;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::http::AppState;
-use crate::http::extract::{ApiPath, ApiQuery};
+use crate::http::extract::ApiPath;
 use crate::http::problem::{ApiError, Problem};
 use crate::ids::{EventId, VenueId};
-use crate::inventory::feed::CatchUp;
-use crate::inventory::{Availability, SeatBatch, availability};
+use crate::inventory::feed::{Snapshot, Start};
+use crate::inventory::{Availability, FeedMessage, SeatBatch, SeatFeed, availability};
 
 /// A venue's seat map: sections, rows and seats with positions, tiers and
 /// flags. Never changes for a venue, so it is cached for a day and revalidated
@@ -67,10 +64,9 @@ pub async fn seatmap(
     } else {
         (cache, map.document.clone()).into_response()
     };
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)
 }
 
@@ -78,10 +74,7 @@ pub async fn seatmap(
 #[utoipa::path(get, path = "/v1/events/{event_id}/availability", tag = "seats",
     params(("event_id" = i64, Path)),
     responses((status = 200, body = Availability), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn availability(
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Response, ApiError> {
+pub async fn availability(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Response, ApiError> {
     let event = EventId(id);
     let map = state
         .maps
@@ -97,93 +90,116 @@ pub async fn availability(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct StreamParams {
-    /// The `cursor` of an availability answer: changes since then are
-    /// replayed first. `Last-Event-ID` takes precedence when reconnecting.
-    since: Option<String>,
+fn snapshot_event(feed: &SeatFeed, event: EventId, snapshot: &Snapshot) -> Event {
+    let body = Availability::new(event, &snapshot.states, snapshot.server_time);
+    Event::default()
+        .event("snapshot")
+        .id(feed.event_id(snapshot.version))
+        .json_data(body)
+        .unwrap_or_else(|_| reset_event("encoding"))
 }
 
-fn parse_cursor(raw: &str) -> Result<i64, ApiError> {
-    raw.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|v| *v >= 0)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_cursor",
-                "the cursor must be one this service issued",
-            )
-        })
-}
-
-fn seats_event(batch: &SeatBatch) -> Event {
+fn seats_event(feed: &SeatFeed, batch: &SeatBatch) -> Event {
     Event::default()
         .event("seats")
-        .id(batch.watermark.to_string())
+        .id(feed.event_id(batch.version))
         .json_data(batch)
-        .unwrap_or_else(|_| Event::default().event("reset"))
+        .unwrap_or_else(|_| reset_event("encoding"))
 }
 
 fn reset_event(reason: &str) -> Event {
-    Event::default().event("reset").data(format!(
-        "{{\"reason\":\"{reason}\",\"action\":\"re-read availability\"}}"
-    ))
+    Event::default()
+        .event("reset")
+        .data(format!("{{\"reason\":\"{reason}\",\"action\":\"reconnect\"}}"))
 }
 
-/// Live seat changes for one event as Server-Sent Events: `ready` (with the
-/// cursor), then `seats` events `{"available":[ids],"held":[ids],"sold":[ids]}`,
-/// and `reset` when the client must re-read availability.
+/// The live part of a stream: batches after what the client already has.
+struct Live {
+    receiver: tokio::sync::broadcast::Receiver<FeedMessage>,
+    feed: SeatFeed,
+    event: EventId,
+    /// Batches up to this version are already reflected at the client.
+    seen: u64,
+    /// Whether the client has a snapshot to apply batches to.
+    based: bool,
+    done: bool,
+}
+
+impl Live {
+    async fn next(mut self) -> Option<(Event, Live)> {
+        use tokio::sync::broadcast::error::RecvError;
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.receiver.recv().await {
+                Ok(FeedMessage::Snapshot(s)) if !self.based => {
+                    self.based = true;
+                    self.seen = s.version;
+                    let e = snapshot_event(&self.feed, self.event, &s);
+                    return Some((e, self));
+                }
+                Ok(FeedMessage::Batch(b)) if self.based && b.version > self.seen => {
+                    self.seen = b.version;
+                    let e = seats_event(&self.feed, &b);
+                    return Some((e, self));
+                }
+                Ok(_) => continue,
+                // Too slow to keep up: end the stream; the client reconnects
+                // and starts again from a snapshot.
+                Err(RecvError::Lagged(_)) => {
+                    self.done = true;
+                    return Some((reset_event("client_too_slow"), self));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// Live seat changes for one event as Server-Sent Events: first a
+/// `snapshot` (every seat, encoded as in availability), then `seats` events
+/// `{"available":[ids],"held":[ids],"sold":[ids]}` as seats change. A client
+/// reconnecting with `Last-Event-ID` gets what it missed, or a new snapshot.
 #[utoipa::path(get, path = "/v1/events/{event_id}/seat-changes", tag = "seats",
-    params(("event_id" = i64, Path), StreamParams),
+    params(("event_id" = i64, Path), ("Last-Event-ID" = Option<String>, Header)),
     responses((status = 200, description = "text/event-stream of seat changes", content_type = "text/event-stream"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn seat_changes(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
-    ApiQuery(params): ApiQuery<StreamParams>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let event = EventId(id);
-    if state.maps.event_venue(event).await?.is_none() {
-        return Err(ApiError::not_found("event_not_found", "no such event"));
-    }
-    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let since = match last_event_id.or(params.since.as_deref()) {
-        Some(raw) => Some(parse_cursor(raw)?),
-        None => None,
+    let map = state
+        .maps
+        .for_event(event)
+        .await
+        .map_err(|e| ApiError::unavailable(&e))?
+        .ok_or_else(|| ApiError::not_found("event_not_found", "no such event"))?;
+    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let feed = state.feed.clone();
+    let sub = feed.subscribe(event, map, last_id);
+    let (opening, based): (Vec<Event>, bool) = match &sub.start {
+        Start::Snapshot(Some(s)) => (vec![snapshot_event(&feed, event, s)], true),
+        Start::Snapshot(None) => (vec![], false),
+        Start::Resume(batches) => (batches.iter().map(|b| seats_event(&feed, b)).collect(), true),
     };
-    let subscription = state.feed.subscribe(event);
-    let from = subscription.from;
-    let mut opening = vec![
-        Event::default()
-            .event("ready")
-            .id(from.to_string())
-            .data(format!("{{\"cursor\":\"{from}\"}}")),
-    ];
-    if let Some(since) = since.filter(|s| *s < from) {
-        match state.feed.catch_up(event, since, from).await? {
-            CatchUp::Changes(batch) if !batch.is_empty() => opening.push(seats_event(&batch)),
-            CatchUp::Changes(_) => {}
-            CatchUp::TooOld => opening.push(reset_event("cursor_too_old")),
-        }
-    }
-    let live = BroadcastStream::new(subscription.receiver).filter_map(move |item| async move {
-        match item {
-            Ok(batch) if batch.watermark > from => Some(seats_event(&batch)),
-            Ok(_) => None,
-            Err(BroadcastStreamRecvError::Lagged(_)) => Some(reset_event("client_too_slow")),
-        }
-    });
+    let live = Live {
+        receiver: sub.receiver,
+        feed,
+        event,
+        seen: sub.from_version,
+        based,
+        done: false,
+    };
     let mut shutdown = state.shutdown.clone();
     let stream = stream::iter(opening)
-        .chain(live)
+        .chain(stream::unfold(live, Live::next))
         .take_until(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
         .map(Ok::<_, Infallible>);
-    let keep_alive =
-        KeepAlive::new().interval(Duration::from_secs(state.config.feed.heartbeat_secs));
+    let keep_alive = KeepAlive::new().interval(Duration::from_secs(state.config.feed.heartbeat_secs));
     Ok(Sse::new(stream).keep_alive(keep_alive))
 }

@@ -1,11 +1,11 @@
 //! Idempotency keys: every mutating call carries one, and a retry with the
 //! same key gets the first answer and changes nothing.
 //!
-//! The record of a successful change is written in the same transaction as
-//! the change, so a crash can never leave a change without its record (a
-//! retry would then repeat it) or a record without its change. A concurrent
-//! retry blocks on the first request's uncommitted record and then reads it.
-//! Refusals are recorded after the failed transaction has rolled back.
+//! The record of a change is written in the same transaction as the change,
+//! so a crash can never leave a change without its record (a retry would then
+//! repeat it) or a record without its change. A new hold carries its key on
+//! the hold row itself; releases and refusals are kept in idempotency_keys.
+//! Keys are per fan, and kept for a day.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -57,20 +57,12 @@ impl Fingerprint {
 /// The first answer given to a key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
+    /// A new hold. Recorded on the hold itself (its key and fingerprint),
+    /// in the same statement that makes it; see `place_hold`.
     HoldCreated(HoldId),
     HoldReleased(HoldId),
     /// A refusal, as the domain error's JSON form.
     Refused(Value),
-}
-
-impl Answer {
-    fn columns(&self) -> (&'static str, Option<uuid::Uuid>, Option<&Value>) {
-        match self {
-            Answer::HoldCreated(h) => ("hold_created", Some(h.0), None),
-            Answer::HoldReleased(h) => ("hold_released", Some(h.0), None),
-            Answer::Refused(v) => ("refused", None, Some(v)),
-        }
-    }
 }
 
 /// What a key's record says about the request in hand.
@@ -84,47 +76,50 @@ pub enum Prior {
     Mismatch,
 }
 
-struct Row {
-    fingerprint: Vec<u8>,
-    outcome: String,
-    hold_id: Option<uuid::Uuid>,
-    refusal: Option<Value>,
-}
-
-fn judge(row: Row, fingerprint: &Fingerprint) -> Prior {
-    if row.fingerprint != fingerprint.0 {
-        return Prior::Mismatch;
-    }
-    let answer = match (row.outcome.as_str(), row.hold_id, row.refusal) {
-        ("hold_created", Some(h), _) => Answer::HoldCreated(HoldId(h)),
-        ("hold_released", Some(h), _) => Answer::HoldReleased(HoldId(h)),
-        (_, _, Some(v)) => Answer::Refused(v),
-        // The table's CHECK makes other shapes impossible; treat as a clash.
-        _ => return Prior::Mismatch,
-    };
-    Prior::Replay(answer)
-}
-
-async fn lookup(
+/// Looks a key up wherever answers are kept: on holds, and in
+/// idempotency_keys.
+pub async fn lookup(
     conn: &mut PgConnection,
     fan: &FanId,
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
 ) -> Result<Prior, sqlx::Error> {
-    let row = sqlx::query_as!(
-        Row,
-        "SELECT fingerprint, outcome, hold_id, refusal FROM idempotency_keys WHERE fan_id = $1 AND key = $2",
+    let r = sqlx::query!(
+        r#"SELECT h.id AS "hold?", h.fingerprint AS "hold_fingerprint?",
+                  k.fingerprint AS "fingerprint?", k.outcome AS "outcome?", k.hold_id, k.refusal
+           FROM (SELECT 1) one
+           LEFT JOIN holds h ON h.fan_id = $1 AND h.idempotency_key = $2
+           LEFT JOIN idempotency_keys k ON k.fan_id = $1 AND k.key = $2"#,
         fan.as_str(),
         key.as_str()
     )
-    .fetch_optional(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(row.map_or(Prior::None, |r| judge(r, fingerprint)))
+    if let (Some(hold), Some(fp)) = (r.hold, r.hold_fingerprint) {
+        return Ok(if fp == fingerprint.0 {
+            Prior::Replay(Answer::HoldCreated(HoldId(hold)))
+        } else {
+            Prior::Mismatch
+        });
+    }
+    let (Some(fp), Some(outcome)) = (r.fingerprint, r.outcome) else {
+        return Ok(Prior::None);
+    };
+    if fp != fingerprint.0 {
+        return Ok(Prior::Mismatch);
+    }
+    Ok(match (outcome.as_str(), r.hold_id, r.refusal) {
+        ("hold_released", Some(h), _) => Prior::Replay(Answer::HoldReleased(HoldId(h))),
+        ("refused", _, Some(v)) => Prior::Replay(Answer::Refused(v)),
+        // The table's CHECK makes other shapes impossible; treat as a clash.
+        _ => Prior::Mismatch,
+    })
 }
 
-/// Inside the transaction that makes the change: records `answer` for the
-/// key, or, if the key was used already, says what the first answer was (the
-/// caller then rolls back). Waits for a concurrent request with the same key.
+/// Inside the transaction that makes the change: records `answer` (a
+/// release or a refusal) for the key, or, if the key was used already, says
+/// what the first answer was (the caller then rolls back). Waits for a
+/// concurrent request with the same key to finish.
 pub async fn record_in_tx(
     tx: &mut PgConnection,
     fan: &FanId,
@@ -132,7 +127,16 @@ pub async fn record_in_tx(
     fingerprint: &Fingerprint,
     answer: &Answer,
 ) -> Result<Prior, sqlx::Error> {
-    let (outcome, hold_id, refusal) = answer.columns();
+    let prior = lookup(tx, fan, key, fingerprint).await?;
+    if prior != Prior::None {
+        return Ok(prior);
+    }
+    let (outcome, hold_id, refusal) = match answer {
+        Answer::HoldReleased(h) => ("hold_released", Some(h.0), None),
+        Answer::Refused(v) => ("refused", None, Some(v)),
+        // New holds are recorded by place_hold, on the hold row.
+        Answer::HoldCreated(_) => return Ok(Prior::None),
+    };
     let inserted = sqlx::query_scalar!(
         r#"INSERT INTO idempotency_keys (fan_id, key, fingerprint, outcome, hold_id, refusal)
            VALUES ($1, $2, $3, $4, $5, $6)
@@ -153,9 +157,8 @@ pub async fn record_in_tx(
     }
 }
 
-/// After a refused change has rolled back: records the refusal, unless a
-/// concurrent request with the same key got there first, in which case its
-/// answer is returned and is the one to give.
+/// Outside any transaction: records a refusal, unless the key already has
+/// an answer, in which case that answer is returned and is the one to give.
 pub async fn record_refusal(
     pool: &PgPool,
     fan: &FanId,

@@ -5,6 +5,9 @@
 
 use std::path::Path;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, Utc};
 use usher_shared::{FanClaims, SigningKey, TokenError, TokenSigner, TokenVerifier, VerifyingKeys};
 
@@ -14,10 +17,7 @@ use crate::ids::FanId;
 #[derive(Debug, thiserror::Error)]
 pub enum IdentitySetupError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("identity key {kid}: {source}")]
     Key {
         kid: String,
@@ -29,7 +29,13 @@ pub enum IdentitySetupError {
 pub struct Identity {
     verifier: TokenVerifier,
     dev: Option<DevIssuer>,
+    verified: Arc<Mutex<HashMap<String, FanClaims>>>,
 }
+
+/// Tokens remembered as verified. A fan's client sends the same token with
+/// every request, and an Ed25519 verification costs more than the rest of
+/// a hold's work in this process; the cache is emptied when it fills.
+const VERIFIED_CAPACITY: usize = 100_000;
 
 #[derive(Clone, Debug)]
 struct DevIssuer {
@@ -61,25 +67,19 @@ impl Identity {
                     source,
                 })?;
         }
-        let dev = match (
-            &config.dev_sign_in.enabled,
-            &config.dev_sign_in.private_key_file,
-        ) {
+        let dev = match (&config.dev_sign_in.enabled, &config.dev_sign_in.private_key_file) {
             (true, Some(path)) => {
                 let kid = &config.dev_sign_in.kid;
-                let key = SigningKey::from_pem(kid, &read(path)?).map_err(|source| {
-                    IdentitySetupError::Key {
-                        kid: kid.clone(),
-                        source,
-                    }
+                let key = SigningKey::from_pem(kid, &read(path)?).map_err(|source| IdentitySetupError::Key {
+                    kid: kid.clone(),
+                    source,
                 })?;
                 // The dev issuer's own key is always trusted.
-                keys.insert_pem(kid, key.public_pem()).map_err(|source| {
-                    IdentitySetupError::Key {
+                keys.insert_pem(kid, key.public_pem())
+                    .map_err(|source| IdentitySetupError::Key {
                         kid: kid.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 Some(DevIssuer {
                     signer: TokenSigner::new(key),
                     issuer: config.issuer.clone(),
@@ -89,20 +89,31 @@ impl Identity {
             }
             _ => None,
         };
-        let verifier =
-            TokenVerifier::new(keys, &config.issuer, &config.audience, config.leeway_secs);
-        Ok(Identity { verifier, dev })
+        let verifier = TokenVerifier::new(keys, &config.issuer, &config.audience, config.leeway_secs);
+        Ok(Identity {
+            verifier,
+            dev,
+            verified: Arc::default(),
+        })
     }
 
     /// The fan a bearer token names, if the token is good.
     pub fn authenticate(&self, token: &str) -> Result<FanClaims, TokenError> {
-        let claims = self.verifier.verify_fan(token)?;
-        if claims.sub.is_empty()
-            || claims.sub.len() > 128
-            || claims.sub.chars().any(char::is_control)
+        let now = Utc::now().timestamp();
+        if let Some(claims) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(token)
+            && claims.exp > now
         {
+            return Ok(claims.clone());
+        }
+        let claims = self.verifier.verify_fan(token)?;
+        if claims.sub.is_empty() || claims.sub.len() > 128 || claims.sub.chars().any(char::is_control) {
             return Err(TokenError::Malformed);
         }
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }
 
@@ -111,11 +122,7 @@ impl Identity {
     }
 
     /// Signs a token for any fan id: development only.
-    pub fn dev_sign_in(
-        &self,
-        fan: &FanId,
-        name: Option<String>,
-    ) -> Option<(String, DateTime<Utc>)> {
+    pub fn dev_sign_in(&self, fan: &FanId, name: Option<String>) -> Option<(String, DateTime<Utc>)> {
         let dev = self.dev.as_ref()?;
         let now = Utc::now();
         let exp = now + chrono::Duration::seconds(dev.ttl_secs);

@@ -1,10 +1,8 @@
-//! Every seat's state for one event, read from the primary in one statement
-//! (never from a cache), packed two bits a seat in seat-map order: a
-//! 50,000-seat stadium is 12,500 bytes, 16,668 characters of base64.
-//!
-//! The snapshot carries a cursor (the snapshot's xmin): a seat-change stream
-//! opened `since` that cursor replays every change the snapshot might have
-//! missed, so a client never has a gap between the two.
+//! Every seat's state for one event, packed two bits a seat in seat-map
+//! order: a 50,000-seat stadium is 12,500 bytes, 16,668 characters of
+//! base64. Read from the primary database, never from a cache.
+
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -13,6 +11,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::ids::{EventId, SeatId};
+use crate::inventory::claims;
 use crate::venues::VenueMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -27,6 +26,26 @@ pub enum SeatState {
 pub const ENCODING: &str = "2 bits per seat in seat-map order, seat n in bits (2*(n%4))..(2*(n%4)+1) of byte n/4 \
                             (least significant first); 0 available, 1 held, 2 sold; base64 (standard, padded)";
 
+/// Every seat's state, indexed by seat-map position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct States(pub Vec<SeatState>);
+
+impl States {
+    pub fn from_claims(map: &VenueMap, claims: &[(SeatId, bool)]) -> States {
+        let mut states = vec![SeatState::Available; map.seats.len()];
+        for (seat, sold) in claims {
+            if let Some(i) = map.index_of(*seat) {
+                states[i as usize] = if *sold { SeatState::Sold } else { SeatState::Held };
+            }
+        }
+        States(states)
+    }
+
+    pub fn count(&self, state: SeatState) -> usize {
+        self.0.iter().filter(|s| **s == state).count()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Availability {
     pub event_id: EventId,
@@ -37,9 +56,22 @@ pub struct Availability {
     pub available: usize,
     pub held: usize,
     pub sold: usize,
-    /// Open the seat-change stream with `since=<cursor>` to continue from here.
-    pub cursor: String,
     pub server_time: DateTime<Utc>,
+}
+
+impl Availability {
+    pub fn new(event: EventId, states: &States, server_time: DateTime<Utc>) -> Availability {
+        Availability {
+            event_id: event,
+            seat_count: states.0.len(),
+            encoding: ENCODING,
+            states: STANDARD.encode(pack(&states.0)),
+            available: states.count(SeatState::Available),
+            held: states.count(SeatState::Held),
+            sold: states.count(SeatState::Sold),
+            server_time,
+        }
+    }
 }
 
 /// Packs states two bits each, seat n in the low bits first.
@@ -52,49 +84,23 @@ pub fn pack(states: &[SeatState]) -> Vec<u8> {
 }
 
 pub fn unpack(bytes: &[u8], seat_count: usize) -> Vec<u8> {
-    (0..seat_count)
-        .map(|i| (bytes[i / 4] >> (2 * (i % 4))) & 3)
-        .collect()
+    (0..seat_count).map(|i| (bytes[i / 4] >> (2 * (i % 4))) & 3).collect()
 }
 
-pub async fn read(
+/// Reads every live claim of the event and the database clock.
+pub async fn read_states(
     pool: &PgPool,
     map: &VenueMap,
     event: EventId,
-) -> Result<Availability, sqlx::Error> {
-    let r = sqlx::query!(
-        r#"SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS "cursor!",
-                  now() AS "now!",
-                  ARRAY(SELECT seat_id FROM seat_claims WHERE event_id = $1 AND during @> now() AND kind = 'hold') AS "held!",
-                  ARRAY(SELECT seat_id FROM seat_claims WHERE event_id = $1 AND during @> now() AND kind = 'sale') AS "sold!""#,
-        event.0
-    )
-    .fetch_one(pool)
-    .await?;
-    let mut states = vec![SeatState::Available; map.seats.len()];
-    let (mut held, mut sold) = (0, 0);
-    for (ids, state, count) in [
-        (&r.held, SeatState::Held, &mut held),
-        (&r.sold, SeatState::Sold, &mut sold),
-    ] {
-        for id in ids {
-            if let Some(i) = map.index_of(SeatId(*id)) {
-                states[i as usize] = state;
-                *count += 1;
-            }
-        }
-    }
-    Ok(Availability {
-        event_id: event,
-        seat_count: states.len(),
-        encoding: ENCODING,
-        states: STANDARD.encode(pack(&states)),
-        available: states.len() - held - sold,
-        held,
-        sold,
-        cursor: r.cursor.to_string(),
-        server_time: r.now,
-    })
+) -> Result<(States, DateTime<Utc>), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let (claims, now) = claims::live_claims(&mut conn, event).await?;
+    Ok((States::from_claims(map, &claims), now))
+}
+
+pub async fn read(pool: &PgPool, map: &Arc<VenueMap>, event: EventId) -> Result<Availability, sqlx::Error> {
+    let (states, now) = read_states(pool, map, event).await?;
+    Ok(Availability::new(event, &states, now))
 }
 
 #[cfg(test)]
@@ -113,11 +119,6 @@ mod tests {
         let packed = pack(&s);
         assert_eq!(packed, vec![0b01_10_01_00, 0b10]);
         assert_eq!(unpack(&packed, 5), vec![0, 1, 2, 1, 2]);
-        assert_eq!(
-            STANDARD
-                .encode(pack(&vec![SeatState::Available; 50_000]))
-                .len(),
-            16_668
-        );
+        assert_eq!(STANDARD.encode(pack(&vec![SeatState::Available; 50_000])).len(), 16_668);
     }
 }

@@ -51,9 +51,7 @@ pub fn rank(
     }
     let eligible = |idx: u32| {
         let seat = map.seat(idx);
-        seat.accessible == scope.accessible
-            && scope.tier.is_none_or(|t| seat.tier == t)
-            && !is_taken(idx)
+        seat.accessible == scope.accessible && scope.tier.is_none_or(|t| seat.tier == t) && !is_taken(idx)
     };
     for (si, section) in map.sections.iter().enumerate() {
         if scope.section.is_some_and(|s| s as usize != si) {
@@ -82,11 +80,7 @@ pub fn rank(
             flush(&mut run);
         }
     }
-    found.sort_by(|a, b| {
-        a.key()
-            .partial_cmp(&b.key())
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    found.sort_by(|a, b| a.key().partial_cmp(&b.key()).unwrap_or(std::cmp::Ordering::Equal));
     found.truncate(limit);
     found
 }
@@ -154,14 +148,7 @@ mod tests {
             country: "GB".into(),
             timezone: "UTC".into(),
         };
-        VenueMap::build(
-            venue,
-            (0.0, 0.0),
-            "g".into(),
-            vec![("A".into(), "A".into())],
-            seats,
-        )
-        .unwrap()
+        VenueMap::build(venue, (0.0, 0.0), "g".into(), vec![("A".into(), "A".into())], seats).unwrap()
     }
 
     fn labels(map: &VenueMap, w: &Window) -> Vec<(String, i32)> {
@@ -188,10 +175,7 @@ mod tests {
         // strand seat 1, taking 1-2 strands 3; 5-6 strands nothing.
         let taken = |i: u32| map.seat(i).seat_no == 4;
         let best = rank(&map, taken, Scope::default(), 2, 10);
-        assert_eq!(
-            labels(&map, &best[0]),
-            vec![("1".into(), 5), ("1".into(), 6)]
-        );
+        assert_eq!(labels(&map, &best[0]), vec![("1".into(), 5), ("1".into(), 6)]);
         assert!(!best[0].orphans);
         assert!(best.iter().skip(1).all(|w| w.orphans));
     }

@@ -9,62 +9,97 @@
 //! in-flight row, not against the statement's snapshot, and an insert that
 //! meets an in-flight overlapping row waits for that transaction to end. So
 //! two transactions can never both claim a seat, whatever they read before.
-//! Seats are inserted in ascending id order so that two multi-seat claims
+//! Seats are claimed in ascending id order so that two multi-seat claims
 //! always wait on each other in the same order and cannot deadlock.
+//!
+//! Making a hold is one call of the `place_hold` function
+//! (migrations/0003_place_hold.sql): one round trip, one commit.
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::ids::{EventId, FanId, HoldId, SeatId};
 
-/// An event's rules as read at the start of a hold.
-#[derive(Debug, Clone, Copy)]
-pub struct HoldRules {
-    pub ttl_secs: i32,
-    pub jitter_secs: i32,
-    pub max_seats_per_fan: i32,
-    pub on_sale_at: DateTime<Utc>,
-    pub on_sale: bool,
-    pub cancelled: bool,
-    pub over: bool,
-    pub protected: bool,
+pub struct PlaceArgs<'a> {
+    pub hold: HoldId,
+    pub event: EventId,
+    pub fan: &'a FanId,
+    pub key: &'a str,
+    pub fingerprint: &'a [u8],
+    /// Ascending ids: the lock order that rules out deadlocks.
+    pub seats: Vec<SeatId>,
+    /// The price tier of each seat, same order.
+    pub tiers: Vec<i16>,
+    /// In [-1, 1]: where this hold's expiry falls within the event's jitter.
+    pub jitter: f64,
+    pub admitted: bool,
 }
 
-/// Takes the fan's per-event lock (held to the end of the transaction, so a
-/// fan's concurrent holds are counted one after another against the limit)
-/// and reads the event's rules. `None` if there is no such event.
-pub async fn lock_fan_and_read_rules(
-    tx: &mut PgConnection,
-    event: EventId,
-    fan: &FanId,
-) -> Result<Option<HoldRules>, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"SELECT pg_advisory_xact_lock(hashtextextended($2 || '/' || $1::bigint::text, 7)) AS "locked!: ()",
-                  hold_ttl_secs, hold_jitter_secs, max_seats_per_fan, on_sale_at, protected, cancelled,
-                  on_sale_at <= now() AS "on_sale!", starts_at <= now() AS "over!"
-           FROM events WHERE id = $1"#,
-        event.0,
-        fan.as_str(),
+/// What `place_hold` did.
+#[derive(Debug)]
+pub enum Placed {
+    Held {
+        hold: HoldId,
+        seat_ids: Vec<SeatId>,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        prices_cents: Vec<i64>,
+        total_cents: i64,
+    },
+    /// The key was used before for this very request: its first answer.
+    ReplayHold(HoldId),
+    ReplayRefusal(Value),
+    /// Refused (and recorded against the key): the error as JSON.
+    Refused(Value),
+}
+
+pub async fn place_hold(conn: &mut PgConnection, a: PlaceArgs<'_>) -> Result<Placed, sqlx::Error> {
+    debug_assert!(
+        a.seats.windows(2).all(|w| w[0] < w[1]),
+        "seats must be sorted and distinct"
+    );
+    let seat_ids: Vec<i64> = a.seats.iter().map(|s| s.0).collect();
+    let r = sqlx::query!(
+        r#"SELECT outcome AS "outcome!", hold_id, refusal, created_at, expires_at, prices_cents, total_cents
+           FROM place_hold($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+        a.hold.0,
+        a.event.0,
+        a.fan.as_str(),
+        a.key,
+        a.fingerprint,
+        &seat_ids,
+        &a.tiers,
+        a.jitter,
+        a.admitted,
     )
-    .fetch_optional(tx)
+    .fetch_one(conn)
     .await?;
-    Ok(row.map(|r| HoldRules {
-        ttl_secs: r.hold_ttl_secs,
-        jitter_secs: r.hold_jitter_secs,
-        max_seats_per_fan: r.max_seats_per_fan,
-        on_sale_at: r.on_sale_at,
-        on_sale: r.on_sale,
-        cancelled: r.cancelled,
-        over: r.over,
-        protected: r.protected,
-    }))
+    let missing = || sqlx::Error::Protocol("place_hold returned an incomplete row".into());
+    Ok(match r.outcome.as_str() {
+        "held" => Placed::Held {
+            hold: HoldId(r.hold_id.ok_or_else(missing)?),
+            seat_ids: a.seats,
+            created_at: r.created_at.ok_or_else(missing)?,
+            expires_at: r.expires_at.ok_or_else(missing)?,
+            prices_cents: r.prices_cents.ok_or_else(missing)?,
+            total_cents: r.total_cents.ok_or_else(missing)?,
+        },
+        "replay" => match (r.hold_id, r.refusal) {
+            (Some(h), _) => Placed::ReplayHold(HoldId(h)),
+            (None, Some(refusal)) => Placed::ReplayRefusal(refusal),
+            _ => return Err(missing()),
+        },
+        _ => Placed::Refused(r.refusal.ok_or_else(missing)?),
+    })
 }
 
 /// Best available in one scope (event, section or tier, accessible or
 /// not) chooses one request at a time: the lock is held to the end of the
 /// transaction, so each choice reads the claims of the one before it and
 /// concurrent fans asking for "the best two" do not all pick the same pair.
-/// Taken after the fan's lock, always, so locks are taken in one order.
+/// Taken before the fan's lock (inside `place_hold`), always, so locks are
+/// always taken in one order.
 pub async fn lock_scope(
     tx: &mut PgConnection,
     event: EventId,
@@ -116,122 +151,42 @@ pub async fn live_seats_in_scope(
     Ok(ids.into_iter().map(SeatId).collect())
 }
 
-/// What one claim attempt did. The caller commits only if `claimed` is every
-/// seat asked for; otherwise it rolls back and nothing happened.
-#[derive(Debug)]
-pub struct ClaimAttempt {
-    /// Seats the fan already held or bought for this event before this hold.
-    pub already: i32,
-    /// How many of the seats have a price in this event.
-    pub priced: i64,
-    pub claimed: Vec<SeatId>,
-    pub prices_cents: Vec<i64>,
-    pub total_cents: i64,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-pub struct ClaimArgs<'a> {
-    pub hold: HoldId,
-    pub event: EventId,
-    pub fan: &'a FanId,
-    /// Ascending ids: the lock order that rules out deadlocks.
-    pub seats: &'a [SeatId],
-    /// The price tier of each seat, same order.
-    pub tiers: &'a [i16],
-    pub lifetime_secs: f64,
-    pub max_seats_per_fan: i32,
-}
-
-/// The claim: in one statement, count what the fan already has, price the
-/// seats from the event's tiers, write the hold, claim each seat for the
-/// hold's lifetime, and log the seat change. Must run after
-/// `lock_fan_and_read_rules` in the same transaction.
-pub async fn claim_seats(
-    tx: &mut PgConnection,
-    a: ClaimArgs<'_>,
-) -> Result<ClaimAttempt, sqlx::Error> {
-    debug_assert!(
-        a.seats.windows(2).all(|w| w[0] < w[1]),
-        "seats must be sorted and distinct"
-    );
-    let seat_ids: Vec<i64> = a.seats.iter().map(|s| s.0).collect();
+/// Every live claim of an event: (seat, sold?). Read from the primary.
+pub async fn live_claims(
+    conn: &mut PgConnection,
+    event: EventId,
+) -> Result<(Vec<(SeatId, bool)>, DateTime<Utc>), sqlx::Error> {
     let r = sqlx::query!(
-        r#"WITH used AS (
-               SELECT coalesce(sum(cardinality(seat_ids)), 0)::int AS n
-               FROM holds
-               WHERE event_id = $2 AND fan_id = $3
-                 AND (state = 'converted' OR (state = 'active' AND expires_at > now()))
-           ), priced AS (
-               SELECT array_agg(t.price_cents ORDER BY u.ord) AS prices,
-                      coalesce(sum(t.price_cents), 0)::bigint AS total,
-                      count(*) AS n
-               FROM unnest($4::bigint[], $5::smallint[]) WITH ORDINALITY AS u(seat_id, tier, ord)
-               JOIN event_tiers t ON t.event_id = $2 AND t.tier = u.tier
-           ), hold AS (
-               INSERT INTO holds (id, event_id, fan_id, seat_ids, prices_cents, total_cents, created_at, expires_at)
-               SELECT $1, $2, $3, $4, priced.prices, priced.total, now(), now() + make_interval(secs => $6)
-               FROM used, priced
-               WHERE used.n + cardinality($4::bigint[]) <= $7
-                 AND priced.n = cardinality($4::bigint[])
-               RETURNING id, expires_at
-           ), claimed AS (
-               INSERT INTO seat_claims (event_id, seat_id, hold_id, kind, during)
-               SELECT $2, s.seat_id, hold.id, 'hold', tstzrange(now(), hold.expires_at)
-               FROM hold, unnest($4::bigint[]) AS s(seat_id)
-               ORDER BY s.seat_id
-               ON CONFLICT DO NOTHING
-               RETURNING seat_id
-           ), logged AS (
-               INSERT INTO seat_changes (event_id, seat_ids)
-               SELECT $2, array_agg(seat_id) FROM claimed HAVING count(*) > 0
-           )
-           SELECT used.n AS "already!", priced.n AS "priced!", priced.prices, priced.total AS "total!",
-                  (SELECT expires_at FROM hold) AS expires_at,
-                  ARRAY(SELECT seat_id FROM claimed) AS "claimed!",
-                  now() AS "now!"
-           FROM used, priced"#,
-        a.hold.0,
-        a.event.0,
-        a.fan.as_str(),
-        &seat_ids,
-        a.tiers,
-        a.lifetime_secs,
-        a.max_seats_per_fan,
+        r#"SELECT now() AS "now!",
+                  ARRAY(SELECT seat_id FROM seat_claims WHERE event_id = $1 AND during @> now() AND kind = 'hold') AS "held!",
+                  ARRAY(SELECT seat_id FROM seat_claims WHERE event_id = $1 AND during @> now() AND kind = 'sale') AS "sold!""#,
+        event.0
     )
-    .fetch_one(tx)
+    .fetch_one(conn)
     .await?;
-    Ok(ClaimAttempt {
-        already: r.already,
-        priced: r.priced,
-        claimed: r.claimed.into_iter().map(SeatId).collect(),
-        prices_cents: r.prices.unwrap_or_default(),
-        total_cents: r.total,
-        created_at: r.now,
-        expires_at: r.expires_at,
-    })
+    let claims = r
+        .held
+        .into_iter()
+        .map(|s| (SeatId(s), false))
+        .chain(r.sold.into_iter().map(|s| (SeatId(s), true)))
+        .collect();
+    Ok((claims, r.now))
 }
 
 /// Ends an active, unexpired hold of this fan and frees its seats. Returns
 /// false if there was no such hold (the caller finds out why).
-pub async fn release_hold(
-    tx: &mut PgConnection,
-    hold: HoldId,
-    fan: &FanId,
-) -> Result<bool, sqlx::Error> {
+pub async fn release_hold(tx: &mut PgConnection, hold: HoldId, fan: &FanId) -> Result<bool, sqlx::Error> {
     let r = sqlx::query!(
         r#"WITH h AS (
                UPDATE holds SET state = 'released', ended_at = now()
                WHERE id = $1 AND fan_id = $2 AND state = 'active' AND expires_at > now()
                RETURNING event_id, seat_ids
            ), freed AS (
-               DELETE FROM seat_claims c USING h
-               WHERE c.event_id = h.event_id AND c.seat_id = ANY(h.seat_ids) AND c.hold_id = $1 AND c.kind = 'hold'
+               DELETE FROM seat_claims c USING h, unnest(h.seat_ids) AS s(seat_id)
+               WHERE c.event_id = h.event_id AND c.seat_id = s.seat_id AND c.hold_id = $1 AND c.kind = 'hold'
                RETURNING c.seat_id
-           ), logged AS (
-               INSERT INTO seat_changes (event_id, seat_ids) SELECT event_id, seat_ids FROM h
            )
-           SELECT (SELECT count(*) FROM h) AS "released!""#,
+           SELECT (SELECT count(*) FROM h) AS "released!", (SELECT count(*) FROM freed) AS "freed!""#,
         hold.0,
         fan.as_str(),
     )
@@ -244,10 +199,7 @@ pub async fn release_hold(
 /// open-ended. Returns the seats sold, or `None` if the hold was not active
 /// and unexpired. If another claim overlaps (the hold had lapsed and someone
 /// else claimed a seat), the exclusion constraint refuses the statement.
-pub async fn sell_hold(
-    tx: &mut PgConnection,
-    hold: HoldId,
-) -> Result<Option<Vec<SeatId>>, sqlx::Error> {
+pub async fn sell_hold(tx: &mut PgConnection, hold: HoldId) -> Result<Option<Vec<SeatId>>, sqlx::Error> {
     let r = sqlx::query!(
         r#"WITH h AS (
                UPDATE holds SET state = 'converted', ended_at = now()
@@ -255,11 +207,9 @@ pub async fn sell_hold(
                RETURNING event_id, seat_ids
            ), sold AS (
                UPDATE seat_claims c SET kind = 'sale', during = tstzrange(now(), NULL)
-               FROM h
-               WHERE c.event_id = h.event_id AND c.seat_id = ANY(h.seat_ids) AND c.hold_id = $1 AND c.kind = 'hold'
+               FROM h, unnest(h.seat_ids) AS s(seat_id)
+               WHERE c.event_id = h.event_id AND c.seat_id = s.seat_id AND c.hold_id = $1 AND c.kind = 'hold'
                RETURNING c.seat_id
-           ), logged AS (
-               INSERT INTO seat_changes (event_id, seat_ids) SELECT event_id, seat_ids FROM h
            )
            SELECT (SELECT count(*) FROM h) AS "converted!", ARRAY(SELECT seat_id FROM sold) AS "sold!""#,
         hold.0,
@@ -269,27 +219,23 @@ pub async fn sell_hold(
     Ok((r.converted > 0).then(|| r.sold.into_iter().map(SeatId).collect()))
 }
 
-/// The reaper's step: deletes up to `batch` hold claims whose time is up,
-/// marks their holds expired and logs the freed seats. Safe to run on many
-/// instances at once (SKIP LOCKED). Correctness never depends on it running:
-/// an ended claim does not block anyone.
+/// The reaper's step: deletes up to `batch` hold claims whose time is up and
+/// marks their holds expired. Safe to run on many instances at once (SKIP
+/// LOCKED). Correctness never depends on it running: an ended claim does not
+/// block anyone, and seat maps see it end by the clock.
 pub async fn reap_expired(conn: &mut PgConnection, batch: i64) -> Result<u64, sqlx::Error> {
     let n = sqlx::query_scalar!(
         r#"WITH doomed AS (
-               SELECT id FROM seat_claims
+               SELECT ctid FROM seat_claims
                WHERE kind = 'hold' AND upper(during) <= now()
-               ORDER BY upper(during)
                LIMIT $1
                FOR UPDATE SKIP LOCKED
            ), gone AS (
-               DELETE FROM seat_claims c USING doomed d WHERE c.id = d.id
-               RETURNING c.event_id, c.seat_id, c.hold_id
+               DELETE FROM seat_claims c USING doomed d WHERE c.ctid = d.ctid
+               RETURNING c.hold_id
            ), ended AS (
                UPDATE holds h SET state = 'expired', ended_at = h.expires_at
                WHERE h.id IN (SELECT hold_id FROM gone) AND h.state = 'active'
-           ), logged AS (
-               INSERT INTO seat_changes (event_id, seat_ids)
-               SELECT event_id, array_agg(seat_id) FROM gone GROUP BY event_id
            )
            SELECT count(*) AS "n!" FROM gone"#,
         batch

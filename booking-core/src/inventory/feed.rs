@@ -1,231 +1,230 @@
-//! The seat-change feed behind each event's live stream.
+//! The live seat feed behind each event's seat-change stream.
 //!
-//! Writers log *which* seats changed (`seat_changes`, in the same
-//! transaction as the change). One poller per process reads the log every
-//! `poll_interval_ms`, taking only rows of transactions that have finished
-//! (xid below the snapshot's xmin, so a slow transaction that commits late
-//! is never skipped), looks up each changed seat's state *as it is now*, and
-//! broadcasts one batch per event to that event's subscribers. Because
-//! states are read at poll time, batches can repeat a state but never
-//! leave a client with a stale one.
+//! For every event someone is watching, one task per process reads the
+//! event's live claims every `poll_interval_ms` and compares them with the
+//! previous reading; what changed is broadcast as a batch of seats with their
+//! new states. Nothing is written on the hold path for this, expiries show up
+//! by the clock even before the reaper has been by, and the cost is one read
+//! per watched event per interval, whatever the number of fans or holds.
+//!
+//! A subscriber gets the latest full snapshot first, then every batch after
+//! it. Batches are numbered; a client reconnecting with the id of the last
+//! batch it saw gets the batches it missed if this process still has them,
+//! and a fresh snapshot otherwise.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 
 use crate::ids::{EventId, SeatId};
+use crate::inventory::availability::{self, SeatState, States};
+use crate::venues::VenueMap;
 
-/// Changes to one event's seats between two watermarks.
+/// One event's seats at one version.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    pub states: States,
+    pub server_time: DateTime<Utc>,
+}
+
+/// What changed from `version - 1` to `version`: each seat with its new state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SeatBatch {
-    /// Resume a stream from here (`Last-Event-ID`).
     #[serde(skip)]
-    pub watermark: i64,
+    pub version: u64,
     pub available: Vec<SeatId>,
     pub held: Vec<SeatId>,
     pub sold: Vec<SeatId>,
+}
+
+#[derive(Debug, Clone)]
+pub enum FeedMessage {
+    Snapshot(Arc<Snapshot>),
+    Batch(Arc<SeatBatch>),
+}
+
+/// Batches kept per event for reconnecting clients.
+const RECENT: usize = 128;
+const CHANNEL: usize = 256;
+
+static NEXT_BASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+struct Watch {
+    tx: broadcast::Sender<FeedMessage>,
+    latest: Option<Arc<Snapshot>>,
+    recent: VecDeque<Arc<SeatBatch>>,
+}
+
+#[derive(Clone)]
+pub struct SeatFeed {
+    pool: PgPool,
+    interval: Duration,
+    /// Names this process's numbering, so ids from another instance are
+    /// never mistaken for ours.
+    epoch: u32,
+    watches: Arc<Mutex<HashMap<EventId, Watch>>>,
+}
+
+/// Where a new subscriber starts.
+pub enum Start {
+    /// The latest snapshot (None: the first reading is on its way and will
+    /// arrive on the receiver).
+    Snapshot(Option<Arc<Snapshot>>),
+    /// Resuming: the batches missed since the client's last one.
+    Resume(Vec<Arc<SeatBatch>>),
+}
+
+pub struct Subscription {
+    pub receiver: broadcast::Receiver<FeedMessage>,
+    pub start: Start,
+    /// Batches up to this version are covered by `start`.
+    pub from_version: u64,
+}
+
+impl SeatFeed {
+    pub fn new(pool: PgPool, interval: Duration) -> SeatFeed {
+        SeatFeed {
+            pool,
+            interval,
+            epoch: rand::random::<u32>() >> 1,
+            watches: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EventId, Watch>> {
+        self.watches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A stream id for a batch or snapshot version: `<epoch>.<version>`.
+    pub fn event_id(&self, version: u64) -> String {
+        format!("{}.{}", self.epoch, version)
+    }
+
+    /// Subscribes to an event's changes. `last_id` is the id of the last
+    /// batch the client saw, if it is reconnecting.
+    pub fn subscribe(&self, event: EventId, map: Arc<VenueMap>, last_id: Option<&str>) -> Subscription {
+        let mut watches = self.lock();
+        let watch = watches.entry(event).or_insert_with(|| {
+            let (tx, _) = broadcast::channel(CHANNEL);
+            // Versions never repeat within a process, even across watches.
+            let base = NEXT_BASE.fetch_add(1 << 32, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(self.clone().watch(event, map, base));
+            Watch {
+                tx,
+                latest: None,
+                recent: VecDeque::new(),
+            }
+        });
+        let receiver = watch.tx.subscribe();
+        let latest_version = watch.latest.as_ref().map_or(0, |s| s.version);
+        let resume_from = last_id
+            .and_then(|id| id.split_once('.'))
+            .filter(|(epoch, _)| epoch.parse::<u32>().ok() == Some(self.epoch))
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .filter(|v| *v <= latest_version);
+        if let Some(seen) = resume_from {
+            let missed: Vec<Arc<SeatBatch>> = watch.recent.iter().filter(|b| b.version > seen).cloned().collect();
+            // Only if nothing between `seen` and now has been dropped.
+            let complete = missed.first().map_or(seen == latest_version, |b| b.version == seen + 1);
+            if complete {
+                return Subscription {
+                    receiver,
+                    start: Start::Resume(missed),
+                    from_version: latest_version,
+                };
+            }
+        }
+        Subscription {
+            receiver,
+            start: Start::Snapshot(watch.latest.clone()),
+            from_version: latest_version,
+        }
+    }
+
+    /// How many clients are watching, over all events.
+    pub fn subscribers(&self) -> usize {
+        self.lock().values().map(|w| w.tx.receiver_count()).sum()
+    }
+
+    /// One event's watcher: reads, compares, publishes, until nobody watches.
+    async fn watch(self, event: EventId, map: Arc<VenueMap>, base: u64) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut previous: Option<Arc<Snapshot>> = None;
+        loop {
+            tick.tick().await;
+            {
+                let mut watches = self.lock();
+                if watches.get(&event).is_none_or(|w| w.tx.receiver_count() == 0) {
+                    watches.remove(&event);
+                    return;
+                }
+            }
+            let (states, now) = match availability::read_states(&self.pool, &map, event).await {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::warn!(event_id = %event, error = %e, "seat feed read failed; retrying");
+                    continue;
+                }
+            };
+            let version = previous.as_ref().map_or(base + 1, |p| p.version + 1);
+            let batch = previous.as_ref().map(|p| diff(&map, &p.states, &states, version));
+            if matches!(&batch, Some(b) if b.is_empty()) {
+                continue;
+            }
+            let snapshot = Arc::new(Snapshot {
+                version,
+                states,
+                server_time: now,
+            });
+            previous = Some(snapshot.clone());
+            let mut watches = self.lock();
+            let Some(watch) = watches.get_mut(&event) else { return };
+            watch.latest = Some(snapshot.clone());
+            // Nobody listening is fine: the next tick notices and stops.
+            match batch {
+                Some(batch) => {
+                    let batch = Arc::new(batch);
+                    watch.recent.push_back(batch.clone());
+                    if watch.recent.len() > RECENT {
+                        watch.recent.pop_front();
+                    }
+                    let _ = watch.tx.send(FeedMessage::Batch(batch));
+                }
+                None => {
+                    let _ = watch.tx.send(FeedMessage::Snapshot(snapshot));
+                }
+            }
+        }
+    }
 }
 
 impl SeatBatch {
     pub fn is_empty(&self) -> bool {
         self.available.is_empty() && self.held.is_empty() && self.sold.is_empty()
     }
-
-    fn add(&mut self, seat: SeatId, state: Option<i32>) {
-        match state {
-            Some(2) => self.sold.push(seat),
-            Some(_) => self.held.push(seat),
-            None => self.available.push(seat),
-        }
-    }
 }
 
-/// Per-process fan-out of seat changes to stream subscribers.
-#[derive(Clone)]
-pub struct SeatFeed {
-    pool: PgPool,
-    inner: Arc<Mutex<FeedState>>,
-}
-
-struct FeedState {
-    /// Everything below this has been published.
-    watermark: i64,
-    channels: HashMap<EventId, broadcast::Sender<Arc<SeatBatch>>>,
-}
-
-/// A subscription and the watermark it starts from: batches published after
-/// it cover transactions at or above `from`.
-pub struct Subscription {
-    pub receiver: broadcast::Receiver<Arc<SeatBatch>>,
-    pub from: i64,
-}
-
-/// What a client resuming from an old cursor gets.
-pub enum CatchUp {
-    Changes(SeatBatch),
-    /// The log no longer reaches back that far: re-read availability.
-    TooOld,
-}
-
-const CHANNEL_CAPACITY: usize = 256;
-
-impl SeatFeed {
-    /// Starts at the database's current watermark: changes from before the
-    /// process started are for catch-up, not for broadcast.
-    pub async fn new(pool: PgPool) -> Result<SeatFeed, sqlx::Error> {
-        let watermark = current_watermark(&pool).await?;
-        Ok(SeatFeed {
-            pool,
-            inner: Arc::new(Mutex::new(FeedState {
-                watermark,
-                channels: HashMap::new(),
-            })),
-        })
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, FeedState> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn subscribe(&self, event: EventId) -> Subscription {
-        let mut state = self.state();
-        let from = state.watermark;
-        let receiver = state
-            .channels
-            .entry(event)
-            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
-            .subscribe();
-        Subscription { receiver, from }
-    }
-
-    /// How many clients are listening, over all events.
-    pub fn subscribers(&self) -> usize {
-        self.state()
-            .channels
-            .values()
-            .map(|c| c.receiver_count())
-            .sum()
-    }
-
-    /// Reads the log once and publishes what finished since the last poll.
-    pub async fn poll_once(&self) -> Result<usize, sqlx::Error> {
-        let since = self.state().watermark;
-        let (watermark, batches) = read_changes(&self.pool, since, None, None).await?;
-        let mut state = self.state();
-        let published = batches.len();
-        for (event, mut batch) in batches {
-            batch.watermark = watermark;
-            if let Some(tx) = state.channels.get(&event) {
-                // No receivers is fine: nobody is watching this event.
-                let _ = tx.send(Arc::new(batch));
-            }
-        }
-        state.channels.retain(|_, tx| tx.receiver_count() > 0);
-        state.watermark = state.watermark.max(watermark);
-        Ok(published)
-    }
-
-    /// Runs the poller until the process ends.
-    pub async fn run(self, interval: Duration) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(e) = self.poll_once().await {
-                tracing::warn!(error = %e, "seat feed poll failed; retrying");
+fn diff(map: &VenueMap, before: &States, after: &States, version: u64) -> SeatBatch {
+    let mut batch = SeatBatch {
+        version,
+        ..SeatBatch::default()
+    };
+    for (i, (a, b)) in before.0.iter().zip(&after.0).enumerate() {
+        if a != b {
+            let seat = map.seat(i as u32).id;
+            match b {
+                SeatState::Available => batch.available.push(seat),
+                SeatState::Held => batch.held.push(seat),
+                SeatState::Sold => batch.sold.push(seat),
             }
         }
     }
-
-    /// Changes to `event` from `since` up to (not including) `until`.
-    pub async fn catch_up(
-        &self,
-        event: EventId,
-        since: i64,
-        until: i64,
-    ) -> Result<CatchUp, sqlx::Error> {
-        let horizon = sqlx::query_scalar!("SELECT min_xid FROM seat_changes_horizon")
-            .fetch_one(&self.pool)
-            .await?;
-        if since < horizon {
-            return Ok(CatchUp::TooOld);
-        }
-        let (watermark, mut batches) =
-            read_changes(&self.pool, since, Some(until), Some(event)).await?;
-        let mut batch = batches.remove(&event).unwrap_or_default();
-        batch.watermark = watermark.min(until);
-        Ok(CatchUp::Changes(batch))
-    }
-}
-
-pub async fn current_watermark(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(r#"SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS "w!""#)
-        .fetch_one(pool)
-        .await
-}
-
-/// Changed seats of finished transactions in [since, min(until, xmin)), with
-/// each seat's current state, grouped by event.
-async fn read_changes(
-    pool: &PgPool,
-    since: i64,
-    until: Option<i64>,
-    event: Option<EventId>,
-) -> Result<(i64, HashMap<EventId, SeatBatch>), sqlx::Error> {
-    let rows = sqlx::query!(
-        r#"WITH w AS (
-               SELECT least(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, coalesce($2, 9223372036854775807)) AS xmin
-           ), changed AS (
-               SELECT DISTINCT c.event_id, s.seat_id
-               FROM seat_changes c, w, unnest(c.seat_ids) AS s(seat_id)
-               WHERE c.xid >= $1 AND c.xid < w.xmin AND ($3::bigint IS NULL OR c.event_id = $3)
-           )
-           SELECT w.xmin AS "watermark!", ch.event_id AS "event_id?", ch.seat_id AS "seat_id?",
-                  (SELECT CASE WHEN upper_inf(sc.during) THEN 2 ELSE 1 END
-                   FROM seat_claims sc
-                   WHERE sc.event_id = ch.event_id AND sc.seat_id = ch.seat_id AND sc.during @> now()
-                   LIMIT 1) AS state
-           FROM w LEFT JOIN changed ch ON true"#,
-        since,
-        until,
-        event.map(|e| e.0),
-    )
-    .fetch_all(pool)
-    .await?;
-    let watermark = rows.first().map_or(since, |r| r.watermark);
-    let mut batches: HashMap<EventId, SeatBatch> = HashMap::new();
-    for r in rows {
-        if let (Some(event), Some(seat)) = (r.event_id, r.seat_id) {
-            batches
-                .entry(EventId(event))
-                .or_default()
-                .add(SeatId(seat), r.state);
-        }
-    }
-    Ok((watermark, batches))
-}
-
-/// Deletes log rows older than `retention_secs` and moves the horizon past
-/// them, so a client asking for older changes is told to re-read instead.
-pub async fn prune(pool: &PgPool, retention_secs: f64, batch: i64) -> Result<u64, sqlx::Error> {
-    let n = sqlx::query_scalar!(
-        r#"WITH gone AS (
-               DELETE FROM seat_changes WHERE id = ANY(ARRAY(
-                   SELECT id FROM seat_changes WHERE at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2))
-               RETURNING xid
-           ), moved AS (
-               UPDATE seat_changes_horizon SET min_xid = greatest(min_xid, (SELECT max(xid) + 1 FROM gone))
-               WHERE EXISTS (SELECT 1 FROM gone)
-           )
-           SELECT count(*) AS "n!" FROM gone"#,
-        retention_secs,
-        batch
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(n as u64)
+    batch
 }

@@ -1,19 +1,18 @@
 //! Making, reading and releasing holds: validation against the chart, the
-//! transaction around the claim (idempotency record, per-fan lock, rules,
-//! claim), best-available retries, and remembering refusals so that a retry
-//! with the same Idempotency-Key is answered the same way.
+//! call that claims (see `claims.rs`), best-available's choice under its
+//! scope lock with retries, and idempotent answers for retried keys.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 
 use crate::idempotency::{self, Answer, Fingerprint, Prior};
 use crate::ids::{Cents, EventId, FanId, HoldId, SeatId};
 use crate::inventory::best_available::{self, Scope};
-use crate::inventory::claims::{self, ClaimArgs};
+use crate::inventory::claims::{self, PlaceArgs, Placed};
 use crate::inventory::{Caller, HeldSeat, Hold, HoldError, HoldRequest, HoldState};
 use crate::venues::{SeatMaps, VenueMap};
 
@@ -39,29 +38,20 @@ enum Plan {
     Best { scope: Scope, quantity: usize },
 }
 
-/// How one transaction ended.
+/// How an attempt ended, short of an error.
 enum Attempt {
     Held(Hold),
     Replay(Answer),
 }
 
 impl HoldService {
-    pub fn new(
-        pool: PgPool,
-        maps: SeatMaps,
-        max_seats_per_request: usize,
-        best_available_attempts: u32,
-    ) -> Self {
+    pub fn new(pool: PgPool, maps: SeatMaps, max_seats_per_request: usize, best_available_attempts: u32) -> Self {
         HoldService {
             pool,
             maps,
             max_seats_per_request,
             best_available_attempts,
         }
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     async fn chart(&self, event: EventId) -> Result<Arc<VenueMap>, HoldError> {
@@ -72,7 +62,7 @@ impl HoldService {
             .ok_or(HoldError::EventNotFound)
     }
 
-    #[tracing::instrument(skip_all, fields(event_id = %event, fan_id = %caller.fan, hold_id = tracing::field::Empty))]
+    #[tracing::instrument(skip_all, fields(event_id = %event, hold_id = tracing::field::Empty))]
     pub async fn place(
         &self,
         caller: &Caller,
@@ -82,14 +72,15 @@ impl HoldService {
         let map = self.chart(event).await?;
         let plan = self.plan(&map, request).await?;
         let fingerprint = Fingerprint::of(&format!("hold.create/{event}"), request);
-        let result = self.run_plan(caller, event, &map, plan, &fingerprint).await;
-        let result = match result {
-            Err(refusal) if refusal.is_refusal() => {
+        let attempt = match self.run_plan(caller, event, &map, plan, &fingerprint).await {
+            // Refusals made by place_hold are recorded there; best
+            // available's own verdict is recorded here.
+            Err(refusal @ HoldError::NoAdjacentSeats { .. }) => {
                 self.remember_refusal(caller, &fingerprint, refusal).await
             }
             other => other,
-        };
-        match result? {
+        }?;
+        match attempt {
             Attempt::Held(hold) => {
                 tracing::Span::current().record("hold_id", tracing::field::display(hold.hold_id));
                 Ok(Outcome {
@@ -111,27 +102,17 @@ impl HoldService {
                     });
                 }
                 let mut seen = HashSet::new();
-                let dupes: BTreeSet<SeatId> = ids
-                    .iter()
-                    .filter(|id| !seen.insert(**id))
-                    .copied()
-                    .collect();
+                let dupes: BTreeSet<SeatId> = ids.iter().filter(|id| !seen.insert(**id)).copied().collect();
                 if !dupes.is_empty() {
                     return Err(HoldError::DuplicateSeats {
                         seat_ids: dupes.into_iter().collect(),
                     });
                 }
-                let missing: Vec<SeatId> = ids
-                    .iter()
-                    .filter(|id| map.index_of(**id).is_none())
-                    .copied()
-                    .collect();
+                let missing: Vec<SeatId> = ids.iter().filter(|id| map.index_of(**id).is_none()).copied().collect();
                 if !missing.is_empty() {
                     return Err(self.classify_missing(missing).await);
                 }
-                Ok(Plan::Seats(
-                    ids.iter().filter_map(|id| map.index_of(*id)).collect(),
-                ))
+                Ok(Plan::Seats(ids.iter().filter_map(|id| map.index_of(*id)).collect()))
             }
             (None, Some(best)) => {
                 let max = self.max_seats_per_request;
@@ -187,194 +168,77 @@ impl HoldService {
         plan: Plan,
         fingerprint: &Fingerprint,
     ) -> Result<Attempt, HoldError> {
-        // Best available chooses under a per-scope lock and so only loses a
-        // race to a fan who named specific seats; a few attempts cover that.
-        let attempts = match plan {
-            Plan::Seats(_) => 1,
-            Plan::Best { .. } => self.best_available_attempts,
-        };
-        let mut last = HoldError::Storage("no attempt made".into());
-        for _ in 0..attempts {
-            match self.attempt(caller, event, map, &plan, fingerprint).await {
-                Err(e @ HoldError::SeatsTaken { .. }) if matches!(plan, Plan::Best { .. }) => {
-                    last = e
-                }
-                other => return other,
-            }
-        }
         match plan {
-            Plan::Best { quantity, .. } => Err(HoldError::NoAdjacentSeats { quantity }),
-            Plan::Seats(_) => Err(last),
+            Plan::Seats(seats) => {
+                let mut conn = self.pool.acquire().await?;
+                let placed = claims::place_hold(&mut conn, self.args(caller, event, map, &seats, fingerprint)).await?;
+                settle(map, event, placed)
+            }
+            Plan::Best { scope, quantity } => {
+                // The choice is made under the scope's lock, so it only loses
+                // a race to a fan who named specific seats; a few attempts
+                // cover that.
+                for _ in 0..self.best_available_attempts {
+                    let mut tx = self.pool.begin().await?;
+                    let section = scope.section.map(|s| map.sections[s as usize].code.as_str());
+                    claims::lock_scope(&mut tx, event, section, scope.tier, scope.accessible).await?;
+                    let taken: HashSet<u32> =
+                        claims::live_seats_in_scope(&mut tx, event, section, scope.tier, scope.accessible)
+                            .await?
+                            .into_iter()
+                            .filter_map(|id| map.index_of(id))
+                            .collect();
+                    let Some(window) = best_available::rank(map, |i| taken.contains(&i), scope, quantity, 1)
+                        .into_iter()
+                        .next()
+                    else {
+                        tx.rollback().await?;
+                        return Err(HoldError::NoAdjacentSeats { quantity });
+                    };
+                    let placed =
+                        claims::place_hold(&mut tx, self.args(caller, event, map, &window.seats, fingerprint)).await?;
+                    if let Placed::Refused(json) = &placed
+                        && json["kind"] == "seats_taken"
+                    {
+                        // Not a refusal of the fan's request: choose again.
+                        tx.rollback().await?;
+                        continue;
+                    }
+                    tx.commit().await?;
+                    return settle(map, event, placed);
+                }
+                Err(HoldError::NoAdjacentSeats { quantity })
+            }
         }
     }
 
-    /// One all-or-nothing transaction: choose the seats (best available
-    /// chooses here, under its scope lock, from a fresh read) and claim them.
-    async fn attempt(
+    fn args<'a>(
         &self,
-        caller: &Caller,
+        caller: &'a Caller,
         event: EventId,
         map: &VenueMap,
-        plan: &Plan,
-        fingerprint: &Fingerprint,
-    ) -> Result<Attempt, HoldError> {
-        let hold_id = HoldId::new();
-        let mut tx = self.pool.begin().await?;
-        match idempotency::record_in_tx(
-            &mut tx,
-            &caller.fan,
-            &caller.key,
-            fingerprint,
-            &Answer::HoldCreated(hold_id),
-        )
-        .await?
-        {
-            Prior::None => {}
-            Prior::Replay(answer) => return abandon(tx, Ok(Attempt::Replay(answer))).await,
-            Prior::Mismatch => return abandon(tx, Err(HoldError::IdempotencyKeyReused)).await,
+        seats: &[u32],
+        fingerprint: &'a Fingerprint,
+    ) -> PlaceArgs<'a> {
+        let mut seats: Vec<&crate::venues::Seat> = seats.iter().map(|&i| map.seat(i)).collect();
+        seats.sort_by_key(|s| s.id);
+        PlaceArgs {
+            hold: HoldId::new(),
+            event,
+            fan: &caller.fan,
+            key: caller.key.as_str(),
+            fingerprint: &fingerprint.0,
+            seats: seats.iter().map(|s| s.id).collect(),
+            tiers: seats.iter().map(|s| s.tier).collect(),
+            // Spread expiries over +/- the event's jitter so a burst of holds
+            // does not all come back in the same second.
+            jitter: rand::thread_rng().gen_range(-1.0..=1.0),
+            admitted: caller.admitted_for == Some(event),
         }
-        let Some(rules) = claims::lock_fan_and_read_rules(&mut tx, event, &caller.fan).await?
-        else {
-            return abandon(tx, Err(HoldError::EventNotFound)).await;
-        };
-        let refusal = if rules.cancelled {
-            Some(HoldError::EventCancelled)
-        } else if rules.over {
-            Some(HoldError::EventOver)
-        } else if !rules.on_sale {
-            Some(HoldError::NotOnSale {
-                on_sale_at: rules.on_sale_at,
-            })
-        } else if rules.protected && caller.admitted_for != Some(event) {
-            Some(HoldError::AdmissionRequired)
-        } else {
-            None
-        };
-        if let Some(refusal) = refusal {
-            return abandon(tx, Err(refusal)).await;
-        }
-
-        let mut seats = match plan {
-            Plan::Seats(seats) => seats.clone(),
-            Plan::Best { scope, quantity } => {
-                let section = scope
-                    .section
-                    .map(|s| map.sections[s as usize].code.as_str());
-                claims::lock_scope(&mut tx, event, section, scope.tier, scope.accessible).await?;
-                let taken: HashSet<u32> = claims::live_seats_in_scope(
-                    &mut tx,
-                    event,
-                    section,
-                    scope.tier,
-                    scope.accessible,
-                )
-                .await?
-                .into_iter()
-                .filter_map(|id| map.index_of(id))
-                .collect();
-                match best_available::rank(map, |i| taken.contains(&i), *scope, *quantity, 1)
-                    .into_iter()
-                    .next()
-                {
-                    Some(window) => window.seats,
-                    None => {
-                        return abandon(
-                            tx,
-                            Err(HoldError::NoAdjacentSeats {
-                                quantity: *quantity,
-                            }),
-                        )
-                        .await;
-                    }
-                }
-            }
-        };
-        seats.sort_by_key(|&i| map.seat(i).id);
-        let seat_ids: Vec<SeatId> = seats.iter().map(|&i| map.seat(i).id).collect();
-        let tiers: Vec<i16> = seats.iter().map(|&i| map.seat(i).tier).collect();
-
-        // Spread expiries over +/- jitter so a burst of holds does not all
-        // come back in the same second.
-        let jitter = rules.jitter_secs as f64;
-        let offset = if jitter > 0.0 {
-            rand::thread_rng().gen_range(-jitter..=jitter)
-        } else {
-            0.0
-        };
-        let lifetime_secs = (rules.ttl_secs as f64 + offset).max(1.0);
-
-        let claim = claims::claim_seats(
-            &mut tx,
-            ClaimArgs {
-                hold: hold_id,
-                event,
-                fan: &caller.fan,
-                seats: &seat_ids,
-                tiers: &tiers,
-                lifetime_secs,
-                max_seats_per_fan: rules.max_seats_per_fan,
-            },
-        )
-        .await?;
-        let wanted = seat_ids.len();
-        if claim.already as usize + wanted > rules.max_seats_per_fan as usize {
-            return abandon(
-                tx,
-                Err(HoldError::FanLimitReached {
-                    limit: rules.max_seats_per_fan,
-                    already: claim.already,
-                }),
-            )
-            .await;
-        }
-        if (claim.priced as usize) < wanted {
-            let priced: Vec<i16> =
-                sqlx::query_scalar!("SELECT tier FROM event_tiers WHERE event_id = $1", event.0)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            let unpriced = seats
-                .iter()
-                .filter(|&&i| !priced.contains(&map.seat(i).tier))
-                .map(|&i| map.seat(i).id);
-            return abandon(
-                tx,
-                Err(HoldError::SeatsNotForSale {
-                    seat_ids: unpriced.collect(),
-                }),
-            )
-            .await;
-        }
-        if claim.claimed.len() < wanted {
-            let got: HashSet<SeatId> = claim.claimed.iter().copied().collect();
-            let taken = seat_ids
-                .iter()
-                .filter(|s| !got.contains(s))
-                .copied()
-                .collect();
-            return abandon(tx, Err(HoldError::SeatsTaken { seat_ids: taken })).await;
-        }
-        let expires_at = claim
-            .expires_at
-            .ok_or_else(|| HoldError::Storage("hold row missing".into()))?;
-        tx.commit().await?;
-        Ok(Attempt::Held(render(
-            map,
-            HoldFacts {
-                id: hold_id,
-                event,
-                state: HoldState::Active,
-                seat_ids,
-                prices_cents: claim.prices_cents,
-                total_cents: claim.total_cents,
-                created_at: claim.created_at,
-                expires_at,
-                server_time: claim.created_at,
-            },
-        )))
     }
 
-    /// Stores the refusal against the key; if a concurrent request with the
-    /// key got its answer stored first, that answer wins.
+    /// Stores the refusal against the key; if the key already had an
+    /// answer, that answer wins.
     async fn remember_refusal(
         &self,
         caller: &Caller,
@@ -383,9 +247,7 @@ impl HoldService {
     ) -> Result<Attempt, HoldError> {
         // Serialising the error enum cannot fail.
         let json = serde_json::to_value(&refusal).expect("serialise refusal");
-        match idempotency::record_refusal(&self.pool, &caller.fan, &caller.key, fingerprint, json)
-            .await?
-        {
+        match idempotency::record_refusal(&self.pool, &caller.fan, &caller.key, fingerprint, json).await? {
             Prior::None => Err(refusal),
             Prior::Replay(answer) => Ok(Attempt::Replay(answer)),
             Prior::Mismatch => Err(HoldError::IdempotencyKeyReused),
@@ -397,81 +259,81 @@ impl HoldService {
         let (hold, as_state) = match answer {
             Answer::HoldCreated(h) => (h, HoldState::Active),
             Answer::HoldReleased(h) => (h, HoldState::Released),
-            Answer::Refused(json) => {
-                return Err(serde_json::from_value(json).unwrap_or_else(|e| {
-                    HoldError::Storage(format!("stored refusal unreadable: {e}"))
-                }));
-            }
+            Answer::Refused(json) => return Err(HoldError::from_json(json)),
         };
         let mut value = get_hold(&self.pool, &self.maps, &caller.fan, hold).await?;
         value.state = as_state;
-        Ok(Outcome {
-            value,
-            replayed: true,
-        })
+        Ok(Outcome { value, replayed: true })
     }
 
-    #[tracing::instrument(skip_all, fields(hold_id = %hold, fan_id = %caller.fan))]
+    #[tracing::instrument(skip_all, fields(hold_id = %hold))]
     pub async fn release(&self, caller: &Caller, hold: HoldId) -> Result<Outcome<Hold>, HoldError> {
         let fingerprint = Fingerprint::of("hold.release", &hold);
-        let result: Result<Option<Answer>, HoldError> = async {
-            let mut tx = self.pool.begin().await?;
-            match idempotency::record_in_tx(
-                &mut tx,
-                &caller.fan,
-                &caller.key,
-                &fingerprint,
-                &Answer::HoldReleased(hold),
-            )
-            .await?
-            {
-                Prior::None => {}
-                Prior::Replay(answer) => return abandon(tx, Ok(Some(answer))).await,
-                Prior::Mismatch => return abandon(tx, Err(HoldError::IdempotencyKeyReused)).await,
+        let mut tx = self.pool.begin().await?;
+        let refusal = match idempotency::record_in_tx(
+            &mut tx,
+            &caller.fan,
+            &caller.key,
+            &fingerprint,
+            &Answer::HoldReleased(hold),
+        )
+        .await?
+        {
+            Prior::Replay(answer) => {
+                tx.rollback().await?;
+                return self.replay(caller, answer).await;
             }
-            if claims::release_hold(&mut tx, hold, &caller.fan).await? {
+            Prior::Mismatch => {
+                tx.rollback().await?;
+                return Err(HoldError::IdempotencyKeyReused);
+            }
+            Prior::None if claims::release_hold(&mut tx, hold, &caller.fan).await? => {
                 tx.commit().await?;
-                return Ok(None);
+                let value = get_hold(&self.pool, &self.maps, &caller.fan, hold).await?;
+                return Ok(Outcome { value, replayed: false });
             }
-            let why = why_not_active(&mut tx, hold, &caller.fan).await?;
-            abandon(tx, Err(why)).await
-        }
-        .await;
-        let answer = match result {
-            Ok(None) => {
-                return Ok(Outcome {
-                    value: get_hold(&self.pool, &self.maps, &caller.fan, hold).await?,
-                    replayed: false,
-                });
-            }
-            Ok(Some(answer)) => answer,
-            Err(refusal) if refusal.is_refusal() => {
-                match self.remember_refusal(caller, &fingerprint, refusal).await? {
-                    Attempt::Replay(answer) => answer,
-                    Attempt::Held(_) => return Err(HoldError::Storage("unexpected hold".into())),
-                }
-            }
-            Err(other) => return Err(other),
+            Prior::None => why_not_active(&mut tx, hold, &caller.fan).await?,
         };
-        self.replay(caller, answer).await
+        tx.rollback().await?;
+        match self.remember_refusal(caller, &fingerprint, refusal).await? {
+            Attempt::Replay(answer) => self.replay(caller, answer).await,
+            Attempt::Held(_) => Err(HoldError::Storage("a release produced a hold".into())),
+        }
     }
 }
 
-/// Rolls back and passes the result on.
-async fn abandon<T>(
-    tx: Transaction<'static, Postgres>,
-    result: Result<T, HoldError>,
-) -> Result<T, HoldError> {
-    tx.rollback().await?;
-    result
+/// Turns what place_hold did into the fan's answer.
+fn settle(map: &VenueMap, event: EventId, placed: Placed) -> Result<Attempt, HoldError> {
+    match placed {
+        Placed::Held {
+            hold,
+            seat_ids,
+            created_at,
+            expires_at,
+            prices_cents,
+            total_cents,
+        } => Ok(Attempt::Held(render(
+            map,
+            HoldFacts {
+                id: hold,
+                event,
+                state: HoldState::Active,
+                seat_ids,
+                prices_cents,
+                total_cents,
+                created_at,
+                expires_at,
+                server_time: created_at,
+            },
+        ))),
+        Placed::ReplayHold(hold) => Ok(Attempt::Replay(Answer::HoldCreated(hold))),
+        Placed::ReplayRefusal(json) => Ok(Attempt::Replay(Answer::Refused(json))),
+        Placed::Refused(json) => Err(HoldError::from_json(json)),
+    }
 }
 
 /// Why a hold of this fan could not be released.
-async fn why_not_active(
-    tx: &mut sqlx::PgConnection,
-    hold: HoldId,
-    fan: &FanId,
-) -> Result<HoldError, HoldError> {
+async fn why_not_active(tx: &mut sqlx::PgConnection, hold: HoldId, fan: &FanId) -> Result<HoldError, HoldError> {
     let row = sqlx::query!(
         r#"SELECT state, expires_at, expires_at <= now() AS "lapsed!" FROM holds WHERE id = $1 AND fan_id = $2"#,
         hold.0,
@@ -546,12 +408,7 @@ fn render(map: &VenueMap, f: HoldFacts) -> Hold {
 
 /// A fan's own hold, with its state as of now (an active hold past its
 /// expiry reads as expired even before the reaper has been by).
-pub async fn get_hold(
-    pool: &PgPool,
-    maps: &SeatMaps,
-    fan: &FanId,
-    hold: HoldId,
-) -> Result<Hold, HoldError> {
+pub async fn get_hold(pool: &PgPool, maps: &SeatMaps, fan: &FanId, hold: HoldId) -> Result<Hold, HoldError> {
     let r = sqlx::query!(
         r#"SELECT event_id, state, seat_ids, prices_cents, total_cents, created_at, expires_at,
                   now() AS "now!", expires_at <= now() AS "lapsed!"

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{Cents, EventId, FanId, HoldId, SeatId};
 
 pub use availability::{Availability, SeatState};
-pub use feed::{SeatBatch, SeatFeed};
+pub use feed::{FeedMessage, SeatBatch, SeatFeed};
 pub use holds::{HoldService, Outcome, get_hold};
 
 /// What a fan asks to hold: named seats, or the best N in a section or tier.
@@ -156,10 +156,9 @@ impl From<sqlx::Error> for HoldError {
 }
 
 impl HoldError {
-    /// Refusals are remembered against an idempotency key; storage failures
-    /// are not (the client should retry them).
-    pub fn is_refusal(&self) -> bool {
-        !matches!(self, HoldError::Storage(_))
+    /// A refusal as stored against an idempotency key (see `place_hold`).
+    pub fn from_json(json: serde_json::Value) -> HoldError {
+        serde_json::from_value(json).unwrap_or_else(|e| HoldError::Storage(format!("stored refusal unreadable: {e}")))
     }
 }
 

@@ -1,14 +1,15 @@
-//! The reaper: frees the seats of expired holds promptly, in small batches,
-//! so seat maps see them come back; and prunes the seat-change log and old
-//! idempotency keys. Correctness never waits for it: an expired claim blocks
-//! nobody. Any number of instances may run it at once.
+//! The reaper: removes the claims of expired holds in small batches and
+//! marks the holds expired, and forgets old idempotency keys. Correctness
+//! never waits for it: an expired claim blocks nobody, and seat maps see it
+//! end by the clock. It keeps the claims table small. Any number of
+//! instances may run it at once.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::config::{FeedConfig, ReaperConfig};
-use crate::inventory::{claims, feed};
+use crate::config::ReaperConfig;
+use crate::inventory::claims;
 
 /// Idempotency keys are kept a day, like the payment processors' own.
 const IDEMPOTENCY_KEY_AGE_SECS: f64 = 24.0 * 3600.0;
@@ -28,7 +29,7 @@ pub async fn reap_once(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> {
     }
 }
 
-pub async fn run(pool: PgPool, reaper: ReaperConfig, feed_config: FeedConfig) {
+pub async fn run(pool: PgPool, reaper: ReaperConfig) {
     let mut tick = tokio::time::interval(Duration::from_millis(reaper.interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u64 = 0;
@@ -37,17 +38,13 @@ pub async fn run(pool: PgPool, reaper: ReaperConfig, feed_config: FeedConfig) {
         n += 1;
         match reap_once(&pool, reaper.batch_size).await {
             Ok(0) => {}
-            Ok(freed) => tracing::debug!(freed, "reaper freed seats of expired holds"),
+            Ok(removed) => tracing::debug!(removed, "reaper removed claims of expired holds"),
             Err(e) => tracing::warn!(error = %e, "reaper pass failed; retrying next tick"),
         }
-        if n.is_multiple_of(PRUNE_EVERY) {
-            if let Err(e) = feed::prune(&pool, feed_config.retention_secs as f64, 5_000).await {
-                tracing::warn!(error = %e, "pruning the seat-change log failed");
-            }
-            if let Err(e) = crate::idempotency::prune(&pool, IDEMPOTENCY_KEY_AGE_SECS, 5_000).await
-            {
-                tracing::warn!(error = %e, "pruning idempotency keys failed");
-            }
+        if n.is_multiple_of(PRUNE_EVERY)
+            && let Err(e) = crate::idempotency::prune(&pool, IDEMPOTENCY_KEY_AGE_SECS, 5_000).await
+        {
+            tracing::warn!(error = %e, "pruning idempotency keys failed");
         }
     }
 }

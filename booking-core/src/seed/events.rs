@@ -62,22 +62,14 @@ pub fn all(anchor: DateTime<Utc>) -> Vec<EventSpec> {
         ("Upper", 6_900),
         ("Upper Rear", 4_500),
     ]);
-    let arena = tiers(&[
-        ("Floor View", 9_500),
-        ("Lower Tier", 6_500),
-        ("Upper Tier", 3_900),
-    ]);
+    let arena = tiers(&[("Floor View", 9_500), ("Lower Tier", 6_500), ("Upper Tier", 3_900)]);
     let theatre = tiers(&[
         ("Premium Stalls", 8_500),
         ("Stalls & Dress", 5_900),
         ("Upper Circle", 3_500),
         ("Upper Rear", 2_000),
     ]);
-    let club = tiers(&[
-        ("Front Tables", 4_500),
-        ("Floor", 3_000),
-        ("Balcony", 2_200),
-    ]);
+    let club = tiers(&[("Front Tables", 4_500), ("Floor", 3_000), ("Balcony", 2_200)]);
     let hall = tiers(&[("Parkett", 7_900), ("Rang", 5_400), ("Galerie", 3_200)]);
     use Category::*;
     vec![

@@ -40,10 +40,7 @@ fn bowl(
             let tier = tier_of(ring_no, distance);
             let rows = (0..ring.rows)
                 .map(|r| {
-                    let (ra, rb) = (
-                        ring.a + r as f32 * ring.row_depth,
-                        ring.b + r as f32 * ring.row_depth,
-                    );
+                    let (ra, rb) = (ring.a + r as f32 * ring.row_depth, ring.b + r as f32 * ring.row_depth);
                     RowSpec {
                         label: row_label(r),
                         seats: (0..ring.seats)
@@ -132,13 +129,12 @@ pub fn stadium() -> ChartSpec {
         |ring, section, row, seat, centre| {
             // Wheelchair platforms: the back row of every fourth lower
             // section, and the back row ends of each club section.
-            let accessible =
-                (ring == 0 && section % 4 == 0 && row == 19 && !(4..26).contains(&seat))
-                    || (ring == 1 && row == 6 && seat < 2);
+            let accessible = (ring == 0 && section % 4 == 0 && row == 19 && !(4..26).contains(&seat))
+                || (ring == 1 && row == 6 && seat < 2);
             // The stage and its towers block the view from the sections
             // behind it, and the lowest upper rows there.
-            let obstructed = (ring == 0 && near_stage(centre, 0.35))
-                || (ring == 2 && row < 3 && near_stage(centre, 0.5));
+            let obstructed =
+                (ring == 0 && near_stage(centre, 0.35)) || (ring == 2 && row < 3 && near_stage(centre, 0.5));
             (accessible, obstructed)
         },
     );
@@ -178,12 +174,7 @@ pub fn arena() -> ChartSpec {
                 3
             }
         },
-        |_, section, row, seat, centre| {
-            (
-                section % 6 == 0 && row == 19 && seat < 4,
-                near_stage(centre, 0.3),
-            )
-        },
+        |_, section, row, seat, centre| (section % 6 == 0 && row == 19 && seat < 4, near_stage(centre, 0.3)),
     );
     ChartSpec {
         slug: "harbour-arena".into(),
@@ -245,9 +236,7 @@ pub fn theatre() -> ChartSpec {
             block("DL", "Dress Circle Left", 8, 8, -11.0, 22.0, |_| 2),
             block("DC", "Dress Circle Centre", 8, 16, -4.4, 22.0, |_| 2),
             block("DR", "Dress Circle Right", 8, 8, 6.6, 22.0, |_| 2),
-            block("UC", "Upper Circle", 8, 18, -5.0, 30.0, |r| {
-                if r < 4 { 3 } else { 4 }
-            }),
+            block("UC", "Upper Circle", 8, 18, -5.0, 30.0, |r| if r < 4 { 3 } else { 4 }),
         ],
     }
 }
@@ -262,15 +251,7 @@ pub fn club() -> ChartSpec {
         timezone: "Europe/Dublin".into(),
         focal: Point { x: 0.0, y: 0.0 },
         sections: vec![
-            block(
-                "F",
-                "Floor",
-                10,
-                15,
-                -4.0,
-                2.0,
-                |r| if r < 4 { 1 } else { 2 },
-            ),
+            block("F", "Floor", 10, 15, -4.0, 2.0, |r| if r < 4 { 1 } else { 2 }),
             block("B", "Balcony", 10, 15, -4.0, 12.0, |_| 3),
         ],
     }
@@ -318,25 +299,14 @@ mod tests {
         assert_eq!(theatre().seat_count(), 1_200);
         assert_eq!(club().seat_count(), 300);
         assert_eq!(hall().seat_count(), 2_400);
-        let seats: Vec<&SeatSpec> = s
-            .sections
-            .iter()
-            .flat_map(|x| &x.rows)
-            .flat_map(|r| &r.seats)
-            .collect();
+        let seats: Vec<&SeatSpec> = s.sections.iter().flat_map(|x| &x.rows).flat_map(|r| &r.seats).collect();
         let mut tiers: Vec<i16> = seats.iter().map(|x| x.tier).collect();
         tiers.sort();
         tiers.dedup();
         assert_eq!(tiers, vec![1, 2, 3, 4, 5]);
         assert!(seats.iter().any(|x| x.accessible));
         assert!(seats.iter().any(|x| x.obstructed));
-        assert!(
-            seats
-                .iter()
-                .filter(|x| x.accessible || x.obstructed)
-                .count()
-                < 5_000
-        );
+        assert!(seats.iter().filter(|x| x.accessible || x.obstructed).count() < 5_000);
     }
 
     #[test]

@@ -82,9 +82,7 @@ pub struct ChartSeat {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "venue {venue}: seat {seat_idx} breaks seat-map order (seats of one row must be contiguous, by seat number)"
-)]
+#[error("venue {venue}: seat {seat_idx} breaks seat-map order (seats of one row must be contiguous, by seat number)")]
 pub struct ChartOrderError {
     pub venue: VenueId,
     pub seat_idx: usize,
@@ -122,14 +120,9 @@ impl VenueMap {
         let mut current: Option<(u32, i32)> = None;
         for (i, seat) in seats.into_iter().enumerate() {
             let idx = i as u32;
-            let section = sections
-                .get_mut(seat.section as usize)
-                .ok_or_else(|| order_error(i))?;
+            let section = sections.get_mut(seat.section as usize).ok_or_else(|| order_error(i))?;
             if current == Some((seat.section, seat.row_no)) {
-                let prev_no = flat
-                    .last()
-                    .map(|s| s.seat_no)
-                    .ok_or_else(|| order_error(i))?;
+                let prev_no = flat.last().map(|s| s.seat_no).ok_or_else(|| order_error(i))?;
                 let row = section.rows.last_mut().ok_or_else(|| order_error(i))?;
                 if prev_no >= seat.seat_no {
                     return Err(order_error(i));
@@ -187,10 +180,7 @@ impl VenueMap {
     }
 
     pub fn section_index(&self, code: &str) -> Option<u32> {
-        self.sections
-            .iter()
-            .position(|s| s.code == code)
-            .map(|i| i as u32)
+        self.sections.iter().position(|s| s.code == code).map(|i| i as u32)
     }
 
     pub fn row_of(&self, seat: &Seat) -> &Row {

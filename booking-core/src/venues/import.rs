@@ -92,11 +92,7 @@ pub struct ImportOutcome {
 
 impl ChartSpec {
     pub fn seat_count(&self) -> usize {
-        self.sections
-            .iter()
-            .flat_map(|s| &s.rows)
-            .map(|r| r.seats.len())
-            .sum()
+        self.sections.iter().flat_map(|s| &s.rows).map(|r| r.seats.len()).sum()
     }
 
     /// Every problem, with its path; empty when the chart is sound.
@@ -127,17 +123,10 @@ impl ChartSpec {
             }
         }
         if !(self.country.len() == 2 && self.country.bytes().all(|b| b.is_ascii_uppercase())) {
-            bad(
-                "country".into(),
-                "must be an ISO 3166-1 alpha-2 code such as GB",
-            );
+            bad("country".into(), "must be an ISO 3166-1 alpha-2 code such as GB");
         }
-        if self.timezone.trim().is_empty() || !self.timezone.contains('/') && self.timezone != "UTC"
-        {
-            bad(
-                "timezone".into(),
-                "must be an IANA time zone such as Europe/London",
-            );
+        if self.timezone.trim().is_empty() || !self.timezone.contains('/') && self.timezone != "UTC" {
+            bad("timezone".into(), "must be an IANA time zone such as Europe/London");
         }
         if !(self.focal.x.is_finite() && self.focal.y.is_finite()) {
             bad("focal".into(), "must be finite coordinates");
@@ -188,10 +177,7 @@ impl ChartSpec {
                     if let Some(prev) = last
                         && seat.number <= prev
                     {
-                        bad(
-                            format!("{kp}.number"),
-                            "seat numbers must rise strictly along a row",
-                        );
+                        bad(format!("{kp}.number"), "seat numbers must rise strictly along a row");
                     }
                     last = Some(seat.number);
                     if !(1..=9).contains(&seat.tier) {
@@ -248,12 +234,9 @@ pub async fn create_venue(pool: &PgPool, spec: &ChartSpec) -> Result<ImportOutco
     .fetch_optional(&mut *tx)
     .await?;
     let Some(venue_id) = inserted else {
-        let existing = sqlx::query!(
-            "SELECT id, geometry_hash FROM venues WHERE slug = $1",
-            spec.slug
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        let existing = sqlx::query!("SELECT id, geometry_hash FROM venues WHERE slug = $1", spec.slug)
+            .fetch_one(&mut *tx)
+            .await?;
         return if existing.geometry_hash == hash {
             Ok(ImportOutcome {
                 venue_id: VenueId(existing.id),
@@ -352,11 +335,8 @@ impl SeatColumns {
         self.row_label.push(row_label.to_owned());
         self.row_no.push(row_no);
         self.seat_no.push(seat.number);
-        self.label.push(
-            seat.label
-                .clone()
-                .unwrap_or_else(|| seat.number.to_string()),
-        );
+        self.label
+            .push(seat.label.clone().unwrap_or_else(|| seat.number.to_string()));
         self.x.push(seat.x);
         self.y.push(seat.y);
         self.tier.push(seat.tier);

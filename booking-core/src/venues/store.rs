@@ -29,11 +29,8 @@ pub async fn load_map(pool: &PgPool, venue_id: VenueId) -> Result<Option<VenueMa
     )
     .fetch_all(pool)
     .await?;
-    let position: std::collections::HashMap<i64, u32> = sections
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id, i as u32))
-        .collect();
+    let position: std::collections::HashMap<i64, u32> =
+        sections.iter().enumerate().map(|(i, s)| (s.id, i as u32)).collect();
     let rows = sqlx::query!(
         r#"SELECT id, section_id, row_label, row_no, seat_no, label, x, y, tier, accessible, obstructed
            FROM seats WHERE venue_id = $1 ORDER BY idx"#,

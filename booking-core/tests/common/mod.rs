@@ -43,23 +43,16 @@ fn now_secs() -> u64 {
 
 /// A fresh database, copied from a template that has every migration.
 pub async fn fresh_database() -> String {
-    let mut admin = PgConnection::connect_with(
-        &admin_url()
-            .parse::<PgConnectOptions>()
-            .expect("DATABASE_URL"),
-    )
-    .await
-    .expect("connect to PostgreSQL (set DATABASE_URL)");
+    let mut admin = PgConnection::connect_with(&admin_url().parse::<PgConnectOptions>().expect("DATABASE_URL"))
+        .await
+        .expect("connect to PostgreSQL (set DATABASE_URL)");
     let mut h = Sha256::new();
     for m in booking_core::db::MIGRATOR.iter() {
         h.update(&m.checksum);
     }
     let template = format!(
         "usher_tmpl_{}",
-        h.finalize()[..6]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        h.finalize()[..6].iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
     // One process at a time makes the template and copies it.
     sqlx::query("SELECT pg_advisory_lock(72747201)")
@@ -73,12 +66,10 @@ pub async fn fresh_database() -> String {
         .unwrap();
     if exists.is_none() {
         // A crashed run may have left a half-made one behind.
-        ddl(format!(
-            "DROP DATABASE IF EXISTS \"{template}_wip\" WITH (FORCE)"
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+        ddl(format!("DROP DATABASE IF EXISTS \"{template}_wip\" WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
         ddl(format!("CREATE DATABASE \"{template}_wip\""))
             .execute(&mut admin)
             .await
@@ -91,25 +82,18 @@ pub async fn fresh_database() -> String {
             .await
             .expect("migrate template");
         conn.close().await.unwrap();
-        ddl(format!(
-            "ALTER DATABASE \"{template}_wip\" RENAME TO \"{template}\""
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-    // Databases left behind by crashed runs are dropped after a few hours.
-    let stale: Vec<String> =
-        sqlx::query_scalar(r"SELECT datname FROM pg_database WHERE datname LIKE 'usher\_test\_%'")
-            .fetch_all(&mut admin)
+        ddl(format!("ALTER DATABASE \"{template}_wip\" RENAME TO \"{template}\""))
+            .execute(&mut admin)
             .await
             .unwrap();
+    }
+    // Databases left behind by crashed runs are dropped after a few hours.
+    let stale: Vec<String> = sqlx::query_scalar(r"SELECT datname FROM pg_database WHERE datname LIKE 'usher\_test\_%'")
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
     for name in stale {
-        let born: u64 = name
-            .split('_')
-            .nth(2)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let born: u64 = name.split('_').nth(2).and_then(|s| s.parse().ok()).unwrap_or(0);
         if born + 3 * 3600 < now_secs() {
             ddl(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                 .execute(&mut admin)
@@ -124,12 +108,10 @@ pub async fn fresh_database() -> String {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
-    ddl(format!(
-        "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
-    ))
-    .execute(&mut admin)
-    .await
-    .expect("create test database");
+    ddl(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
     sqlx::query("SELECT pg_advisory_unlock(72747201)")
         .execute(&mut admin)
         .await
@@ -139,9 +121,7 @@ pub async fn fresh_database() -> String {
 }
 
 pub async fn drop_database(name: &str) {
-    if let Ok(mut admin) =
-        PgConnection::connect_with(&admin_url().parse::<PgConnectOptions>().unwrap()).await
-    {
+    if let Ok(mut admin) = PgConnection::connect_with(&admin_url().parse::<PgConnectOptions>().unwrap()).await {
         ddl(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
             .execute(&mut admin)
             .await
@@ -227,10 +207,7 @@ impl TestApp {
         let running = app::start(config).await.expect("start booking-core");
         let base = format!("http://{}", running.addr);
         let pool = running.state.pool.clone();
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .build()
-            .unwrap();
+        let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
         TestApp {
             base,
             http,
@@ -262,10 +239,7 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        r.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -275,13 +249,7 @@ impl TestApp {
     }
 
     /// POST a hold with this key; returns status and body.
-    pub async fn hold(
-        &self,
-        token: &str,
-        event: EventId,
-        key: &str,
-        body: &Value,
-    ) -> (StatusCode, Value) {
+    pub async fn hold(&self, token: &str, event: EventId, key: &str, body: &Value) -> (StatusCode, Value) {
         let r = self
             .http
             .post(self.url(&format!("/v1/events/{}/holds", event.0)))
@@ -347,10 +315,7 @@ pub fn small_chart(slug: &str, sections: &[&str], rows: usize, seats: usize) -> 
 }
 
 pub async fn venue(pool: &PgPool, chart: &ChartSpec) -> VenueId {
-    import::create_venue(pool, chart)
-        .await
-        .expect("create venue")
-        .venue_id
+    import::create_venue(pool, chart).await.expect("create venue").venue_id
 }
 
 /// An event at the venue, on sale since an hour ago, tiers 1-3 at 10, 20
@@ -384,10 +349,7 @@ pub async fn event(pool: &PgPool, slug: &str, venue_slug: &str, rules: EventRule
             },
         ],
     };
-    catalog::create_event(pool, &spec)
-        .await
-        .expect("create event")
-        .0
+    catalog::create_event(pool, &spec).await.expect("create event").0
 }
 
 /// Seat ids of a venue in seat-map order.
@@ -432,10 +394,7 @@ pub struct SseEvent {
 
 impl Sse {
     pub async fn open(app: &TestApp, path: &str, last_event_id: Option<&str>) -> Sse {
-        let mut r = app
-            .http
-            .get(app.url(path))
-            .header("accept", "text/event-stream");
+        let mut r = app.http.get(app.url(path)).header("accept", "text/event-stream");
         if let Some(id) = last_event_id {
             r = r.header("last-event-id", id);
         }
@@ -486,12 +445,7 @@ impl Sse {
     }
 
     /// Waits for a `seats` event that puts `seat` in `state`.
-    pub async fn until_seat(
-        &mut self,
-        seat: i64,
-        state: &str,
-        within: std::time::Duration,
-    ) -> Option<SseEvent> {
+    pub async fn until_seat(&mut self, seat: i64, state: &str, within: std::time::Duration) -> Option<SseEvent> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -1,0 +1,137 @@
+//! A scratch stack for one benchmark run: a fresh database, seeded by the
+//! project's own `booking-core seed`, and a release booking-core serving it
+//! on a local port. Dropped at the end of the run.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use tokio::process::{Child, Command};
+
+use crate::StackArgs;
+
+pub struct Stack {
+    pub base: String,
+    /// A pool on the benchmark database, for setup and the baseline.
+    pub pool: PgPool,
+    pub pool_size: u32,
+    admin: PgConnectOptions,
+    db: String,
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+fn ddl(sql: String) -> sqlx::RawSql {
+    // Names here are made by this file.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+}
+
+impl Stack {
+    pub async fn start(args: &StackArgs) -> anyhow::Result<Stack> {
+        if !args.core_bin.exists() {
+            bail!(
+                "{} not found: run `cargo build --release -p booking-core` first",
+                args.core_bin.display()
+            );
+        }
+        let admin: PgConnectOptions = args.database_url.parse().context("DATABASE_URL")?;
+        let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let db = format!("usher_bench_{stamp}_{}", std::process::id());
+        let mut conn = PgConnection::connect_with(&admin)
+            .await
+            .context("connecting to PostgreSQL")?;
+        ddl(format!("CREATE DATABASE \"{db}\"")).execute(&mut conn).await?;
+        conn.close().await?;
+        let db_opts = admin.clone().database(&db);
+        let db_url = db_opts.to_url_lossy().to_string();
+
+        let dir = std::env::temp_dir().join(&db);
+        std::fs::create_dir_all(&dir)?;
+        let key = dir.join("dev-1.pem");
+        let run = |cmd: &str| {
+            let mut c = Command::new(&args.core_bin);
+            c.arg("--config")
+                .arg(&args.core_config)
+                .arg(cmd)
+                .env("DATABASE_URL", &db_url)
+                .env("USHER_CORE__IDENTITY__DEV_SIGN_IN__PRIVATE_KEY_FILE", &key)
+                .env("USHER_CORE__DATABASE__MAX_CONNECTIONS", args.pool.to_string())
+                .env("USHER_CORE__HTTP__LISTEN", format!("127.0.0.1:{}", args.port))
+                .env("USHER_CORE__LOG__FILTER", "warn")
+                .env("RUST_LOG", "warn");
+            c
+        };
+        let status = Command::new(&args.core_bin)
+            .args(["keygen", "--out-dir"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("keygen failed");
+        }
+        eprintln!("seeding {db} (50,000-seat stadium and the demo catalog)...");
+        let out = run("seed").output().await?;
+        if !out.status.success() {
+            bail!("seed failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let log = std::fs::File::create(dir.join("booking-core.log"))?;
+        let child = run("serve")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        let base = format!("http://127.0.0.1:{}", args.port);
+        let http = reqwest::Client::new();
+        let mut ready = false;
+        for _ in 0..100 {
+            if http
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !ready {
+            bail!(
+                "booking-core did not become ready; see {}",
+                dir.join("booking-core.log").display()
+            );
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(args.pool)
+            .connect_with(db_opts.disable_statement_logging())
+            .await?;
+        Ok(Stack {
+            base,
+            pool,
+            pool_size: args.pool,
+            admin,
+            db,
+            child,
+            dir,
+        })
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.child.kill().await.ok();
+        self.pool.close().await;
+        let mut conn = PgConnection::connect_with(&self.admin).await?;
+        ddl(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db))
+            .execute(&mut conn)
+            .await?;
+        std::fs::remove_dir_all(&self.dir).ok();
+        Ok(())
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.dir
+    }
+}
