@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
 
 use crate::config::DatabaseConfig;
 
@@ -11,6 +11,17 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = config.url.parse()?;
+    pool(config, options).await
+}
+
+/// For bulk work (seeding 50,000 seats), where a statement is expected to
+/// run for seconds and a slow-statement warning would only be noise.
+pub async fn connect_for_bulk(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = config.url.parse()?;
+    pool(config, options.disable_statement_logging()).await
+}
+
+async fn pool(config: &DatabaseConfig, options: PgConnectOptions) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))

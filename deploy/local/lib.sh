@@ -37,6 +37,7 @@ ensure_toolchain() {
   local pkgs=()
   command -v cc >/dev/null || pkgs+=(build-essential)
   command -v pkg-config >/dev/null || pkgs+=(pkg-config)
+  command -v curl >/dev/null || pkgs+=(curl)
   need_packages "${pkgs[@]}"
 }
 

@@ -44,5 +44,9 @@ pub async fn run(pool: &PgPool) -> Result<SeedReport, SeedError> {
         report.events += 1;
         report.events_created += usize::from(created);
     }
+    // Fresh statistics after a bulk load, so the first plans are good ones.
+    sqlx::query!("ANALYZE venues, sections, seats, events, event_tiers")
+        .execute(pool)
+        .await?;
     Ok(report)
 }
