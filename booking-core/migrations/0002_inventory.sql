@@ -50,8 +50,10 @@ CREATE TABLE seat_claims (
 
 -- The reaper's queue: hold claims by end time. Claims are appended roughly
 -- in expiry order, so a block-range index finds the ended ones for almost
--- nothing on the write path.
-CREATE INDEX seat_claims_by_end ON seat_claims USING brin (upper(during)) WHERE kind = 'hold';
+-- nothing on the write path; autosummarize keeps the not-yet-summarised tail
+-- (which every reaper pass must read whole) short.
+CREATE INDEX seat_claims_by_end ON seat_claims USING brin (upper(during))
+    WITH (pages_per_range = 32, autosummarize = on) WHERE kind = 'hold';
 
 -- Idempotency-Key records for answers that are not a new hold: refusals,
 -- and releases. (A new hold carries its key itself, above.)

@@ -75,12 +75,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let maps = SeatMaps::new(pool.clone());
     let feed = SeatFeed::new(pool.clone(), Duration::from_millis(config.feed.poll_interval_ms));
-    let holds = HoldService::new(
-        pool.clone(),
-        maps.clone(),
-        config.holds.max_seats_per_request,
-        config.holds.best_available_attempts,
-    );
+    let holds = HoldService::new(pool.clone(), maps.clone(), &config.holds);
     let (stop, shutdown) = watch::channel(false);
     let config = Arc::new(config);
     let state = AppState {

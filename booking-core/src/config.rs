@@ -97,6 +97,11 @@ pub struct HoldsConfig {
     pub max_seats_per_request: usize,
     /// How many times best-available picks again after losing a race.
     pub best_available_attempts: u32,
+    /// Whether a new hold's commit waits for the WAL to reach the disk.
+    /// Off by default: holds are minutes long and carry no money, and a crash
+    /// can only lose the last fraction of a second of them (see
+    /// migrations/0003_place_hold.sql). Sales always commit durably.
+    pub durable_commit: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +157,7 @@ impl Default for Config {
             holds: HoldsConfig {
                 max_seats_per_request: 10,
                 best_available_attempts: 4,
+                durable_commit: false,
             },
             reaper: ReaperConfig {
                 enabled: true,

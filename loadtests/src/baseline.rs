@@ -18,7 +18,7 @@ pub async fn prepare(pool: &PgPool, event: i64) -> anyhow::Result<uuid::Uuid> {
     let hold = uuid::Uuid::now_v7();
     sqlx::query(
         "INSERT INTO holds (id, event_id, fan_id, idempotency_key, fingerprint, seat_ids, prices_cents, total_cents, created_at, expires_at)
-         VALUES ($1, $2, 'baseline', 'baseline', '\\x00', '{0}', '{0}', 0, now(), now() + interval '1 hour')",
+         VALUES ($1, $2, 'baseline', 'baseline-' || $2, '\\x00', '{0}', '{0}', 0, now(), now() + interval '1 hour')",
     )
     .bind(hold)
     .bind(event)

@@ -17,6 +17,8 @@ pub struct Stack {
     pub base: String,
     /// A pool on the benchmark database, for setup and the baseline.
     pub pool: PgPool,
+    /// The same, with commits that do not wait for the disk (as holds).
+    pub async_pool: PgPool,
     pub pool_size: u32,
     admin: PgConnectOptions,
     db: String,
@@ -105,13 +107,19 @@ impl Stack {
                 dir.join("booking-core.log").display()
             );
         }
+        let db_opts = db_opts.disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(args.pool)
-            .connect_with(db_opts.disable_statement_logging())
+            .connect_with(db_opts.clone())
+            .await?;
+        let async_pool = PgPoolOptions::new()
+            .max_connections(args.pool)
+            .connect_with(db_opts.options([("synchronous_commit", "off")]))
             .await?;
         Ok(Stack {
             base,
             pool,
+            async_pool,
             pool_size: args.pool,
             admin,
             db,
@@ -123,6 +131,7 @@ impl Stack {
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.child.kill().await.ok();
         self.pool.close().await;
+        self.async_pool.close().await;
         let mut conn = PgConnection::connect_with(&self.admin).await?;
         ddl(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db))
             .execute(&mut conn)

@@ -34,6 +34,8 @@ pub struct PlaceArgs<'a> {
     /// In [-1, 1]: where this hold's expiry falls within the event's jitter.
     pub jitter: f64,
     pub admitted: bool,
+    /// Wait for the WAL flush at commit (`holds.durable_commit`).
+    pub durable: bool,
 }
 
 /// What `place_hold` did.
@@ -62,7 +64,7 @@ pub async fn place_hold(conn: &mut PgConnection, a: PlaceArgs<'_>) -> Result<Pla
     let seat_ids: Vec<i64> = a.seats.iter().map(|s| s.0).collect();
     let r = sqlx::query!(
         r#"SELECT outcome AS "outcome!", hold_id, refusal, created_at, expires_at, prices_cents, total_cents
-           FROM place_hold($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+           FROM place_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
         a.hold.0,
         a.event.0,
         a.fan.as_str(),
@@ -72,6 +74,7 @@ pub async fn place_hold(conn: &mut PgConnection, a: PlaceArgs<'_>) -> Result<Pla
         &a.tiers,
         a.jitter,
         a.admitted,
+        a.durable,
     )
     .fetch_one(conn)
     .await?;

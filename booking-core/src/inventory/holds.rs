@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use sqlx::PgPool;
 
+use crate::config::HoldsConfig;
 use crate::idempotency::{self, Answer, Fingerprint, Prior};
 use crate::ids::{Cents, EventId, FanId, HoldId, SeatId};
 use crate::inventory::best_available::{self, Scope};
@@ -30,6 +31,7 @@ pub struct HoldService {
     maps: SeatMaps,
     max_seats_per_request: usize,
     best_available_attempts: u32,
+    durable_commit: bool,
 }
 
 /// What to claim, once the request has been checked against the chart.
@@ -45,12 +47,13 @@ enum Attempt {
 }
 
 impl HoldService {
-    pub fn new(pool: PgPool, maps: SeatMaps, max_seats_per_request: usize, best_available_attempts: u32) -> Self {
+    pub fn new(pool: PgPool, maps: SeatMaps, config: &HoldsConfig) -> Self {
         HoldService {
             pool,
             maps,
-            max_seats_per_request,
-            best_available_attempts,
+            max_seats_per_request: config.max_seats_per_request,
+            best_available_attempts: config.best_available_attempts,
+            durable_commit: config.durable_commit,
         }
     }
 
@@ -234,6 +237,7 @@ impl HoldService {
             // does not all come back in the same second.
             jitter: rand::thread_rng().gen_range(-1.0..=1.0),
             admitted: caller.admitted_for == Some(event),
+            durable: self.durable_commit,
         }
     }
 

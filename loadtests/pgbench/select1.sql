@@ -1,0 +1,2 @@
+-- One round trip that does nothing: the floor.
+SELECT 1;
