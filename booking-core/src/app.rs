@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::db;
 use crate::http::{self, AppState};
-use crate::identity::Identity;
+use crate::identity::{Admission, Identity};
 use crate::inventory::{HoldService, SeatFeed, reaper};
 use crate::venues::SeatMaps;
 
@@ -61,6 +61,7 @@ pub enum StartError {
 /// (port 0 picks a free port; see `Running::addr`).
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let identity = Identity::from_config(&config.identity)?;
+    let admission = Admission::from_config(&config.admission)?;
     let pool = db::connect(&config.database).await?;
     let listener = TcpListener::bind(config.http.listen)
         .await
@@ -82,6 +83,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config: config.clone(),
         pool: pool.clone(),
         identity: Arc::new(identity),
+        admission: Arc::new(admission),
         maps,
         holds,
         feed,

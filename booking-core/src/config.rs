@@ -24,6 +24,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     pub identity: IdentityConfig,
+    pub admission: AdmissionConfig,
     pub holds: HoldsConfig,
     pub reaper: ReaperConfig,
     pub feed: FeedConfig,
@@ -77,6 +78,19 @@ pub struct PublicKeyConfig {
     pub pem: Option<String>,
     #[serde(default)]
     pub pem_file: Option<PathBuf>,
+}
+
+/// The edge's access tokens: for protected events, a hold needs one naming
+/// the event, signed by one of these keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// The `iss` the edge puts in access tokens.
+    pub issuer: String,
+    pub leeway_secs: u64,
+    /// The edge's public keys, by key id. Empty: nobody is ever admitted, so
+    /// protected events take no holds.
+    pub public_keys: Vec<PublicKeyConfig>,
 }
 
 /// A sign-in endpoint that hands out fan tokens for any name: for the local
@@ -153,6 +167,11 @@ impl Default for Config {
                     private_key_file: None,
                     token_ttl_secs: 12 * 3600,
                 },
+            },
+            admission: AdmissionConfig {
+                issuer: "usher-edge".into(),
+                leeway_secs: 5,
+                public_keys: vec![],
             },
             holds: HoldsConfig {
                 max_seats_per_request: 10,

@@ -698,3 +698,77 @@ async fn best_available_picks_adjacent_seats_nearest_the_stage_without_orphans()
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn protected_events_take_holds_only_with_the_edges_access_token() {
+    let app = TestApp::start().await;
+    let v = venue(&app.pool, &small_chart("vp", &["A"], 1, 5)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let guarded = event(
+        &app.pool,
+        "guarded",
+        "vp",
+        EventRules {
+            protected: true,
+            ..rules(8)
+        },
+    )
+    .await;
+    let other = event(
+        &app.pool,
+        "other",
+        "vp",
+        EventRules {
+            protected: true,
+            ..rules(8)
+        },
+    )
+    .await;
+    let alice = app.sign_in("alice").await;
+    let hold = |access: Option<String>, key: &'static str| {
+        let mut r = app
+            .http
+            .post(app.url(&format!("/v1/events/{}/holds", guarded.0)))
+            .bearer_auth(&alice)
+            .header("idempotency-key", key)
+            .json(&json!({"seat_ids": [seats[0]]}));
+        if let Some(a) = access {
+            r = r.header("usher-access", a);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let refused = |(s, b): (StatusCode, Value)| {
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("admission_required")),
+            "{b}"
+        );
+    };
+    refused(hold(None, "p1").await);
+    refused(hold(Some(app.access_token(other, 60)), "p2").await);
+    refused(hold(Some(app.access_token(guarded, -60)), "p3").await);
+    refused(hold(Some("not-a-token".into()), "p4").await);
+    // Signed by a key booking-core does not trust.
+    let stranger = usher_shared::TokenSigner::new(
+        usher_shared::SigningKey::from_pem("edge-t", &usher_shared::keys::generate_pair().private_pem).unwrap(),
+    );
+    let now = chrono::Utc::now().timestamp();
+    let forged = stranger.sign(&usher_shared::AccessClaims {
+        iss: "usher-edge".into(),
+        aud: usher_shared::ACCESS_AUDIENCE.into(),
+        sub: "x".into(),
+        evt: guarded.0,
+        tkt: 1,
+        bnd: "b".into(),
+        iat: now,
+        exp: now + 60,
+        jti: "j".into(),
+    });
+    refused(hold(Some(forged), "p5").await);
+    let (s, b) = hold(Some(app.access_token(guarded, 60)), "p6").await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    app.finish().await;
+}

@@ -53,9 +53,12 @@ impl Stack {
         let dir = std::env::temp_dir().join(&db);
         std::fs::create_dir_all(&dir)?;
         let key = dir.join("dev-1.pem");
+        // The configuration names key files relative to the repository root.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let run = |cmd: &str| {
             let mut c = Command::new(&args.core_bin);
-            c.arg("--config")
+            c.current_dir(&root)
+                .arg("--config")
                 .arg(&args.core_config)
                 .arg(cmd)
                 .env("DATABASE_URL", &db_url)
@@ -66,14 +69,16 @@ impl Stack {
                 .env("RUST_LOG", "warn");
             c
         };
-        let status = Command::new(&args.core_bin)
-            .args(["keygen", "--out-dir"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .status()
-            .await?;
-        if !status.success() {
-            bail!("keygen failed");
+        for (out, kid) in [(dir.clone(), "dev-1"), (root.join("target/usher-local/keys"), "edge-1")] {
+            let status = Command::new(&args.core_bin)
+                .args(["keygen", "--kid", kid, "--out-dir"])
+                .arg(out)
+                .stdout(Stdio::null())
+                .status()
+                .await?;
+            if !status.success() {
+                bail!("keygen failed");
+            }
         }
         eprintln!("seeding {db} (50,000-seat stadium and the demo catalog)...");
         let out = run("seed").output().await?;

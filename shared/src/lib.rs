@@ -1,9 +1,19 @@
 //! What edge-proxy and booking-core agree on, and nothing else: the Ed25519
-//! keys that sign tokens and the claims those tokens carry. Neither service
-//! is known here; both depend on this crate.
+//! keys that sign tokens, the claims those tokens carry, and the headers
+//! that carry them between the two. Neither service is known here; both
+//! depend on this crate.
+
+/// The header in which the edge forwards a verified access token to
+/// booking-core.
+pub const ACCESS_HEADER: &str = "usher-access";
+/// The header with which booking-core tells the edge a fan is done (order
+/// confirmed, or left): the edge ends the fan's session and admits the next.
+pub const SESSION_DONE_HEADER: &str = "usher-session-done";
 
 pub mod keys;
 pub mod tokens;
 
 pub use keys::{KeyError, SigningKey, VerifyingKeys};
-pub use tokens::{FanClaims, TokenError, TokenSigner, TokenVerifier};
+pub use tokens::{
+    ACCESS_AUDIENCE, AccessClaims, FanClaims, QUEUE_AUDIENCE, QueueClaims, TokenError, TokenSigner, TokenVerifier,
+};

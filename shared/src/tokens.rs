@@ -1,8 +1,12 @@
 //! Signed JWTs (EdDSA over Ed25519) and the claims Usher puts in them.
 //!
-//! A fan identity token says who the fan is; booking-core accepts it from a
-//! configured issuer. The edge's admission token will live here too, so both
-//! services read one definition.
+//! - A fan identity token says who the fan is; booking-core accepts it from
+//!   a configured issuer.
+//! - A queue token is the edge's receipt for a place in an event's waiting
+//!   room; only the edge reads it.
+//! - An access token says the edge admitted this client to this event; the
+//!   edge checks it on every protected request and booking-core checks it
+//!   again with the edge's public key alone.
 
 use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -20,6 +24,45 @@ pub struct FanClaims {
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+/// The `aud` of queue tokens: only the edge accepts them.
+pub const QUEUE_AUDIENCE: &str = "usher-queue";
+/// The `aud` of access tokens: the edge and booking-core accept them.
+pub const ACCESS_AUDIENCE: &str = "usher-core";
+
+/// A place in an event's waiting room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The waiting-room session: `<event>.<ticket>`.
+    pub sub: String,
+    /// The event.
+    pub evt: i64,
+    /// The ticket number, from one counter per event: the order of arrival.
+    pub tkt: u64,
+    /// Hash of the client it was issued to (cookie and stable request
+    /// traits); a token presented by another client is refused.
+    pub bnd: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Admission to an event's protected paths, for one client, for a while.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The waiting-room session it was admitted from: `<event>.<ticket>`.
+    pub sub: String,
+    pub evt: i64,
+    pub tkt: u64,
+    pub bnd: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// Unique per token, so one token can be ended on its own.
+    pub jti: String,
 }
 
 /// Why a token was refused. Each has a stable code for API errors.
@@ -107,6 +150,14 @@ impl TokenVerifier {
     }
 
     pub fn verify_fan(&self, token: &str) -> Result<FanClaims, TokenError> {
+        self.verify(token)
+    }
+
+    pub fn verify_queue(&self, token: &str) -> Result<QueueClaims, TokenError> {
+        self.verify(token)
+    }
+
+    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
         self.verify(token)
     }
 }

@@ -29,7 +29,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
-use crate::identity::Identity;
+use crate::identity::{Admission, Identity};
 use crate::inventory::{HoldService, SeatFeed};
 use crate::venues::SeatMaps;
 use problem::ApiError;
@@ -40,6 +40,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: PgPool,
     pub identity: Arc<Identity>,
+    pub admission: Arc<Admission>,
     pub maps: SeatMaps,
     pub holds: HoldService,
     pub feed: SeatFeed,

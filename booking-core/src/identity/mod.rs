@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use usher_shared::{FanClaims, SigningKey, TokenError, TokenSigner, TokenVerifier, VerifyingKeys};
+use usher_shared::{
+    ACCESS_AUDIENCE, AccessClaims, FanClaims, SigningKey, TokenError, TokenSigner, TokenVerifier, VerifyingKeys,
+};
 
-use crate::config::IdentityConfig;
+use crate::config::{AdmissionConfig, IdentityConfig, PublicKeyConfig};
 use crate::ids::FanId;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,21 +54,47 @@ fn read(path: &Path) -> Result<String, IdentitySetupError> {
     })
 }
 
+fn key_ring(configured: &[PublicKeyConfig]) -> Result<VerifyingKeys, IdentitySetupError> {
+    let mut keys = VerifyingKeys::new();
+    for key in configured {
+        let pem = match (&key.pem, &key.pem_file) {
+            (Some(pem), _) => pem.clone(),
+            (None, Some(path)) => read(path)?,
+            (None, None) => String::new(),
+        };
+        keys.insert_pem(&key.kid, &pem)
+            .map_err(|source| IdentitySetupError::Key {
+                kid: key.kid.clone(),
+                source,
+            })?;
+    }
+    Ok(keys)
+}
+
+/// Checks the edge's access tokens with its public keys alone.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    verifier: Option<TokenVerifier>,
+}
+
+impl Admission {
+    pub fn from_config(config: &AdmissionConfig) -> Result<Admission, IdentitySetupError> {
+        let keys = key_ring(&config.public_keys)?;
+        let verifier =
+            (!keys.is_empty()).then(|| TokenVerifier::new(keys, &config.issuer, ACCESS_AUDIENCE, config.leeway_secs));
+        Ok(Admission { verifier })
+    }
+
+    /// The claims of a good access token; `None` when admission is not
+    /// configured.
+    pub fn verify(&self, token: &str) -> Option<Result<AccessClaims, TokenError>> {
+        self.verifier.as_ref().map(|v| v.verify_access(token))
+    }
+}
+
 impl Identity {
     pub fn from_config(config: &IdentityConfig) -> Result<Identity, IdentitySetupError> {
-        let mut keys = VerifyingKeys::new();
-        for key in &config.public_keys {
-            let pem = match (&key.pem, &key.pem_file) {
-                (Some(pem), _) => pem.clone(),
-                (None, Some(path)) => read(path)?,
-                (None, None) => String::new(),
-            };
-            keys.insert_pem(&key.kid, &pem)
-                .map_err(|source| IdentitySetupError::Key {
-                    kid: key.kid.clone(),
-                    source,
-                })?;
-        }
+        let mut keys = key_ring(&config.public_keys)?;
         let dev = match (&config.dev_sign_in.enabled, &config.dev_sign_in.private_key_file) {
             (true, Some(path)) => {
                 let kid = &config.dev_sign_in.kid;

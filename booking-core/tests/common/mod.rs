@@ -170,6 +170,8 @@ impl Default for Options {
 }
 
 pub struct TestApp {
+    /// Signs access tokens as the edge would.
+    pub edge: usher_shared::TokenSigner,
     pub base: String,
     pub http: reqwest::Client,
     pub pool: PgPool,
@@ -198,6 +200,15 @@ impl TestApp {
         config.database.max_connections = options.pool_size;
         config.identity.dev_sign_in.enabled = true;
         config.identity.dev_sign_in.private_key_file = Some(key_file.clone());
+        let edge_pair = usher_shared::keys::generate_pair();
+        config.admission.public_keys = vec![booking_core::config::PublicKeyConfig {
+            kid: "edge-t".into(),
+            pem: Some(edge_pair.public_pem),
+            pem_file: None,
+        }];
+        let edge = usher_shared::TokenSigner::new(
+            usher_shared::SigningKey::from_pem("edge-t", &edge_pair.private_pem).unwrap(),
+        );
         config.reaper.enabled = options.reaper;
         config.reaper.interval_ms = options.reaper_interval_ms;
         config.feed.poll_interval_ms = 100;
@@ -209,6 +220,7 @@ impl TestApp {
         let pool = running.state.pool.clone();
         let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
         TestApp {
+            edge,
             base,
             http,
             pool,
@@ -261,6 +273,22 @@ impl TestApp {
             .unwrap();
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// An access token for `event`, as the edge issues them.
+    pub fn access_token(&self, event: EventId, expires_in_secs: i64) -> String {
+        let now = Utc::now().timestamp();
+        self.edge.sign(&usher_shared::AccessClaims {
+            iss: "usher-edge".into(),
+            aud: usher_shared::ACCESS_AUDIENCE.into(),
+            sub: format!("{}.1", event.0),
+            evt: event.0,
+            tkt: 1,
+            bnd: "test".into(),
+            iat: now,
+            exp: now + expires_in_secs,
+            jti: uuid::Uuid::new_v4().to_string(),
+        })
     }
 
     pub async fn release(&self, token: &str, hold: &str, key: &str) -> (StatusCode, Value) {
