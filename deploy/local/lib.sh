@@ -38,6 +38,8 @@ ensure_toolchain() {
   command -v cc >/dev/null || pkgs+=(build-essential)
   command -v pkg-config >/dev/null || pkgs+=(pkg-config)
   command -v curl >/dev/null || pkgs+=(curl)
+  # Pingora's zlib-ng build runs cmake.
+  command -v cmake >/dev/null || pkgs+=(cmake)
   need_packages "${pkgs[@]}"
 }
 

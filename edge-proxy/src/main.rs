@@ -1,10 +1,96 @@
-//! Placeholder for the edge proxy. The Pingora waiting room is its own issue
-//! ("Edge proxy: a Pingora waiting room that holds the herd"); until it lands
-//! this binary only says so, so that the workspace layout is whole and builds.
+//! The edge-proxy binary: loads and checks the configuration, then runs the
+//! Pingora proxy, the admission ticker, upstream health checks and the admin
+//! API until told to stop (SIGINT fast, SIGTERM gracefully).
 
-fn main() {
-    eprintln!(
-        "edge-proxy is not built yet: fans reach booking-core directly in this version (see docs/ARCHITECTURE.md)"
-    );
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwapOption;
+use clap::Parser;
+use edge_proxy::admin::Admin;
+use edge_proxy::config::EdgeConfig;
+use edge_proxy::metrics::Metrics;
+use edge_proxy::proxy::Edge;
+use edge_proxy::queue::Rooms;
+use edge_proxy::queue::ticker::Ticker;
+use edge_proxy::rules::{Bypasses, Protection};
+use edge_proxy::state::{Bucket, EdgeState};
+use edge_proxy::tokens::EdgeTokens;
+use pingora::lb::{LoadBalancer, health_check};
+use pingora::server::Server;
+use pingora::server::configuration::ServerConf;
+use pingora::services::background::background_service;
+
+#[derive(Parser)]
+#[command(name = "edge-proxy", about = "Usher's edge: reverse proxy and waiting room")]
+struct Cli {
+    /// TOML configuration; USHER_EDGE__<SECTION>__<KEY> and REDIS_URL override it.
+    #[arg(long, env = "USHER_EDGE_CONFIG", default_value = "config/edge-proxy.toml")]
+    config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = EdgeConfig::load(&cli.config).with_context(|| format!("configuration {}", cli.config.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let tokens = EdgeTokens::from_config(&config.tokens).context("loading the edge's signing key")?;
+    if cli.check {
+        println!("configuration ok");
+        return Ok(());
+    }
+
+    let mut upstreams = LoadBalancer::try_from_iter(config.upstream.addrs.iter().map(|a| a.to_string()))
+        .context("upstream addresses")?;
+    upstreams.set_health_check(health_check::TcpHealthCheck::new());
+    upstreams.health_check_frequency = Some(Duration::from_millis(config.upstream.health_check_interval_ms));
+    let health = background_service("upstream health checks", upstreams);
+
+    let state = Arc::new(EdgeState {
+        rooms: Rooms::from_settings(&config.events),
+        protection: Protection::new(&config.protection),
+        bypass: Bypasses::new(&config.bypass),
+        fail_open: Mutex::new(Bucket::new(config.redis.fail_open_per_minute)),
+        tokens,
+        store: ArcSwapOption::empty(),
+        metrics: Metrics::default(),
+        upstreams: health.task(),
+        config_path: cli.config.clone(),
+        config: config.clone(),
+    });
+
+    let conf = ServerConf {
+        threads: config.listen.threads,
+        grace_period_seconds: Some(config.listen.grace_period_secs),
+        graceful_shutdown_timeout_seconds: Some(config.listen.grace_period_secs),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Edge { state: state.clone() });
+    for addr in &config.listen.http {
+        proxy.add_tcp(&addr.to_string());
+    }
+    if let Some(tls) = &config.listen.tls {
+        let mut settings = pingora::listeners::tls::TlsSettings::intermediate(
+            &tls.cert_file.display().to_string(),
+            &tls.key_file.display().to_string(),
+        )
+        .context("TLS certificate and key")?;
+        settings.enable_h2();
+        proxy.add_tls_with_settings(&tls.addr.to_string(), None, settings);
+    }
+    server.add_service(proxy);
+    server.add_service(health);
+    server.add_service(background_service("admission ticker", Ticker { state: state.clone() }));
+    server.add_service(background_service("admin API", Admin { state }));
+    tracing::info!(listen = ?config.listen.http, "edge-proxy starting");
+    server.run_forever();
 }

@@ -99,13 +99,14 @@ async fn stadium(http: &reqwest::Client, base: &str, hot: usize) -> anyhow::Resu
 }
 
 /// A fresh on-sale copy of the stadium event for one phase (set-up in the
-/// scratch database, not part of any measurement).
+/// scratch database, not part of any measurement). The copy is unprotected:
+/// this benchmark measures booking-core alone, without the edge in front.
 async fn copy_event(stack: &Stack, source: i64, name: &str) -> anyhow::Result<i64> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO events (slug, venue_id, title, artist, category, description, starts_at, on_sale_at,
                              hold_ttl_secs, hold_jitter_secs, max_seats_per_fan, protected)
          SELECT slug || '-' || $2, venue_id, title, artist, category, description, starts_at, on_sale_at,
-                hold_ttl_secs, hold_jitter_secs, max_seats_per_fan, protected
+                hold_ttl_secs, hold_jitter_secs, max_seats_per_fan, false
          FROM events WHERE id = $1 RETURNING id",
     )
     .bind(source)

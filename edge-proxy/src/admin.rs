@@ -1,0 +1,200 @@
+//! The operators' side, on its own listener: the waiting rooms' settings,
+//! read and changed live (bearer token), and `/metrics` for Prometheus.
+//! A change made here is shared through Redis, so every edge instance takes
+//! it up within a second.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::RoomSettings;
+use crate::queue::Progress;
+use crate::state::EdgeState;
+
+pub struct Admin {
+    pub state: Arc<EdgeState>,
+}
+
+#[derive(Serialize)]
+struct RoomView {
+    settings: RoomSettings,
+    progress: Progress,
+    /// Position streams open on this instance.
+    listeners: usize,
+}
+
+fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+    let body = json!({
+        "type": format!("https://usher.dev/problems/{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail.into(),
+        "code": code,
+    });
+    let mut r = (status, Json(body)).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/problem+json".parse().expect("static header"),
+    );
+    r
+}
+
+/// Compares in constant time, so the token cannot be guessed byte by byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorised(state: &EdgeState, headers: &HeaderMap) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|t| same(t.as_bytes(), state.config.admin.token.as_bytes()))
+}
+
+fn unauthorised() -> Response {
+    problem(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "send Authorization: Bearer <admin token>",
+    )
+}
+
+fn view(room: &crate::queue::Room) -> RoomView {
+    RoomView {
+        settings: (*room.settings()).clone(),
+        progress: room.progress(),
+        listeners: room.listeners(),
+    }
+}
+
+async fn list(State(state): State<Arc<EdgeState>>, headers: HeaderMap) -> Response {
+    if !authorised(&state, &headers) {
+        return unauthorised();
+    }
+    Json(state.rooms.all().iter().map(|r| view(r)).collect::<Vec<_>>()).into_response()
+}
+
+async fn one(State(state): State<Arc<EdgeState>>, headers: HeaderMap, Path(event): Path<String>) -> Response {
+    if !authorised(&state, &headers) {
+        return unauthorised();
+    }
+    match event.parse::<i64>().ok().and_then(|e| state.rooms.get(e)) {
+        Some(room) => Json(view(&room)).into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "queue_not_found",
+            "no waiting room for that event",
+        ),
+    }
+}
+
+async fn put(
+    State(state): State<Arc<EdgeState>>,
+    headers: HeaderMap,
+    Path(event): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorised(&state, &headers) {
+        return unauthorised();
+    }
+    let Ok(event) = event.parse::<i64>() else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_path_parameter",
+            "the event id must be a number",
+        );
+    };
+    let settings: RoomSettings = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.to_string()),
+    };
+    if settings.event_id != event {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "event_mismatch",
+            "event_id in the body differs from the path",
+        );
+    }
+    let problems = settings.problems();
+    if !problems.is_empty() {
+        let mut r = problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_settings",
+            problems.join("; "),
+        );
+        if let Ok(v) = serde_json::to_string(&problems) {
+            r.headers_mut().insert(
+                "x-problems",
+                v.parse().unwrap_or(header::HeaderValue::from_static("[]")),
+            );
+        }
+        return r;
+    }
+    // Shared first, so the change survives this instance and reaches the others.
+    match state.store() {
+        Some(store) => {
+            if let Err(e) = store.put_settings(&settings).await {
+                return problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "queue_unavailable",
+                    format!("Redis: {e}"),
+                );
+            }
+        }
+        None => {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_unavailable",
+                "Redis is not reachable",
+            );
+        }
+    }
+    tracing::info!(event_id = event, "waiting-room settings changed through the admin API");
+    let room = state.rooms.upsert(settings);
+    Json(view(&room)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<EdgeState>>) -> Response {
+    let body = state.metrics.render(&state.rooms);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+pub fn router(state: Arc<EdgeState>) -> Router {
+    Router::new()
+        .route("/admin/events", get(list))
+        .route("/admin/events/{event}", get(one).put(put))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+#[async_trait]
+impl BackgroundService for Admin {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let addr = self.state.config.admin.listen;
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot listen for the admin API");
+                return;
+            }
+        };
+        tracing::info!(%addr, "admin API listening");
+        let serve = axum::serve(listener, router(self.state.clone())).with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The edge's configuration: a TOML file (`config/edge-proxy.toml` unless
+//! told otherwise) with `USHER_EDGE__<SECTION>__<KEY>` environment
+//! overrides, validated at start with every problem listed. The per-event
+//! waiting-room settings in it are re-read while running; the rest needs a
+//! restart.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    pub listen: ListenConfig,
+    pub upstream: UpstreamConfig,
+    pub redis: RedisConfig,
+    pub tokens: TokensConfig,
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub protection: ProtectionConfig,
+    #[serde(default)]
+    pub bypass: Vec<BypassRule>,
+    #[serde(default)]
+    pub events: Vec<RoomSettings>,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Plain-text HTTP/1.1 (and h2c) listeners.
+    pub http: Vec<SocketAddr>,
+    /// An HTTPS listener (HTTP/1.1 and HTTP/2), if any.
+    #[serde(default)]
+    pub tls: Option<TlsListener>,
+    /// Worker threads for the proxy.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// How long a graceful shutdown waits for requests in flight.
+    #[serde(default = "default_grace")]
+    pub grace_period_secs: u64,
+}
+
+fn default_threads() -> usize {
+    2
+}
+
+fn default_grace() -> u64 {
+    5
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListener {
+    pub addr: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// booking-core instances; requests are spread over the healthy ones.
+    pub addrs: Vec<SocketAddr>,
+    #[serde(default = "default_health_interval")]
+    pub health_check_interval_ms: u64,
+}
+
+fn default_health_interval() -> u64 {
+    1000
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisFailure {
+    /// Fans stay on the waiting page, which keeps retrying.
+    Closed,
+    /// Fans are admitted without the queue, at a fixed rate per instance.
+    Open,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+    #[serde(default = "default_failure")]
+    pub on_failure: RedisFailure,
+    /// With `on_failure = "open"`: admissions per minute per instance.
+    #[serde(default = "default_fail_open_rate")]
+    pub fail_open_per_minute: u32,
+}
+
+fn default_failure() -> RedisFailure {
+    RedisFailure::Closed
+}
+
+fn default_fail_open_rate() -> u32 {
+    60
+}
+
+impl std::fmt::Debug for RedisConfig {
+    // The URL may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("on_failure", &self.on_failure)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensConfig {
+    /// The `iss` of queue and access tokens; booking-core expects it.
+    pub issuer: String,
+    /// The key id and private key that sign them.
+    pub kid: String,
+    pub private_key_file: PathBuf,
+    /// How long a queue token stays good (the queue may be long).
+    #[serde(default = "default_queue_ttl")]
+    pub queue_token_ttl_secs: u64,
+    /// Mark cookies Secure (on anything but local development).
+    #[serde(default)]
+    pub secure_cookies: bool,
+}
+
+fn default_queue_ttl() -> u64 {
+    6 * 3600
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// The bearer token operators send to the admin API.
+    pub token: String,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which paths need an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectionConfig {
+    /// Paths of one event; `{event}` stands for its id. A protected event's
+    /// paths need that event's access token.
+    pub event_paths: Vec<String>,
+    /// Path prefixes that need an access token for some protected event
+    /// (holds and orders by id carry no event in the path; the core checks
+    /// they belong to the fan).
+    pub session_prefixes: Vec<String>,
+}
+
+impl Default for ProtectionConfig {
+    fn default() -> Self {
+        ProtectionConfig {
+            event_paths: vec![
+                "/v1/events/{event}/holds".into(),
+                "/v1/events/{event}/seat-changes".into(),
+                "/v1/events/{event}/orders".into(),
+            ],
+            session_prefixes: vec!["/v1/holds/".into(), "/v1/orders/".into()],
+        }
+    }
+}
+
+/// Traffic that skips the waiting room (and is not counted): health checks,
+/// staff, partners.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BypassRule {
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// A header and the exact value it must have.
+    #[serde(default)]
+    pub header: Option<(String, String)>,
+    /// A client network, e.g. `10.0.0.0/8`.
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueMode {
+    /// First come, first served.
+    Fifo,
+    /// Everyone who joins is admitted at once (demand under capacity).
+    Passthrough,
+    /// Nobody is admitted; joins still take a place.
+    Paused,
+    /// No joins, no admissions: sold out or over, with a message.
+    Closed,
+}
+
+/// One event's waiting room, as operators set it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomSettings {
+    pub event_id: i64,
+    /// New fans admitted per minute.
+    pub admit_per_minute: u32,
+    /// Most fans admitted and not yet done at once.
+    pub max_active: u32,
+    /// How long an admitted fan may stay silent before the slot is freed
+    /// (and how long an access token lasts).
+    pub session_secs: u64,
+    pub mode: QueueMode,
+    /// When the sale opens (informational for now; shown to fans).
+    #[serde(default)]
+    pub on_sale_at: Option<DateTime<Utc>>,
+    /// Shown on the waiting page, e.g. why the room is closed.
+    #[serde(default)]
+    pub message: String,
+    /// A waiting fan not heard from for this long loses the place.
+    #[serde(default = "default_grace_secs")]
+    pub grace_secs: u64,
+}
+
+fn default_grace_secs() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { filter: "info".into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl RoomSettings {
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let e = self.event_id;
+        if e <= 0 {
+            out.push(format!("events: event_id must be positive, got {e}"));
+        }
+        if !(1..=1_000_000).contains(&self.admit_per_minute) {
+            out.push(format!("events[{e}].admit_per_minute must be 1..=1000000"));
+        }
+        if !(1..=10_000_000).contains(&self.max_active) {
+            out.push(format!("events[{e}].max_active must be 1..=10000000"));
+        }
+        if !(10..=86_400).contains(&self.session_secs) {
+            out.push(format!("events[{e}].session_secs must be 10..=86400"));
+        }
+        if !(5..=3_600).contains(&self.grace_secs) {
+            out.push(format!("events[{e}].grace_secs must be 5..=3600"));
+        }
+        if self.message.len() > 500 {
+            out.push(format!("events[{e}].message must be at most 500 bytes"));
+        }
+        out
+    }
+}
+
+impl EdgeConfig {
+    pub fn load(file: &Path) -> Result<EdgeConfig, ConfigError> {
+        let mut figment = Figment::new()
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("USHER_EDGE__").split("__").lowercase(true));
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            figment = figment.merge(figment::providers::Serialized::default("redis.url", url));
+        }
+        let config: EdgeConfig = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.listen.http.is_empty() && self.listen.tls.is_none() {
+            problems.push("listen: give at least one http address or a tls listener".into());
+        }
+        if !(1..=64).contains(&self.listen.threads) {
+            problems.push("listen.threads must be 1..=64".into());
+        }
+        if self.upstream.addrs.is_empty() {
+            problems.push("upstream.addrs must name at least one booking-core".into());
+        }
+        if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
+            problems.push("redis.url must be a redis:// URL".into());
+        }
+        if self.tokens.issuer.trim().is_empty() {
+            problems.push("tokens.issuer must not be empty".into());
+        }
+        if self.admin.token.len() < 16 {
+            problems.push("admin.token must be at least 16 characters".into());
+        }
+        for p in &self.protection.event_paths {
+            if !p.contains("{event}") || !p.starts_with('/') {
+                problems.push(format!(
+                    "protection.event_paths: {p:?} must start with / and contain {{event}}"
+                ));
+            }
+        }
+        for rule in &self.bypass {
+            let set = [
+                rule.path_prefix.is_some(),
+                rule.header.is_some(),
+                rule.network.is_some(),
+            ];
+            if set.iter().filter(|s| **s).count() != 1 {
+                problems.push("bypass: each rule takes exactly one of path_prefix, header, network".into());
+            }
+            if let Some(n) = &rule.network
+                && crate::rules::Network::parse(n).is_none()
+            {
+                problems.push(format!("bypass: {n:?} is not a network like 10.0.0.0/8"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for room in &self.events {
+            problems.extend(room.problems());
+            if !seen.insert(room.event_id) {
+                problems.push(format!("events: event {} is configured twice", room.event_id));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}

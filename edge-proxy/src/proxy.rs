@@ -1,0 +1,271 @@
+//! The one `ProxyHttp` impl. A request's life at the edge:
+//!
+//! 1. `request_filter`: the waiting room's own pages answer here; bypass
+//!    rules let staff and health checks through; a protected path needs a
+//!    valid access token for its event, bound to this client, or it never
+//!    reaches the core.
+//! 2. `upstream_peer`: a healthy booking-core, round robin.
+//! 3. `upstream_request_filter`: only the verified access token is
+//!    forwarded (`usher-access`), never one the client made up.
+//! 4. `response_filter`: the core's "this fan is done" header ends the
+//!    fan's session, so the next fan is admitted at the next tick.
+//! 5. `logging`: metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+use serde_json::json;
+use usher_shared::{ACCESS_HEADER, AccessClaims, SESSION_DONE_HEADER};
+
+use crate::queue::handlers::{self, Request, access_cookie};
+use crate::respond;
+use crate::rules::Protected;
+use crate::state::EdgeState;
+
+pub struct Edge {
+    pub state: Arc<EdgeState>,
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct Ctx {
+    /// The verified access token and its claims, for a protected request.
+    access: Option<(String, AccessClaims)>,
+    upstream_started: Option<Instant>,
+    upstream_failed: bool,
+}
+
+/// Sessions are extended in Redis at most this often per fan.
+const TOUCH_EVERY: Duration = Duration::from_secs(10);
+
+impl Edge {
+    /// The access token a protected request must carry: the `usher-access`
+    /// header (apps) or the event's cookie (browsers).
+    fn check_access(
+        &self,
+        req: &Request,
+        header: Option<&str>,
+        need: Protected,
+    ) -> Result<(String, AccessClaims), &'static str> {
+        let candidates: Vec<&str> = match need {
+            Protected::Event(event) => header.into_iter().chain(req.cookie(&access_cookie(event))).collect(),
+            _ => header
+                .into_iter()
+                .chain(req.cookies_with_prefix("usher_access_"))
+                .collect(),
+        };
+        let mut reason = "access_token_missing";
+        for token in candidates {
+            match self.state.tokens.verify_access(token) {
+                Ok(claims) => {
+                    if let Protected::Event(event) = need
+                        && claims.evt != event
+                    {
+                        reason = "token_wrong_event";
+                        continue;
+                    }
+                    let bnd = req.binding(req.client_id().unwrap_or(""));
+                    if claims.bnd != bnd {
+                        reason = "token_other_client";
+                        continue;
+                    }
+                    return Ok((token.to_owned(), claims));
+                }
+                Err(e) => reason = e.code(),
+            }
+        }
+        Err(reason)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Edge {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+        let state = &self.state;
+        if handlers::serve(state, session).await? {
+            return Ok(true);
+        }
+        let path = session.req_header().uri.path().to_owned();
+        let need = match state.protection.classify(&path) {
+            Protected::Event(event) if !state.rooms.is_protected(event) => Protected::No,
+            Protected::AnySession if state.rooms.all().is_empty() => Protected::No,
+            need => need,
+        };
+        if need == Protected::No {
+            return Ok(false);
+        }
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let header = |name: &str| {
+            session
+                .req_header()
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if state.bypass.matches(&path, header, client) {
+            state.metrics.bypassed.fetch_add(1, Ordering::Relaxed);
+            // Bypassed traffic is not counted, but the core still wants an
+            // admission token for a protected event: mint a short one.
+            if let Protected::Event(event) = need {
+                let (token, claims) = state.tokens.issue_access(event, 0, "bypass", 60);
+                ctx.access = Some((token, claims));
+            }
+            return Ok(false);
+        }
+        let req = Request::of(session);
+        let access_header = header(ACCESS_HEADER);
+        match self.check_access(&req, access_header.as_deref(), need) {
+            Ok((token, claims)) => {
+                state
+                    .metrics
+                    .event(claims.evt)
+                    .protected_requests
+                    .fetch_add(1, Ordering::Relaxed);
+                touch(state, &claims).await;
+                ctx.access = Some((token, claims));
+                Ok(false)
+            }
+            Err(reason) => {
+                state.metrics.rejected(reason);
+                let queue = match need {
+                    Protected::Event(event) => Some(format!("/queue/{event}")),
+                    _ => None,
+                };
+                let wants_html = req.method == "GET" && header("accept").is_some_and(|a| a.contains("text/html"));
+                if let (true, Some(queue)) = (wants_html, &queue) {
+                    respond::send(
+                        session,
+                        303,
+                        "text/plain",
+                        bytes::Bytes::new(),
+                        &[("location", queue.clone())],
+                    )
+                    .await?;
+                } else {
+                    respond::problem(
+                        session,
+                        403,
+                        "admission_required",
+                        "this part of the sale is open to fans admitted from the waiting room",
+                        json!({"reason": reason, "queue_url": queue}),
+                    )
+                    .await?;
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> pingora::Result<Box<HttpPeer>> {
+        let upstream =
+            self.state.upstreams.select(b"", 256).ok_or_else(|| {
+                pingora::Error::explain(pingora::ErrorType::ConnectNoRoute, "no healthy booking-core")
+            })?;
+        ctx.upstream_started = Some(Instant::now());
+        Ok(Box::new(HttpPeer::new(upstream, false, String::new())))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        upstream_request.remove_header(ACCESS_HEADER);
+        if let Some((token, _)) = &ctx.access {
+            upstream_request.insert_header(ACCESS_HEADER, token.as_str())?;
+        }
+        if let Some(ip) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+        {
+            upstream_request.insert_header("x-forwarded-for", ip)?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        if let Some(started) = ctx.upstream_started.take() {
+            self.state.metrics.upstream_latency(started.elapsed());
+        }
+        if response.status.is_server_error() {
+            ctx.upstream_failed = true;
+        }
+        let done = response.headers.get(SESSION_DONE_HEADER).is_some();
+        response.remove_header(SESSION_DONE_HEADER);
+        if done && let Some((token, claims)) = &ctx.access {
+            end_session(&self.state, token, claims).await;
+            let cookie = format!(
+                "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
+                access_cookie(claims.evt)
+            );
+            response.append_header("set-cookie", cookie)?;
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&pingora::Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if status > 0 {
+            self.state.metrics.response(status);
+        }
+        if e.is_some() || ctx.upstream_failed {
+            self.state.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Keeps an admitted fan's session alive while they are active.
+async fn touch(state: &EdgeState, claims: &AccessClaims) {
+    if claims.tkt == 0 {
+        return; // admitted without the queue (Redis was down, fail-open)
+    }
+    let Some(room) = state.rooms.get(claims.evt) else {
+        return;
+    };
+    if !room.should_touch(claims.tkt, TOUCH_EVERY) {
+        return;
+    }
+    if let Some(store) = state.store()
+        && let Err(e) = store
+            .touch_session(claims.evt, claims.tkt, room.settings().session_secs * 1000)
+            .await
+    {
+        tracing::debug!(error = %e, "could not extend a session; the token still holds");
+    }
+}
+
+async fn end_session(state: &EdgeState, token: &str, claims: &AccessClaims) {
+    state.tokens.forget(token);
+    state
+        .metrics
+        .event(claims.evt)
+        .sessions_ended
+        .fetch_add(1, Ordering::Relaxed);
+    if claims.tkt == 0 {
+        return;
+    }
+    if let Some(store) = state.store()
+        && let Err(e) = store.end_session(claims.evt, claims.tkt).await
+    {
+        tracing::warn!(error = %e, "could not end a session; it will lapse by itself");
+    }
+}

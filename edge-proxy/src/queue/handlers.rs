@@ -1,0 +1,488 @@
+//! What fans see of the waiting room:
+//!
+//! - `POST /queue/{event}/join`: a place (or the same place again, with a
+//!   valid queue token); the token comes back in an HttpOnly cookie for
+//!   browsers and in the JSON body for apps;
+//! - `GET /queue/{event}/status`: where the fan stands, as JSON; once
+//!   admitted, the access token;
+//! - `GET /queue/{event}/events`: the same, live, as Server-Sent Events;
+//! - `GET /queue/{event}`: the waiting page, which uses the two above.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use pingora::proxy::Session;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::{QueueMode, RedisFailure};
+use crate::queue::{Room, Standing};
+use crate::respond;
+use crate::state::EdgeState;
+use crate::tokens;
+
+/// The parts of a request the waiting room looks at.
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    cookies: Vec<(String, String)>,
+    authorization: Option<String>,
+    client_header: Option<String>,
+    user_agent: String,
+    accept_language: String,
+}
+
+impl Request {
+    pub fn of(session: &Session) -> Request {
+        let h = session.req_header();
+        let header = |name: &str| h.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let cookies = h
+            .headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect();
+        Request {
+            method: h.method.as_str().to_owned(),
+            path: h.uri.path().to_owned(),
+            query: h.uri.query().unwrap_or("").to_owned(),
+            cookies,
+            authorization: header("authorization"),
+            client_header: header("usher-client"),
+            user_agent: header("user-agent").unwrap_or_default(),
+            accept_language: header("accept-language").unwrap_or_default(),
+        }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn cookies_with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.cookies
+            .iter()
+            .filter(move |(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .split('&')
+            .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+    }
+
+    fn bearer(&self) -> Option<&str> {
+        self.authorization.as_deref().and_then(|a| a.strip_prefix("Bearer "))
+    }
+
+    /// The client id this request carries (cookie for browsers, header for
+    /// apps), if any.
+    pub fn client_id(&self) -> Option<&str> {
+        self.cookie(CLIENT_COOKIE)
+            .or(self.client_header.as_deref())
+            .filter(|c| !c.is_empty() && c.len() <= 64)
+    }
+
+    /// The binding of this request's client, given its client id.
+    pub fn binding(&self, client: &str) -> String {
+        tokens::binding(client, &self.user_agent, &self.accept_language)
+    }
+}
+
+pub const CLIENT_COOKIE: &str = "usher_client";
+
+pub fn queue_cookie(event: i64) -> String {
+    format!("usher_q_{event}")
+}
+
+pub fn access_cookie(event: i64) -> String {
+    format!("usher_access_{event}")
+}
+
+fn set_cookie(state: &EdgeState, name: &str, value: &str, max_age: u64) -> String {
+    let secure = if state.config.tokens.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+}
+
+#[derive(Serialize)]
+struct Joined<'a> {
+    event_id: i64,
+    ticket: u64,
+    queue_token: &'a str,
+    /// Send back as the `usher-client` header if cookies are not kept.
+    client_id: &'a str,
+    #[serde(flatten)]
+    standing: Standing,
+    status_url: String,
+    stream_url: String,
+}
+
+#[derive(Serialize)]
+struct Admitted<'a> {
+    status: &'static str,
+    event_id: i64,
+    /// Send as the `usher-access` header (apps) or keep the cookie (browsers).
+    access_token: &'a str,
+    expires_in_secs: u64,
+    next: String,
+}
+
+/// Serves `/queue/...`. Returns false if the path is not the waiting room's.
+pub async fn serve(state: &Arc<EdgeState>, session: &mut Session) -> respond::Result<bool> {
+    let req = Request::of(session);
+    let Some(rest) = req.path.strip_prefix("/queue/") else {
+        return Ok(false);
+    };
+    let (event, action) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(event) = event.parse::<i64>() else {
+        respond::problem(session, 404, "queue_not_found", "no waiting room here", json!({})).await?;
+        return Ok(true);
+    };
+    let Some(room) = state.rooms.get(event) else {
+        respond::problem(
+            session,
+            404,
+            "queue_not_found",
+            "this event has no waiting room",
+            json!({}),
+        )
+        .await?;
+        return Ok(true);
+    };
+    match (req.method.as_str(), action) {
+        ("GET", "") => page(state, session, &room).await?,
+        ("POST", "join") => join(state, session, &req, &room).await?,
+        ("GET", "status") => status(state, session, &req, &room).await?,
+        ("GET", "events") => stream(state, session, &req, &room).await?,
+        (_, "" | "join" | "status" | "events") => {
+            respond::problem(
+                session,
+                405,
+                "method_not_allowed",
+                "this resource does not take that method",
+                json!({}),
+            )
+            .await?
+        }
+        _ => respond::problem(session, 404, "not_found", "no such resource", json!({})).await?,
+    }
+    Ok(true)
+}
+
+fn queue_unavailable(state: &EdgeState, room: &Room) -> bool {
+    state.store().is_none() || !room.progress().healthy
+}
+
+async fn join(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room: &Arc<Room>) -> respond::Result<()> {
+    let settings = room.settings();
+    if settings.mode == QueueMode::Closed {
+        let detail = if settings.message.is_empty() {
+            "this sale is closed"
+        } else {
+            settings.message.as_str()
+        };
+        return respond::problem(
+            session,
+            410,
+            "queue_closed",
+            detail,
+            json!({"message": settings.message}),
+        )
+        .await;
+    }
+    let (client, new_client) = match req.client_id() {
+        Some(c) => (c.to_owned(), false),
+        None => (uuid::Uuid::new_v4().simple().to_string(), true),
+    };
+    let bnd = req.binding(&client);
+    let mut headers = Vec::new();
+    if new_client {
+        headers.push(("set-cookie", set_cookie(state, CLIENT_COOKIE, &client, 30 * 86400)));
+    }
+    // Rejoining with a valid token for this event and client keeps the place.
+    let presented = req
+        .bearer()
+        .map(str::to_owned)
+        .or_else(|| req.cookie(&queue_cookie(room.event)).map(str::to_owned));
+    if let Some(token) = presented
+        && let Ok(claims) = state.tokens.verify_queue(&token)
+        && claims.evt == room.event
+        && claims.bnd == bnd
+        && room.standing(claims.tkt) != Standing::Lost
+    {
+        room.mark_seen(claims.tkt);
+        return joined(state, session, room, &token, claims.tkt, &client, headers).await;
+    }
+    let Some(store) = state.store().filter(|_| !queue_unavailable(state, room)) else {
+        return unavailable(state, session, room, &bnd, headers).await;
+    };
+    let ticket = match store.join(room.event).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(event_id = room.event, error = %e, "join failed: Redis");
+            return unavailable(state, session, room, &bnd, headers).await;
+        }
+    };
+    state.metrics.event(room.event).joined.fetch_add(1, Ordering::Relaxed);
+    let token = state.tokens.issue_queue(room.event, ticket, &bnd);
+    headers.push((
+        "set-cookie",
+        set_cookie(
+            state,
+            &queue_cookie(room.event),
+            &token,
+            state.config.tokens.queue_token_ttl_secs,
+        ),
+    ));
+    joined(state, session, room, &token, ticket, &client, headers).await
+}
+
+async fn joined(
+    _state: &Arc<EdgeState>,
+    session: &mut Session,
+    room: &Arc<Room>,
+    token: &str,
+    ticket: u64,
+    client: &str,
+    headers: Vec<(&str, String)>,
+) -> respond::Result<()> {
+    let body = Joined {
+        event_id: room.event,
+        ticket,
+        queue_token: token,
+        client_id: client,
+        standing: room.standing(ticket),
+        status_url: format!("/queue/{}/status", room.event),
+        stream_url: format!("/queue/{}/events", room.event),
+    };
+    respond::json(session, 200, &body, &headers).await
+}
+
+/// Redis is out of reach: fail closed (wait and retry) or open (admit at a
+/// fixed rate, with no order), as configured.
+async fn unavailable(
+    state: &Arc<EdgeState>,
+    session: &mut Session,
+    room: &Arc<Room>,
+    bnd: &str,
+    mut headers: Vec<(&str, String)>,
+) -> respond::Result<()> {
+    let open = state.config.redis.on_failure == RedisFailure::Open
+        && state.fail_open.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if open {
+        let settings = room.settings();
+        let (token, _) = state.tokens.issue_access(room.event, 0, bnd, settings.session_secs);
+        state
+            .metrics
+            .event(room.event)
+            .admitted_tokens
+            .fetch_add(1, Ordering::Relaxed);
+        headers.push((
+            "set-cookie",
+            set_cookie(state, &access_cookie(room.event), &token, settings.session_secs),
+        ));
+        let body = Admitted {
+            status: "admitted",
+            event_id: room.event,
+            access_token: &token,
+            expires_in_secs: settings.session_secs,
+            next: format!("/v1/events/{}", room.event),
+        };
+        return respond::json(session, 200, &body, &headers).await;
+    }
+    respond::problem(
+        session,
+        503,
+        "queue_unavailable",
+        "the waiting room cannot take places right now; keep this page open, it retries by itself",
+        json!({}),
+    )
+    .await
+}
+
+/// The fan's queue token, checked against this room and this client.
+fn claims(state: &EdgeState, req: &Request, room: &Room) -> Result<(usher_shared::QueueClaims, String), &'static str> {
+    let token = req
+        .bearer()
+        .or_else(|| req.cookie(&queue_cookie(room.event)))
+        .or_else(|| req.query_param("token"))
+        .ok_or("queue_token_missing")?;
+    let claims = state.tokens.verify_queue(token).map_err(|e| e.code())?;
+    if claims.evt != room.event {
+        return Err("token_wrong_event");
+    }
+    let bnd = req.binding(req.client_id().unwrap_or(""));
+    if claims.bnd != bnd {
+        return Err("token_other_client");
+    }
+    Ok((claims, bnd))
+}
+
+/// Admits a fan whose ticket came up: confirms the session in Redis (it
+/// lapses if the fan was not there to take it) and issues the access token.
+async fn admit(state: &EdgeState, room: &Room, ticket: u64, bnd: &str) -> Result<(String, u64), &'static str> {
+    let settings = room.settings();
+    let store = state.store().ok_or("queue_unavailable")?;
+    match store
+        .touch_session(room.event, ticket, settings.session_secs * 1000)
+        .await
+    {
+        Ok(true) => {
+            let (token, _) = state
+                .tokens
+                .issue_access(room.event, ticket, bnd, settings.session_secs);
+            state
+                .metrics
+                .event(room.event)
+                .admitted_tokens
+                .fetch_add(1, Ordering::Relaxed);
+            Ok((token, settings.session_secs))
+        }
+        Ok(false) => Err("admission_expired"),
+        Err(_) => Err("queue_unavailable"),
+    }
+}
+
+async fn status(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room: &Arc<Room>) -> respond::Result<()> {
+    let (claims, bnd) = match claims(state, req, room) {
+        Ok(c) => c,
+        Err(code) => {
+            state.metrics.rejected(code);
+            return respond::problem(session, 401, code, "join the queue first (or again)", json!({})).await;
+        }
+    };
+    room.mark_seen(claims.tkt);
+    match room.standing(claims.tkt) {
+        Standing::Admitted => match admit(state, room, claims.tkt, &bnd).await {
+            Ok((token, secs)) => {
+                let cookie = set_cookie(state, &access_cookie(room.event), &token, secs);
+                let body = Admitted {
+                    status: "admitted",
+                    event_id: room.event,
+                    access_token: &token,
+                    expires_in_secs: secs,
+                    next: format!("/v1/events/{}", room.event),
+                };
+                respond::json(session, 200, &body, &[("set-cookie", cookie)]).await
+            }
+            Err("admission_expired") => {
+                respond::problem(
+                    session,
+                    410,
+                    "admission_expired",
+                    "your turn came and went; join again",
+                    json!({}),
+                )
+                .await
+            }
+            Err(code) => respond::problem(session, 503, code, "try again in a moment", json!({})).await,
+        },
+        Standing::Lost => {
+            respond::problem(
+                session,
+                410,
+                "place_lost",
+                "you were away too long and lost your place; join again",
+                json!({}),
+            )
+            .await
+        }
+        waiting => respond::json(session, 200, &waiting, &[]).await,
+    }
+}
+
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+async fn stream(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room: &Arc<Room>) -> respond::Result<()> {
+    let (claims, bnd) = match claims(state, req, room) {
+        Ok(c) => c,
+        Err(code) => {
+            state.metrics.rejected(code);
+            return respond::problem(session, 401, code, "join the queue first (or again)", json!({})).await;
+        }
+    };
+    let mut progress = room.watch();
+    respond::sse_open(session).await?;
+    state.metrics.sse_connections.fetch_add(1, Ordering::Relaxed);
+    let result = follow(state, session, room, claims.tkt, &bnd, &mut progress).await;
+    state.metrics.sse_connections.fetch_sub(1, Ordering::Relaxed);
+    result
+}
+
+/// Sends the fan's standing whenever a tick changes it, until admitted.
+async fn follow(
+    state: &Arc<EdgeState>,
+    session: &mut Session,
+    room: &Arc<Room>,
+    ticket: u64,
+    bnd: &str,
+    progress: &mut tokio::sync::watch::Receiver<crate::queue::Progress>,
+) -> respond::Result<()> {
+    let mut last: Option<Standing> = None;
+    loop {
+        room.mark_seen(ticket);
+        let id = progress.borrow_and_update().tick;
+        let standing = room.standing(ticket);
+        match standing {
+            Standing::Admitted => {
+                match admit(state, room, ticket, bnd).await {
+                    Ok((token, secs)) => {
+                        let body = Admitted {
+                            status: "admitted",
+                            event_id: room.event,
+                            access_token: &token,
+                            expires_in_secs: secs,
+                            next: format!("/queue/{}/status", room.event),
+                        };
+                        respond::sse_event(session, "admitted", id, &body).await?;
+                    }
+                    Err(code) => respond::sse_event(session, "expired", id, &json!({"code": code})).await?,
+                }
+                return respond::sse_close(session).await;
+            }
+            Standing::Lost => {
+                respond::sse_event(session, "lost", id, &json!({"code": "place_lost"})).await?;
+                return respond::sse_close(session).await;
+            }
+            waiting if last != Some(waiting) => {
+                respond::sse_event(session, "position", id, &waiting).await?;
+                last = Some(waiting);
+            }
+            _ => {}
+        }
+        tokio::select! {
+            changed = progress.changed() => {
+                if changed.is_err() {
+                    return respond::sse_close(session).await;
+                }
+            }
+            _ = tokio::time::sleep(HEARTBEAT) => respond::sse_heartbeat(session).await?,
+        }
+    }
+}
+
+async fn page(state: &Arc<EdgeState>, session: &mut Session, room: &Arc<Room>) -> respond::Result<()> {
+    let settings = room.settings();
+    let hidden = if settings.message.is_empty() { "hidden" } else { "" };
+    let html = include_str!("page.html")
+        .replace("{{EVENT}}", &room.event.to_string())
+        .replace("{{MESSAGE_HIDDEN}}", hidden)
+        .replace("{{MESSAGE}}", &html_escape(&settings.message));
+    let _ = state;
+    respond::send(session, 200, "text/html; charset=utf-8", html.into(), &[]).await
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -1,0 +1,142 @@
+//! The admission ticker: a background task on every proxy. Each tick, for
+//! each waiting room: report the fans heard from since the last tick, run
+//! the admission script (which admits at the configured rate, in order, up
+//! to the active cap, whichever instance runs it), read which tickets lost
+//! their place, and publish the new progress to the fans' streams. It also
+//! picks up settings changed by an operator (through the admin API, on any
+//! instance, or in the configuration file).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::config::EdgeConfig;
+use crate::queue::Room;
+use crate::queue::store::QueueStore;
+use crate::state::EdgeState;
+
+pub const TICK: Duration = Duration::from_millis(200);
+/// Shared settings are re-read every this many ticks.
+const SETTINGS_EVERY: u64 = 5;
+/// The configuration file is checked for changes every this many ticks.
+const CONFIG_EVERY: u64 = 10;
+
+pub struct Ticker {
+    pub state: Arc<EdgeState>,
+}
+
+#[async_trait]
+impl BackgroundService for Ticker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let state = &self.state;
+        let mut interval = tokio::time::interval(TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u64 = 0;
+        let mut config_stamp = modified(&state.config_path);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            n += 1;
+            if state.store().is_none() {
+                connect(state).await;
+            }
+            if n.is_multiple_of(CONFIG_EVERY) {
+                let stamp = modified(&state.config_path);
+                if stamp != config_stamp {
+                    config_stamp = stamp;
+                    reload(state).await;
+                }
+            }
+            let Some(store) = state.store() else {
+                for room in state.rooms.all() {
+                    room.mark_unhealthy();
+                }
+                continue;
+            };
+            for room in state.rooms.all() {
+                if let Err(e) = tick(&store, &room, n.is_multiple_of(SETTINGS_EVERY)).await {
+                    if room.progress().healthy {
+                        tracing::warn!(event_id = room.event, error = %e, "admission tick failed; the queue holds until Redis answers");
+                    }
+                    room.mark_unhealthy();
+                }
+            }
+        }
+    }
+}
+
+async fn connect(state: &EdgeState) {
+    match QueueStore::connect(&state.config.redis.url).await {
+        Ok(store) => {
+            tracing::info!("connected to Redis");
+            state.store.store(Some(Arc::new(store)));
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot reach Redis yet"),
+    }
+}
+
+/// One tick of one room.
+pub async fn tick(store: &QueueStore, room: &Room, refresh_settings: bool) -> Result<(), redis::RedisError> {
+    if refresh_settings
+        && let Some(shared) = store.settings(room.event).await?
+        && *room.settings() != shared
+    {
+        tracing::info!(event_id = room.event, "waiting-room settings changed");
+        room.set_settings(shared);
+    }
+    let seen = room.take_seen();
+    if !seen.is_empty() {
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        store.mark_seen(room.event, &seen, now_ms).await?;
+    }
+    let tick = store.tick(&room.settings()).await?;
+    let read = room.removed_read();
+    let newly_removed = if tick.removed > read {
+        store.removed_since(room.event, read).await?
+    } else {
+        Vec::new()
+    };
+    room.apply(tick, newly_removed);
+    Ok(())
+}
+
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Re-reads the configuration file; waiting-room settings that changed in it
+/// take effect here and, through Redis, on every other instance.
+async fn reload(state: &EdgeState) {
+    let config = match EdgeConfig::load(&state.config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration file changed but is invalid; keeping the running settings");
+            return;
+        }
+    };
+    for settings in config.events {
+        let changed = state
+            .rooms
+            .get(settings.event_id)
+            .is_none_or(|r| *r.settings() != settings);
+        if changed {
+            tracing::info!(
+                event_id = settings.event_id,
+                "waiting-room settings reloaded from the configuration file"
+            );
+            if let Some(store) = state.store()
+                && let Err(e) = store.put_settings(&settings).await
+            {
+                tracing::warn!(error = %e, "could not share reloaded settings through Redis");
+            }
+            state.rooms.upsert(settings);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Queue and access tokens: issued and checked here with the edge's Ed25519
+//! key, and bound to the client they were issued to (a cookie plus a hash of
+//! stable request traits), so that a token copied to another client is
+//! refused. Verified access tokens are remembered, since every protected
+//! request carries one.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+use usher_shared::{
+    ACCESS_AUDIENCE, AccessClaims, QUEUE_AUDIENCE, QueueClaims, SigningKey, TokenError, TokenSigner, TokenVerifier,
+    VerifyingKeys,
+};
+
+use crate::config::TokensConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenSetupError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("edge key: {0}")]
+    Key(#[from] usher_shared::KeyError),
+}
+
+pub struct EdgeTokens {
+    issuer: String,
+    signer: TokenSigner,
+    queue: TokenVerifier,
+    access: TokenVerifier,
+    queue_ttl_secs: i64,
+    verified: Mutex<HashMap<String, AccessClaims>>,
+}
+
+const VERIFIED_CAPACITY: usize = 200_000;
+
+/// The client a token belongs to: its `usher_client` cookie and traits a
+/// browser sends the same way on every request.
+pub fn binding(client_cookie: &str, user_agent: &str, accept_language: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [client_cookie, user_agent, accept_language] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl EdgeTokens {
+    pub fn from_config(config: &TokensConfig) -> Result<EdgeTokens, TokenSetupError> {
+        let pem = std::fs::read_to_string(&config.private_key_file).map_err(|source| TokenSetupError::Read {
+            path: config.private_key_file.display().to_string(),
+            source,
+        })?;
+        Self::from_pem(config, &pem)
+    }
+
+    pub fn from_pem(config: &TokensConfig, private_pem: &str) -> Result<EdgeTokens, TokenSetupError> {
+        let key = SigningKey::from_pem(&config.kid, private_pem)?;
+        let mut keys = VerifyingKeys::new();
+        keys.insert_pem(&config.kid, key.public_pem())?;
+        Ok(EdgeTokens {
+            issuer: config.issuer.clone(),
+            queue: TokenVerifier::new(keys.clone(), &config.issuer, QUEUE_AUDIENCE, 5),
+            access: TokenVerifier::new(keys, &config.issuer, ACCESS_AUDIENCE, 0),
+            signer: TokenSigner::new(key),
+            queue_ttl_secs: config.queue_token_ttl_secs as i64,
+            verified: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn issue_queue(&self, event: i64, ticket: u64, bnd: &str) -> String {
+        let iat = now();
+        self.signer.sign(&QueueClaims {
+            iss: self.issuer.clone(),
+            aud: QUEUE_AUDIENCE.into(),
+            sub: format!("{event}.{ticket}"),
+            evt: event,
+            tkt: ticket,
+            bnd: bnd.into(),
+            iat,
+            exp: iat + self.queue_ttl_secs,
+        })
+    }
+
+    pub fn verify_queue(&self, token: &str) -> Result<QueueClaims, TokenError> {
+        self.queue.verify_queue(token)
+    }
+
+    pub fn issue_access(&self, event: i64, ticket: u64, bnd: &str, session_secs: u64) -> (String, AccessClaims) {
+        let iat = now();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: ACCESS_AUDIENCE.into(),
+            sub: format!("{event}.{ticket}"),
+            evt: event,
+            tkt: ticket,
+            bnd: bnd.into(),
+            iat,
+            exp: iat + session_secs as i64,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        (self.signer.sign(&claims), claims)
+    }
+
+    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        if let Some(claims) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(token)
+            && claims.exp > now()
+        {
+            return Ok(claims.clone());
+        }
+        let claims = self.access.verify_access(token)?;
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    /// Forgets a token (its session ended), so it is checked afresh.
+    pub fn forget(&self, token: &str) {
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).remove(token);
+    }
+}
+
+/// For tests and tools: an edge token service from a fresh key.
+pub fn ephemeral(issuer: &str) -> EdgeTokens {
+    let pair = usher_shared::keys::generate_pair();
+    let config = TokensConfig {
+        issuer: issuer.into(),
+        kid: "edge-ephemeral".into(),
+        private_key_file: Path::new("/dev/null").into(),
+        queue_token_ttl_secs: 3600,
+        secure_cookies: false,
+    };
+    // A freshly generated key always loads.
+    EdgeTokens::from_pem(&config, &pair.private_pem).expect("fresh key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_are_bound() {
+        let t = ephemeral("usher-edge");
+        let b = binding("cookie", "ua", "en");
+        let q = t.issue_queue(7, 42, &b);
+        let claims = t.verify_queue(&q).unwrap();
+        assert_eq!((claims.evt, claims.tkt, claims.bnd.as_str()), (7, 42, b.as_str()));
+        // A queue token is not an access token, and the reverse.
+        assert!(t.verify_access(&q).is_err());
+        let (a, _) = t.issue_access(7, 42, &b, 60);
+        assert_eq!(t.verify_access(&a).unwrap().evt, 7);
+        assert_eq!(t.verify_queue(&a), Err(TokenError::WrongAudience));
+        // Another edge's key is not ours.
+        let other = ephemeral("usher-edge");
+        let (foreign, _) = other.issue_access(7, 42, &b, 60);
+        assert!(t.verify_access(&foreign).is_err());
+        assert_ne!(binding("cookie", "ua", "en"), binding("cookie2", "ua", "en"));
+    }
+}

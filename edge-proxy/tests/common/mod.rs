@@ -1,0 +1,301 @@
+//! Edge integration-test harness: the real edge-proxy binary, started with
+//! its own configuration on free ports, in front of a small counting
+//! upstream, against real Redis (each test uses fresh event ids, so nothing
+//! left in Redis by another run can matter).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
+use edge_proxy::config::{QueueMode, RoomSettings};
+use serde_json::Value;
+use tokio::process::Child;
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh event id, unused by any earlier run.
+pub fn fresh_event() -> i64 {
+    1_000_000_000 + (rand::random::<u32>() as i64)
+}
+
+pub fn room(event: i64, per_minute: u32, max_active: u32) -> RoomSettings {
+    RoomSettings {
+        event_id: event,
+        admit_per_minute: per_minute,
+        max_active,
+        session_secs: 600,
+        mode: QueueMode::Fifo,
+        on_sale_at: None,
+        message: String::new(),
+        grace_secs: 60,
+    }
+}
+
+/// A stand-in for booking-core that counts what reaches it. A path ending
+/// in `/done` answers with the header that ends the fan's session; a request
+/// with `x-slow-ms` waits that long.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    hits: Arc<Mutex<HashMap<String, u64>>>,
+    seen_access: Arc<Mutex<Vec<String>>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let seen_access: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (h, s) = (hits.clone(), seen_access.clone());
+        let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+            let (h, s) = (h.clone(), s.clone());
+            async move {
+                *h.lock().unwrap().entry(uri.path().to_string()).or_default() += 1;
+                if let Some(a) = headers.get("usher-access").and_then(|v| v.to_str().ok()) {
+                    s.lock().unwrap().push(a.to_string());
+                }
+                if let Some(ms) = headers
+                    .get("x-slow-ms")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                let mut r = (StatusCode::OK, "{\"ok\":true}").into_response();
+                if uri.path().ends_with("/done") {
+                    r.headers_mut().insert("usher-session-done", "1".parse().unwrap());
+                }
+                r
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        Upstream {
+            addr,
+            hits,
+            seen_access,
+        }
+    }
+
+    pub fn hits(&self, path: &str) -> u64 {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    pub fn total_hits(&self) -> u64 {
+        self.hits.lock().unwrap().values().sum()
+    }
+
+    pub fn access_tokens_seen(&self) -> Vec<String> {
+        self.seen_access.lock().unwrap().clone()
+    }
+}
+
+pub struct Edge {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: std::path::PathBuf,
+    pub http: reqwest::Client,
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+impl Edge {
+    /// Starts the real binary. `key_dir` holds `edge.pem`, shared by
+    /// instances that must accept each other's tokens.
+    pub async fn start(
+        upstream: SocketAddr,
+        redis: &str,
+        rooms: &[RoomSettings],
+        key_dir: &std::path::Path,
+        extra: &str,
+    ) -> Edge {
+        let port = free_port();
+        let admin_port = free_port();
+        let dir = std::env::temp_dir().join(format!("usher-edge-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = key_dir.join("edge.pem");
+        if !key.exists() {
+            std::fs::write(&key, usher_shared::keys::generate_pair().private_pem).unwrap();
+        }
+        let mut toml = format!(
+            r#"
+[listen]
+http = ["127.0.0.1:{port}"]
+threads = 2
+grace_period_secs = 1
+
+[upstream]
+addrs = ["{upstream}"]
+health_check_interval_ms = 200
+
+[redis]
+url = "{redis}"
+on_failure = "closed"
+
+[tokens]
+issuer = "usher-edge"
+kid = "edge-test"
+private_key_file = "{key}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+token = "{ADMIN_TOKEN}"
+
+[log]
+filter = "warn"
+{extra}
+"#,
+            key = key.display()
+        );
+        for r in rooms {
+            toml.push_str(&format!(
+                "\n[[events]]\nevent_id = {}\nadmit_per_minute = {}\nmax_active = {}\nsession_secs = {}\nmode = \"{}\"\ngrace_secs = {}\n",
+                r.event_id,
+                r.admit_per_minute,
+                r.max_active,
+                r.session_secs,
+                serde_json::to_value(r.mode).unwrap().as_str().unwrap(),
+                r.grace_secs
+            ));
+        }
+        let config = dir.join("edge.toml");
+        std::fs::write(&config, toml).unwrap();
+        let log = std::fs::File::create(dir.join("edge.log")).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_edge-proxy"))
+            .arg("--config")
+            .arg(&config)
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+        let edge = Edge {
+            child,
+            port,
+            admin_port,
+            dir,
+            http,
+        };
+        for _ in 0..100 {
+            let ok = edge.http.get(edge.admin_url("/healthz")).send().await.is_ok();
+            let queue_ready = rooms.is_empty()
+                || edge
+                    .admin_get("/admin/events")
+                    .await
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(|r| r["progress"]["healthy"].as_bool() == Some(true)));
+            if ok && queue_ready {
+                return edge;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("edge did not start; see {}", edge.dir.join("edge.log").display());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin_port, path)
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Value {
+        match self
+            .http
+            .get(self.admin_url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    pub async fn progress(&self, event: i64) -> Value {
+        self.admin_get(&format!("/admin/events/{event}")).await["progress"].clone()
+    }
+
+    pub async fn stop(mut self) {
+        self.child.kill().await.ok();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// A fan's client, app-style: the client id and tokens go in headers.
+#[derive(Clone, Debug)]
+pub struct Fan {
+    pub client_id: String,
+    pub queue_token: String,
+    pub ticket: u64,
+    pub access: Option<String>,
+}
+
+pub async fn join(http: &reqwest::Client, edge_url: &str, event: i64) -> Fan {
+    let r = http
+        .post(format!("{edge_url}/queue/{event}/join"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let v: Value = r.json().await.unwrap();
+    Fan {
+        client_id: v["client_id"].as_str().unwrap().into(),
+        queue_token: v["queue_token"].as_str().unwrap().into(),
+        ticket: v["ticket"].as_u64().unwrap(),
+        access: None,
+    }
+}
+
+/// Polls status once: the JSON answer and its status code.
+pub async fn status(http: &reqwest::Client, edge_url: &str, event: i64, fan: &Fan) -> (u16, Value) {
+    let r = http
+        .get(format!("{edge_url}/queue/{event}/status"))
+        .header("usher-client", &fan.client_id)
+        .bearer_auth(&fan.queue_token)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Removes an event's keys after a test.
+pub async fn forget_event(event: i64) {
+    let mut conn = redis().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("usher:{{e{event}}}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    }
+}

@@ -1,0 +1,383 @@
+//! The waiting room against real Redis and the real edge binary: nothing
+//! unadmitted reaches the core, fans are admitted in ticket order at the
+//! configured rate (with two edges sharing the work), the active cap holds,
+//! a finished fan's slot goes to the next, and an operator can change it all
+//! live.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use edge_proxy::config::TokensConfig;
+use edge_proxy::tokens::EdgeTokens;
+use serde_json::Value;
+
+fn key_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("usher-edge-keys-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The edge's own token service, from the key the test gave it.
+fn edge_tokens(dir: &std::path::Path) -> EdgeTokens {
+    let config = TokensConfig {
+        issuer: "usher-edge".into(),
+        kid: "edge-test".into(),
+        private_key_file: dir.join("edge.pem"),
+        queue_token_ttl_secs: 3600,
+        secure_cookies: false,
+    };
+    EdgeTokens::from_config(&config).unwrap()
+}
+
+async fn wait_admitted(edge: &Edge, event: i64, fan: &mut Fan) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, v) = status(&edge.http, &edge.url(""), event, fan).await;
+        if code == 200 && v["status"] == "admitted" {
+            fan.access = Some(v["access_token"].as_str().unwrap().to_string());
+            return;
+        }
+        assert!(Instant::now() < deadline, "not admitted: {code} {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_unadmitted_reaches_the_core() {
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    let keys = key_dir("protect");
+    let edge = Edge::start(upstream.addr, &redis_url(), &[room(event, 60_000, 100)], &keys, "").await;
+    let holds = format!("/v1/events/{event}/holds");
+    let post = |path: String, client: &'static str, access: Option<String>| {
+        let mut r = edge.http.post(edge.url(&path)).header("usher-client", client);
+        if let Some(a) = access {
+            r = r.header("usher-access", a);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    // No token, a made-up token, a token signed by another key.
+    let (s, p) = post(holds.clone(), "a", None).await;
+    assert_eq!(
+        (s, p["code"].as_str(), p["reason"].as_str()),
+        (403, Some("admission_required"), Some("access_token_missing"))
+    );
+    assert_eq!(p["queue_url"], format!("/queue/{event}"));
+    let (s, p) = post(holds.clone(), "a", Some("garbage".into())).await;
+    assert_eq!((s, p["reason"].as_str()), (403, Some("token_malformed")));
+    let stranger = edge_proxy::tokens::ephemeral("usher-edge");
+    let bnd = edge_proxy::tokens::binding("a", "", "");
+    let (forged, _) = stranger.issue_access(event, 1, &bnd, 60);
+    let (s, p) = post(holds.clone(), "a", Some(forged)).await;
+    assert_eq!((s, p["reason"].as_str()), (403, Some("token_unknown_key")));
+    // Ours, but expired; ours, but for another event.
+    let ours = edge_tokens(&keys);
+    let (expired, _) = ours.issue_access(event, 1, &bnd, 0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, p) = post(holds.clone(), "a", Some(expired)).await;
+    assert_eq!((s, p["reason"].as_str()), (403, Some("token_expired")));
+    let (foreign, _) = ours.issue_access(event + 1, 1, &bnd, 60);
+    let (s, p) = post(holds.clone(), "a", Some(foreign)).await;
+    assert_eq!((s, p["reason"].as_str()), (403, Some("token_wrong_event")));
+
+    // A browser is sent to the waiting room instead.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects
+        .get(edge.url(&format!("/v1/events/{event}/seat-changes")))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], format!("/queue/{event}"));
+
+    assert_eq!(upstream.total_hits(), 0, "an unadmitted request reached the core");
+
+    // A real admission: join, wait, take the token.
+    let mut fan = join(&edge.http, &edge.url(""), event).await;
+    wait_admitted(&edge, event, &mut fan).await;
+    let token = fan.access.clone().unwrap();
+    // Replayed from another client: refused.
+    let (s, p) = post(holds.clone(), "someone-else", Some(token.clone())).await;
+    assert_eq!((s, p["reason"].as_str()), (403, Some("token_other_client")));
+    assert_eq!(upstream.total_hits(), 0);
+    // From its own client: through, with the token forwarded to the core.
+    let r = edge
+        .http
+        .post(edge.url(&holds))
+        .header("usher-client", &fan.client_id)
+        .header("usher-access", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.hits(&holds), 1);
+    assert_eq!(upstream.access_tokens_seen(), vec![token.clone()]);
+
+    // Unprotected paths pass; a client cannot smuggle an access header in.
+    let r = edge
+        .http
+        .get(edge.url("/v1/events"))
+        .header("usher-access", "made-up")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.hits("/v1/events"), 1);
+    assert_eq!(
+        upstream.access_tokens_seen().len(),
+        1,
+        "the made-up header was forwarded"
+    );
+    // An event without a waiting room is not protected.
+    let other = format!("/v1/events/{}/holds", event + 7);
+    assert_eq!(post(other.clone(), "a", None).await.0, 200);
+    assert_eq!(upstream.hits(&other), 1);
+
+    edge.stop().await;
+    forget_event(event).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_joiners_are_admitted_in_ticket_order() {
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    let edge = Edge::start(
+        upstream.addr,
+        &redis_url(),
+        &[room(event, 120_000, 100_000)],
+        &key_dir("order"),
+        "",
+    )
+    .await;
+    let base = edge.url("");
+    let fans: Vec<Fan> = futures::future::join_all((0..2000).map(|_| join(&edge.http, &base, event))).await;
+    let mut tickets: Vec<u64> = fans.iter().map(|f| f.ticket).collect();
+    tickets.sort_unstable();
+    tickets.dedup();
+    assert_eq!(tickets.len(), 2000, "every joiner has a ticket of their own");
+    let last = *tickets.last().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while edge.progress(event).await["through"].as_u64().unwrap_or(0) < last {
+        assert!(Instant::now() < deadline, "not everyone was admitted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Independently of the edge: Redis's record of when each fan was
+    // admitted (session expiry = admission + session) never goes backwards
+    // in ticket order.
+    let mut conn = redis().await;
+    let active: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(format!("usher:{{e{event}}}:active"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut by_ticket: Vec<(u64, f64)> = active.into_iter().map(|(t, s)| (t.parse().unwrap(), s)).collect();
+    by_ticket.sort_by_key(|(t, _)| *t);
+    assert_eq!(by_ticket.len(), 2000);
+    let inversions = by_ticket.windows(2).filter(|w| w[1].1 < w[0].1).count();
+    assert_eq!(inversions, 0, "fans admitted out of ticket order");
+    // And every fan's own status agrees.
+    let (code, v) = status(&edge.http, &base, event, &fans[1234]).await;
+    assert_eq!((code, v["status"].as_str()), (200, Some("admitted")));
+    edge.stop().await;
+    forget_event(event).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_edges_share_one_rate() {
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    let keys = key_dir("rate");
+    // 3,000 a minute is 50 a second; the backlog is larger than a window.
+    let settings = room(event, 3_000, 100_000);
+    let a = Edge::start(upstream.addr, &redis_url(), std::slice::from_ref(&settings), &keys, "").await;
+    let b = Edge::start(upstream.addr, &redis_url(), std::slice::from_ref(&settings), &keys, "").await;
+    let (ua, ub) = (a.url(""), b.url(""));
+    let joins = (0..1600).map(|i| {
+        let (http, url) = if i % 2 == 0 {
+            (&a.http, ua.clone())
+        } else {
+            (&b.http, ub.clone())
+        };
+        async move { join(http, &url, event).await }
+    });
+    futures::future::join_all(joins).await;
+    let start_total = a.progress(event).await["admitted_total"].as_u64().unwrap();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let end_total = b.progress(event).await["admitted_total"].as_u64().unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    let admitted = (end_total - start_total) as f64;
+    let expected = 50.0 * secs;
+    let off = (admitted - expected) / expected;
+    assert!(
+        off.abs() <= 0.05,
+        "admitted {admitted} in {secs:.1} s, expected {expected:.0} (off by {:.1}%)",
+        off * 100.0
+    );
+    a.stop().await;
+    b.stop().await;
+    forget_event(event).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_cap_holds_and_a_finished_fan_frees_a_slot() {
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    let edge = Edge::start(
+        upstream.addr,
+        &redis_url(),
+        &[room(event, 60_000, 20)],
+        &key_dir("cap"),
+        "",
+    )
+    .await;
+    let base = edge.url("");
+    let mut fans: Vec<Fan> = futures::future::join_all((0..60).map(|_| join(&edge.http, &base, event))).await;
+    fans.sort_by_key(|f| f.ticket);
+    for _ in 0..15 {
+        let p = edge.progress(event).await;
+        assert!(p["active"].as_u64().unwrap() <= 20, "active cap exceeded: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let p = edge.progress(event).await;
+    assert_eq!(
+        (
+            p["active"].as_u64(),
+            p["admitted_total"].as_u64(),
+            p["through"].as_u64()
+        ),
+        (Some(20), Some(20), Some(fans[19].ticket))
+    );
+    // The first fan finishes: the core says so, the slot goes to fan 21.
+    let mut first = fans[0].clone();
+    wait_admitted(&edge, event, &mut first).await;
+    let r = edge
+        .http
+        .post(edge.url(&format!("/v1/events/{event}/holds/done")))
+        .header("usher-client", &first.client_id)
+        .header("usher-access", first.access.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("usher-session-done").is_none(),
+        "the internal header leaked to the client"
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while edge.progress(event).await["admitted_total"].as_u64() != Some(21) {
+        assert!(
+            Instant::now() < deadline,
+            "the freed slot was not given to the next fan"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(edge.progress(event).await["through"].as_u64(), Some(fans[20].ticket));
+    edge.stop().await;
+    forget_event(event).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_change_the_room_live_and_read_metrics() {
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    let edge = Edge::start(
+        upstream.addr,
+        &redis_url(),
+        &[room(event, 60, 10)],
+        &key_dir("admin"),
+        "",
+    )
+    .await;
+    let url = edge.admin_url(&format!("/admin/events/{event}"));
+    let r = edge.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = edge
+        .http
+        .get(&url)
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let mut s = room(event, 6_000, 10);
+    s.mode = edge_proxy::config::QueueMode::Paused;
+    s.message = "Back at 10:00".into();
+    let r = edge
+        .http
+        .put(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&s)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["settings"]["admit_per_minute"], 6_000);
+    // Bad settings: 422 with the problems named.
+    let mut bad = s.clone();
+    bad.admit_per_minute = 0;
+    let r = edge
+        .http
+        .put(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("admit_per_minute"), "{body}");
+    // Paused: joins take places but nobody is admitted.
+    let fan = join(&edge.http, &edge.url(""), event).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, v) = status(&edge.http, &edge.url(""), event, &fan).await;
+    assert_eq!(v["status"], "waiting");
+    // Closed: joins refused with the message.
+    s.mode = edge_proxy::config::QueueMode::Closed;
+    s.message = "Sold out".into();
+    edge.http
+        .put(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&s)
+        .send()
+        .await
+        .unwrap();
+    let r = edge
+        .http
+        .post(edge.url(&format!("/queue/{event}/join")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    assert_eq!(r.json::<Value>().await.unwrap()["message"], "Sold out");
+    // Metrics.
+    let m = edge
+        .http
+        .get(edge.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains(&format!("usher_joined_total{{event=\"{event}\"}} 1")), "{m}");
+    assert!(m.contains(&format!("usher_queue_length{{event=\"{event}\"}} 1")), "{m}");
+    assert!(m.contains("usher_upstream_seconds_bucket"), "{m}");
+    edge.stop().await;
+    forget_event(event).await;
+}
