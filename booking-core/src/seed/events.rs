@@ -72,7 +72,7 @@ pub fn all(anchor: DateTime<Utc>) -> Vec<EventSpec> {
     let club = tiers(&[("Front Tables", 4_500), ("Floor", 3_000), ("Balcony", 2_200)]);
     let hall = tiers(&[("Parkett", 7_900), ("Rang", 5_400), ("Galerie", 3_200)]);
     use Category::*;
-    vec![
+    let mut events = vec![
         event(
             anchor,
             "aurora-vale-northern-lights-london",
@@ -205,5 +205,10 @@ pub fn all(anchor: DateTime<Utc>) -> Vec<EventSpec> {
             -8,
             hall,
         ),
-    ]
+    ];
+    // The stadium concert is the on-sale everyone wants: it sits behind the
+    // edge's waiting room (config/edge-proxy.toml), and the core takes holds
+    // for it only with the edge's access token.
+    events[0].rules.protected = true;
+    events
 }
