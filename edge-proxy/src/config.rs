@@ -25,6 +25,8 @@ pub struct EdgeConfig {
     #[serde(default)]
     pub bypass: Vec<BypassRule>,
     #[serde(default)]
+    pub rate_limits: RateLimits,
+    #[serde(default)]
     pub events: Vec<RoomSettings>,
     #[serde(default)]
     pub log: LogConfig,
@@ -170,6 +172,26 @@ impl Default for ProtectionConfig {
                 "/v1/events/{event}/orders".into(),
             ],
             session_prefixes: vec!["/v1/holds/".into(), "/v1/orders/".into()],
+        }
+    }
+}
+
+/// Per client address, per minute; 0 turns a limit off. Generous by
+/// default: many fans can share one address behind carrier-grade NAT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    pub join_per_minute: u32,
+    pub status_per_minute: u32,
+    pub protected_per_minute: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            join_per_minute: 600,
+            status_per_minute: 3_000,
+            protected_per_minute: 3_000,
         }
     }
 }

@@ -11,6 +11,7 @@ use arc_swap::ArcSwapOption;
 use clap::Parser;
 use edge_proxy::admin::Admin;
 use edge_proxy::config::EdgeConfig;
+use edge_proxy::limits::Limits;
 use edge_proxy::metrics::Metrics;
 use edge_proxy::proxy::Edge;
 use edge_proxy::queue::Rooms;
@@ -56,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         rooms: Rooms::from_settings(&config.events),
         protection: Protection::new(&config.protection),
         bypass: Bypasses::new(&config.bypass),
+        limits: Limits::new(&config.rate_limits),
         fail_open: Mutex::new(Bucket::new(config.redis.fail_open_per_minute)),
         tokens,
         store: ArcSwapOption::empty(),

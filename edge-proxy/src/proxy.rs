@@ -22,6 +22,7 @@ use pingora::proxy::{ProxyHttp, Session};
 use serde_json::json;
 use usher_shared::{ACCESS_HEADER, AccessClaims, SESSION_DONE_HEADER};
 
+use crate::limits::Kind;
 use crate::queue::handlers::{self, Request, access_cookie};
 use crate::respond;
 use crate::rules::Protected;
@@ -123,6 +124,18 @@ impl ProxyHttp for Edge {
                 ctx.access = Some((token, claims));
             }
             return Ok(false);
+        }
+        if !state.limits.allow(Kind::Protected, client) {
+            state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            respond::problem(
+                session,
+                429,
+                "rate_limited",
+                "too many requests from your address; slow down",
+                json!({}),
+            )
+            .await?;
+            return Ok(true);
         }
         let req = Request::of(session);
         let access_header = header(ACCESS_HEADER);

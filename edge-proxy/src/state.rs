@@ -8,6 +8,7 @@ use pingora::lb::LoadBalancer;
 use pingora::lb::selection::RoundRobin;
 
 use crate::config::EdgeConfig;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::queue::Rooms;
 use crate::queue::store::QueueStore;
@@ -24,6 +25,7 @@ pub struct EdgeState {
     pub metrics: Metrics,
     pub protection: Protection,
     pub bypass: Bypasses,
+    pub limits: Limits,
     pub upstreams: Arc<LoadBalancer<RoundRobin>>,
     /// Admissions without Redis, when configured to fail open.
     pub fail_open: Mutex<Bucket>,

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{QueueMode, RedisFailure};
+use crate::limits::Kind;
 use crate::queue::{Room, Standing};
 use crate::respond;
 use crate::state::EdgeState;
@@ -141,6 +142,20 @@ pub async fn serve(state: &Arc<EdgeState>, session: &mut Session) -> respond::Re
     let Some(rest) = req.path.strip_prefix("/queue/") else {
         return Ok(false);
     };
+    let kind = if req.method == "POST" { Kind::Join } else { Kind::Status };
+    let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+    if !state.limits.allow(kind, client) {
+        state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        respond::problem(
+            session,
+            429,
+            "rate_limited",
+            "too many requests from your address; slow down",
+            json!({}),
+        )
+        .await?;
+        return Ok(true);
+    }
     let (event, action) = rest.split_once('/').unwrap_or((rest, ""));
     let Ok(event) = event.parse::<i64>() else {
         respond::problem(session, 404, "queue_not_found", "no waiting room here", json!({})).await?;

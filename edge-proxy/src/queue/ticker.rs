@@ -23,6 +23,8 @@ pub const TICK: Duration = Duration::from_millis(200);
 const SETTINGS_EVERY: u64 = 5;
 /// The configuration file is checked for changes every this many ticks.
 const CONFIG_EVERY: u64 = 10;
+/// Rate-limit tables forget quiet clients every this many ticks.
+const TIDY_EVERY: u64 = 300;
 
 pub struct Ticker {
     pub state: Arc<EdgeState>,
@@ -44,6 +46,9 @@ impl BackgroundService for Ticker {
             n += 1;
             if state.store().is_none() {
                 connect(state).await;
+            }
+            if n.is_multiple_of(TIDY_EVERY) {
+                state.limits.tidy();
             }
             if n.is_multiple_of(CONFIG_EVERY) {
                 let stamp = modified(&state.config_path);

@@ -159,8 +159,14 @@ token = "{ADMIN_TOKEN}"
 
 [log]
 filter = "warn"
+{limits}
 {extra}
 "#,
+            limits = if extra.contains("[rate_limits]") {
+                ""
+            } else {
+                "[rate_limits]\njoin_per_minute = 0\nstatus_per_minute = 0\nprotected_per_minute = 0\n"
+            },
             key = key.display()
         );
         for r in rooms {

@@ -1,0 +1,217 @@
+//! The edge under strain: Redis going away and coming back, clients that
+//! ask too often, and configuration edited while running.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn key_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("usher-edge-keys-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A private Redis on a free port, so the test can kill it.
+struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> PrivateRedis {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's redis-server package) must be installed");
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PrivateRedis {
+            port,
+            child: Some(child),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_fans_wait_and_admitted_fans_keep_going() {
+    let upstream = Upstream::start().await;
+    let mut redis = PrivateRedis::start(free_port());
+    let event = fresh_event();
+    let edge = Edge::start(
+        upstream.addr,
+        &redis.url(),
+        &[room(event, 60_000, 100)],
+        &key_dir("outage"),
+        "",
+    )
+    .await;
+    let base = edge.url("");
+    let mut fan = join(&edge.http, &base, event).await;
+    until("admission", 5, async || {
+        let (code, v) = status(&edge.http, &base, event, &fan).await;
+        if code == 200 && v["status"] == "admitted" {
+            fan.access = v["access_token"].as_str().map(str::to_owned);
+            true
+        } else {
+            false
+        }
+    })
+    .await;
+
+    redis.kill();
+    until("the edge to notice", 5, async || {
+        edge.progress(event).await["healthy"] == false
+    })
+    .await;
+    // Fail closed: no new places, a 503 the waiting page retries on.
+    let r = edge
+        .http
+        .post(edge.url(&format!("/queue/{event}/join")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "queue_unavailable");
+    // An admitted fan's token verifies without Redis.
+    let holds = format!("/v1/events/{event}/holds");
+    let r = edge
+        .http
+        .post(edge.url(&holds))
+        .header("usher-client", &fan.client_id)
+        .header("usher-access", fan.access.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.hits(&holds), 1);
+
+    // Redis comes back: the edge reconnects and takes places again.
+    let _redis = PrivateRedis::start(redis.port);
+    until("recovery", 10, async || edge.progress(event).await["healthy"] == true).await;
+    let again = join(&edge.http, &base, event).await;
+    assert!(again.ticket >= 1);
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_ask_too_often_get_429() {
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    let limits = "[rate_limits]\njoin_per_minute = 60\nstatus_per_minute = 60\nprotected_per_minute = 60\n";
+    let edge = Edge::start(
+        upstream.addr,
+        &redis_url(),
+        &[room(event, 60_000, 100)],
+        &key_dir("limits"),
+        limits,
+    )
+    .await;
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        let r = edge
+            .http
+            .post(edge.url(&format!("/queue/{event}/join")))
+            .send()
+            .await
+            .unwrap();
+        codes.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert_eq!(r.headers()["retry-after"], "2");
+            assert_eq!(r.json::<Value>().await.unwrap()["code"], "rate_limited");
+        }
+    }
+    assert!(
+        codes.iter().take(6).all(|c| *c == 200),
+        "a burst of six is allowed: {codes:?}"
+    );
+    assert!(codes.contains(&429), "{codes:?}");
+    let m = edge
+        .http
+        .get(edge.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("usher_rate_limited_total ") && !l.ends_with(" 0")),
+        "{m}"
+    );
+    edge.stop().await;
+    forget_event(event).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_the_configuration_file_changes_the_room_without_a_restart() {
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    let edge = Edge::start(
+        upstream.addr,
+        &redis_url(),
+        &[room(event, 600, 100)],
+        &key_dir("reload"),
+        "",
+    )
+    .await;
+    let file = edge.dir.join("edge.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("admit_per_minute = 600", "admit_per_minute = 1234");
+    // A broken edit is ignored (and logged); the room keeps running.
+    std::fs::write(&file, text.replace("[upstream]", "[upstream")).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let s = edge.admin_get(&format!("/admin/events/{event}")).await;
+    assert_eq!(s["settings"]["admit_per_minute"], 600);
+    std::fs::write(&file, &text).unwrap();
+    until("the new rate", 10, async || {
+        edge.admin_get(&format!("/admin/events/{event}")).await["settings"]["admit_per_minute"] == 1234
+    })
+    .await;
+    edge.stop().await;
+    forget_event(event).await;
+}
