@@ -100,7 +100,7 @@ impl ProxyHttp for Edge {
         let path = session.req_header().uri.path().to_owned();
         let need = match state.protection.classify(&path) {
             Protected::Event(event) if !state.rooms.is_protected(event) => Protected::No,
-            Protected::AnySession if state.rooms.all().is_empty() => Protected::No,
+            Protected::AnySession if state.rooms.is_empty() => Protected::No,
             need => need,
         };
         if need == Protected::No {

@@ -4,6 +4,7 @@
 //! raw baseline that the API is compared against.
 
 mod baseline;
+mod edge_overhead;
 mod fans;
 mod holds;
 mod report;
@@ -26,6 +27,10 @@ enum Command {
     /// uniformly random seats and with a hot spot, against the bare claim
     /// statement through the same size of connection pool, in one run.
     Holds(holds::Args),
+    /// The edge's pass-through overhead: requests/s and latency through
+    /// edge-proxy (with access-token checks) against nginx doing the same,
+    /// to one trivial upstream, in one run (wrk, nginx from the OS).
+    EdgeOverhead(edge_overhead::Args),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -53,5 +58,6 @@ pub struct StackArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Holds(args) => holds::run(args).await,
+        Command::EdgeOverhead(args) => edge_overhead::run(args).await,
     }
 }

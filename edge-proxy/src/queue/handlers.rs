@@ -138,6 +138,9 @@ struct Admitted<'a> {
 
 /// Serves `/queue/...`. Returns false if the path is not the waiting room's.
 pub async fn serve(state: &Arc<EdgeState>, session: &mut Session) -> respond::Result<bool> {
+    if !session.req_header().uri.path().starts_with("/queue/") {
+        return Ok(false);
+    }
     let req = Request::of(session);
     let Some(rest) = req.path.strip_prefix("/queue/") else {
         return Ok(false);

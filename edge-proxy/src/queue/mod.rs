@@ -252,6 +252,10 @@ impl Rooms {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.rooms.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
     pub fn is_protected(&self, event: i64) -> bool {
         self.get(event).is_some()
     }

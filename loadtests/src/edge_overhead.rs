@@ -1,0 +1,264 @@
+//! Pass-through overhead of the edge, against nginx, in one run: wrk drives
+//! a trivial keep-alive upstream directly, then through nginx, then through
+//! edge-proxy on an unprotected path and on a protected path carrying an
+//! access token (so every request is checked). Same machine, same upstream,
+//! same connection count, one after the other.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/edge-proxy"))]
+    pub edge_bin: PathBuf,
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    pub nginx_bin: PathBuf,
+    /// Redis for the edge's waiting room (the protected path needs a room).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    #[arg(long, default_value_t = 10)]
+    pub secs: u64,
+    #[arg(long, default_value_t = 64)]
+    pub connections: u32,
+    /// Worker threads for the edge and worker processes for nginx.
+    #[arg(long, default_value_t = 2)]
+    pub workers: u32,
+}
+
+fn port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+async fn wait_for(port: u16) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("nothing listening on {port}")
+}
+
+struct Wrk {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn ms(text: &str) -> f64 {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| c.is_alphabetic()).unwrap_or(t.len()));
+    let n: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        _ => f64::NAN,
+    }
+}
+
+async fn wrk(args: &Args, url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Wrk> {
+    let mut cmd = Command::new("wrk");
+    cmd.arg("-t2")
+        .arg(format!("-c{}", args.connections))
+        .arg(format!("-d{}s", args.secs))
+        .arg("--latency");
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .await
+        .context("running wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut r = Wrk {
+        rps: 0.0,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        errors: 0,
+    };
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            r.rps = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = l.strip_prefix("50%") {
+            r.p50_ms = ms(v);
+        } else if let Some(v) = l.strip_prefix("99%") {
+            r.p99_ms = ms(v);
+        } else if l.starts_with("Non-2xx or 3xx responses:") {
+            r.errors += l.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        } else if l.starts_with("Socket errors:") {
+            r.errors += l
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    if r.rps == 0.0 {
+        bail!("wrk printed no rate:\n{text}");
+    }
+    Ok(r)
+}
+
+async fn spawn(mut cmd: Command) -> anyhow::Result<Child> {
+    Ok(cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if !args.edge_bin.exists() {
+        bail!(
+            "{} not found: cargo build --release -p edge-proxy",
+            args.edge_bin.display()
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("usher-edge-bench-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("logs"))?;
+
+    // A trivial keep-alive upstream, as small an answer as can be.
+    let upstream = port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", upstream)).await?;
+    let app = axum::Router::new().fallback(|| async { "ok" });
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+
+    // nginx, as a plain reverse proxy with upstream keep-alive.
+    let nginx = port();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "worker_processes {w};\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\ndaemon off;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{ access_log off;\n  upstream core {{ server 127.0.0.1:{upstream}; keepalive 128; }}\n\
+               server {{ listen 127.0.0.1:{nginx}; location / {{ proxy_pass http://core; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
+            w = args.workers,
+            d = dir.display()
+        ),
+    )?;
+    let mut nginx_cmd = Command::new(&args.nginx_bin);
+    nginx_cmd.arg("-p").arg(&dir).arg("-c").arg(dir.join("nginx.conf"));
+    let _nginx = spawn(nginx_cmd)
+        .await
+        .context("starting nginx (apt-get install nginx)")?;
+
+    // The edge, with one protected event and a key to sign its token.
+    let (edge, admin) = (port(), port());
+    let pair = usher_shared::keys::generate_pair();
+    std::fs::write(dir.join("edge.pem"), &pair.private_pem)?;
+    let event = 1_000_000_000_000i64 + i64::from(rand::random::<u32>());
+    std::fs::write(
+        dir.join("edge.toml"),
+        format!(
+            "[listen]\nhttp = [\"127.0.0.1:{edge}\"]\nthreads = {w}\ngrace_period_secs = 1\n\
+             [upstream]\naddrs = [\"127.0.0.1:{upstream}\"]\n\
+             [redis]\nurl = \"{redis}\"\n\
+             [tokens]\nissuer = \"usher-edge\"\nkid = \"bench\"\nprivate_key_file = \"{d}/edge.pem\"\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"bench-admin-token-0123456789\"\n\
+             [rate_limits]\njoin_per_minute = 0\nstatus_per_minute = 0\nprotected_per_minute = 0\n\
+             [log]\nfilter = \"error\"\n\
+             [[events]]\nevent_id = {event}\nadmit_per_minute = 60\nmax_active = 10\nsession_secs = 3600\nmode = \"fifo\"\n",
+            w = args.workers,
+            redis = args.redis_url,
+            d = dir.display()
+        ),
+    )?;
+    let mut edge_cmd = Command::new(&args.edge_bin);
+    edge_cmd.arg("--config").arg(dir.join("edge.toml"));
+    let _edge = spawn(edge_cmd).await?;
+    for p in [nginx, edge] {
+        wait_for(p).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // An access token for wrk's requests: bound to the client id it sends
+    // and to no user agent (wrk sends none).
+    let signer = usher_shared::TokenSigner::new(usher_shared::SigningKey::from_pem("bench", &pair.private_pem)?);
+    let now = chrono::Utc::now().timestamp();
+    let client = "bench-client";
+    let bnd = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [client, "", ""] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        h.finalize()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let token = signer.sign(&usher_shared::AccessClaims {
+        iss: "usher-edge".into(),
+        aud: usher_shared::ACCESS_AUDIENCE.into(),
+        sub: format!("{event}.0"),
+        evt: event,
+        tkt: 0,
+        bnd,
+        iat: now,
+        exp: now + 3600,
+        jti: "bench".into(),
+    });
+
+    let protected = format!("/v1/events/{event}/holds");
+    let runs = [
+        (
+            "upstream, direct",
+            format!("http://127.0.0.1:{upstream}/v1/events"),
+            vec![],
+        ),
+        ("nginx", format!("http://127.0.0.1:{nginx}/v1/events"), vec![]),
+        (
+            "edge-proxy, unprotected path",
+            format!("http://127.0.0.1:{edge}/v1/events"),
+            vec![],
+        ),
+        (
+            "edge-proxy, protected path + token check",
+            format!("http://127.0.0.1:{edge}{protected}"),
+            vec![("usher-client", client), ("usher-access", token.as_str())],
+        ),
+    ];
+    let mut results = Vec::new();
+    for (name, url, headers) in &runs {
+        eprintln!("{name}: wrk -t2 -c{} -d{}s", args.connections, args.secs);
+        results.push((*name, wrk(&args, url, headers).await?));
+    }
+    println!();
+    println!(
+        "edge pass-through: wrk -t2 -c{} -d{}s, {} workers each, one machine",
+        args.connections, args.secs, args.workers
+    );
+    println!(
+        "{:<44} {:>10} {:>9} {:>9} {:>8}",
+        "target", "req/s", "p50 ms", "p99 ms", "errors"
+    );
+    for (name, r) in &results {
+        println!(
+            "{name:<44} {:>10.0} {:>9.3} {:>9.3} {:>8}",
+            r.rps, r.p50_ms, r.p99_ms, r.errors
+        );
+    }
+    let nginx_rps = results[1].1.rps;
+    println!();
+    println!(
+        "edge / nginx throughput: unprotected {:.2}, protected with token check {:.2} (goal >= 1.00)",
+        results[2].1.rps / nginx_rps,
+        results[3].1.rps / nginx_rps
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    if results.iter().any(|(_, r)| r.errors > 0) {
+        bail!("some requests failed");
+    }
+    Ok(())
+}
