@@ -1,5 +1,6 @@
 //! The operators' side, on its own listener: the waiting rooms' settings,
-//! read and changed live (bearer token), and `/metrics` for Prometheus.
+//! read and changed live (bearer token), their fairness figures, and
+//! `/metrics` for Prometheus.
 //! A change made here is shared through Redis, so every edge instance takes
 //! it up within a second.
 
@@ -18,6 +19,7 @@ use serde_json::json;
 
 use crate::config::RoomSettings;
 use crate::queue::Progress;
+use crate::queue::store::{Fairness, LotteryRecord, WAIT_BOUNDS_SECS};
 use crate::state::EdgeState;
 
 pub struct Admin {
@@ -30,6 +32,9 @@ struct RoomView {
     progress: Progress,
     /// Position streams open on this instance.
     listeners: usize,
+    /// A lottery room's public record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lottery: Option<LotteryRecord>,
 }
 
 fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
@@ -74,7 +79,89 @@ fn view(room: &crate::queue::Room) -> RoomView {
         settings: (*room.settings()).clone(),
         progress: room.progress(),
         listeners: room.listeners(),
+        lottery: Some((*room.lottery()).clone()).filter(|l| !l.state.is_empty()),
     }
+}
+
+/// Fairness figures for one event: order inversions, how long admitted fans
+/// waited, and how many gave up (or were lost) before their turn.
+async fn fairness(State(state): State<Arc<EdgeState>>, headers: HeaderMap, Path(event): Path<String>) -> Response {
+    if !authorised(&state, &headers) {
+        return unauthorised();
+    }
+    let Some(room) = event.parse::<i64>().ok().and_then(|e| state.rooms.get(e)) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "queue_not_found",
+            "no waiting room for that event",
+        );
+    };
+    let Some(store) = state.store() else {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            "Redis is not reachable",
+        );
+    };
+    let f = match store.fairness(room.event).await {
+        Ok(f) => f,
+        Err(e) => {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_unavailable",
+                format!("Redis: {e}"),
+            );
+        }
+    };
+    let p = room.progress();
+    Json(json!({
+        "event_id": room.event,
+        "mode": room.settings().mode,
+        "admitted": f.admitted,
+        "inversions": f.inversions,
+        "abandoned_before_admission": p.seq.saturating_sub(p.admitted_total + p.waiting),
+        "waiting": p.waiting,
+        "waiting_time": waiting_time(&f),
+    }))
+    .into_response()
+}
+
+/// The waiting-time distribution: buckets (cumulative, like Prometheus),
+/// the mean, and percentiles read off the buckets (upper bounds).
+fn waiting_time(f: &Fairness) -> serde_json::Value {
+    let total: u64 = f.wait_buckets.iter().map(|(_, n)| n).sum();
+    let mut cumulative = 0;
+    let mut buckets = Vec::new();
+    for (bound, n) in &f.wait_buckets {
+        cumulative += n;
+        let le = bound.map_or("+Inf".to_owned(), |b| b.to_string());
+        buckets.push(json!({"le_secs": le, "admitted": cumulative}));
+    }
+    let percentile = |q: f64| -> Option<String> {
+        if total == 0 {
+            return None;
+        }
+        let rank = (total as f64 * q).ceil() as u64;
+        let mut seen = 0;
+        for (bound, n) in &f.wait_buckets {
+            seen += n;
+            if seen >= rank {
+                return Some(
+                    bound.map_or(format!(">{}", WAIT_BOUNDS_SECS[WAIT_BOUNDS_SECS.len() - 1]), |b| {
+                        format!("<={b}")
+                    }),
+                );
+            }
+        }
+        None
+    };
+    json!({
+        "mean_secs": if total == 0 { 0.0 } else { f.wait_sum_ms as f64 / total as f64 / 1000.0 },
+        "p50_secs": percentile(0.5),
+        "p90_secs": percentile(0.9),
+        "p99_secs": percentile(0.99),
+        "buckets": buckets,
+    })
 }
 
 async fn list(State(state): State<Arc<EdgeState>>, headers: HeaderMap) -> Response {
@@ -173,6 +260,7 @@ pub fn router(state: Arc<EdgeState>) -> Router {
     Router::new()
         .route("/admin/events", get(list))
         .route("/admin/events/{event}", get(one).put(put))
+        .route("/admin/events/{event}/fairness", get(fairness))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)

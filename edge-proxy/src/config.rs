@@ -220,6 +220,10 @@ pub enum QueueMode {
     Passthrough,
     /// Nobody is admitted; joins still take a place.
     Paused,
+    /// Pre-queue lottery: everyone who joins before `on_sale_at` gets a
+    /// random place (drawn verifiably at on-sale), later fans queue FIFO
+    /// behind them.
+    Lottery,
     /// No joins, no admissions: sold out or over, with a message.
     Closed,
 }
@@ -237,7 +241,8 @@ pub struct RoomSettings {
     /// (and how long an access token lasts).
     pub session_secs: u64,
     pub mode: QueueMode,
-    /// When the sale opens (informational for now; shown to fans).
+    /// When the sale opens: nobody is admitted before it (except in
+    /// passthrough), and a lottery draws its places at this time.
     #[serde(default)]
     pub on_sale_at: Option<DateTime<Utc>>,
     /// Shown on the waiting page, e.g. why the room is closed.
@@ -246,6 +251,34 @@ pub struct RoomSettings {
     /// A waiting fan not heard from for this long loses the place.
     #[serde(default = "default_grace_secs")]
     pub grace_secs: u64,
+    /// If set, the edge moves the admission rate within these bounds from
+    /// the core's health; `admit_per_minute` is then only the start.
+    #[serde(default)]
+    pub adaptive: Option<Adaptive>,
+}
+
+/// Adaptive admission: the operator's bounds and the core's health targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adaptive {
+    pub min_per_minute: u32,
+    pub max_per_minute: u32,
+    /// The core's p99 latency the edge steers towards, as seen from the edge.
+    pub target_p99_ms: u32,
+    /// Share of the core's answers that may be 5xx or failures (0..1).
+    #[serde(default = "default_max_error_rate")]
+    pub max_error_rate: f64,
+    /// How often the rate is reconsidered.
+    #[serde(default = "default_adaptive_window")]
+    pub window_secs: u64,
+}
+
+fn default_max_error_rate() -> f64 {
+    0.01
+}
+
+fn default_adaptive_window() -> u64 {
+    5
 }
 
 fn default_grace_secs() -> u64 {
@@ -293,6 +326,27 @@ impl RoomSettings {
         }
         if self.message.len() > 500 {
             out.push(format!("events[{e}].message must be at most 500 bytes"));
+        }
+        if self.mode == QueueMode::Lottery && self.on_sale_at.is_none() {
+            out.push(format!(
+                "events[{e}]: mode lottery needs on_sale_at (when places are drawn)"
+            ));
+        }
+        if let Some(a) = &self.adaptive {
+            if a.min_per_minute < 1 || a.min_per_minute > a.max_per_minute || a.max_per_minute > 1_000_000 {
+                out.push(format!(
+                    "events[{e}].adaptive: need 1 <= min_per_minute <= max_per_minute <= 1000000"
+                ));
+            }
+            if !(1..=60_000).contains(&a.target_p99_ms) {
+                out.push(format!("events[{e}].adaptive.target_p99_ms must be 1..=60000"));
+            }
+            if !(0.0..=1.0).contains(&a.max_error_rate) {
+                out.push(format!("events[{e}].adaptive.max_error_rate must be between 0 and 1"));
+            }
+            if !(1..=300).contains(&a.window_secs) {
+                out.push(format!("events[{e}].adaptive.window_secs must be 1..=300"));
+            }
         }
         out
     }

@@ -33,6 +33,22 @@ struct Cli {
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Recompute a lottery's drawn order from its published seed: one line
+    /// per place, "place ticket".
+    LotteryOrder {
+        /// The seed the edge revealed (hex).
+        #[arg(long)]
+        seed: String,
+        /// How many tickets took part (1..=entrants).
+        #[arg(long)]
+        entrants: u64,
+    },
 }
 
 // A faster allocator than glibc's under many small, short-lived allocations
@@ -42,6 +58,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::LotteryOrder { seed, entrants }) = &cli.command {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        writeln!(out, "# seed_hash {}", edge_proxy::queue::lottery::seed_hash(seed))?;
+        for (k, ticket) in edge_proxy::queue::lottery::order(seed, *entrants).iter().enumerate() {
+            writeln!(out, "{} {ticket}", k + 1)?;
+        }
+        return Ok(());
+    }
     let config = EdgeConfig::load(&cli.config).with_context(|| format!("configuration {}", cli.config.display()))?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
@@ -67,6 +92,7 @@ fn main() -> anyhow::Result<()> {
         tokens,
         store: ArcSwapOption::empty(),
         metrics: Metrics::default(),
+        core_health: Default::default(),
         upstreams: health.task(),
         config_path: cli.config.clone(),
         config: config.clone(),
@@ -82,6 +108,13 @@ fn main() -> anyhow::Result<()> {
     server.bootstrap();
 
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Edge { state: state.clone() });
+    if let Some(app) = proxy.app_logic_mut() {
+        // HTTP/2 without TLS (h2c, by prior knowledge) on the plain listeners,
+        // for clients and load balancers in front that speak it.
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
+    }
     for addr in &config.listen.http {
         proxy.add_tcp(&addr.to_string());
     }

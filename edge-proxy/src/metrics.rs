@@ -18,6 +18,11 @@ pub struct EventCounters {
     pub protected_requests: AtomicU64,
 }
 
+/// A per-room gauge or counter: name, type, help, and how to read it.
+type RoomFamily<'a> = (&'a str, &'a str, &'a str, &'a dyn Fn(&crate::queue::Room) -> String);
+/// A per-event counter kept here: name, help, and which one.
+type EventFamily<'a> = (&'a str, &'a str, fn(&EventCounters) -> &AtomicU64);
+
 /// Upper bounds of the upstream latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -76,99 +81,86 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         }
         let mut out = String::new();
-        metric(
-            &mut out,
-            "usher_queue_length",
-            "gauge",
-            "Fans waiting, per event, at the last tick.",
-        );
-        metric(
-            &mut out,
-            "usher_active_fans",
-            "gauge",
-            "Fans admitted and not yet done, per event.",
-        );
-        metric(
-            &mut out,
-            "usher_admitted_total",
-            "counter",
-            "Fans admitted by the queue, per event (all instances).",
-        );
-        metric(
-            &mut out,
-            "usher_tickets_issued",
-            "gauge",
-            "Queue tickets issued, per event (all instances).",
-        );
-        metric(
-            &mut out,
-            "usher_queue_healthy",
-            "gauge",
-            "1 if the last tick reached Redis.",
-        );
-        metric(
-            &mut out,
-            "usher_stream_listeners",
-            "gauge",
-            "Position streams open on this instance, per event.",
-        );
-        let mut body = String::new();
-        for room in rooms.all() {
-            let p = room.progress();
-            let e = room.event;
-            let _ = writeln!(body, "usher_queue_length{{event=\"{e}\"}} {}", p.waiting);
-            let _ = writeln!(body, "usher_active_fans{{event=\"{e}\"}} {}", p.active);
-            let _ = writeln!(body, "usher_admitted_total{{event=\"{e}\"}} {}", p.admitted_total);
-            let _ = writeln!(body, "usher_tickets_issued{{event=\"{e}\"}} {}", p.seq);
-            let _ = writeln!(body, "usher_queue_healthy{{event=\"{e}\"}} {}", u8::from(p.healthy));
-            let _ = writeln!(body, "usher_stream_listeners{{event=\"{e}\"}} {}", room.listeners());
+        // Each family's HELP and TYPE, then its samples, as one group.
+        let rooms = rooms.all();
+        let families: [RoomFamily; 7] = [
+            (
+                "usher_queue_length",
+                "gauge",
+                "Fans waiting, per event, at the last tick.",
+                &|r| r.progress().waiting.to_string(),
+            ),
+            (
+                "usher_active_fans",
+                "gauge",
+                "Fans admitted and not yet done, per event.",
+                &|r| r.progress().active.to_string(),
+            ),
+            (
+                "usher_admitted_total",
+                "counter",
+                "Fans admitted by the queue, per event (all instances).",
+                &|r| r.progress().admitted_total.to_string(),
+            ),
+            (
+                "usher_tickets_issued",
+                "gauge",
+                "Queue tickets issued, per event (all instances).",
+                &|r| r.progress().seq.to_string(),
+            ),
+            (
+                "usher_queue_healthy",
+                "gauge",
+                "1 if the last tick reached Redis.",
+                &|r| u8::from(r.progress().healthy).to_string(),
+            ),
+            (
+                "usher_stream_listeners",
+                "gauge",
+                "Position streams open on this instance, per event.",
+                &|r| r.listeners().to_string(),
+            ),
+            (
+                "usher_admission_rate_per_minute",
+                "gauge",
+                "Admissions per minute in force (an adaptive room's current rate).",
+                &|r| r.progress().rate.to_string(),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            metric(&mut out, name, kind, help);
+            for room in &rooms {
+                let _ = writeln!(out, "{name}{{event=\"{}\"}} {}", room.event, value(room));
+            }
         }
-        out.push_str(&body);
-        metric(
-            &mut out,
-            "usher_joined_total",
-            "counter",
-            "Joins handled by this instance, per event.",
-        );
-        metric(
-            &mut out,
-            "usher_access_tokens_total",
-            "counter",
-            "Access tokens issued by this instance, per event.",
-        );
-        metric(
-            &mut out,
-            "usher_sessions_ended_total",
-            "counter",
-            "Sessions ended by the core's done header, per event.",
-        );
-        metric(
-            &mut out,
-            "usher_protected_requests_total",
-            "counter",
-            "Admitted requests forwarded, per event.",
-        );
-        for (e, c) in self.events.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(
-                out,
-                "usher_joined_total{{event=\"{e}\"}} {}",
-                c.joined.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "usher_access_tokens_total{{event=\"{e}\"}} {}",
-                c.admitted_tokens.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "usher_sessions_ended_total{{event=\"{e}\"}} {}",
-                c.sessions_ended.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "usher_protected_requests_total{{event=\"{e}\"}} {}",
-                c.protected_requests.load(Ordering::Relaxed)
-            );
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let counters: [EventFamily; 4] = [
+            (
+                "usher_joined_total",
+                "Joins handled by this instance, per event.",
+                |c| &c.joined,
+            ),
+            (
+                "usher_access_tokens_total",
+                "Access tokens issued by this instance, per event.",
+                |c| &c.admitted_tokens,
+            ),
+            (
+                "usher_sessions_ended_total",
+                "Sessions ended by the core's done header, per event.",
+                |c| &c.sessions_ended,
+            ),
+            (
+                "usher_protected_requests_total",
+                "Admitted requests forwarded, per event.",
+                |c| &c.protected_requests,
+            ),
+        ];
+        for (name, help, field) in counters {
+            metric(&mut out, name, "counter", help);
+            for (e, c) in &events {
+                let _ = writeln!(out, "{name}{{event=\"{e}\"}} {}", field(c).load(Ordering::Relaxed));
+            }
         }
         let _ = writeln!(
             out,

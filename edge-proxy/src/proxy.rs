@@ -38,6 +38,7 @@ pub struct Ctx {
     /// The verified access token and its claims, for a protected request.
     access: Option<(String, AccessClaims)>,
     upstream_started: Option<Instant>,
+    upstream_latency: Option<Duration>,
     upstream_failed: bool,
 }
 
@@ -216,8 +217,10 @@ impl ProxyHttp for Edge {
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
-        if let Some(started) = ctx.upstream_started.take() {
-            self.state.metrics.upstream_latency(started.elapsed());
+        if let Some(started) = ctx.upstream_started {
+            let latency = started.elapsed();
+            ctx.upstream_latency = Some(latency);
+            self.state.metrics.upstream_latency(latency);
         }
         if response.status.is_server_error() {
             ctx.upstream_failed = true;
@@ -240,8 +243,13 @@ impl ProxyHttp for Edge {
         if status > 0 {
             self.state.metrics.response(status);
         }
-        if e.is_some() || ctx.upstream_failed {
+        let failed = e.is_some() || ctx.upstream_failed;
+        if failed {
             self.state.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(started) = ctx.upstream_started {
+            let latency = ctx.upstream_latency.unwrap_or_else(|| started.elapsed());
+            self.state.core_health.record(latency, failed);
         }
     }
 }

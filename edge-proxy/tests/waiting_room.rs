@@ -189,6 +189,17 @@ async fn two_thousand_joiners_are_admitted_in_ticket_order() {
     assert_eq!(by_ticket.len(), 2000);
     let inversions = by_ticket.windows(2).filter(|w| w[1].1 < w[0].1).count();
     assert_eq!(inversions, 0, "fans admitted out of ticket order");
+    // The edge's own fairness figures say the same.
+    let f = edge.admin_get(&format!("/admin/events/{event}/fairness")).await;
+    assert_eq!(f["inversions"], 0, "{f}");
+    assert_eq!(f["admitted"], 2000, "{f}");
+    assert_eq!(f["abandoned_before_admission"], 0, "{f}");
+    let buckets = f["waiting_time"]["buckets"].as_array().unwrap();
+    assert_eq!(
+        buckets.last().unwrap()["admitted"],
+        2000,
+        "every admission has a waiting time: {f}"
+    );
     // And every fan's own status agrees.
     let (code, v) = status(&edge.http, &base, event, &fans[1234]).await;
     assert_eq!((code, v["status"].as_str()), (200, Some("admitted")));

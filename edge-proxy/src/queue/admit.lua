@@ -4,20 +4,32 @@
 -- many instances tick, fans are admitted at the configured rate, in order,
 -- and never beyond the active cap.
 --
--- KEYS: 1 waiting (zset ticket -> score), 2 active (zset ticket -> session
+-- A fan's place is its score in `waiting`: the ticket number, except for a
+-- lottery's pre-queue, whose scores the draw replaced with drawn places.
+--
+-- KEYS: 1 waiting (zset ticket -> place), 2 active (zset ticket -> session
 --       expiry ms), 3 progress (hash), 4 seen (zset ticket -> last heard ms),
---       5 removed (list of tickets that lost their place), 6 seq (counter)
+--       5 removed (list of tickets that lost their place), 6 seq (counter),
+--       7 joined (zset ticket -> join ms), 8 fairness (hash), 9 lottery (hash)
 -- ARGV: 1 admit per minute, 2 max active, 3 session ms, 4 grace ms,
---       5 mode, 6 largest allowance window ms
+--       5 mode, 6 largest allowance window ms, 7 on-sale ms (0: none),
+--       8 adaptive ('1' or '0'), 9 adaptive min, 10 adaptive max
 local rate = tonumber(ARGV[1])
 local max_active = tonumber(ARGV[2])
 local session_ms = tonumber(ARGV[3])
 local grace_ms = tonumber(ARGV[4])
 local mode = ARGV[5]
 local window_ms = tonumber(ARGV[6])
+local on_sale = tonumber(ARGV[7])
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+-- The rate an adaptive room's controller last set, within the bounds.
+if ARGV[8] == '1' then
+  local set = tonumber(redis.call('HGET', KEYS[3], 'adaptive_rate') or rate)
+  rate = math.max(tonumber(ARGV[9]), math.min(tonumber(ARGV[10]), set))
+end
 
 -- Admitted fans silent for a whole session stop counting as active.
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -27,6 +39,7 @@ local ghosts = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - grace_ms, 'LIM
 if #ghosts > 0 then
   redis.call('ZREM', KEYS[1], unpack(ghosts))
   redis.call('ZREM', KEYS[4], unpack(ghosts))
+  redis.call('ZREM', KEYS[7], unpack(ghosts))
   redis.call('RPUSH', KEYS[5], unpack(ghosts))
 end
 
@@ -35,11 +48,20 @@ local carry = tonumber(redis.call('HGET', KEYS[3], 'carry') or 0)
 local through = tonumber(redis.call('HGET', KEYS[3], 'through') or 0)
 local total = tonumber(redis.call('HGET', KEYS[3], 'admitted_total') or 0)
 
+-- Queueing modes admit nobody before the on-sale; a lottery also waits for
+-- its draw to finish.
+local queueing = mode == 'fifo' or mode == 'lottery'
+if queueing and on_sale > 0 and now < on_sale then
+  queueing = false
+elseif mode == 'lottery' and redis.call('HGET', KEYS[9], 'state') ~= 'drawn' then
+  queueing = false
+end
+
 local elapsed = math.max(0, math.min(now - last, window_ms))
 local allowance = carry + elapsed * rate / 60000
 if mode == 'passthrough' then
   allowance = 1e12
-elseif mode ~= 'fifo' then
+elseif not queueing then
   allowance = 0
 end
 local active = redis.call('ZCARD', KEYS[2])
@@ -55,18 +77,36 @@ end
 local admitted = 0
 if n > 0 then
   local popped = redis.call('ZPOPMIN', KEYS[1], math.min(n, 5000))
+  local inversions = 0
+  local wait_sum = 0
   for i = 1, #popped, 2 do
     local ticket = popped[i]
+    local place = tonumber(popped[i + 1])
     redis.call('ZADD', KEYS[2], now + session_ms, ticket)
     redis.call('ZREM', KEYS[4], ticket)
     admitted = admitted + 1
-    local number = tonumber(ticket)
-    if number > through then through = number end
+    -- Fairness figures: a place below one already admitted is an inversion.
+    if place < through then inversions = inversions + 1 end
+    if place > through then through = place end
+    local joined = redis.call('ZSCORE', KEYS[7], ticket)
+    if joined then
+      local wait = math.max(0, now - tonumber(joined))
+      wait_sum = wait_sum + wait
+      local bucket = '+Inf'
+      for _, le in ipairs({5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600}) do
+        if wait <= le * 1000 then bucket = tostring(le) break end
+      end
+      redis.call('HINCRBY', KEYS[8], 'wait_le_' .. bucket, 1)
+      redis.call('ZREM', KEYS[7], ticket)
+    end
   end
+  redis.call('HINCRBY', KEYS[8], 'admitted', admitted)
+  redis.call('HINCRBY', KEYS[8], 'wait_sum_ms', wait_sum)
+  if inversions > 0 then redis.call('HINCRBY', KEYS[8], 'inversions', inversions) end
 end
 -- Unused allowance does not pile up into a burst: only the fraction of a
 -- fan owed by the rate carries over.
-if limited_by_rate and admitted == n and mode == 'fifo' then
+if limited_by_rate and admitted == n and queueing then
   carry = allowance - n
 else
   carry = 0
@@ -77,4 +117,4 @@ redis.call('HSET', KEYS[3], 'last_ms', now, 'carry', carry, 'through', through, 
 local seq = tonumber(redis.call('GET', KEYS[6]) or 0)
 local waiting = redis.call('ZCARD', KEYS[1])
 local removed = redis.call('LLEN', KEYS[5])
-return {now, admitted, through, seq, waiting, active + admitted, total, removed}
+return {now, admitted, through, seq, waiting, active + admitted, total, removed, rate}

@@ -6,6 +6,8 @@
 //! - `GET /queue/{event}/status`: where the fan stands, as JSON; once
 //!   admitted, the access token;
 //! - `GET /queue/{event}/events`: the same, live, as Server-Sent Events;
+//! - `GET /queue/{event}/lottery`: a lottery's public record (seed hash
+//!   before, seed and entrants after the draw);
 //! - `GET /queue/{event}`: the waiting page, which uses the two above.
 
 use std::sync::Arc;
@@ -180,7 +182,8 @@ pub async fn serve(state: &Arc<EdgeState>, session: &mut Session) -> respond::Re
         ("POST", "join") => join(state, session, &req, &room).await?,
         ("GET", "status") => status(state, session, &req, &room).await?,
         ("GET", "events") => stream(state, session, &req, &room).await?,
-        (_, "" | "join" | "status" | "events") => {
+        ("GET", "lottery") => lottery(session, &room).await?,
+        (_, "" | "join" | "status" | "events" | "lottery") => {
             respond::problem(
                 session,
                 405,
@@ -242,6 +245,17 @@ async fn join(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room
     let Some(store) = state.store().filter(|_| !queue_unavailable(state, room)) else {
         return unavailable(state, session, room, &bnd, headers).await;
     };
+    // A lottery takes entrants only once its seed's hash is published.
+    if settings.mode == QueueMode::Lottery && room.lottery().seed_hash.is_none() {
+        return respond::problem(
+            session,
+            503,
+            "queue_opening",
+            "the waiting room is opening; try again in a second",
+            json!({}),
+        )
+        .await;
+    }
     let ticket = match store.join(room.event).await {
         Ok(t) => t,
         Err(e) => {
@@ -485,6 +499,24 @@ async fn follow(
             _ = tokio::time::sleep(HEARTBEAT) => respond::sse_heartbeat(session).await?,
         }
     }
+}
+
+async fn lottery(session: &mut Session, room: &Arc<Room>) -> respond::Result<()> {
+    let record = room.lottery();
+    let body = json!({
+        "event_id": room.event,
+        "mode": room.settings().mode,
+        "draw_at": room.settings().on_sale_at,
+        "seed_hash": record.seed_hash,
+        "seed": record.seed,
+        "entrants": record.entrants,
+        "state": record.state,
+        "algorithm": "Fisher-Yates over tickets 1..=entrants: for i = entrants-1 down to 1, \
+            r = u64 big-endian from the first 8 bytes of SHA-256(seed bytes || i as u64 big-endian), \
+            swap order[i] and order[r mod (i+1)]; place of order[k] is k+1; seed_hash = SHA-256(seed bytes). \
+            Recompute with: edge-proxy lottery-order --seed <seed> --entrants <n>",
+    });
+    respond::json(session, 200, &body, &[]).await
 }
 
 async fn page(state: &Arc<EdgeState>, session: &mut Session, room: &Arc<Room>) -> respond::Result<()> {

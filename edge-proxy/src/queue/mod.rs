@@ -5,7 +5,9 @@
 //! ticket stands, worked out in memory from the last tick, so that telling
 //! 100,000 fans their position costs Redis nothing.
 
+pub mod adaptive;
 pub mod handlers;
+pub mod lottery;
 pub mod store;
 pub mod ticker;
 
@@ -16,8 +18,9 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::config::RoomSettings;
-use store::Tick;
+use crate::config::{QueueMode, RoomSettings};
+use lottery::Draw;
+use store::{LotteryRecord, Tick};
 
 /// The latest tick, as this proxy saw it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -30,6 +33,8 @@ pub struct Progress {
     pub waiting: u64,
     pub active: u64,
     pub admitted_total: u64,
+    /// Admissions per minute in force (an adaptive room's current rate).
+    pub rate: u32,
     /// Whether the last tick reached Redis.
     pub healthy: bool,
 }
@@ -50,13 +55,19 @@ pub enum Standing {
     Admitted,
     /// Not heard from within the grace period: the place went to others.
     Lost,
+    /// In a lottery's pre-queue: places are drawn at the on-sale.
+    Entered {
+        entrants: u64,
+        draw_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
 }
 
-/// Tickets that lost their place, sorted, and how much of Redis's list of
-/// them this proxy has read.
+/// Tickets that lost their place (sorted, and their places sorted), and
+/// how much of Redis's list of them this proxy has read.
 #[derive(Debug, Default)]
 struct Removed {
     sorted: Vec<u64>,
+    places: Vec<u64>,
     read: u64,
 }
 
@@ -65,11 +76,16 @@ impl Removed {
         self.sorted.binary_search(&ticket).is_ok()
     }
 
-    /// How many removed tickets lie strictly between `low` and `high`.
+    /// How many removed places lie strictly between `low` and `high`.
     fn between(&self, low: u64, high: u64) -> u64 {
-        let a = self.sorted.partition_point(|t| *t <= low);
-        let b = self.sorted.partition_point(|t| *t < high);
+        let a = self.places.partition_point(|t| *t <= low);
+        let b = self.places.partition_point(|t| *t < high);
         b.saturating_sub(a) as u64
+    }
+
+    fn reindex(&mut self, draw: Option<&Draw>) {
+        self.places = self.sorted.iter().map(|t| draw.map_or(*t, |d| d.place(*t))).collect();
+        self.places.sort_unstable();
     }
 }
 
@@ -82,6 +98,11 @@ pub struct Room {
     seen: Mutex<Vec<u64>>,
     /// When each admitted session was last extended in Redis.
     touched: Mutex<HashMap<u64, std::time::Instant>>,
+    /// A lottery's public record, and its draw once done.
+    lottery: ArcSwap<LotteryRecord>,
+    draw: arc_swap::ArcSwapOption<Draw>,
+    /// When this proxy last reconsidered an adaptive room's rate.
+    pub(crate) adapted_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl Room {
@@ -93,7 +114,33 @@ impl Room {
             removed: RwLock::default(),
             seen: Mutex::default(),
             touched: Mutex::default(),
+            lottery: ArcSwap::from_pointee(LotteryRecord::default()),
+            draw: arc_swap::ArcSwapOption::empty(),
+            adapted_at: Mutex::new(None),
         }
+    }
+
+    pub fn lottery(&self) -> Arc<LotteryRecord> {
+        self.lottery.load_full()
+    }
+
+    /// Takes in the lottery's record; once drawn, works out the places here
+    /// from the revealed seed (the same computation anyone can check).
+    pub(crate) fn set_lottery(&self, record: LotteryRecord) {
+        if self.draw.load().is_none()
+            && let (Some(seed), Some(entrants)) = (&record.seed, record.entrants)
+        {
+            let draw = Arc::new(Draw::new(seed, entrants));
+            let mut removed = self.removed.write().unwrap_or_else(|e| e.into_inner());
+            removed.reindex(Some(&draw));
+            self.draw.store(Some(draw));
+        }
+        self.lottery.store(Arc::new(record));
+    }
+
+    /// The ticket's place in the queue.
+    fn place(&self, ticket: u64) -> u64 {
+        self.draw.load().as_ref().map_or(ticket, |d| d.place(ticket))
     }
 
     pub fn settings(&self) -> Arc<RoomSettings> {
@@ -151,11 +198,13 @@ impl Room {
     /// Takes in a tick and the tickets newly removed since the last one.
     pub(crate) fn apply(&self, tick: Tick, newly_removed: Vec<u64>) {
         if !newly_removed.is_empty() {
+            let draw = self.draw.load_full();
             let mut removed = self.removed.write().unwrap_or_else(|e| e.into_inner());
             removed.read += newly_removed.len() as u64;
             removed.sorted.extend(newly_removed);
             removed.sorted.sort_unstable();
             removed.sorted.dedup();
+            removed.reindex(draw.as_deref());
         }
         self.progress.send_modify(|p| {
             *p = Progress {
@@ -166,6 +215,7 @@ impl Room {
                 waiting: tick.waiting,
                 active: tick.active,
                 admitted_total: tick.admitted_total,
+                rate: tick.rate,
                 healthy: true,
             }
         });
@@ -186,11 +236,27 @@ impl Room {
         if removed.contains(ticket) {
             return Standing::Lost;
         }
-        if ticket <= p.through {
+        let settings = self.settings();
+        if settings.mode == QueueMode::Lottery && self.draw.load().is_none() {
+            let lottery = self.lottery();
+            // Tickets after the sealed entrants queue FIFO behind them.
+            if lottery.entrants.is_none_or(|n| ticket <= n) {
+                return Standing::Entered {
+                    entrants: lottery.entrants.unwrap_or(p.seq),
+                    draw_at: settings.on_sale_at,
+                };
+            }
+        }
+        let place = self.place(ticket);
+        if place <= p.through {
             return Standing::Admitted;
         }
-        let ahead = ticket - p.through - 1 - removed.between(p.through, ticket);
-        let rate = self.settings().admit_per_minute.max(1);
+        let ahead = (place - p.through - 1).saturating_sub(removed.between(p.through, place));
+        let rate = if p.rate > 0 {
+            p.rate
+        } else {
+            settings.admit_per_minute.max(1)
+        };
         Standing::Waiting {
             position: ahead + 1,
             ahead,
@@ -276,6 +342,7 @@ mod tests {
             on_sale_at: None,
             message: String::new(),
             grace_secs: 30,
+            adaptive: None,
         })
     }
 

@@ -20,6 +20,11 @@ struct Keys {
     seen: String,
     removed: String,
     settings: String,
+    joined: String,
+    fairness: String,
+    lottery: String,
+    lottery_lease: String,
+    adaptive_lease: String,
 }
 
 impl Keys {
@@ -33,6 +38,11 @@ impl Keys {
             seen: k("seen"),
             removed: k("removed"),
             settings: k("settings"),
+            joined: k("joined"),
+            fairness: k("fairness"),
+            lottery: k("lottery"),
+            lottery_lease: k("lottery-lease"),
+            adaptive_lease: k("adaptive-lease"),
         }
     }
 }
@@ -52,7 +62,36 @@ pub struct Tick {
     pub admitted_total: u64,
     /// Length of the list of tickets that lost their place.
     pub removed: u64,
+    /// The admission rate used, per minute (an adaptive room's current one).
+    pub rate: u32,
 }
+
+/// A lottery's public record and progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LotteryRecord {
+    /// SHA-256 of the seed, published before the pre-queue opens.
+    pub seed_hash: Option<String>,
+    /// Revealed once the places are drawn.
+    pub seed: Option<String>,
+    /// Tickets 1..=entrants took part (sealed at the on-sale).
+    pub entrants: Option<u64>,
+    /// "open" (taking entrants), "drawing" or "drawn".
+    pub state: String,
+}
+
+/// Per-event fairness figures, counted by the admission script.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Fairness {
+    pub admitted: u64,
+    /// Admissions of a place below one already admitted (0 in FIFO).
+    pub inversions: u64,
+    pub wait_sum_ms: u64,
+    /// Admissions by time waited: (upper bound in seconds, or None for
+    /// longer, count), not cumulative.
+    pub wait_buckets: Vec<(Option<u64>, u64)>,
+}
+
+pub const WAIT_BOUNDS_SECS: [u64; 10] = [5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600];
 
 #[derive(Clone)]
 pub struct QueueStore {
@@ -60,6 +99,9 @@ pub struct QueueStore {
     admit: Script,
     join: Script,
     touch: Script,
+    lottery_open: Script,
+    lottery_seal: Script,
+    adapt: Script,
 }
 
 pub type StoreResult<T> = Result<T, redis::RedisError>;
@@ -84,6 +126,25 @@ impl QueueStore {
                 "local t = redis.call('TIME') \
                  return redis.call('ZADD', KEYS[1], 'XX', 'CH', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1]), ARGV[2])",
             ),
+            // The first instance to open the lottery commits to its seed.
+            lottery_open: Script::new(
+                "if redis.call('HSETNX', KEYS[1], 'secret', ARGV[1]) == 1 then \
+                   redis.call('HSET', KEYS[1], 'seed_hash', ARGV[2], 'state', 'open') end \
+                 return redis.call('HGET', KEYS[1], 'seed_hash')",
+            ),
+            // Seals the entrants once: everyone who joined so far.
+            lottery_seal: Script::new(
+                "local n = redis.call('HGET', KEYS[1], 'entrants') \
+                 if not n then n = redis.call('GET', KEYS[2]) or '0' \
+                   redis.call('HSET', KEYS[1], 'entrants', n, 'state', 'drawing') end \
+                 return {tonumber(n), redis.call('HGET', KEYS[1], 'secret') or ''}",
+            ),
+            // One instance per window sets an adaptive room's rate.
+            adapt: Script::new(
+                "if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then \
+                   redis.call('HSET', KEYS[1], 'adaptive_rate', ARGV[1]) return 1 end \
+                 return 0",
+            ),
         })
     }
 
@@ -95,6 +156,7 @@ impl QueueStore {
             .key(&k.seq)
             .key(&k.waiting)
             .key(&k.seen)
+            .key(&k.joined)
             .invoke_async(&mut conn)
             .await
     }
@@ -107,6 +169,12 @@ impl QueueStore {
             QueueMode::Passthrough => "passthrough",
             QueueMode::Paused => "paused",
             QueueMode::Closed => "closed",
+            QueueMode::Lottery => "lottery",
+        };
+        let on_sale_ms = room.on_sale_at.map_or(0, |t| t.timestamp_millis().max(1));
+        let (adaptive, min, max) = match &room.adaptive {
+            Some(a) => ("1", a.min_per_minute, a.max_per_minute),
+            None => ("0", 0, 0),
         };
         let mut conn = self.conn.clone();
         let r: Vec<i64> = self
@@ -117,12 +185,19 @@ impl QueueStore {
             .key(&k.seen)
             .key(&k.removed)
             .key(&k.seq)
+            .key(&k.joined)
+            .key(&k.fairness)
+            .key(&k.lottery)
             .arg(room.admit_per_minute)
             .arg(room.max_active)
             .arg(room.session_secs * 1000)
             .arg(room.grace_secs * 1000)
             .arg(mode)
             .arg(ALLOWANCE_WINDOW_MS)
+            .arg(on_sale_ms)
+            .arg(adaptive)
+            .arg(min)
+            .arg(max)
             .invoke_async(&mut conn)
             .await?;
         let at = |i: usize| r.get(i).copied().unwrap_or(0).max(0) as u64;
@@ -135,7 +210,104 @@ impl QueueStore {
             active: at(5),
             admitted_total: at(6),
             removed: at(7),
+            rate: at(8).min(u32::MAX as u64) as u32,
         })
+    }
+
+    /// Sets an adaptive room's admission rate, unless another instance has
+    /// already done so within `lease_ms`.
+    pub async fn adapt_rate(&self, event: i64, rate: u32, lease_ms: u64) -> StoreResult<bool> {
+        let k = Keys::of(event);
+        let mut conn = self.conn.clone();
+        let set: i64 = self
+            .adapt
+            .key(&k.progress)
+            .key(&k.adaptive_lease)
+            .arg(rate)
+            .arg(lease_ms.max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(set == 1)
+    }
+
+    pub async fn fairness(&self, event: i64) -> StoreResult<Fairness> {
+        let mut conn = self.conn.clone();
+        let raw: std::collections::HashMap<String, u64> = conn.hgetall(Keys::of(event).fairness).await?;
+        let get = |k: &str| raw.get(k).copied().unwrap_or(0);
+        let mut wait_buckets: Vec<(Option<u64>, u64)> = WAIT_BOUNDS_SECS
+            .iter()
+            .map(|b| (Some(*b), get(&format!("wait_le_{b}"))))
+            .collect();
+        wait_buckets.push((None, get("wait_le_+Inf")));
+        Ok(Fairness {
+            admitted: get("admitted"),
+            inversions: get("inversions"),
+            wait_sum_ms: get("wait_sum_ms"),
+            wait_buckets,
+        })
+    }
+
+    /// The lottery's public record (the secret seed stays out until drawn).
+    pub async fn lottery(&self, event: i64) -> StoreResult<LotteryRecord> {
+        let mut conn = self.conn.clone();
+        let raw: std::collections::HashMap<String, String> = conn.hgetall(Keys::of(event).lottery).await?;
+        let state = raw.get("state").cloned().unwrap_or_default();
+        let drawn = state == "drawn";
+        Ok(LotteryRecord {
+            seed_hash: raw.get("seed_hash").cloned(),
+            seed: raw.get("secret").filter(|_| drawn).cloned(),
+            entrants: raw.get("entrants").and_then(|n| n.parse().ok()),
+            state,
+        })
+    }
+
+    /// Opens the lottery with this seed, unless it is open already; returns
+    /// the published hash of the seed in force.
+    pub async fn open_lottery(&self, event: i64, seed: &str, seed_hash: &str) -> StoreResult<String> {
+        let mut conn = self.conn.clone();
+        self.lottery_open
+            .key(Keys::of(event).lottery)
+            .arg(seed)
+            .arg(seed_hash)
+            .invoke_async(&mut conn)
+            .await
+    }
+
+    /// Draws the lottery's places, if this instance wins the lease: seals
+    /// the entrants, gives each waiting pre-queue ticket its drawn place and
+    /// then reveals the seed. Safe to repeat after a crash half-way: the
+    /// places depend only on the seed and the entrants.
+    pub async fn draw_lottery(&self, event: i64) -> StoreResult<bool> {
+        let k = Keys::of(event);
+        let mut conn = self.conn.clone();
+        let leased: Option<String> = redis::cmd("SET")
+            .arg(&k.lottery_lease)
+            .arg("1")
+            .arg("NX")
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut conn)
+            .await?;
+        if leased.is_none() {
+            return Ok(false);
+        }
+        let (entrants, seed): (u64, String) = self
+            .lottery_seal
+            .key(&k.lottery)
+            .key(&k.seq)
+            .invoke_async(&mut conn)
+            .await?;
+        let order = super::lottery::order(&seed, entrants);
+        for (chunk_no, chunk) in order.chunks(5_000).enumerate() {
+            let mut cmd = redis::cmd("ZADD");
+            cmd.arg(&k.waiting).arg("XX");
+            for (i, ticket) in chunk.iter().enumerate() {
+                cmd.arg(chunk_no * 5_000 + i + 1).arg(*ticket);
+            }
+            cmd.query_async::<()>(&mut conn).await?;
+        }
+        conn.hset::<_, _, _, ()>(&k.lottery, "state", "drawn").await?;
+        Ok(true)
     }
 
     /// Tickets that lost their place, from position `from` of the list on.

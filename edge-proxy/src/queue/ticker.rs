@@ -14,8 +14,9 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::EdgeConfig;
-use crate::queue::Room;
+use crate::config::QueueMode;
 use crate::queue::store::QueueStore;
+use crate::queue::{Room, adaptive, lottery};
 use crate::state::EdgeState;
 
 pub const TICK: Duration = Duration::from_millis(200);
@@ -64,6 +65,9 @@ impl BackgroundService for Ticker {
                 continue;
             };
             for room in state.rooms.all() {
+                if let Err(e) = adapt(state, &store, &room).await {
+                    tracing::debug!(event_id = room.event, error = %e, "could not share an adaptive rate");
+                }
                 if let Err(e) = tick(&store, &room, n.is_multiple_of(SETTINGS_EVERY)).await {
                     if room.progress().healthy {
                         tracing::warn!(event_id = room.event, error = %e, "admission tick failed; the queue holds until Redis answers");
@@ -94,6 +98,7 @@ pub async fn tick(store: &QueueStore, room: &Room, refresh_settings: bool) -> Re
         tracing::info!(event_id = room.event, "waiting-room settings changed");
         room.set_settings(shared);
     }
+    lottery_step(store, room).await?;
     let seen = room.take_seen();
     if !seen.is_empty() {
         let now_ms = SystemTime::now()
@@ -109,6 +114,67 @@ pub async fn tick(store: &QueueStore, room: &Room, refresh_settings: bool) -> Re
         Vec::new()
     };
     room.apply(tick, newly_removed);
+    Ok(())
+}
+
+/// A lottery room: commits to a seed as soon as the pre-queue opens, draws
+/// the places at the on-sale, and keeps this proxy's copy of the record.
+async fn lottery_step(store: &QueueStore, room: &Room) -> Result<(), redis::RedisError> {
+    let settings = room.settings();
+    let known = room.lottery();
+    if settings.mode != QueueMode::Lottery || known.state == "drawn" {
+        return Ok(());
+    }
+    let mut record = store.lottery(room.event).await?;
+    if record.seed_hash.is_none() {
+        let (seed, hash) = lottery::new_seed();
+        store.open_lottery(room.event, &seed, &hash).await?;
+        record = store.lottery(room.event).await?;
+        tracing::info!(event_id = room.event, seed_hash = ?record.seed_hash, "lottery pre-queue open");
+    }
+    let due = settings.on_sale_at.is_some_and(|t| t <= chrono::Utc::now());
+    if due && record.state != "drawn" && store.draw_lottery(room.event).await? {
+        record = store.lottery(room.event).await?;
+        tracing::info!(event_id = room.event, entrants = ?record.entrants, "lottery drawn");
+    }
+    room.set_lottery(record);
+    Ok(())
+}
+
+/// An adaptive room: once per window, the rate this proxy would choose from
+/// the core's health goes to Redis, unless another instance got there first.
+async fn adapt(state: &EdgeState, store: &QueueStore, room: &Room) -> Result<(), redis::RedisError> {
+    let settings = room.settings();
+    let Some(bounds) = &settings.adaptive else {
+        return Ok(());
+    };
+    let span = Duration::from_secs(bounds.window_secs);
+    {
+        let mut at = room.adapted_at.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if at.is_some_and(|t| now.duration_since(t) < span) {
+            return Ok(());
+        }
+        *at = Some(now);
+    }
+    let current = match room.progress().rate {
+        0 => settings.admit_per_minute,
+        r => r,
+    };
+    let window = state.core_health.window(span);
+    let next = adaptive::next_rate(current, bounds, &window);
+    let lease = (span.as_millis() as u64).saturating_sub(TICK.as_millis() as u64);
+    if store.adapt_rate(room.event, next, lease).await? && next != current {
+        tracing::info!(
+            event_id = room.event,
+            from = current,
+            to = next,
+            p99_ms = window.p99_ms,
+            error_rate = window.error_rate,
+            answers = window.answers,
+            "adaptive admission rate changed"
+        );
+    }
     Ok(())
 }
 

@@ -44,12 +44,15 @@ pub fn room(event: i64, per_minute: u32, max_active: u32) -> RoomSettings {
         on_sale_at: None,
         message: String::new(),
         grace_secs: 60,
+        adaptive: None,
     }
 }
 
 /// A stand-in for booking-core that counts what reaches it. A path ending
 /// in `/done` answers with the header that ends the fan's session; a request
-/// with `x-slow-ms` waits that long.
+/// with `x-slow-ms` waits that long; one with `x-load-ms-per-rps: k` waits
+/// k ms for every such request in the last second, like a core that slows
+/// down as load rises.
 pub struct Upstream {
     pub addr: SocketAddr,
     hits: Arc<Mutex<HashMap<String, u64>>>,
@@ -61,9 +64,29 @@ impl Upstream {
         let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         let seen_access: Arc<Mutex<Vec<String>>> = Arc::default();
         let (h, s) = (hits.clone(), seen_access.clone());
+        let recent: Arc<Mutex<std::collections::VecDeque<std::time::Instant>>> = Arc::default();
         let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
-            let (h, s) = (h.clone(), s.clone());
+            let (h, s, recent) = (h.clone(), s.clone(), recent.clone());
             async move {
+                if let Some(k) = headers
+                    .get("x-load-ms-per-rps")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
+                    let load = {
+                        let mut r = recent.lock().unwrap();
+                        let now = std::time::Instant::now();
+                        r.push_back(now);
+                        while r
+                            .front()
+                            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
+                        {
+                            r.pop_front();
+                        }
+                        r.len() as u64
+                    };
+                    tokio::time::sleep(Duration::from_millis(k * load)).await;
+                }
                 *h.lock().unwrap().entry(uri.path().to_string()).or_default() += 1;
                 if let Some(a) = headers.get("usher-access").and_then(|v| v.to_str().ok()) {
                     s.lock().unwrap().push(a.to_string());
@@ -125,6 +148,18 @@ impl Edge {
         key_dir: &std::path::Path,
         extra: &str,
     ) -> Edge {
+        Edge::start_with_listen(upstream, redis, rooms, key_dir, extra, "").await
+    }
+
+    /// As `start`, with more keys for the `[listen]` table (e.g. `tls`).
+    pub async fn start_with_listen(
+        upstream: SocketAddr,
+        redis: &str,
+        rooms: &[RoomSettings],
+        key_dir: &std::path::Path,
+        extra: &str,
+        listen: &str,
+    ) -> Edge {
         let port = free_port();
         let admin_port = free_port();
         let dir = std::env::temp_dir().join(format!("usher-edge-test-{}-{port}", std::process::id()));
@@ -139,6 +174,7 @@ impl Edge {
 http = ["127.0.0.1:{port}"]
 threads = 2
 grace_period_secs = 1
+{listen}
 
 [upstream]
 addrs = ["{upstream}"]
@@ -179,6 +215,15 @@ filter = "warn"
                 serde_json::to_value(r.mode).unwrap().as_str().unwrap(),
                 r.grace_secs
             ));
+            if let Some(t) = r.on_sale_at {
+                toml.push_str(&format!("on_sale_at = \"{}\"\n", t.to_rfc3339()));
+            }
+            if let Some(a) = &r.adaptive {
+                toml.push_str(&format!(
+                    "adaptive = {{ min_per_minute = {}, max_per_minute = {}, target_p99_ms = {}, max_error_rate = {}, window_secs = {} }}\n",
+                    a.min_per_minute, a.max_per_minute, a.target_p99_ms, a.max_error_rate, a.window_secs
+                ));
+            }
         }
         let config = dir.join("edge.toml");
         std::fs::write(&config, toml).unwrap();
