@@ -43,6 +43,18 @@ ensure_toolchain() {
   need_packages "${pkgs[@]}"
 }
 
+# What the tests drive besides our own code: a real browser (the waiting
+# page), curl and openssl (HTTP/2 and TLS), redis-server and redis-cli
+# (a Redis Cluster started by a test).
+ensure_test_tools() {
+  local pkgs=()
+  command -v chromium >/dev/null || pkgs+=(chromium)
+  command -v chromedriver >/dev/null || pkgs+=(chromium-driver)
+  command -v openssl >/dev/null || pkgs+=(openssl)
+  command -v redis-server >/dev/null || pkgs+=(redis-server)
+  need_packages "${pkgs[@]}"
+}
+
 # Sets DATABASE_URL to a reachable server with a database we may create in.
 ensure_postgres() {
   if [ -n "${DATABASE_URL:-}" ]; then

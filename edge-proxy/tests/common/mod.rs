@@ -4,6 +4,8 @@
 //! left in Redis by another run can matter).
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
