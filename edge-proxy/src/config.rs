@@ -95,6 +95,10 @@ pub struct RedisConfig {
     /// With `on_failure = "open"`: admissions per minute per instance.
     #[serde(default = "default_fail_open_rate")]
     pub fail_open_per_minute: u32,
+    /// A Redis Cluster's seed nodes (`redis://host:port`); if given, `url`
+    /// is not used.
+    #[serde(default)]
+    pub cluster_nodes: Vec<String>,
 }
 
 fn default_failure() -> RedisFailure {
@@ -376,8 +380,12 @@ impl EdgeConfig {
         if self.upstream.addrs.is_empty() {
             problems.push("upstream.addrs must name at least one booking-core".into());
         }
-        if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
+        let redis_url = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+        if !redis_url(&self.redis.url) {
             problems.push("redis.url must be a redis:// URL".into());
+        }
+        if self.redis.cluster_nodes.iter().any(|u| !redis_url(u)) {
+            problems.push("redis.cluster_nodes must be redis:// URLs".into());
         }
         if self.tokens.issuer.trim().is_empty() {
             problems.push("tokens.issuer must not be empty".into());

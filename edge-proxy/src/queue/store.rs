@@ -6,8 +6,11 @@
 //! per waiting fan per update: positions are worked out on each proxy from
 //! what the tick returns.
 
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Script, Value};
 
 use crate::config::{QueueMode, RoomSettings};
 
@@ -93,9 +96,45 @@ pub struct Fairness {
 
 pub const WAIT_BOUNDS_SECS: [u64; 10] = [5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600];
 
+/// One Redis, or a Redis Cluster (each event's keys share a slot, so every
+/// script runs on the one master that owns it).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct QueueStore {
-    conn: ConnectionManager,
+    conn: Conn,
     admit: Script,
     join: Script,
     touch: Script,
@@ -111,13 +150,23 @@ pub type StoreResult<T> = Result<T, redis::RedisError>;
 const ALLOWANCE_WINDOW_MS: u64 = 2_000;
 
 impl QueueStore {
-    pub async fn connect(url: &str) -> StoreResult<QueueStore> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_millis(500)))
-            .set_response_timeout(Some(std::time::Duration::from_millis(1_000)))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+    /// Connects to one Redis at `url`, or to a cluster through its seed
+    /// nodes if `cluster_nodes` is not empty.
+    pub async fn connect(url: &str, cluster_nodes: &[String]) -> StoreResult<QueueStore> {
+        let conn = if cluster_nodes.is_empty() {
+            let client = redis::Client::open(url)?;
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_millis(500)))
+                .set_response_timeout(Some(Duration::from_millis(1_000)))
+                .set_number_of_retries(2);
+            Conn::Single(ConnectionManager::new_with_config(client, config).await?)
+        } else {
+            let client = redis::cluster::ClusterClientBuilder::new(cluster_nodes.iter().map(String::as_str))
+                .connection_timeout(Duration::from_millis(500))
+                .response_timeout(Duration::from_millis(1_000))
+                .build()?;
+            Conn::Cluster(client.get_async_connection().await?)
+        };
         Ok(QueueStore {
             conn,
             admit: Script::new(include_str!("admit.lua")),

@@ -80,7 +80,7 @@ impl BackgroundService for Ticker {
 }
 
 async fn connect(state: &EdgeState) {
-    match QueueStore::connect(&state.config.redis.url).await {
+    match QueueStore::connect(&state.config.redis.url, &state.config.redis.cluster_nodes).await {
         Ok(store) => {
             tracing::info!("connected to Redis");
             state.store.store(Some(Arc::new(store)));

@@ -183,7 +183,7 @@ addrs = ["{upstream}"]
 health_check_interval_ms = 200
 
 [redis]
-url = "{redis}"
+{redis_keys}
 on_failure = "closed"
 
 [tokens]
@@ -205,7 +205,19 @@ filter = "warn"
             } else {
                 "[rate_limits]\njoin_per_minute = 0\nstatus_per_minute = 0\nprotected_per_minute = 0\n"
             },
-            key = key.display()
+            key = key.display(),
+            // "cluster:redis://a,redis://b,..." names a Redis Cluster's nodes.
+            redis_keys = match redis.strip_prefix("cluster:") {
+                Some(nodes) => format!(
+                    "url = \"redis://unused\"\ncluster_nodes = [{}]",
+                    nodes
+                        .split(',')
+                        .map(|n| format!("\"{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => format!("url = \"{redis}\""),
+            }
         );
         for r in rooms {
             toml.push_str(&format!(
