@@ -29,7 +29,26 @@ pub struct EdgeConfig {
     #[serde(default)]
     pub events: Vec<RoomSettings>,
     #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
     pub log: LogConfig,
+}
+
+/// The shared cache for responses the core marks public; 0 turns it off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    pub max_mb: usize,
+    pub max_entry_kb: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_mb: 64,
+            max_entry_kb: 4_096,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

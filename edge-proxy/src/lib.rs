@@ -6,6 +6,7 @@
 //! requests carrying one reach the protected paths of the core.
 
 pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod limits;
 pub mod metrics;

@@ -93,6 +93,10 @@ fn main() -> anyhow::Result<()> {
         store: ArcSwapOption::empty(),
         metrics: Metrics::default(),
         core_health: Default::default(),
+        cache: edge_proxy::cache::ResponseCache::new(
+            config.cache.max_mb * 1024 * 1024,
+            config.cache.max_entry_kb * 1024,
+        ),
         upstreams: health.task(),
         config_path: cli.config.clone(),
         config: config.clone(),

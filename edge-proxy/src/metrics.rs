@@ -34,6 +34,8 @@ pub struct Metrics {
     pub sse_connections: AtomicI64,
     pub upstream_errors: AtomicU64,
     pub bypassed: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
     responses: [AtomicU64; 6],
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
@@ -183,6 +185,16 @@ impl Metrics {
             out,
             "# HELP usher_bypassed_total Requests let through by a bypass rule.\n# TYPE usher_bypassed_total counter\nusher_bypassed_total {}",
             self.bypassed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP usher_cache_hits_total Responses served from the edge's cache.\n# TYPE usher_cache_hits_total counter\nusher_cache_hits_total {}",
+            self.cache_hits.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP usher_cache_misses_total Cacheable requests the core answered.\n# TYPE usher_cache_misses_total counter\nusher_cache_misses_total {}",
+            self.cache_misses.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -4,11 +4,13 @@
 //!    rules let staff and health checks through; a protected path needs a
 //!    valid access token for its event, bound to this client, or it never
 //!    reaches the core.
+//!    Unprotected GETs the core marked public are answered from the cache.
 //! 2. `upstream_peer`: a healthy booking-core, round robin.
 //! 3. `upstream_request_filter`: only the verified access token is
 //!    forwarded (`usher-access`), never one the client made up.
 //! 4. `response_filter`: the core's "this fan is done" header ends the
-//!    fan's session, so the next fan is admitted at the next tick.
+//!    fan's session, so the next fan is admitted at the next tick; a
+//!    cacheable answer starts filling the cache (`response_body_filter`).
 //! 5. `logging`: metrics.
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use pingora::proxy::{ProxyHttp, Session};
 use serde_json::json;
 use usher_shared::{ACCESS_HEADER, AccessClaims, SESSION_DONE_HEADER};
 
+use crate::cache::ResponseCache;
 use crate::limits::Kind;
 use crate::queue::handlers::{self, Request, access_cookie};
 use crate::respond;
@@ -40,6 +43,9 @@ pub struct Ctx {
     upstream_started: Option<Instant>,
     upstream_latency: Option<Duration>,
     upstream_failed: bool,
+    /// The cache key of a cacheable request that missed.
+    cache_key: Option<String>,
+    filling: Option<crate::cache::Filling>,
 }
 
 /// Sessions are extended in Redis at most this often per fan.
@@ -105,7 +111,7 @@ impl ProxyHttp for Edge {
             need => need,
         };
         if need == Protected::No {
-            return Ok(false);
+            return serve_cached(state, session, ctx).await;
         }
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let header = |name: &str| {
@@ -217,6 +223,9 @@ impl ProxyHttp for Edge {
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
+        if let Some(key) = ctx.cache_key.take() {
+            ctx.filling = self.state.cache.admit(key, response);
+        }
         if let Some(started) = ctx.upstream_started {
             let latency = started.elapsed();
             ctx.upstream_latency = Some(latency);
@@ -238,6 +247,24 @@ impl ProxyHttp for Edge {
         Ok(())
     }
 
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<Option<Duration>> {
+        if let Some(filling) = ctx.filling.as_mut() {
+            let fits = body.as_ref().is_none_or(|b| self.state.cache.append(filling, b));
+            if !fits {
+                ctx.filling = None;
+            } else if end_of_stream && let Some(done) = ctx.filling.take() {
+                self.state.cache.store(done);
+            }
+        }
+        Ok(None)
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&pingora::Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if status > 0 {
@@ -252,6 +279,48 @@ impl ProxyHttp for Edge {
             self.state.core_health.record(latency, failed);
         }
     }
+}
+
+/// Answers an unprotected request from the cache if it can; otherwise notes
+/// the key so the core's answer can fill it.
+async fn serve_cached(state: &EdgeState, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+    if !state.cache.enabled() {
+        return Ok(false);
+    }
+    let req = session.req_header();
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let Some(key) = ResponseCache::key(
+        req.method.as_str(),
+        path,
+        header("accept-encoding"),
+        req.headers.contains_key("authorization"),
+    ) else {
+        return Ok(false);
+    };
+    let Some(entry) = state.cache.get(&key) else {
+        state.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        ctx.cache_key = Some(key);
+        return Ok(false);
+    };
+    state.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+    let not_modified = entry.etag().is_some_and(|etag| header("if-none-match") == Some(etag));
+    let status = if not_modified { 304 } else { entry.status };
+    let mut resp = ResponseHeader::build(status, Some(entry.headers.len() + 2))?;
+    for (name, value) in &entry.headers {
+        if not_modified && (name == "content-length" || name == "content-encoding") {
+            continue;
+        }
+        resp.append_header(name.clone(), value.as_str())?;
+    }
+    resp.insert_header("age", entry.age_secs().to_string())?;
+    resp.insert_header("x-cache", "HIT")?;
+    let head_only = not_modified || entry.body.is_empty();
+    session.write_response_header(Box::new(resp), head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(entry.body.clone()), true).await?;
+    }
+    Ok(true)
 }
 
 /// Keeps an admitted fan's session alive while they are active.

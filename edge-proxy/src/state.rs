@@ -23,6 +23,8 @@ pub struct EdgeState {
     /// Set once Redis has been reached; until then the queue is unavailable.
     pub store: ArcSwapOption<QueueStore>,
     pub metrics: Metrics,
+    /// Responses the core marked public.
+    pub cache: crate::cache::ResponseCache,
     /// The core's recent answers, for adaptive admission.
     pub core_health: crate::queue::adaptive::CoreHealth,
     pub protection: Protection,

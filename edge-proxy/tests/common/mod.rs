@@ -52,7 +52,8 @@ pub fn room(event: i64, per_minute: u32, max_active: u32) -> RoomSettings {
 
 /// A stand-in for booking-core that counts what reaches it. A path ending
 /// in `/done` answers with the header that ends the fan's session; a request
-/// with `x-slow-ms` waits that long; one with `x-load-ms-per-rps: k` waits
+/// with `x-slow-ms` waits that long; a path under `/public/` is marked
+/// cacheable (`public, max-age=60`, an ETag); one with `x-load-ms-per-rps: k` waits
 /// k ms for every such request in the last second, like a core that slows
 /// down as load rises.
 pub struct Upstream {
@@ -103,6 +104,11 @@ impl Upstream {
                 let mut r = (StatusCode::OK, "{\"ok\":true}").into_response();
                 if uri.path().ends_with("/done") {
                     r.headers_mut().insert("usher-session-done", "1".parse().unwrap());
+                }
+                if uri.path().starts_with("/public/") {
+                    r.headers_mut()
+                        .insert("cache-control", "public, max-age=60".parse().unwrap());
+                    r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
                 }
                 r
             }
