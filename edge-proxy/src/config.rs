@@ -65,6 +65,24 @@ pub struct ListenConfig {
     /// How long a graceful shutdown waits for requests in flight.
     #[serde(default = "default_grace")]
     pub grace_period_secs: u64,
+    /// Each client connection's read buffer; it stays allocated while a
+    /// waiting fan's stream is open, so it sets most of a fan's cost.
+    #[serde(default = "default_read_buffer")]
+    pub read_buffer_bytes: usize,
+    /// A dedicated listener for waiting fans' position streams, much lighter
+    /// per fan than the proxy; join answers point fans at `stream_url`.
+    #[serde(default)]
+    pub streams: Option<SocketAddr>,
+    /// The streams' public base URL (default `http://<streams>`).
+    #[serde(default)]
+    pub stream_url: Option<String>,
+    /// Page origins allowed to open streams there (CORS with credentials).
+    #[serde(default)]
+    pub stream_origins: Vec<String>,
+}
+
+fn default_read_buffer() -> usize {
+    4096
 }
 
 fn default_threads() -> usize {
@@ -392,6 +410,18 @@ impl EdgeConfig {
         let mut problems = Vec::new();
         if self.listen.http.is_empty() && self.listen.tls.is_none() {
             problems.push("listen: give at least one http address or a tls listener".into());
+        }
+        if let Some(url) = &self.listen.stream_url
+            && !url.starts_with("http://")
+            && !url.starts_with("https://")
+        {
+            problems.push("listen.stream_url must be an http:// or https:// URL".into());
+        }
+        if self.listen.stream_url.is_some() && self.listen.streams.is_none() {
+            problems.push("listen.stream_url needs listen.streams (the listener it names)".into());
+        }
+        if !(1024..=1_048_576).contains(&self.listen.read_buffer_bytes) {
+            problems.push("listen.read_buffer_bytes must be 1024..=1048576".into());
         }
         if !(1..=64).contains(&self.listen.threads) {
             problems.push("listen.threads must be 1..=64".into());

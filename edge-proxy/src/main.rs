@@ -20,6 +20,7 @@ use edge_proxy::rules::{Bypasses, Protection};
 use edge_proxy::state::{Bucket, EdgeState};
 use edge_proxy::tokens::EdgeTokens;
 use pingora::lb::{LoadBalancer, health_check};
+use pingora::listeners::{DEFAULT_L4_WRITE_BUFFER_SIZE, L4BufferSettings, ListenerConfig};
 use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
 use pingora::services::background::background_service;
@@ -119,8 +120,12 @@ fn main() -> anyhow::Result<()> {
         options.h2c = true;
         app.server_options = Some(options);
     }
+    // Pingora reads each client through a 64 KiB buffer by default; a
+    // waiting fan's open stream would carry it for the whole wait. Requests
+    // here are small (nginx reads headers into 1 KiB), so a few KiB do.
+    let buffers = L4BufferSettings::new(config.listen.read_buffer_bytes, DEFAULT_L4_WRITE_BUFFER_SIZE);
     for addr in &config.listen.http {
-        proxy.add_tcp(&addr.to_string());
+        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
     }
     if let Some(tls) = &config.listen.tls {
         let mut settings = pingora::listeners::tls::TlsSettings::intermediate(
@@ -129,11 +134,19 @@ fn main() -> anyhow::Result<()> {
         )
         .context("TLS certificate and key")?;
         settings.enable_h2();
-        proxy.add_tls_with_settings(&tls.addr.to_string(), None, settings);
+        proxy.add_listener(
+            ListenerConfig::tcp(tls.addr.to_string())
+                .tls(settings)
+                .l4_buffer(buffers),
+        );
     }
     server.add_service(proxy);
     server.add_service(health);
     server.add_service(background_service("admission ticker", Ticker { state: state.clone() }));
+    server.add_service(background_service(
+        "position streams",
+        edge_proxy::queue::streams::Streams { state: state.clone() },
+    ));
     server.add_service(background_service("admin API", Admin { state }));
     tracing::info!(listen = ?config.listen.http, "edge-proxy starting");
     server.run_forever();

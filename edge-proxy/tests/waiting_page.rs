@@ -1,5 +1,6 @@
 //! The waiting page in a real browser (headless Chromium): it joins by
-//! itself, shows the fan's place live over EventSource, is marked up for
+//! itself, shows the fan's place live over EventSource (from the dedicated
+//! stream listener, cross-origin with the queue cookie), is marked up for
 //! assistive technology, and moves on into the event by itself once the fan
 //! is admitted, with the access cookie that opens the protected paths.
 
@@ -20,7 +21,9 @@ async fn the_waiting_page_shows_the_place_live_and_moves_on_by_itself() {
     paused.mode = QueueMode::Paused;
     let dir = std::env::temp_dir().join(format!("usher-edge-keys-page-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let edge = Edge::start(upstream.addr, &redis_url(), &[paused], &dir, "").await;
+    let streams = free_port();
+    let listen = format!("streams = \"127.0.0.1:{streams}\"\nstream_origins = [\"http://127.0.0.1:{{port}}\"]");
+    let edge = Edge::start_with_listen(upstream.addr, &redis_url(), &[paused], &dir, "", &listen).await;
     let base = edge.url("");
     for _ in 0..3 {
         join(&edge.http, &base, event).await;

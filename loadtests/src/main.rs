@@ -9,6 +9,7 @@ mod fans;
 mod holds;
 mod report;
 mod stack;
+mod waiting_fans;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,9 @@ enum Command {
     /// edge-proxy (with access-token checks) against nginx doing the same,
     /// to one trivial upstream, in one run (wrk, nginx from the OS).
     EdgeOverhead(edge_overhead::Args),
+    /// Waiting fans per edge: memory per open position stream, CPU, and
+    /// Redis commands/s with the queue standing and moving, at each N.
+    WaitingFans(waiting_fans::Args),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -59,5 +63,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Holds(args) => holds::run(args).await,
         Command::EdgeOverhead(args) => edge_overhead::run(args).await,
+        Command::WaitingFans(args) => waiting_fans::run(args).await,
     }
 }

@@ -40,9 +40,12 @@ pub struct Request {
 impl Request {
     pub fn of(session: &Session) -> Request {
         let h = session.req_header();
-        let header = |name: &str| h.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let cookies = h
-            .headers
+        Request::from_parts(h.method.as_str(), &h.uri, &h.headers)
+    }
+
+    pub fn from_parts(method: &str, uri: &http::Uri, headers: &http::HeaderMap) -> Request {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let cookies = headers
             .get_all("cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -50,9 +53,9 @@ impl Request {
             .filter_map(|c| c.trim().split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
             .collect();
         Request {
-            method: h.method.as_str().to_owned(),
-            path: h.uri.path().to_owned(),
-            query: h.uri.query().unwrap_or("").to_owned(),
+            method: method.to_owned(),
+            path: uri.path().to_owned(),
+            query: uri.query().unwrap_or("").to_owned(),
             cookies,
             authorization: header("authorization"),
             client_header: header("usher-client"),
@@ -277,8 +280,19 @@ async fn join(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room
     joined(state, session, room, &token, ticket, &client, headers).await
 }
 
+/// Where a fan's position stream is: the dedicated listener if there is
+/// one, else this proxy.
+fn stream_url(state: &EdgeState, event: i64) -> String {
+    let listen = &state.config.listen;
+    match (&listen.stream_url, listen.streams) {
+        (Some(base), _) => format!("{}/queue/{event}/events", base.trim_end_matches('/')),
+        (None, Some(addr)) => format!("http://{addr}/queue/{event}/events"),
+        (None, None) => format!("/queue/{event}/events"),
+    }
+}
+
 async fn joined(
-    _state: &Arc<EdgeState>,
+    state: &Arc<EdgeState>,
     session: &mut Session,
     room: &Arc<Room>,
     token: &str,
@@ -293,7 +307,7 @@ async fn joined(
         client_id: client,
         standing: room.standing(ticket),
         status_url: format!("/queue/{}/status", room.event),
-        stream_url: format!("/queue/{}/events", room.event),
+        stream_url: stream_url(state, room.event),
     };
     respond::json(session, 200, &body, &headers).await
 }
@@ -341,7 +355,11 @@ async fn unavailable(
 }
 
 /// The fan's queue token, checked against this room and this client.
-fn claims(state: &EdgeState, req: &Request, room: &Room) -> Result<(usher_shared::QueueClaims, String), &'static str> {
+pub(crate) fn claims(
+    state: &EdgeState,
+    req: &Request,
+    room: &Room,
+) -> Result<(usher_shared::QueueClaims, String), &'static str> {
     let token = req
         .bearer()
         .or_else(|| req.cookie(&queue_cookie(room.event)))
@@ -432,6 +450,9 @@ async fn status(state: &Arc<EdgeState>, session: &mut Session, req: &Request, ro
 }
 
 const HEARTBEAT: Duration = Duration::from_secs(15);
+/// A fan's position is pushed at most this often: enough for a live page,
+/// and it bounds the work per waiting fan however fast the queue moves.
+const POSITION_EVERY: Duration = Duration::from_secs(1);
 
 async fn stream(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room: &Arc<Room>) -> respond::Result<()> {
     let (claims, bnd) = match claims(state, req, room) {
@@ -449,20 +470,58 @@ async fn stream(state: &Arc<EdgeState>, session: &mut Session, req: &Request, ro
     result
 }
 
-/// Sends the fan's standing whenever a tick changes it, until admitted.
-async fn follow(
+/// Where a position stream's events go: the proxy's own session, or the
+/// dedicated stream listener's response body.
+pub(crate) trait EventSink {
+    type Error;
+    async fn event(&mut self, name: &str, id: u64, data: &impl Serialize) -> Result<(), Self::Error>;
+    async fn heartbeat(&mut self) -> Result<(), Self::Error>;
+    async fn close(&mut self) -> Result<(), Self::Error>;
+}
+
+impl EventSink for Session {
+    type Error = Box<pingora::Error>;
+
+    async fn event(&mut self, name: &str, id: u64, data: &impl Serialize) -> respond::Result<()> {
+        respond::sse_event(self, name, id, data).await
+    }
+
+    async fn heartbeat(&mut self) -> respond::Result<()> {
+        respond::sse_heartbeat(self).await
+    }
+
+    async fn close(&mut self) -> respond::Result<()> {
+        respond::sse_close(self).await
+    }
+}
+
+/// Sends the fan's standing whenever a tick changes it (at most once per
+/// `POSITION_EVERY`), until admitted or lost.
+pub(crate) async fn follow<S: EventSink>(
     state: &Arc<EdgeState>,
-    session: &mut Session,
+    session: &mut S,
     room: &Arc<Room>,
     ticket: u64,
     bnd: &str,
     progress: &mut tokio::sync::watch::Receiver<crate::queue::Progress>,
-) -> respond::Result<()> {
+) -> Result<(), S::Error> {
     let mut last: Option<Standing> = None;
+    let now = tokio::time::Instant::now();
+    let mut sent_at = now.checked_sub(POSITION_EVERY).unwrap_or(now);
+    let mut wrote_at = now;
+    // Telling the room this fan is still here, often enough for the grace
+    // period but not on every wake.
+    let seen_every = Duration::from_millis((room.settings().grace_secs * 1000 / 4).clamp(1_000, 10_000));
+    let mut seen_at: Option<tokio::time::Instant> = None;
     loop {
-        room.mark_seen(ticket);
+        let now = tokio::time::Instant::now();
+        if seen_at.is_none_or(|t| now.duration_since(t) >= seen_every) {
+            room.mark_seen(ticket);
+            seen_at = Some(now);
+        }
         let id = progress.borrow_and_update().tick;
         let standing = room.standing(ticket);
+        let mut pending = false;
         match standing {
             Standing::Admitted => {
                 match admit(state, room, ticket, bnd).await {
@@ -474,29 +533,45 @@ async fn follow(
                             expires_in_secs: secs,
                             next: format!("/queue/{}/status", room.event),
                         };
-                        respond::sse_event(session, "admitted", id, &body).await?;
+                        session.event("admitted", id, &body).await?;
                     }
-                    Err(code) => respond::sse_event(session, "expired", id, &json!({"code": code})).await?,
+                    Err(code) => session.event("expired", id, &json!({"code": code})).await?,
                 }
-                return respond::sse_close(session).await;
+                return session.close().await;
             }
             Standing::Lost => {
-                respond::sse_event(session, "lost", id, &json!({"code": "place_lost"})).await?;
-                return respond::sse_close(session).await;
+                session.event("lost", id, &json!({"code": "place_lost"})).await?;
+                return session.close().await;
             }
             waiting if last != Some(waiting) => {
-                respond::sse_event(session, "position", id, &waiting).await?;
-                last = Some(waiting);
+                if now.duration_since(sent_at) >= POSITION_EVERY {
+                    session.event("position", id, &waiting).await?;
+                    last = Some(waiting);
+                    sent_at = now;
+                    wrote_at = now;
+                } else {
+                    pending = true;
+                }
             }
             _ => {}
         }
+        let wake = if pending {
+            sent_at + POSITION_EVERY
+        } else {
+            (wrote_at + HEARTBEAT).min(seen_at.map_or(now, |t| t + seen_every))
+        };
         tokio::select! {
             changed = progress.changed() => {
                 if changed.is_err() {
-                    return respond::sse_close(session).await;
+                    return session.close().await;
                 }
             }
-            _ = tokio::time::sleep(HEARTBEAT) => respond::sse_heartbeat(session).await?,
+            _ = tokio::time::sleep_until(wake) => {
+                if !pending && tokio::time::Instant::now() >= wrote_at + HEARTBEAT {
+                    session.heartbeat().await?;
+                    wrote_at = tokio::time::Instant::now();
+                }
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod adaptive;
 pub mod handlers;
 pub mod lottery;
 pub mod store;
+pub mod streams;
 pub mod ticker;
 
 use std::collections::HashMap;
@@ -133,7 +134,12 @@ impl Room {
             let draw = Arc::new(Draw::new(seed, entrants));
             let mut removed = self.removed.write().unwrap_or_else(|e| e.into_inner());
             removed.reindex(Some(&draw));
+            drop(removed);
             self.draw.store(Some(draw));
+            self.lottery.store(Arc::new(record));
+            // Every entrant's place just became known: wake the streams.
+            self.progress.send_modify(|_| {});
+            return;
         }
         self.lottery.store(Arc::new(record));
     }
@@ -197,6 +203,7 @@ impl Room {
 
     /// Takes in a tick and the tickets newly removed since the last one.
     pub(crate) fn apply(&self, tick: Tick, newly_removed: Vec<u64>) {
+        let newly_removed_is_empty = newly_removed.is_empty();
         if !newly_removed.is_empty() {
             let draw = self.draw.load_full();
             let mut removed = self.removed.write().unwrap_or_else(|e| e.into_inner());
@@ -206,8 +213,11 @@ impl Room {
             removed.sorted.dedup();
             removed.reindex(draw.as_deref());
         }
-        self.progress.send_modify(|p| {
-            *p = Progress {
+        let moved = !newly_removed_is_empty;
+        // Every tick updates the progress, but only a change a fan could see
+        // wakes the streams: a queue standing still costs no work per fan.
+        self.progress.send_if_modified(|p| {
+            let next = Progress {
                 tick: p.tick + 1,
                 at_ms: tick.at_ms,
                 through: tick.through,
@@ -217,7 +227,12 @@ impl Room {
                 admitted_total: tick.admitted_total,
                 rate: tick.rate,
                 healthy: true,
-            }
+            };
+            let visible = moved
+                || (p.through, p.seq, p.waiting, p.rate, p.healthy)
+                    != (next.through, next.seq, next.waiting, next.rate, next.healthy);
+            *p = next;
+            visible
         });
     }
 

@@ -171,9 +171,14 @@ impl QueueStore {
             conn,
             admit: Script::new(include_str!("admit.lua")),
             join: Script::new(include_str!("join.lua")),
+            // 1 if the session is (still) active, extended; 0 if not. (Not
+            // ZADD's CH count: a touch in the admission's own millisecond
+            // changes nothing and would read as "gone".)
             touch: Script::new(
-                "local t = redis.call('TIME') \
-                 return redis.call('ZADD', KEYS[1], 'XX', 'CH', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1]), ARGV[2])",
+                "if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end \
+                 local t = redis.call('TIME') \
+                 redis.call('ZADD', KEYS[1], 'XX', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1]), ARGV[2]) \
+                 return 1",
             ),
             // The first instance to open the lottery commits to its seed.
             lottery_open: Script::new(

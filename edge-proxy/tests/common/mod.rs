@@ -159,7 +159,8 @@ impl Edge {
         Edge::start_with_listen(upstream, redis, rooms, key_dir, extra, "").await
     }
 
-    /// As `start`, with more keys for the `[listen]` table (e.g. `tls`).
+    /// As `start`, with more keys for the `[listen]` table (e.g. `tls`);
+    /// `{port}` in them stands for the proxy's own port.
     pub async fn start_with_listen(
         upstream: SocketAddr,
         redis: &str,
@@ -170,6 +171,7 @@ impl Edge {
     ) -> Edge {
         let port = free_port();
         let admin_port = free_port();
+        let listen = listen.replace("{port}", &port.to_string());
         let dir = std::env::temp_dir().join(format!("usher-edge-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let key = key_dir.join("edge.pem");

@@ -1,0 +1,401 @@
+//! Waiting fans per edge instance: N fans join, then each holds a live
+//! position stream (SSE) open, spread over several 127.0.0.x source
+//! addresses, as a browser's EventSource would. It reports, for each N:
+//! the edge's memory per open stream, its CPU, the Redis commands per second
+//! it causes (a private Redis, so nothing else is counted) while the queue
+//! stands still and while it moves (positions pushed to every fan on every
+//! tick), and the position events delivered. The baseline beside it is the
+//! naive design: one Redis read per fan per update.
+//!
+//! One process can hold about 19,900 sockets here (20,000 open files, not
+//! raisable), so N stops at about 18,000 per edge; the 100,000 figure is a
+//! projection from the measured memory per stream, stated as such.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/edge-proxy"))]
+    pub edge_bin: PathBuf,
+    /// Numbers of waiting fans to measure, in increasing order.
+    #[arg(long, value_delimiter = ',', default_value = "1000,18000")]
+    pub fans: Vec<usize>,
+    /// Seconds to measure each phase (standing, moving).
+    #[arg(long, default_value_t = 10)]
+    pub secs: u64,
+    /// Source addresses 127.0.0.1 ..= 127.0.0.<sources>.
+    #[arg(long, default_value_t = 4)]
+    pub sources: u8,
+    /// Admissions per minute while the queue moves.
+    #[arg(long, default_value_t = 6000)]
+    pub admit_per_minute: u32,
+    /// Hold the streams through the proxy itself instead of the edge's
+    /// dedicated stream listener.
+    #[arg(long)]
+    pub through_proxy: bool,
+}
+
+fn port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+async fn wait_for(port: u16) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("nothing listening on {port}")
+}
+
+fn spawn(mut cmd: Command) -> anyhow::Result<Child> {
+    Ok(cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+/// Resident memory of a process, bytes.
+fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// CPU time of a process so far, seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            // utime and stime are fields 14 and 15; after the ")" they are 12 and 13.
+            Some(after.get(11)?.parse::<u64>().ok()? + after.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+async fn redis_commands(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<u64> {
+    let info: String = redis::cmd("INFO").arg("stats").query_async(conn).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("INFO stats has no total_commands_processed")
+}
+
+struct Joined {
+    client: String,
+    token: String,
+}
+
+fn source(i: usize, sources: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % sources.max(1) as usize) as u8))
+}
+
+/// Holds one fan's position stream open, counting the events that arrive.
+async fn hold_stream(
+    edge: SocketAddr,
+    from: IpAddr,
+    event: i64,
+    fan: Joined,
+    events: Arc<AtomicU64>,
+    open: Arc<AtomicU64>,
+) {
+    let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
+        return;
+    };
+    if socket.bind(SocketAddr::new(from, 0)).is_err() {
+        return;
+    }
+    let Ok(mut stream) = socket.connect(edge).await else {
+        return;
+    };
+    let request = format!(
+        "GET /queue/{event}/events HTTP/1.1\r\nHost: edge\r\nAccept: text/event-stream\r\nusher-client: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+        fan.client, fan.token
+    );
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return;
+    }
+    open.fetch_add(1, Ordering::Relaxed);
+    let mut buf = vec![0u8; 2048];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let got = buf[..n].windows(7).filter(|w| w == b"event: ").count();
+                events.fetch_add(got as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    open.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn set_room(http: &reqwest::Client, admin: u16, event: i64, mode: &str, rate: u32) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "event_id": event, "admit_per_minute": rate, "max_active": 10_000_000,
+        "session_secs": 3600, "mode": mode, "grace_secs": 3600
+    });
+    let r = http
+        .put(format!("http://127.0.0.1:{admin}/admin/events/{event}"))
+        .bearer_auth("bench-admin-token-0123456789")
+        .json(&body)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("admin API: {}", r.status());
+    }
+    Ok(())
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if !args.edge_bin.exists() {
+        bail!(
+            "{} not found: cargo build --release -p edge-proxy",
+            args.edge_bin.display()
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("usher-fans-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+
+    // A private Redis: its command counter is the edge's alone.
+    let redis_port = port();
+    let _redis = spawn({
+        let mut c = Command::new("redis-server");
+        c.args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no"]);
+        c
+    })
+    .context("starting redis-server")?;
+    wait_for(redis_port).await?;
+    let mut redis_conn = redis::Client::open(format!("redis://127.0.0.1:{redis_port}"))?
+        .get_multiplexed_async_connection()
+        .await?;
+
+    let upstream = port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", upstream)).await?;
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(|| async { "ok" }))
+            .await
+            .ok()
+    });
+
+    let (edge_port, admin, streams_port) = (port(), port(), port());
+    std::fs::write(dir.join("edge.pem"), usher_shared::keys::generate_pair().private_pem)?;
+    let event = 1_000_000_000_000i64 + i64::from(rand::random::<u32>());
+    std::fs::write(
+        dir.join("edge.toml"),
+        format!(
+            "[listen]\nhttp = [\"127.0.0.1:{edge_port}\"]\nthreads = 2\ngrace_period_secs = 1\nstreams = \"127.0.0.1:{streams_port}\"\n\
+             [upstream]\naddrs = [\"127.0.0.1:{upstream}\"]\n\
+             [redis]\nurl = \"redis://127.0.0.1:{redis_port}\"\n\
+             [tokens]\nissuer = \"usher-edge\"\nkid = \"bench\"\nprivate_key_file = \"{d}/edge.pem\"\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"bench-admin-token-0123456789\"\n\
+             [rate_limits]\njoin_per_minute = 0\nstatus_per_minute = 0\nprotected_per_minute = 0\n\
+             [log]\nfilter = \"error\"\n\
+             [[events]]\nevent_id = {event}\nadmit_per_minute = 60\nmax_active = 10000000\nsession_secs = 3600\nmode = \"paused\"\ngrace_secs = 3600\n",
+            d = dir.display()
+        ),
+    )?;
+    let edge = spawn({
+        let mut c = Command::new(&args.edge_bin);
+        c.arg("--config").arg(dir.join("edge.toml"));
+        c
+    })?;
+    let edge_pid = edge.id().context("edge pid")?;
+    wait_for(edge_port).await?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let edge_addr = SocketAddr::from(([127, 0, 0, 1], edge_port));
+    let stream_addr = if args.through_proxy {
+        edge_addr
+    } else {
+        SocketAddr::from(([127, 0, 0, 1], streams_port))
+    };
+    let admin_http = reqwest::Client::new();
+    let joiners: Vec<reqwest::Client> = (0..args.sources)
+        .map(|i| {
+            reqwest::Client::builder()
+                .local_address(source(i as usize, args.sources))
+                .pool_max_idle_per_host(64)
+                .build()
+        })
+        .collect::<Result<_, _>>()?;
+
+    let events = Arc::new(AtomicU64::new(0));
+    let open = Arc::new(AtomicU64::new(0));
+    let rss_start = rss(edge_pid);
+    let mut rows = Vec::new();
+    let mut held = 0usize;
+    for &n in &args.fans {
+        set_room(&admin_http, admin, event, "paused", args.admit_per_minute).await?;
+        // Join the fans this step adds (64 at a time per source address).
+        let new = n.saturating_sub(held);
+        let joined: Vec<Joined> = {
+            use futures::StreamExt;
+            futures::stream::iter(0..new)
+                .map(|i| {
+                    let http = joiners[i % joiners.len()].clone();
+                    async move {
+                        let v: serde_json::Value = http
+                            .post(format!("http://{edge_addr}/queue/{event}/join"))
+                            .send()
+                            .await?
+                            .json()
+                            .await?;
+                        Ok::<_, anyhow::Error>(Joined {
+                            client: v["client_id"].as_str().context("client id")?.to_owned(),
+                            token: v["queue_token"].as_str().context("queue token")?.to_owned(),
+                        })
+                    }
+                })
+                .buffer_unordered(64 * args.sources as usize)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<anyhow::Result<_>>()?
+        };
+        let rss_before = rss(edge_pid);
+        let opened_at = Instant::now();
+        for (i, fan) in joined.into_iter().enumerate() {
+            let from = source(held + i, args.sources);
+            tokio::spawn(hold_stream(stream_addr, from, event, fan, events.clone(), open.clone()));
+            if i % 500 == 499 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        while (open.load(Ordering::Relaxed) as usize) < n {
+            if opened_at.elapsed() > Duration::from_secs(60) {
+                bail!("only {} of {n} streams opened", open.load(Ordering::Relaxed));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss_streams = rss(edge_pid);
+
+        // Standing still: the tick and the heartbeats.
+        let (c0, cpu0, t0) = (
+            redis_commands(&mut redis_conn).await?,
+            cpu_secs(edge_pid),
+            Instant::now(),
+        );
+        tokio::time::sleep(Duration::from_secs(args.secs)).await;
+        let (c1, cpu1, t1) = (
+            redis_commands(&mut redis_conn).await?,
+            cpu_secs(edge_pid),
+            Instant::now(),
+        );
+        let still_cmds = (c1 - c0) as f64 / (t1 - t0).as_secs_f64();
+        let still_cpu = (cpu1 - cpu0) / (t1 - t0).as_secs_f64();
+
+        // Moving: admissions at the operator's rate, every fan's position
+        // pushed on every tick.
+        set_room(&admin_http, admin, event, "fifo", args.admit_per_minute).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (c0, cpu0, e0, t0) = (
+            redis_commands(&mut redis_conn).await?,
+            cpu_secs(edge_pid),
+            events.load(Ordering::Relaxed),
+            Instant::now(),
+        );
+        tokio::time::sleep(Duration::from_secs(args.secs)).await;
+        let (c1, cpu1, e1, t1) = (
+            redis_commands(&mut redis_conn).await?,
+            cpu_secs(edge_pid),
+            events.load(Ordering::Relaxed),
+            Instant::now(),
+        );
+        set_room(&admin_http, admin, event, "paused", args.admit_per_minute).await?;
+        let secs = (t1 - t0).as_secs_f64();
+        let moving_cmds = (c1 - c0) as f64 / secs;
+        let moving_cpu = (cpu1 - cpu0) / secs;
+        let events_per_sec = (e1 - e0) as f64 / secs;
+        let per_stream = rss_streams.saturating_sub(rss_before) as f64 / new.max(1) as f64;
+        rows.push((
+            n,
+            rss_streams,
+            per_stream,
+            still_cmds,
+            still_cpu,
+            moving_cmds,
+            moving_cpu,
+            events_per_sec,
+        ));
+        // Fans admitted while moving closed their streams; top up next step.
+        held = open.load(Ordering::Relaxed) as usize;
+    }
+
+    println!();
+    println!(
+        "waiting fans on one edge (2 threads), streams {} from {} source addresses, {} s per phase; edge RSS at start {:.1} MiB",
+        if args.through_proxy {
+            "through the proxy"
+        } else {
+            "on the dedicated stream listener"
+        },
+        args.sources,
+        args.secs,
+        rss_start as f64 / 1048576.0
+    );
+    println!(
+        "{:>7} {:>10} {:>10} {:>11} {:>8} {:>11} {:>11} {:>8} {:>12}",
+        "fans", "RSS MiB", "KiB/stream", "redis cmd/s", "cpu", "naive cmd/s", "redis cmd/s", "cpu", "events/s"
+    );
+    println!(
+        "{:>7} {:>10} {:>10} {:>11} {:>8} {:>11} {:>11} {:>8} {:>12}",
+        "", "", "", "(still)", "(still)", "(moving)", "(moving)", "(moving)", "(moving)"
+    );
+    for (n, rss_streams, per_stream, still_cmds, still_cpu, moving_cmds, moving_cpu, eps) in &rows {
+        // The naive design reads each fan's position from Redis on each tick.
+        let naive = *n as f64 * 5.0;
+        println!(
+            "{n:>7} {:>10.1} {:>10.1} {still_cmds:>11.1} {:>7.0}% {naive:>11.0} {moving_cmds:>11.1} {:>7.0}% {eps:>12.0}",
+            *rss_streams as f64 / 1048576.0,
+            per_stream / 1024.0,
+            still_cpu * 100.0,
+            moving_cpu * 100.0,
+        );
+    }
+    if let Some((n, rss_streams, per_stream, ..)) = rows.last() {
+        let projected = *rss_streams as f64 + (100_000 - (*n).min(100_000)) as f64 * per_stream;
+        println!();
+        println!(
+            "projection to 100,000 waiting fans on one edge: {:.0} MiB (goal < 2048 MiB) from {:.1} KiB per stream measured at {n}",
+            projected / 1048576.0,
+            per_stream / 1024.0
+        );
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            println!(
+                "Redis commands/s while moving: {:.1} at {} fans, {:.1} at {} fans (ratio {:.2}; the naive design's would be {:.0})",
+                first.5,
+                first.0,
+                last.5,
+                last.0,
+                last.5 / first.5.max(0.001),
+                last.0 as f64 / first.0 as f64
+            );
+        }
+    }
+    drop(edge);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
