@@ -37,7 +37,7 @@ struct RoomView {
     lottery: Option<LotteryRecord>,
 }
 
-pub(crate) fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
     let body = json!({
         "type": format!("https://usher.dev/problems/{code}"),
         "title": status.canonical_reason().unwrap_or("Error"),

@@ -105,6 +105,9 @@ fn main() -> anyhow::Result<()> {
 
     let conf = ServerConf {
         threads: config.listen.threads,
+        // One runtime per worker thread, like nginx's workers: a connection
+        // stays on its thread, with no cross-thread wake-ups per request.
+        work_stealing: false,
         grace_period_seconds: Some(config.listen.grace_period_secs),
         graceful_shutdown_timeout_seconds: Some(config.listen.grace_period_secs),
         ..ServerConf::default()

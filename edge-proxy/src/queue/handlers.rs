@@ -555,11 +555,13 @@ pub(crate) async fn follow<S: EventSink>(
             }
             _ => {}
         }
-        let wake = if pending {
-            sent_at + POSITION_EVERY
-        } else {
-            (wrote_at + HEARTBEAT).min(seen_at.map_or(now, |t| t + seen_every))
-        };
+        if pending {
+            // A newer position is owed; ticks in between change nothing
+            // for this fan that cannot wait for it.
+            tokio::time::sleep_until(sent_at + POSITION_EVERY).await;
+            continue;
+        }
+        let wake = (wrote_at + HEARTBEAT).min(seen_at.map_or(now, |t| t + seen_every));
         tokio::select! {
             changed = progress.changed() => {
                 if changed.is_err() {
@@ -567,7 +569,7 @@ pub(crate) async fn follow<S: EventSink>(
                 }
             }
             _ = tokio::time::sleep_until(wake) => {
-                if !pending && tokio::time::Instant::now() >= wrote_at + HEARTBEAT {
+                if tokio::time::Instant::now() >= wrote_at + HEARTBEAT {
                     session.heartbeat().await?;
                     wrote_at = tokio::time::Instant::now();
                 }

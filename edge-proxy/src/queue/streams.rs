@@ -1,28 +1,26 @@
 //! The dedicated listener for waiting fans' position streams (optional,
-//! `listen.streams`). A stream held open through the Pingora proxy costs
-//! about 45 KiB of the proxy's per-connection state for the whole wait; a
-//! plain HTTP server holding the same stream costs a fraction of that, which
-//! is what lets one instance hold 100,000 waiting fans. The stream is the
-//! same (`handlers::follow`); browsers reach it cross-origin (another port
-//! or host), so it answers CORS with credentials for the configured origins.
+//! `listen.streams`). A stream held open through the Pingora proxy carries
+//! the proxy's per-connection state (~45 KiB) for the whole wait, and a
+//! general HTTP server's buffers are not much lighter. This listener does
+//! one thing: read one small request head, check the queue token, and
+//! answer with a close-delimited `text/event-stream`, so a waiting fan costs
+//! a socket and the `handlers::follow` task. That is what lets one instance
+//! hold 100,000 waiting fans. Browsers reach it cross-origin (another port
+//! or host): it answers CORS with credentials for the configured origins.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::response::sse::{Event, Sse};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-use crate::admin::problem;
 use crate::limits::Kind;
 use crate::queue::handlers::{EventSink, Request, claims, follow};
 use crate::state::EdgeState;
@@ -31,101 +29,168 @@ pub struct Streams {
     pub state: Arc<EdgeState>,
 }
 
-/// Events go through a short channel to the response body.
-struct ChannelSink(mpsc::Sender<Event>);
+/// The longest request head taken, and how long a client may take to send it.
+const MAX_HEAD: usize = 8 * 1024;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl EventSink for ChannelSink {
-    type Error = ();
+/// Events written straight to the socket.
+struct SocketSink(TcpStream);
 
-    async fn event(&mut self, name: &str, id: u64, data: &impl Serialize) -> Result<(), ()> {
+impl EventSink for SocketSink {
+    type Error = std::io::Error;
+
+    async fn event(&mut self, name: &str, id: u64, data: &impl Serialize) -> std::io::Result<()> {
         let data = serde_json::to_string(data).unwrap_or_default();
-        let event = Event::default().event(name).id(id.to_string()).data(data);
-        self.0.send(event).await.map_err(|_| ())
+        let frame = format!("event: {name}\nid: {id}\ndata: {data}\n\n");
+        self.0.write_all(frame.as_bytes()).await
     }
 
-    async fn heartbeat(&mut self) -> Result<(), ()> {
-        self.0.send(Event::default().comment("heartbeat")).await.map_err(|_| ())
+    async fn heartbeat(&mut self) -> std::io::Result<()> {
+        self.0.write_all(b": heartbeat\n\n").await
     }
 
-    async fn close(&mut self) -> Result<(), ()> {
-        Ok(())
-    }
-}
-
-/// CORS for the configured origins, with credentials (the queue cookie).
-fn cors(state: &EdgeState, headers: &HeaderMap, response: &mut Response) {
-    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-    if let Some(origin) = origin
-        && state.config.listen.stream_origins.iter().any(|o| o == origin)
-        && let Ok(value) = HeaderValue::from_str(origin)
-    {
-        let h = response.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    async fn close(&mut self) -> std::io::Result<()> {
+        self.0.shutdown().await
     }
 }
 
-async fn events(
-    State(state): State<Arc<EdgeState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path(event): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let mut response = open(&state, addr, &event, &uri, &headers);
-    cors(&state, &headers, &mut response);
-    response
+/// Reads a request head; None if it is too big, too slow or not HTTP.
+async fn read_head(sock: &mut TcpStream) -> Option<(String, http::Uri, http::HeaderMap)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let read = async {
+        loop {
+            let n = sock.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                return Some(());
+            }
+            if buf.len() > MAX_HEAD {
+                return None;
+            }
+        }
+    };
+    tokio::time::timeout(HEAD_TIMEOUT, read).await.ok()??;
+    let mut headers = [httparse::EMPTY_HEADER; 48];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(&buf).ok()?;
+    let method = req.method?.to_owned();
+    let uri: http::Uri = req.path?.parse().ok()?;
+    let mut map = http::HeaderMap::new();
+    for h in req.headers.iter() {
+        let name = http::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        let value = http::HeaderValue::from_bytes(h.value).ok()?;
+        map.append(name, value);
+    }
+    Some((method, uri, map))
 }
 
-fn open(state: &Arc<EdgeState>, addr: SocketAddr, event: &str, uri: &Uri, headers: &HeaderMap) -> Response {
-    if !state.limits.allow(Kind::Status, Some(addr.ip())) {
+/// CORS headers for the configured origins, with credentials (the cookie).
+fn cors(state: &EdgeState, headers: &http::HeaderMap) -> String {
+    match headers.get("origin").and_then(|o| o.to_str().ok()) {
+        Some(origin) if state.config.listen.stream_origins.iter().any(|o| o == origin) => format!(
+            "access-control-allow-origin: {origin}\r\naccess-control-allow-credentials: true\r\nvary: Origin\r\n"
+        ),
+        _ => String::new(),
+    }
+}
+
+async fn refuse(sock: &mut TcpStream, status: u16, code: &str, detail: &str, cors: &str) {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let body = json!({
+        "type": format!("https://usher.dev/problems/{code}"),
+        "title": reason,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    })
+    .to_string();
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n{cors}\r\n",
+        body.len()
+    );
+    let _ = sock.write_all(head.as_bytes()).await;
+    let _ = sock.write_all(body.as_bytes()).await;
+    let _ = sock.shutdown().await;
+}
+
+async fn serve(state: Arc<EdgeState>, mut sock: TcpStream, peer: SocketAddr) {
+    let Some((method, uri, headers)) = read_head(&mut sock).await else {
+        refuse(&mut sock, 400, "bad_request", "not a request this listener takes", "").await;
+        return;
+    };
+    let cors = cors(&state, &headers);
+    let event = uri
+        .path()
+        .strip_prefix("/queue/")
+        .and_then(|rest| rest.strip_suffix("/events"));
+    let Some(event) = event else {
+        refuse(
+            &mut sock,
+            404,
+            "not_found",
+            "only position streams are served here",
+            &cors,
+        )
+        .await;
+        return;
+    };
+    if method != "GET" {
+        refuse(&mut sock, 405, "method_not_allowed", "position streams take GET", &cors).await;
+        return;
+    }
+    if !state.limits.allow(Kind::Status, Some(peer.ip())) {
         state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-        return problem(
-            StatusCode::TOO_MANY_REQUESTS,
+        refuse(
+            &mut sock,
+            429,
             "rate_limited",
             "too many requests from your address; slow down",
-        );
+            &cors,
+        )
+        .await;
+        return;
     }
     let Some(room) = event.parse::<i64>().ok().and_then(|e| state.rooms.get(e)) else {
-        return problem(
-            StatusCode::NOT_FOUND,
+        refuse(
+            &mut sock,
+            404,
             "queue_not_found",
             "this event has no waiting room",
-        );
+            &cors,
+        )
+        .await;
+        return;
     };
-    let req = Request::from_parts("GET", uri, headers);
-    let (claims, bnd) = match claims(state, &req, &room) {
+    let req = Request::from_parts("GET", &uri, &headers);
+    drop(headers);
+    let (claims, bnd) = match claims(&state, &req, &room) {
         Ok(c) => c,
         Err(code) => {
             state.metrics.rejected(code);
-            return problem(StatusCode::UNAUTHORIZED, code, "join the queue first (or again)");
+            refuse(&mut sock, 401, code, "join the queue first (or again)", &cors).await;
+            return;
         }
     };
-    let (tx, mut rx) = mpsc::channel::<Event>(4);
-    let state = state.clone();
-    tokio::spawn(async move {
-        state.metrics.sse_connections.fetch_add(1, Ordering::Relaxed);
-        let mut progress = room.watch();
-        let mut sink = ChannelSink(tx);
-        let _ = follow(&state, &mut sink, &room, claims.tkt, &bnd, &mut progress).await;
-        state.metrics.sse_connections.fetch_sub(1, Ordering::Relaxed);
-    });
-    let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok::<_, std::convert::Infallible>)));
-    let mut response = Sse::new(body).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
-}
-
-pub fn router(state: Arc<EdgeState>) -> Router {
-    Router::new()
-        .route("/queue/{event}/events", get(events))
-        .with_state(state)
+    drop(req);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-store\r\nx-accel-buffering: no\r\nconnection: close\r\n{cors}\r\n"
+    );
+    if sock.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    drop(cors);
+    state.metrics.sse_connections.fetch_add(1, Ordering::Relaxed);
+    let mut progress = room.watch();
+    let mut sink = SocketSink(sock);
+    let _ = follow(&state, &mut sink, &room, claims.tkt, &bnd, &mut progress).await;
+    state.metrics.sse_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
 #[async_trait]
@@ -142,12 +207,21 @@ impl BackgroundService for Streams {
             }
         };
         tracing::info!(%addr, "position streams listening");
-        let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "position streams stopped");
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((sock, peer)) => {
+                        let _ = sock.set_nodelay(true);
+                        tokio::spawn(serve(self.state.clone(), sock, peer));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors, most likely: wait, don't spin.
+                        tracing::warn!(error = %e, "accepting a position stream failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            }
         }
     }
 }
