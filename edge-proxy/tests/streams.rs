@@ -101,6 +101,24 @@ async fn admitted_over_the_stream(dedicated: bool) {
         "{position}"
     );
     let _ = ahead;
+    // Reconnecting (as EventSource does, with Last-Event-ID) resumes at once
+    // with the current standing: a position is state, there is no history
+    // to replay.
+    let last_id = buf.clone();
+    let r = edge
+        .http
+        .get(&url)
+        .header("usher-client", client_id)
+        .header("last-event-id", "1")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let mut again = r.bytes_stream();
+    let mut again_buf = String::new();
+    let resumed = next_event(&mut again, &mut again_buf, "position").await;
+    assert_eq!(resumed["position"], position["position"], "{resumed} after {last_id:?}");
+    drop(again);
 
     // The operator opens the room: the stream hands over the access token.
     let mut open = room(event, 60_000, 10);

@@ -5,7 +5,10 @@
 //!   browsers and in the JSON body for apps;
 //! - `GET /queue/{event}/status`: where the fan stands, as JSON; once
 //!   admitted, the access token;
-//! - `GET /queue/{event}/events`: the same, live, as Server-Sent Events;
+//! - `GET /queue/{event}/events`: the same, live, as Server-Sent Events
+//!   (ids are the proxy's tick; a position is state, not history, so a
+//!   reconnect, with or without `Last-Event-ID`, resumes with the current
+//!   standing at once);
 //! - `GET /queue/{event}/lottery`: a lottery's public record (seed hash
 //!   before, seed and entrants after the draw);
 //! - `GET /queue/{event}`: the waiting page, which uses the two above.
