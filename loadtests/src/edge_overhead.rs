@@ -1,5 +1,6 @@
 //! Pass-through overhead of the edge, against nginx, in one run: wrk drives
 //! a trivial keep-alive upstream directly, then through nginx, then through
+//! a minimal Pingora proxy (no filters: Pingora's own cost), then through
 //! edge-proxy on an unprotected path and on a protected path carrying an
 //! access token (so every request is checked). Same machine, same upstream,
 //! same connection count, one after the other.
@@ -17,6 +18,8 @@ pub struct Args {
     pub edge_bin: PathBuf,
     #[arg(long, default_value = "/usr/sbin/nginx")]
     pub nginx_bin: PathBuf,
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/minimal-pingora"))]
+    pub minimal_pingora_bin: PathBuf,
     /// Redis for the edge's waiting room (the protected path needs a room).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
@@ -152,6 +155,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("starting nginx (apt-get install nginx)")?;
 
+    // Pingora with nothing of ours in it.
+    let minimal = port();
+    let mut minimal_cmd = Command::new(&args.minimal_pingora_bin);
+    minimal_cmd
+        .arg(format!("127.0.0.1:{minimal}"))
+        .arg(format!("127.0.0.1:{upstream}"))
+        .arg(args.workers.to_string());
+    let _minimal = spawn(minimal_cmd)
+        .await
+        .context("starting minimal-pingora (cargo build --release -p loadtests)")?;
+
     // The edge, with one protected event and a key to sign its token.
     let (edge, admin) = (port(), port());
     let pair = usher_shared::keys::generate_pair();
@@ -176,7 +190,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut edge_cmd = Command::new(&args.edge_bin);
     edge_cmd.arg("--config").arg(dir.join("edge.toml"));
     let _edge = spawn(edge_cmd).await?;
-    for p in [nginx, edge] {
+    for p in [nginx, minimal, edge] {
         wait_for(p).await?;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -219,6 +233,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ),
         ("nginx", format!("http://127.0.0.1:{nginx}/v1/events"), vec![]),
         (
+            "minimal Pingora proxy (no filters)",
+            format!("http://127.0.0.1:{minimal}/v1/events"),
+            vec![],
+        ),
+        (
             "edge-proxy, unprotected path",
             format!("http://127.0.0.1:{edge}/v1/events"),
             vec![],
@@ -250,11 +269,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let nginx_rps = results[1].1.rps;
+    let minimal_rps = results[2].1.rps;
     println!();
     println!(
         "edge / nginx throughput: unprotected {:.2}, protected with token check {:.2} (goal >= 1.00)",
-        results[2].1.rps / nginx_rps,
-        results[3].1.rps / nginx_rps
+        results[3].1.rps / nginx_rps,
+        results[4].1.rps / nginx_rps
+    );
+    println!(
+        "minimal Pingora / nginx: {:.2}; edge / minimal Pingora: unprotected {:.2}, protected {:.2}",
+        minimal_rps / nginx_rps,
+        results[3].1.rps / minimal_rps,
+        results[4].1.rps / minimal_rps
     );
     std::fs::remove_dir_all(&dir).ok();
     if results.iter().any(|(_, r)| r.errors > 0) {
