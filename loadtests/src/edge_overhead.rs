@@ -282,6 +282,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         results[3].1.rps / minimal_rps,
         results[4].1.rps / minimal_rps
     );
+    // Killing nginx's master would orphan its workers: ask it to stop.
+    let _ = Command::new(&args.nginx_bin)
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-s")
+        .arg("stop")
+        .output()
+        .await;
     std::fs::remove_dir_all(&dir).ok();
     if results.iter().any(|(_, r)| r.errors > 0) {
         bail!("some requests failed");
