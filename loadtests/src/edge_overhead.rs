@@ -32,14 +32,14 @@ pub struct Args {
     pub workers: u32,
 }
 
-fn port() -> u16 {
+pub(crate) fn port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)
 }
 
-async fn wait_for(port: u16) -> anyhow::Result<()> {
+pub(crate) async fn wait_for(port: u16) -> anyhow::Result<()> {
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             return Ok(());
@@ -112,7 +112,8 @@ async fn wrk(args: &Args, url: &str, headers: &[(&str, &str)]) -> anyhow::Result
     Ok(r)
 }
 
-async fn spawn(mut cmd: Command) -> anyhow::Result<Child> {
+/// A quiet child process that dies with this one.
+pub(crate) fn spawn(mut cmd: Command) -> anyhow::Result<Child> {
     Ok(cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -151,9 +152,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let mut nginx_cmd = Command::new(&args.nginx_bin);
     nginx_cmd.arg("-p").arg(&dir).arg("-c").arg(dir.join("nginx.conf"));
-    let _nginx = spawn(nginx_cmd)
-        .await
-        .context("starting nginx (apt-get install nginx)")?;
+    let _nginx = spawn(nginx_cmd).context("starting nginx (apt-get install nginx)")?;
 
     // Pingora with nothing of ours in it.
     let minimal = port();
@@ -162,9 +161,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .arg(format!("127.0.0.1:{minimal}"))
         .arg(format!("127.0.0.1:{upstream}"))
         .arg(args.workers.to_string());
-    let _minimal = spawn(minimal_cmd)
-        .await
-        .context("starting minimal-pingora (cargo build --release -p loadtests)")?;
+    let _minimal = spawn(minimal_cmd).context("starting minimal-pingora (cargo build --release -p loadtests)")?;
 
     // The edge, with one protected event and a key to sign its token.
     let (edge, admin) = (port(), port());
@@ -189,7 +186,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let mut edge_cmd = Command::new(&args.edge_bin);
     edge_cmd.arg("--config").arg(dir.join("edge.toml"));
-    let _edge = spawn(edge_cmd).await?;
+    let _edge = spawn(edge_cmd)?;
     for p in [nginx, minimal, edge] {
         wait_for(p).await?;
     }

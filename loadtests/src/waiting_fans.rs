@@ -13,14 +13,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+use crate::edge_overhead::{port, spawn, wait_for};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -42,31 +43,6 @@ pub struct Args {
     /// dedicated stream listener.
     #[arg(long)]
     pub through_proxy: bool,
-}
-
-fn port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-async fn wait_for(port: u16) -> anyhow::Result<()> {
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("nothing listening on {port}")
-}
-
-fn spawn(mut cmd: Command) -> anyhow::Result<Child> {
-    Ok(cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?)
 }
 
 /// Resident memory of a process, bytes.
