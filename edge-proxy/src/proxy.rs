@@ -134,14 +134,7 @@ impl ProxyHttp for Edge {
         }
         if !state.limits.allow(Kind::Protected, client) {
             state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-            respond::problem(
-                session,
-                429,
-                "rate_limited",
-                "too many requests from your address; slow down",
-                json!({}),
-            )
-            .await?;
+            respond::rate_limited(session).await?;
             return Ok(true);
         }
         let req = Request::of(session);

@@ -62,6 +62,13 @@ pub async fn problem(session: &mut Session, status: u16, code: &str, detail: &st
     send(session, status, "application/problem+json", bytes.into(), &headers).await
 }
 
+/// The answer to a client over its rate limit (429, with Retry-After).
+pub async fn rate_limited(session: &mut Session) -> Result<()> {
+    problem(session, 429, "rate_limited", RATE_LIMITED, json!({})).await
+}
+
+pub const RATE_LIMITED: &str = "too many requests from your address; slow down";
+
 /// Starts a Server-Sent Events stream.
 pub async fn sse_open(session: &mut Session) -> Result<()> {
     let mut resp = ResponseHeader::build(200, Some(4))?;

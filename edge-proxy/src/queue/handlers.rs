@@ -157,14 +157,7 @@ pub async fn serve(state: &Arc<EdgeState>, session: &mut Session) -> respond::Re
     let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
     if !state.limits.allow(kind, client) {
         state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-        respond::problem(
-            session,
-            429,
-            "rate_limited",
-            "too many requests from your address; slow down",
-            json!({}),
-        )
-        .await?;
+        respond::rate_limited(session).await?;
         return Ok(true);
     }
     let (event, action) = rest.split_once('/').unwrap_or((rest, ""));

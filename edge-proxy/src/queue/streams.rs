@@ -111,8 +111,14 @@ async fn refuse(sock: &mut TcpStream, status: u16, code: &str, detail: &str, cor
         "code": code,
     })
     .to_string();
+    // As the proxy's own problems: busy answers say when to come back.
+    let retry = if status == 429 || status == 503 {
+        "retry-after: 2\r\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n{cors}\r\n",
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n{retry}{cors}\r\n",
         body.len()
     );
     let _ = sock.write_all(head.as_bytes()).await;
@@ -147,14 +153,7 @@ async fn serve(state: Arc<EdgeState>, mut sock: TcpStream, peer: SocketAddr) {
     }
     if !state.limits.allow(Kind::Status, Some(peer.ip())) {
         state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-        refuse(
-            &mut sock,
-            429,
-            "rate_limited",
-            "too many requests from your address; slow down",
-            &cors,
-        )
-        .await;
+        refuse(&mut sock, 429, "rate_limited", crate::respond::RATE_LIMITED, &cors).await;
         return;
     }
     let Some(room) = event.parse::<i64>().ok().and_then(|e| state.rooms.get(e)) else {
