@@ -1,5 +1,6 @@
 //! Assembling and running the service: connect, build state, start the
-//! background workers (seat-change feed, reaper), serve until told to stop.
+//! background workers (seat-change feed, reaper, checkout reconciliation),
+//! serve until told to stop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,11 +9,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::checkout::sandbox::SandboxProvider;
+use crate::checkout::{CheckoutService, reconcile};
 use crate::config::Config;
 use crate::db;
 use crate::http::{self, AppState};
 use crate::identity::{Admission, Identity};
 use crate::inventory::{HoldService, SeatFeed, reaper};
+use crate::tickets::TicketSigner;
 use crate::venues::SeatMaps;
 
 /// A running server: its address, and how to stop it.
@@ -50,6 +54,10 @@ pub enum StartError {
     Db(#[from] sqlx::Error),
     #[error("identity: {0}")]
     Identity(#[from] crate::identity::IdentitySetupError),
+    #[error("payment provider: {0}")]
+    Payments(String),
+    #[error("tickets: {0}")]
+    Tickets(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -62,6 +70,8 @@ pub enum StartError {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let identity = Identity::from_config(&config.identity)?;
     let admission = Admission::from_config(&config.admission)?;
+    let ticket_signer = ticket_signer(&config)?;
+    let provider = SandboxProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?;
     let pool = db::connect(&config.database).await?;
     let listener = TcpListener::bind(config.http.listen)
         .await
@@ -77,6 +87,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let maps = SeatMaps::new(pool.clone());
     let feed = SeatFeed::new(pool.clone(), Duration::from_millis(config.feed.poll_interval_ms));
     let holds = HoldService::new(pool.clone(), maps.clone(), &config.holds);
+    let checkout = CheckoutService::new(pool.clone(), Arc::new(provider), &config.payments, &config.checkout);
     let (stop, shutdown) = watch::channel(false);
     let config = Arc::new(config);
     let state = AppState {
@@ -87,12 +98,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         maps,
         holds,
         feed,
+        checkout: checkout.clone(),
+        ticket_signer: Arc::new(ticket_signer),
         shutdown: shutdown.clone(),
     };
 
     let mut workers = Vec::new();
     if config.reaper.enabled {
-        workers.push(tokio::spawn(reaper::run(pool, config.reaper.clone())));
+        workers.push(tokio::spawn(reaper::run(pool.clone(), config.reaper.clone())));
+    }
+    if config.checkout.reconcile {
+        workers.push(tokio::spawn(reconcile::run(checkout, pool, config.checkout.clone())));
     }
 
     let app = http::router(state.clone());
@@ -112,4 +128,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         server,
         workers,
     })
+}
+
+/// The key that signs ticket codes: from its file, or (dev only, checked by
+/// the config) a throwaway one.
+fn ticket_signer(config: &Config) -> Result<TicketSigner, StartError> {
+    let t = &config.tickets;
+    match &t.signing_key_file {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| StartError::Tickets(format!("cannot read {}: {e}", path.display())))?;
+            TicketSigner::from_pem(&t.kid, &pem).map_err(|e| StartError::Tickets(e.to_string()))
+        }
+        None => {
+            tracing::warn!("tickets.signing_key_file is not set: ticket codes are signed with a throwaway key");
+            Ok(TicketSigner::ephemeral(&t.kid))
+        }
+    }
 }

@@ -28,6 +28,9 @@ pub struct Config {
     pub holds: HoldsConfig,
     pub reaper: ReaperConfig,
     pub feed: FeedConfig,
+    pub payments: PaymentsConfig,
+    pub checkout: CheckoutConfig,
+    pub tickets: TicketsConfig,
     pub log: LogConfig,
 }
 
@@ -134,6 +137,86 @@ pub struct FeedConfig {
     pub heartbeat_secs: u64,
 }
 
+/// Which card processor takes the money, and how to reach it.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// `sandbox`: the stand-in processor (`payment-sandbox`), dev only.
+    pub provider: String,
+    /// The processor's API root.
+    pub base_url: String,
+    /// Secret: the API key sent as a bearer token.
+    pub api_key: String,
+    /// Secret: the key the processor signs its webhooks with.
+    pub webhook_secret: String,
+    /// A webhook signed longer ago than this is refused as a replay.
+    pub webhook_tolerance_secs: u64,
+    /// How long one call to the processor may take before the order is left
+    /// for the reconciliation job.
+    pub request_timeout_ms: u64,
+    /// ISO 4217, lower case: what every price is in.
+    pub currency: String,
+}
+
+impl std::fmt::Debug for PaymentsConfig {
+    // Keys are secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentsConfig")
+            .field("provider", &self.provider)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutConfig {
+    /// Run the reconciliation job in this instance.
+    pub reconcile: bool,
+    pub reconcile_interval_ms: u64,
+    /// An order is left this long to finish by itself (its request, or the
+    /// provider's webhook) before the job asks the provider about it.
+    pub reconcile_after_secs: u64,
+    pub reconcile_batch: i64,
+    /// Fault injection for the crash tests: abort the process right after
+    /// this saga step (see checkout/saga.rs). Never set in production.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_after: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketsConfig {
+    /// Key id of the key that signs ticket QR codes (scanners look it up).
+    pub kid: String,
+    /// Ed25519 private key (PKCS#8 PEM). Required in production; in dev a
+    /// missing file means a throwaway key, so old QR codes stop scanning
+    /// after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<PathBuf>,
+    /// Rotating codes change this often.
+    pub rotation_secs: u64,
+    /// Gate scanners allowed to check tickets in, each with its key.
+    pub scanners: Vec<ScannerConfig>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScannerConfig {
+    /// Shown to the next scanner of a ticket already scanned here.
+    pub id: String,
+    /// Secret: sent by the scanner as its bearer token.
+    pub key: String,
+}
+
+impl std::fmt::Debug for ScannerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScannerConfig")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -186,6 +269,28 @@ impl Default for Config {
             feed: FeedConfig {
                 poll_interval_ms: 250,
                 heartbeat_secs: 15,
+            },
+            payments: PaymentsConfig {
+                provider: "sandbox".into(),
+                base_url: "http://127.0.0.1:8090".into(),
+                api_key: "sk_sandbox".into(),
+                webhook_secret: "whsec_sandbox".into(),
+                webhook_tolerance_secs: 300,
+                request_timeout_ms: 5_000,
+                currency: "usd".into(),
+            },
+            checkout: CheckoutConfig {
+                reconcile: true,
+                reconcile_interval_ms: 1_000,
+                reconcile_after_secs: 30,
+                reconcile_batch: 50,
+                crash_after: None,
+            },
+            tickets: TicketsConfig {
+                kid: "tickets-1".into(),
+                signing_key_file: None,
+                rotation_secs: 30,
+                scanners: vec![],
             },
             log: LogConfig {
                 format: "text".into(),
@@ -278,6 +383,66 @@ impl Config {
         }
         if !(1..=120).contains(&self.feed.heartbeat_secs) {
             problems.push("feed.heartbeat_secs must be 1..=120".into());
+        }
+        let pay = &self.payments;
+        if pay.provider != "sandbox" {
+            problems.push(format!("payments.provider must be \"sandbox\", got {:?}", pay.provider));
+        } else if self.environment != Environment::Dev {
+            problems.push(
+                "payments.provider = \"sandbox\" takes no real money: only allowed with environment = \"dev\"".into(),
+            );
+        }
+        if !(pay.base_url.starts_with("http://") || pay.base_url.starts_with("https://")) {
+            problems.push("payments.base_url must be an http(s):// URL".into());
+        }
+        if pay.api_key.is_empty() || pay.webhook_secret.is_empty() {
+            problems.push("payments.api_key and payments.webhook_secret must not be empty".into());
+        }
+        if !(10..=3600).contains(&pay.webhook_tolerance_secs) {
+            problems.push("payments.webhook_tolerance_secs must be 10..=3600".into());
+        }
+        if !(100..=120_000).contains(&pay.request_timeout_ms) {
+            problems.push("payments.request_timeout_ms must be 100..=120000".into());
+        }
+        if pay.currency.len() != 3 || !pay.currency.bytes().all(|b| b.is_ascii_lowercase()) {
+            problems.push(format!(
+                "payments.currency must be a lower-case ISO 4217 code, got {:?}",
+                pay.currency
+            ));
+        }
+        let co = &self.checkout;
+        if co.reconcile_interval_ms < 50 {
+            problems.push("checkout.reconcile_interval_ms must be at least 50".into());
+        }
+        if !(1..=1000).contains(&co.reconcile_batch) {
+            problems.push("checkout.reconcile_batch must be 1..=1000".into());
+        }
+        if let Some(step) = &co.crash_after {
+            if self.environment != Environment::Dev {
+                problems
+                    .push("checkout.crash_after is fault injection: only allowed with environment = \"dev\"".into());
+            }
+            if !crate::checkout::saga::STEPS.contains(&step.as_str()) {
+                problems.push(format!(
+                    "checkout.crash_after must be one of {:?}, got {step:?}",
+                    crate::checkout::saga::STEPS
+                ));
+            }
+        }
+        let t = &self.tickets;
+        if t.signing_key_file.is_none() && self.environment != Environment::Dev {
+            problems.push("tickets.signing_key_file is required outside dev: scanners need a stable public key".into());
+        }
+        if !(5..=300).contains(&t.rotation_secs) {
+            problems.push("tickets.rotation_secs must be 5..=300".into());
+        }
+        for s in &t.scanners {
+            if s.id.is_empty() || s.key.len() < 16 {
+                problems.push(format!(
+                    "tickets.scanners[{:?}]: needs an id and a key of 16+ characters",
+                    s.id
+                ));
+            }
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             problems.push(format!(

@@ -33,30 +33,47 @@ int_id!(
     SeatId
 );
 
-/// A hold: a time-bounded claim by one fan on some seats of one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, sqlx::Type)]
-#[serde(transparent)]
-#[sqlx(transparent)]
-pub struct HoldId(pub uuid::Uuid);
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema, sqlx::Type)]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(pub uuid::Uuid);
 
-impl HoldId {
-    pub fn new() -> Self {
-        // v7: time-ordered, so hold ids index well and sort by creation.
-        HoldId(uuid::Uuid::now_v7())
-    }
+        impl $name {
+            pub fn new() -> Self {
+                // v7: time-ordered, so ids index well and sort by creation.
+                $name(uuid::Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
 
-impl Default for HoldId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Display for HoldId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+uuid_id!(
+    /// A hold: a time-bounded claim by one fan on some seats of one event.
+    HoldId
+);
+uuid_id!(
+    /// An order: one purchase of one hold's seats, and its payment.
+    OrderId
+);
+uuid_id!(
+    /// A ticket: one sold seat, owned by one fan at a time.
+    TicketId
+);
 
 /// A fan, as named by the identity issuer's `sub` claim.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

@@ -1,12 +1,13 @@
 //! Usher's booking core: the catalog, venue seat maps, holds that can never
-//! double-book, and (in later issues) orders, payments and tickets.
+//! double-book, checkout through a payment provider, and tickets.
 //!
-//! Domain modules (`catalog`, `venues`, `inventory`, `idempotency`,
-//! `identity`) hold the rules and the SQL; `http` is the only place that
+//! Domain modules (`catalog`, `venues`, `inventory`, `checkout`, `tickets`,
+//! `idempotency`, `identity`) hold the rules and the SQL; `http` is the only place that
 //! knows about requests and responses, and it maps every domain error once.
 
 pub mod app;
 pub mod catalog;
+pub mod checkout;
 pub mod config;
 pub mod db;
 pub mod http;
@@ -15,4 +16,5 @@ pub mod identity;
 pub mod ids;
 pub mod inventory;
 pub mod seed;
+pub mod tickets;
 pub mod venues;

@@ -69,7 +69,12 @@ impl Stack {
                 .env("RUST_LOG", "warn");
             c
         };
-        for (out, kid) in [(dir.clone(), "dev-1"), (root.join("target/usher-local/keys"), "edge-1")] {
+        let local_keys = root.join("target/usher-local/keys");
+        for (out, kid) in [
+            (dir.clone(), "dev-1"),
+            (local_keys.clone(), "edge-1"),
+            (local_keys, "tickets-1"),
+        ] {
             let status = Command::new(&args.core_bin)
                 .args(["keygen", "--kid", kid, "--out-dir"])
                 .arg(out)

@@ -8,8 +8,11 @@ pub mod health;
 pub mod holds;
 pub mod identity;
 pub mod openapi;
+pub mod orders;
+pub mod payments;
 pub mod problem;
 pub mod seats;
+pub mod tickets;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -28,9 +31,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::checkout::CheckoutService;
 use crate::config::Config;
 use crate::identity::{Admission, Identity};
 use crate::inventory::{HoldService, SeatFeed};
+use crate::tickets::TicketSigner;
 use crate::venues::SeatMaps;
 use problem::ApiError;
 
@@ -44,6 +49,8 @@ pub struct AppState {
     pub maps: SeatMaps,
     pub holds: HoldService,
     pub feed: SeatFeed,
+    pub checkout: CheckoutService,
+    pub ticket_signer: Arc<TicketSigner>,
     /// Flips to true when the server is shutting down; open streams end.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -60,6 +67,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{event_id}/availability", get(seats::availability))
         .route("/v1/events/{event_id}/holds", post(holds::create))
         .route("/v1/holds/{hold_id}", get(holds::get).delete(holds::release))
+        .route("/v1/orders", post(orders::create))
+        .route("/v1/orders/{order_id}", get(orders::get))
+        .route("/v1/me/orders", get(orders::mine))
+        .route("/v1/tickets/keys", get(tickets::keys))
+        .route("/v1/tickets/{ticket_id}", get(tickets::get))
+        .route("/v1/tickets/{ticket_id}/qr.svg", get(tickets::qr_svg))
+        .route("/v1/checkin", post(tickets::checkin))
+        .route("/v1/payments/webhooks/sandbox", post(payments::sandbox))
         .route("/v1/me", get(identity::me))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

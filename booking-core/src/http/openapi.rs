@@ -4,15 +4,18 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{catalog, health, holds, identity, seats};
+use crate::http::{catalog, health, holds, identity, orders, payments, seats, tickets};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Usher booking core", description = "Catalog, seat maps, availability and holds. Errors are RFC 9457 problem details with a stable `code`."),
+    info(title = "Usher booking core", description = "Catalog, seat maps, availability, holds, orders and tickets. Errors are RFC 9457 problem details with a stable `code`."),
     paths(
         catalog::search, catalog::event,
         seats::seatmap, seats::availability, seats::seat_changes,
         holds::create, holds::get, holds::release,
+        orders::create, orders::get, orders::mine,
+        tickets::get, tickets::qr_svg, tickets::keys, tickets::checkin,
+        payments::sandbox,
         identity::dev_sign_in, identity::me,
         health::healthz, health::readyz,
     ),
@@ -33,6 +36,10 @@ impl Modify for FanToken {
                     .bearer_format("JWT (EdDSA)")
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "scanner_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
 }

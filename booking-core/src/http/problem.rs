@@ -8,7 +8,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::catalog::CatalogError;
+use crate::checkout::OrderError;
 use crate::inventory::HoldError;
+use crate::tickets::{CheckInError, TicketError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -146,6 +148,60 @@ impl From<HoldError> for ApiError {
             }
         }
         api
+    }
+}
+
+/// The error's own fields (ids, times) ride along in the problem body.
+fn with_fields(mut api: ApiError, e: &impl Serialize) -> ApiError {
+    if let Ok(Value::Object(fields)) = serde_json::to_value(e) {
+        for (k, v) in fields {
+            if k != "kind" {
+                api.extra.insert(k, v);
+            }
+        }
+    }
+    api
+}
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        use OrderError as O;
+        let (status, code) = match &e {
+            O::HoldNotFound => (StatusCode::NOT_FOUND, "hold_not_found"),
+            O::HoldExpired { .. } => (StatusCode::GONE, "hold_expired"),
+            O::HoldReleased => (StatusCode::CONFLICT, "hold_released"),
+            O::HoldAlreadyOrdered { .. } => (StatusCode::CONFLICT, "hold_already_ordered"),
+            O::InvalidPaymentMethod => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_payment_method"),
+            O::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            O::OrderNotFound => (StatusCode::NOT_FOUND, "order_not_found"),
+            O::Storage(cause) => return ApiError::unavailable(cause),
+        };
+        with_fields(ApiError::new(status, code, e.to_string()), &e)
+    }
+}
+
+impl From<TicketError> for ApiError {
+    fn from(e: TicketError) -> Self {
+        match e {
+            TicketError::NotFound => ApiError::not_found("ticket_not_found", "no such ticket"),
+            TicketError::Storage(cause) => ApiError::unavailable(&cause),
+        }
+    }
+}
+
+impl From<CheckInError> for ApiError {
+    fn from(e: CheckInError) -> Self {
+        use CheckInError as C;
+        let (status, code) = match &e {
+            C::Code(_) => (StatusCode::UNPROCESSABLE_ENTITY, "code_invalid"),
+            C::UnknownTicket => (StatusCode::NOT_FOUND, "ticket_not_found"),
+            C::Superseded => (StatusCode::CONFLICT, "ticket_superseded"),
+            C::NotValid { .. } => (StatusCode::CONFLICT, "ticket_not_valid"),
+            C::StaleCode => (StatusCode::UNPROCESSABLE_ENTITY, "code_stale"),
+            C::AlreadyCheckedIn { .. } => (StatusCode::CONFLICT, "already_checked_in"),
+            C::Storage(cause) => return ApiError::unavailable(cause),
+        };
+        with_fields(ApiError::new(status, code, e.to_string()), &e)
     }
 }
 

@@ -247,3 +247,51 @@ pub async fn reap_expired(conn: &mut PgConnection, batch: i64) -> Result<u64, sq
     .await?;
     Ok(n as u64)
 }
+
+/// A payment that arrived after its hold lapsed: claims the hold's seats for
+/// sale again, all or none, if nobody else has them now. Returns whether all
+/// were claimed (if not, nothing was). The hold is marked converted either
+/// way it ends up sold; the claim statement is the same kind as a hold's,
+/// so the exclusion constraint decides here too.
+pub async fn reclaim_for_sale(
+    tx: &mut PgConnection,
+    event: EventId,
+    hold: HoldId,
+    seats: &[SeatId],
+) -> Result<bool, sqlx::Error> {
+    let mut ids: Vec<i64> = seats.iter().map(|s| s.0).collect();
+    ids.sort_unstable();
+    let claimed = sqlx::query_scalar!(
+        r#"WITH claimed AS (
+               INSERT INTO seat_claims (event_id, seat_id, hold_id, kind, during)
+               SELECT $1, s.seat_id, $2, 'sale', tstzrange(now(), NULL)
+               FROM unnest($3::bigint[]) AS s(seat_id)
+               ORDER BY s.seat_id
+               ON CONFLICT DO NOTHING
+               RETURNING seat_id
+           )
+           SELECT count(*) AS "n!" FROM claimed"#,
+        event.0,
+        hold.0,
+        &ids
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if claimed as usize != ids.len() {
+        sqlx::query!(
+            "DELETE FROM seat_claims WHERE event_id = $1 AND hold_id = $2 AND kind = 'sale'",
+            event.0,
+            hold.0
+        )
+        .execute(&mut *tx)
+        .await?;
+        return Ok(false);
+    }
+    sqlx::query!(
+        "UPDATE holds SET state = 'converted', ended_at = coalesce(ended_at, now()) WHERE id = $1 AND state <> 'converted'",
+        hold.0
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(true)
+}

@@ -157,6 +157,11 @@ pub struct Options {
     pub reaper: bool,
     pub reaper_interval_ms: u64,
     pub pool_size: u32,
+    /// Start a payment sandbox whose webhooks reach this core.
+    pub sandbox: bool,
+    pub reconcile: bool,
+    pub reconcile_after_secs: u64,
+    pub payments_timeout_ms: u64,
 }
 
 impl Default for Options {
@@ -165,6 +170,10 @@ impl Default for Options {
             reaper: true,
             reaper_interval_ms: 200,
             pool_size: 10,
+            sandbox: false,
+            reconcile: false,
+            reconcile_after_secs: 30,
+            payments_timeout_ms: 2_000,
         }
     }
 }
@@ -176,6 +185,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub pool: PgPool,
     pub running: Running,
+    pub sandbox: Option<Sandbox>,
     db: String,
     key_file: std::path::PathBuf,
 }
@@ -196,6 +206,27 @@ impl TestApp {
             ..Config::default()
         };
         config.http.listen = "127.0.0.1:0".parse().unwrap();
+        let sandbox = if options.sandbox {
+            // The sandbox must know where to send webhooks before the core
+            // starts, so the core's port is chosen first.
+            let port = free_port();
+            config.http.listen = format!("127.0.0.1:{port}").parse().unwrap();
+            let sandbox = Sandbox::start(&format!("http://127.0.0.1:{port}/v1/payments/webhooks/sandbox"));
+            config.payments.base_url = sandbox.base.clone();
+            config.payments.api_key = SANDBOX_API_KEY.into();
+            config.payments.webhook_secret = SANDBOX_WEBHOOK_SECRET.into();
+            Some(sandbox)
+        } else {
+            None
+        };
+        config.payments.request_timeout_ms = options.payments_timeout_ms;
+        config.checkout.reconcile = options.reconcile;
+        config.checkout.reconcile_interval_ms = 200;
+        config.checkout.reconcile_after_secs = options.reconcile_after_secs;
+        config.tickets.scanners = vec![booking_core::config::ScannerConfig {
+            id: "gate-a".into(),
+            key: SCANNER_KEY.into(),
+        }];
         config.database.url = url_for(&db).to_url_lossy().to_string();
         config.database.max_connections = options.pool_size;
         config.identity.dev_sign_in.enabled = true;
@@ -225,6 +256,7 @@ impl TestApp {
             http,
             pool,
             running,
+            sandbox,
             db,
             key_file,
         }
@@ -302,6 +334,77 @@ impl TestApp {
             .unwrap();
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+pub const SANDBOX_API_KEY: &str = "sk_test_harness";
+pub const SANDBOX_WEBHOOK_SECRET: &str = "whsec_test_harness";
+pub const SCANNER_KEY: &str = "scanner-key-for-gate-a";
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The payment sandbox, as a child process (killed on drop).
+pub struct Sandbox {
+    pub base: String,
+    child: std::process::Child,
+}
+
+impl Sandbox {
+    pub fn start(webhook_url: &str) -> Sandbox {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_payment-sandbox"))
+            .args(["--listen", "127.0.0.1:0", "--api-key", SANDBOX_API_KEY])
+            .args(["--webhook-secret", SANDBOX_WEBHOOK_SECRET, "--webhook-url", webhook_url])
+            .args(["--slow-ms", "300", "--timeout-ms", "6000", "--late-ms", "1500"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start payment-sandbox");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(line.contains("listening on"), "sandbox said {line:?}");
+        Sandbox {
+            base: format!("http://{addr}"),
+            child,
+        }
+    }
+
+    /// The sandbox's intents for one order.
+    pub async fn intents_for(&self, order: &str) -> Vec<Value> {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1/payment_intents?order_id={order}", self.base))
+            .bearer_auth(SANDBOX_API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Value>().await.unwrap()["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn stats(&self) -> Value {
+        reqwest::get(format!("{}/sandbox/stats", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
     }
 }
 

@@ -1,0 +1,350 @@
+//! The sandbox's HTTP API: payment intents (create = confirm + capture),
+//! refunds, lookups, and stats. Every money-moving call needs an
+//! Idempotency-Key; the same key and body get the first answer again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::store::{Answer, Card, Delays, Intent, Refund, Store, new_id, now};
+use crate::webhooks::Sender;
+
+#[derive(Clone)]
+pub struct State {
+    pub store: Arc<Store>,
+    pub hooks: Sender,
+    pub api_key: Arc<str>,
+    pub delays: Delays,
+}
+
+pub fn router(state: State) -> Router {
+    Router::new()
+        .route("/v1/payment_intents", post(create_intent).get(list_intents))
+        .route("/v1/payment_intents/{id}", get(get_intent))
+        .route("/v1/payment_intents/{id}/refunds", post(create_refund))
+        .route("/sandbox/stats", get(stats))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
+}
+
+/// A request refused before it touched the books.
+struct Refusal(StatusCode, &'static str, &'static str);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, self.1, self.2)
+    }
+}
+
+fn authorised(state: &State, headers: &HeaderMap) -> Result<(), Refusal> {
+    let ok = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .is_some_and(|k| k == state.api_key.as_ref());
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal(
+            StatusCode::UNAUTHORIZED,
+            "unauthorised",
+            "send Authorization: Bearer <api key>",
+        ))
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, Refusal> {
+    headers
+        .get("idempotency-key")
+        .and_then(|h| h.to_str().ok())
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .ok_or(Refusal(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_missing",
+            "send an Idempotency-Key header",
+        ))
+}
+
+fn fingerprint(path: &str, body: &Value) -> String {
+    let digest = Sha256::digest(format!("{path}\n{body}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn answer(a: &Answer, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK);
+    let mut r = (status, axum::Json(a.body.clone())).into_response();
+    if replayed {
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    r
+}
+
+/// The key's first answer, if any: Ok(Some) to replay, Err on a mismatch.
+fn prior(store: &Store, key: &str, fp: &str) -> Result<Option<Response>, Refusal> {
+    match store.books().answers.get(key) {
+        Some(a) if a.fingerprint == fp => Ok(Some(answer(a, true))),
+        Some(_) => Err(Refusal(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this key was used with a different request",
+        )),
+        None => Ok(None),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateIntent {
+    amount_cents: i64,
+    currency: String,
+    payment_method: String,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+}
+
+async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorised(&state, &headers) {
+        return r.into_response();
+    }
+    let key = match idempotency_key(&headers) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(raw) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "invalid_request", "the body is not JSON");
+    };
+    let Ok(req) = serde_json::from_value::<CreateIntent>(raw.clone()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "amount_cents, currency, payment_method",
+        );
+    };
+    if req.amount_cents <= 0 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "amount_cents must be positive",
+        );
+    }
+    let Some(card) = Card::parse(&req.payment_method) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_payment_method",
+            "unknown test payment method",
+        );
+    };
+    let fp = fingerprint("intent", &raw);
+    let lock = state.store.key_lock(&key);
+    let _serial = lock.lock().await;
+    match prior(&state.store, &key, &fp) {
+        Ok(Some(replay)) => return replay,
+        Err(mismatch) => return mismatch.into_response(),
+        Ok(None) => {}
+    }
+    if card == Card::Flaky && state.store.books().flaked.insert(key.clone()) {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "processor_error",
+            "the processor failed; nothing was charged",
+        );
+    }
+    let declined = card == Card::Declined;
+    let intent = Intent {
+        id: new_id("pi"),
+        amount_cents: req.amount_cents,
+        currency: req.currency,
+        payment_method: req.payment_method,
+        status: if declined { "failed" } else { "succeeded" }.into(),
+        failure_code: declined.then(|| "card_declined".into()),
+        amount_refunded_cents: 0,
+        metadata: req.metadata,
+        created: now(),
+    };
+    let stored = Answer {
+        fingerprint: fp,
+        status: 200,
+        body: serde_json::to_value(&intent).unwrap_or(Value::Null),
+    };
+    {
+        let mut books = state.store.books();
+        books.intents.push(intent.clone());
+        books.answers.insert(key, stored.clone());
+    }
+    let kind = if declined {
+        "payment_intent.payment_failed"
+    } else {
+        "payment_intent.succeeded"
+    };
+    let event = Sender::event(kind, &intent);
+    let d = state.delays;
+    match card {
+        Card::NoWebhook => {}
+        Card::WebhookFirst => state.hooks.deliver(&state.store, event).await,
+        Card::WebhookTwice => state.hooks.spawn(state.store.clone(), event, Duration::ZERO, 2),
+        Card::WebhookLate => state.hooks.spawn(state.store.clone(), event, d.late, 1),
+        _ => state.hooks.spawn(state.store.clone(), event, Duration::ZERO, 1),
+    }
+    match card {
+        Card::Slow => tokio::time::sleep(d.slow).await,
+        Card::Timeout => tokio::time::sleep(d.timeout).await,
+        _ => {}
+    }
+    answer(&stored, false)
+}
+
+async fn get_intent(AxState(state): AxState<State>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = authorised(&state, &headers) {
+        return r.into_response();
+    }
+    let books = state.store.books();
+    match books.intents.iter().find(|i| i.id == id) {
+        Some(i) => axum::Json(i.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no_such_intent", "no such payment intent"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    order_id: Option<String>,
+}
+
+async fn list_intents(AxState(state): AxState<State>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+    if let Err(r) = authorised(&state, &headers) {
+        return r.into_response();
+    }
+    let books = state.store.books();
+    let data: Vec<&Intent> = books
+        .intents
+        .iter()
+        .filter(|i| q.order_id.is_none() || i.metadata.get("order_id") == q.order_id.as_ref())
+        .collect();
+    axum::Json(json!({ "data": data })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRefund {
+    amount_cents: i64,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+}
+
+async fn create_refund(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorised(&state, &headers) {
+        return r.into_response();
+    }
+    let key = match idempotency_key(&headers) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(raw) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "invalid_request", "the body is not JSON");
+    };
+    let Ok(req) = serde_json::from_value::<CreateRefund>(raw.clone()) else {
+        return error(StatusCode::BAD_REQUEST, "invalid_request", "amount_cents");
+    };
+    if req.amount_cents <= 0 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "amount_cents must be positive",
+        );
+    }
+    let fp = fingerprint(&format!("refund/{id}"), &raw);
+    let lock = state.store.key_lock(&key);
+    let _serial = lock.lock().await;
+    match prior(&state.store, &key, &fp) {
+        Ok(Some(replay)) => return replay,
+        Err(mismatch) => return mismatch.into_response(),
+        Ok(None) => {}
+    }
+    let refund = {
+        let mut books = state.store.books();
+        let Some(intent) = books.intents.iter_mut().find(|i| i.id == id) else {
+            return error(StatusCode::NOT_FOUND, "no_such_intent", "no such payment intent");
+        };
+        if intent.status != "succeeded" {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "intent_not_succeeded",
+                "only a succeeded payment can be refunded",
+            );
+        }
+        if req.amount_cents > intent.amount_cents - intent.amount_refunded_cents {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "amount_too_large",
+                "more than is left to refund",
+            );
+        }
+        intent.amount_refunded_cents += req.amount_cents;
+        let refund = Refund {
+            id: new_id("re"),
+            payment_intent: id.clone(),
+            amount_cents: req.amount_cents,
+            status: "succeeded".into(),
+            metadata: req.metadata,
+            created: now(),
+        };
+        books.refunds.push(refund.clone());
+        books.answers.insert(
+            key.clone(),
+            Answer {
+                fingerprint: fp,
+                status: 200,
+                body: serde_json::to_value(&refund).unwrap_or(Value::Null),
+            },
+        );
+        refund
+    };
+    state.hooks.spawn(
+        state.store.clone(),
+        Sender::event("refund.succeeded", &refund),
+        Duration::ZERO,
+        1,
+    );
+    axum::Json(refund).into_response()
+}
+
+async fn stats(AxState(state): AxState<State>) -> Response {
+    let (intents, succeeded, failed, refunds) = {
+        let b = state.store.books();
+        let succeeded = b.intents.iter().filter(|i| i.status == "succeeded").count();
+        (b.intents.len(), succeeded, b.intents.len() - succeeded, b.refunds.len())
+    };
+    let s = state.store.stats();
+    axum::Json(json!({
+        "intents": intents,
+        "succeeded": succeeded,
+        "failed": failed,
+        "refunds": refunds,
+        "webhooks_delivered": s.webhooks_delivered,
+        "webhooks_failed_attempts": s.webhooks_failed_attempts,
+    }))
+    .into_response()
+}

@@ -1,0 +1,131 @@
+//! The sandbox's books: intents, refunds, and each idempotency key's first
+//! answer; and what each test payment method does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a test payment method behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Card {
+    Ok,
+    Declined,
+    Slow,
+    /// Charges, then holds the answer back longer than any client waits.
+    Timeout,
+    /// The first request with a key fails (charging nothing); a retry works.
+    Flaky,
+    WebhookTwice,
+    WebhookLate,
+    /// The webhook is delivered (and acknowledged) before the answer.
+    WebhookFirst,
+    NoWebhook,
+}
+
+impl Card {
+    pub fn parse(pm: &str) -> Option<Card> {
+        Some(match pm {
+            "pm_card_ok" => Card::Ok,
+            "pm_card_declined" => Card::Declined,
+            "pm_card_slow" => Card::Slow,
+            "pm_card_timeout" => Card::Timeout,
+            "pm_card_flaky" => Card::Flaky,
+            "pm_card_webhook_twice" => Card::WebhookTwice,
+            "pm_card_webhook_late" => Card::WebhookLate,
+            "pm_card_webhook_first" => Card::WebhookFirst,
+            "pm_card_no_webhook" => Card::NoWebhook,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Delays {
+    pub slow: Duration,
+    pub timeout: Duration,
+    pub late: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Intent {
+    pub id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub payment_method: String,
+    pub status: String,
+    pub failure_code: Option<String>,
+    pub amount_refunded_cents: i64,
+    pub metadata: HashMap<String, String>,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refund {
+    pub id: String,
+    pub payment_intent: String,
+    pub amount_cents: i64,
+    pub status: String,
+    pub metadata: HashMap<String, String>,
+    pub created: i64,
+}
+
+/// The first answer to an idempotency key: the request's fingerprint, and
+/// the status and body sent.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub fingerprint: String,
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+#[derive(Debug, Default)]
+pub struct Books {
+    pub intents: Vec<Intent>,
+    pub refunds: Vec<Refund>,
+    pub answers: HashMap<String, Answer>,
+    /// Keys whose first pm_card_flaky request has failed.
+    pub flaked: std::collections::HashSet<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub webhooks_delivered: u64,
+    pub webhooks_failed_attempts: u64,
+}
+
+#[derive(Default)]
+pub struct Store {
+    pub books: Mutex<Books>,
+    pub stats: Mutex<Stats>,
+    /// One lock per idempotency key: concurrent requests with one key run
+    /// one after the other, so the second finds the first's answer.
+    key_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Store {
+    pub fn key_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.key_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(key.to_owned()).or_default().clone()
+    }
+
+    pub fn books(&self) -> std::sync::MutexGuard<'_, Books> {
+        self.books.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}

@@ -1,0 +1,124 @@
+//! Checkout: from a hold to a confirmed order with tickets, through a card
+//! processor that can time out, decline, and send its webhooks late, twice
+//! or before it answers. The purchase is a saga persisted in `orders`
+//! (`saga.rs` drives it, `orders.rs` holds its SQL); the processor sits
+//! behind the `PaymentProvider` trait (`provider.rs`); `reconcile.rs`
+//! finishes whatever a crash or a lost answer left half done.
+
+pub mod orders;
+pub mod provider;
+pub mod reconcile;
+pub mod saga;
+pub mod sandbox;
+pub mod signature;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Cents, EventId, HoldId, OrderId, SeatId, TicketId};
+
+pub use provider::{PaymentProvider, ProviderError, WebhookError, WebhookEvent};
+pub use saga::CheckoutService;
+
+/// What a fan sends to buy a hold's seats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    pub hold_id: HoldId,
+    /// The processor's token for the fan's card, from its client-side form
+    /// (the sandbox's test cards: `pm_card_ok`, `pm_card_declined`, ...).
+    pub payment_method: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// Waiting for the processor's answer (the fan may poll).
+    PendingPayment,
+    /// Money taken, seats being sold: moments, unless a crash intervened.
+    Paid,
+    Confirmed,
+    PaymentFailed,
+    /// The seats could not be had after the money was taken.
+    Refunding,
+    Refunded,
+}
+
+impl OrderState {
+    pub fn parse(s: &str) -> OrderState {
+        match s {
+            "paid" => OrderState::Paid,
+            "confirmed" => OrderState::Confirmed,
+            "payment_failed" => OrderState::PaymentFailed,
+            "refunding" => OrderState::Refunding,
+            "refunded" => OrderState::Refunded,
+            _ => OrderState::PendingPayment,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            OrderState::Confirmed | OrderState::PaymentFailed | OrderState::Refunded
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OrderSeat {
+    pub seat_id: SeatId,
+    pub price_cents: Cents,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TicketRef {
+    pub ticket_id: TicketId,
+    pub seat_id: SeatId,
+}
+
+/// An order as the fan sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Order {
+    pub order_id: OrderId,
+    pub hold_id: HoldId,
+    pub event_id: EventId,
+    pub state: OrderState,
+    pub seats: Vec<OrderSeat>,
+    pub total_cents: Cents,
+    pub currency: String,
+    /// Why the card was declined (`payment_failed`).
+    pub failure_code: Option<String>,
+    /// Why the money went back (`refunding`, `refunded`).
+    pub refund_reason: Option<String>,
+    pub tickets: Vec<TicketRef>,
+    pub created_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OrderError {
+    #[error("no such hold")]
+    HoldNotFound,
+    #[error("the hold has expired")]
+    HoldExpired { expired_at: DateTime<Utc> },
+    #[error("the hold was released")]
+    HoldReleased,
+    #[error("this hold already has an order")]
+    HoldAlreadyOrdered { order_id: OrderId },
+    #[error("payment_method must be 1 to 255 visible ASCII characters")]
+    InvalidPaymentMethod,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("no such order")]
+    OrderNotFound,
+    #[error("storage failure")]
+    #[serde(skip)]
+    Storage(String),
+}
+
+impl From<sqlx::Error> for OrderError {
+    fn from(e: sqlx::Error) -> Self {
+        OrderError::Storage(e.to_string())
+    }
+}

@@ -1,0 +1,440 @@
+//! Every statement that reads or moves an order. Each move is a conditional
+//! UPDATE from the state it expects, so a step repeated (a retry, a
+//! duplicate webhook, two reconcilers) finds the order already moved and
+//! does nothing. Notifications go into the outbox in the same transaction as
+//! the move they tell of.
+
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+
+use crate::checkout::{Order, OrderError, OrderSeat, OrderState, TicketRef};
+use crate::ids::{Cents, EventId, FanId, HoldId, OrderId, SeatId, TicketId};
+
+/// What a new order needs from the request and configuration.
+pub struct NewOrder<'a> {
+    pub id: OrderId,
+    pub hold: HoldId,
+    pub fan: &'a FanId,
+    pub key: &'a str,
+    pub fingerprint: &'a [u8],
+    pub payment_method: &'a str,
+    pub currency: &'a str,
+    pub provider: &'a str,
+    /// Left to its own request this long before reconciliation looks.
+    pub reconcile_after_secs: i64,
+}
+
+/// Makes an order from a live hold of this fan, or finds the one this key
+/// already made. Returns the order's id and whether it is a replay.
+pub async fn create(pool: &PgPool, n: NewOrder<'_>) -> Result<(OrderId, bool), OrderError> {
+    let mut tx = pool.begin().await?;
+    // The hold's row lock orders concurrent requests for one hold (and one
+    // key): each reads what the one before it committed.
+    let hold = sqlx::query!(
+        r#"SELECT event_id, seat_ids, prices_cents, total_cents, state, expires_at,
+                  expires_at <= now() AS "lapsed!"
+           FROM holds WHERE id = $1 AND fan_id = $2 FOR UPDATE"#,
+        n.hold.0,
+        n.fan.as_str()
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let prior = sqlx::query!(
+        "SELECT id, fingerprint FROM orders WHERE fan_id = $1 AND idempotency_key = $2",
+        n.fan.as_str(),
+        n.key
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(p) = prior {
+        return if p.fingerprint == n.fingerprint {
+            Ok((OrderId(p.id), true))
+        } else {
+            Err(OrderError::IdempotencyKeyReused)
+        };
+    }
+    let hold = hold.ok_or(OrderError::HoldNotFound)?;
+    let live = sqlx::query_scalar!(
+        "SELECT id FROM orders WHERE hold_id = $1 AND state <> 'payment_failed'",
+        n.hold.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(existing) = live {
+        return Err(OrderError::HoldAlreadyOrdered {
+            order_id: OrderId(existing),
+        });
+    }
+    match hold.state.as_str() {
+        "active" if !hold.lapsed => {}
+        "active" | "expired" => {
+            return Err(OrderError::HoldExpired {
+                expired_at: hold.expires_at,
+            });
+        }
+        "released" => return Err(OrderError::HoldReleased),
+        _ => return Err(OrderError::HoldNotFound),
+    }
+    sqlx::query!(
+        r#"INSERT INTO orders (id, hold_id, event_id, fan_id, idempotency_key, fingerprint, seat_ids, prices_cents,
+                               total_cents, currency, payment_method, provider, next_check_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(secs => $13))"#,
+        n.id.0,
+        n.hold.0,
+        hold.event_id,
+        n.fan.as_str(),
+        n.key,
+        n.fingerprint,
+        &hold.seat_ids,
+        &hold.prices_cents,
+        hold.total_cents,
+        n.currency,
+        n.payment_method,
+        n.provider,
+        n.reconcile_after_secs as f64,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((n.id, false))
+}
+
+/// What the saga needs to take the next step.
+#[derive(Debug, Clone)]
+pub struct SagaRow {
+    pub id: OrderId,
+    pub hold: HoldId,
+    pub event: EventId,
+    pub fan: FanId,
+    pub state: OrderState,
+    pub seats: Vec<SeatId>,
+    pub prices: Vec<i64>,
+    pub total: Cents,
+    pub currency: String,
+    pub payment_method: String,
+    pub intent_id: Option<String>,
+}
+
+pub async fn saga_row(conn: &mut PgConnection, order: OrderId, lock: bool) -> Result<Option<SagaRow>, sqlx::Error> {
+    // Two statements rather than a dynamic FOR UPDATE, so both are checked
+    // at compile time.
+    let r = if lock {
+        sqlx::query_as!(
+            RawSaga,
+            r#"SELECT id, hold_id, event_id, fan_id, state, seat_ids, prices_cents, total_cents, currency,
+                      payment_method, intent_id
+               FROM orders WHERE id = $1 FOR UPDATE"#,
+            order.0
+        )
+        .fetch_optional(conn)
+        .await?
+    } else {
+        sqlx::query_as!(
+            RawSaga,
+            r#"SELECT id, hold_id, event_id, fan_id, state, seat_ids, prices_cents, total_cents, currency,
+                      payment_method, intent_id
+               FROM orders WHERE id = $1"#,
+            order.0
+        )
+        .fetch_optional(conn)
+        .await?
+    };
+    Ok(r.map(|r| SagaRow {
+        id: OrderId(r.id),
+        hold: HoldId(r.hold_id),
+        event: EventId(r.event_id),
+        fan: FanId(r.fan_id),
+        state: OrderState::parse(&r.state),
+        seats: r.seat_ids.into_iter().map(SeatId).collect(),
+        prices: r.prices_cents,
+        total: Cents(r.total_cents),
+        currency: r.currency,
+        payment_method: r.payment_method,
+        intent_id: r.intent_id,
+    }))
+}
+
+struct RawSaga {
+    id: uuid::Uuid,
+    hold_id: uuid::Uuid,
+    event_id: i64,
+    fan_id: String,
+    state: String,
+    seat_ids: Vec<i64>,
+    prices_cents: Vec<i64>,
+    total_cents: i64,
+    currency: String,
+    payment_method: String,
+    intent_id: Option<String>,
+}
+
+/// The provider took the money: pending_payment -> paid. Returns whether
+/// this call moved it. Reconciliation finishes it if nothing else does.
+pub async fn mark_paid(
+    conn: &mut PgConnection,
+    order: OrderId,
+    intent: &str,
+    reconcile_after_secs: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"UPDATE orders SET state = 'paid', intent_id = $2, updated_at = now(),
+                             next_check_at = now() + make_interval(secs => $3)
+           WHERE id = $1 AND state = 'pending_payment'"#,
+        order.0,
+        intent,
+        reconcile_after_secs as f64
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The card was declined: pending_payment -> payment_failed, and the fan is
+/// told. The hold stays, so the fan can try another card before it lapses.
+pub async fn mark_failed(pool: &PgPool, order: OrderId, intent: Option<&str>, code: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let r = sqlx::query!(
+        r#"UPDATE orders SET state = 'payment_failed', intent_id = $2, failure_code = $3, updated_at = now()
+           WHERE id = $1 AND state = 'pending_payment'
+           RETURNING fan_id, event_id"#,
+        order.0,
+        intent,
+        code
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(r) = r else {
+        return Ok(false);
+    };
+    notify(
+        &mut tx,
+        "payment.failed",
+        order,
+        &r.fan_id,
+        json!({ "order_id": order, "event_id": r.event_id, "failure_code": code }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Seats sold and tickets issued: paid -> confirmed.
+pub async fn mark_confirmed(conn: &mut PgConnection, row: &SagaRow, reclaimed: bool) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE orders SET state = 'confirmed', confirmed_at = now(), updated_at = now(), reclaimed = $2
+           WHERE id = $1 AND state = 'paid'"#,
+        row.id.0,
+        reclaimed
+    )
+    .execute(&mut *conn)
+    .await?;
+    notify(
+        conn,
+        "order.confirmed",
+        row.id,
+        row.fan.as_str(),
+        json!({ "order_id": row.id, "event_id": row.event, "seat_ids": row.seats, "total_cents": row.total }),
+    )
+    .await
+}
+
+/// The money was taken but the seats cannot be had: paid -> refunding.
+pub async fn mark_refunding(conn: &mut PgConnection, row: &SagaRow, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE orders SET state = 'refunding', refund_reason = $2, updated_at = now(), next_check_at = now()
+           WHERE id = $1 AND state = 'paid'"#,
+        row.id.0,
+        reason
+    )
+    .execute(&mut *conn)
+    .await?;
+    notify(
+        conn,
+        "hold.expired",
+        row.id,
+        row.fan.as_str(),
+        json!({ "order_id": row.id, "event_id": row.event, "reason": reason,
+                "detail": "your hold ran out before the payment arrived and the seats were sold; the payment is being refunded" }),
+    )
+    .await
+}
+
+/// The provider returned the money: refunding -> refunded.
+pub async fn mark_refunded(pool: &PgPool, order: OrderId, refund_id: &str, amount: Cents) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let r = sqlx::query!(
+        r#"UPDATE orders SET state = 'refunded', refund_id = $2, updated_at = now()
+           WHERE id = $1 AND state = 'refunding'
+           RETURNING fan_id, event_id, refund_reason"#,
+        order.0,
+        refund_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(r) = r else {
+        return Ok(false);
+    };
+    notify(
+        &mut tx,
+        "refund.issued",
+        order,
+        &r.fan_id,
+        json!({ "order_id": order, "event_id": r.event_id, "amount_cents": amount, "reason": r.refund_reason }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The provider did not answer: try again later, backing off.
+pub async fn defer(pool: &PgPool, order: OrderId, after_secs: i64) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE orders SET next_check_at = now() + make_interval(secs => $2), updated_at = now() WHERE id = $1",
+        order.0,
+        after_secs as f64
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Orders due for a look from the reconciliation job, each pushed back
+/// (with backoff) as it is taken, so that concurrent runs take different
+/// orders and an order that keeps failing is asked about less and less.
+pub async fn due_for_reconciliation(pool: &PgPool, batch: i64) -> Result<Vec<OrderId>, sqlx::Error> {
+    let ids = sqlx::query_scalar!(
+        r#"UPDATE orders o
+           SET next_check_at = now() + make_interval(secs => least(300, 2 ^ least(o.checks, 8))),
+               checks = o.checks + 1
+           WHERE o.id IN (
+               SELECT id FROM orders
+               WHERE state IN ('pending_payment', 'paid', 'refunding') AND next_check_at <= now()
+               ORDER BY next_check_at
+               LIMIT $1
+               FOR UPDATE SKIP LOCKED)
+           RETURNING o.id"#,
+        batch
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(ids.into_iter().map(OrderId).collect())
+}
+
+/// The order a provider charge belongs to.
+pub async fn by_intent(pool: &PgPool, intent: &str) -> Result<Option<OrderId>, sqlx::Error> {
+    let id = sqlx::query_scalar!("SELECT id FROM orders WHERE intent_id = $1", intent)
+        .fetch_optional(pool)
+        .await?;
+    Ok(id.map(OrderId))
+}
+
+/// Records a provider webhook event. Returns false if it was seen before.
+pub async fn record_webhook(pool: &PgPool, provider: &str, event_id: &str, kind: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query!(
+        "INSERT INTO payment_webhooks (provider, event_id, type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        provider,
+        event_id,
+        kind
+    )
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Writes a notification into the outbox, inside the caller's transaction.
+pub async fn notify(
+    conn: &mut PgConnection,
+    topic: &str,
+    order: OrderId,
+    fan: &str,
+    payload: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO outbox (topic, order_id, fan_id, payload) VALUES ($1, $2, $3, $4)",
+        topic,
+        order.0,
+        fan,
+        payload
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A fan's own order, as they see it.
+pub async fn get(pool: &PgPool, fan: &FanId, order: OrderId) -> Result<Order, OrderError> {
+    let mut orders = list(pool, fan, Some(order), 1, None).await?;
+    orders.pop().ok_or(OrderError::OrderNotFound)
+}
+
+/// A fan's orders, newest first, `before` an order id for the next page.
+pub async fn list(
+    pool: &PgPool,
+    fan: &FanId,
+    only: Option<OrderId>,
+    limit: i64,
+    before: Option<OrderId>,
+) -> Result<Vec<Order>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT o.id, o.hold_id, o.event_id, o.state, o.seat_ids, o.prices_cents, o.total_cents, o.currency,
+                  o.failure_code, o.refund_reason, o.created_at, o.confirmed_at,
+                  coalesce((SELECT array_agg(t.id ORDER BY t.seat_id) FROM tickets t WHERE t.order_id = o.id), '{}')
+                      AS "ticket_ids!",
+                  coalesce((SELECT array_agg(t.seat_id ORDER BY t.seat_id) FROM tickets t WHERE t.order_id = o.id), '{}')
+                      AS "ticket_seats!"
+           FROM orders o
+           WHERE o.fan_id = $1 AND ($2::uuid IS NULL OR o.id = $2) AND ($4::uuid IS NULL OR o.id < $4)
+           ORDER BY o.id DESC
+           LIMIT $3"#,
+        fan.as_str(),
+        only.map(|o| o.0),
+        limit,
+        before.map(|o| o.0),
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Order {
+            order_id: OrderId(r.id),
+            hold_id: HoldId(r.hold_id),
+            event_id: EventId(r.event_id),
+            state: OrderState::parse(&r.state),
+            seats: r
+                .seat_ids
+                .iter()
+                .zip(&r.prices_cents)
+                .map(|(s, p)| OrderSeat {
+                    seat_id: SeatId(*s),
+                    price_cents: Cents(*p),
+                })
+                .collect(),
+            total_cents: Cents(r.total_cents),
+            currency: r.currency,
+            failure_code: r.failure_code,
+            refund_reason: r.refund_reason,
+            tickets: r
+                .ticket_ids
+                .into_iter()
+                .zip(r.ticket_seats)
+                .map(|(t, s)| TicketRef {
+                    ticket_id: TicketId(t),
+                    seat_id: SeatId(s),
+                })
+                .collect(),
+            created_at: r.created_at,
+            confirmed_at: r.confirmed_at,
+        })
+        .collect())
+}
+
+/// For tests and the crash checks: (state, intent) of every order.
+pub async fn all_states(pool: &PgPool) -> Result<Vec<(OrderId, OrderState, Option<String>)>, sqlx::Error> {
+    let rows = sqlx::query!("SELECT id, state, intent_id FROM orders ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (OrderId(r.id), OrderState::parse(&r.state), r.intent_id))
+        .collect())
+}

@@ -1,0 +1,131 @@
+//! The payment-provider adapter: what the checkout saga needs from a card
+//! processor, as a trait, so that the saga never knows whose API it is.
+//!
+//! Every call that moves money carries an idempotency key derived from the
+//! order (never random), so a retry after a timeout, a crash or a second
+//! worker reaches the same charge or refund instead of making a new one.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::ids::{Cents, OrderId};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A charge to make: create, confirm and capture in one call.
+#[derive(Debug, Clone)]
+pub struct ChargeRequest {
+    pub order: OrderId,
+    pub amount: Cents,
+    pub currency: String,
+    pub payment_method: String,
+    /// Same order, same key: the provider answers a retry with the first
+    /// charge.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeStatus {
+    Succeeded,
+    Declined { code: String },
+}
+
+/// The provider's record of a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    pub intent_id: String,
+    pub order: Option<OrderId>,
+    pub amount: Cents,
+    pub refunded: Cents,
+    pub status: ChargeStatus,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    pub intent_id: String,
+    pub amount: Cents,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub refund_id: String,
+    pub intent_id: String,
+    pub amount: Cents,
+}
+
+/// What a verified webhook tells us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEvent {
+    Charged {
+        event_id: String,
+        charge: Charge,
+    },
+    Refunded {
+        event_id: String,
+        refund: Refund,
+    },
+    /// A type we do not act on; acknowledged so the provider stops sending it.
+    Other {
+        event_id: String,
+        kind: String,
+    },
+}
+
+impl WebhookEvent {
+    pub fn event_id(&self) -> &str {
+        match self {
+            WebhookEvent::Charged { event_id, .. }
+            | WebhookEvent::Refunded { event_id, .. }
+            | WebhookEvent::Other { event_id, .. } => event_id,
+        }
+    }
+
+    pub fn kind(&self) -> &str {
+        match self {
+            WebhookEvent::Charged { .. } => "charge",
+            WebhookEvent::Refunded { .. } => "refund",
+            WebhookEvent::Other { kind, .. } => kind,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// No answer (timeout, connection refused, 5xx): the charge may or may
+    /// not have happened. Only asking again with the same key tells.
+    #[error("payment provider did not answer: {0}")]
+    Unknown(String),
+    /// The provider refused the request itself (not a card decline).
+    #[error("payment provider refused the request: {code}")]
+    Rejected { code: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("the webhook's signature header is missing or malformed")]
+    MalformedSignature,
+    #[error("the webhook's signature does not match")]
+    BadSignature,
+    #[error("the webhook was signed too long ago (or in the future)")]
+    StaleTimestamp,
+    #[error("the webhook's body is not an event we understand")]
+    MalformedBody,
+}
+
+/// A card processor.
+pub trait PaymentProvider: Send + Sync {
+    /// The name stored on orders (`sandbox`, `stripe`).
+    fn name(&self) -> &'static str;
+
+    /// Creates, confirms and captures; or, for a key seen before, returns the
+    /// first charge made with it.
+    fn charge<'a>(&'a self, request: &'a ChargeRequest) -> BoxFuture<'a, Result<Charge, ProviderError>>;
+
+    fn refund<'a>(&'a self, request: &'a RefundRequest) -> BoxFuture<'a, Result<Refund, ProviderError>>;
+
+    /// Checks a webhook's signature and freshness, then parses it.
+    /// `signature` is the provider's signature header; `now_unix` the clock.
+    fn verify_webhook(&self, signature: Option<&str>, body: &[u8], now_unix: i64)
+    -> Result<WebhookEvent, WebhookError>;
+}

@@ -1,0 +1,38 @@
+//! The reconciliation job: finds orders stuck in an intermediate state
+//! (their request died, the provider never answered, the webhook never came,
+//! the core crashed mid-saga) and drives each to a final state by taking the
+//! saga's next step again. Safe at any time and alongside itself: taking an
+//! order pushes its next look back (SKIP LOCKED), and every step is
+//! idempotent anyway.
+
+use std::time::Duration;
+
+use crate::checkout::orders;
+use crate::checkout::saga::CheckoutService;
+use crate::config::CheckoutConfig;
+
+/// One pass: drives every due order once. Returns how many it looked at.
+pub async fn run_once(checkout: &CheckoutService, pool: &sqlx::PgPool, batch: i64) -> Result<usize, sqlx::Error> {
+    let due = orders::due_for_reconciliation(pool, batch).await?;
+    for order in &due {
+        match checkout.drive(*order).await {
+            Ok(state) => tracing::info!(order_id = %order, ?state, "reconciled"),
+            Err(e) => tracing::warn!(order_id = %order, error = %e, "reconciliation step failed; will retry"),
+        }
+    }
+    Ok(due.len())
+}
+
+pub async fn run(checkout: CheckoutService, pool: sqlx::PgPool, config: CheckoutConfig) {
+    let mut tick = tokio::time::interval(Duration::from_millis(config.reconcile_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match run_once(&checkout, &pool, config.reconcile_batch).await {
+            // A full batch: more are waiting, go again at once.
+            Ok(n) if n as i64 >= config.reconcile_batch => tick.reset_immediately(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reconciliation pass failed"),
+        }
+    }
+}

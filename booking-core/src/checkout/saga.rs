@@ -1,0 +1,304 @@
+//! The purchase saga: each step reads the order's persisted state, does
+//! one thing, and records the result, so that any step can be run again —
+//! after a crash, by the reconciliation job, or because a webhook and the
+//! fan's own request arrived together — and lands in the same place.
+//!
+//!   pending_payment  charge (idempotency key = the order) -> paid | payment_failed
+//!   paid             one transaction: sell the seats (or re-claim them, if
+//!                    the hold lapsed and they are still free), issue tickets
+//!                    -> confirmed; or, if the seats are gone -> refunding
+//!   refunding        refund (idempotency key = the order) -> refunded
+//!
+//! A charge whose answer never came (timeout, 5xx, crash) is asked again
+//! with the same key later; the provider answers with the first charge,
+//! so a fan is never charged twice for one order.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::checkout::orders::{self, NewOrder, SagaRow};
+use crate::checkout::provider::{
+    ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, WebhookEvent,
+};
+use crate::checkout::{Order, OrderError, OrderRequest, OrderState};
+use crate::config::{CheckoutConfig, PaymentsConfig};
+use crate::idempotency::Fingerprint;
+use crate::ids::{Cents, FanId, OrderId};
+use crate::inventory::claims;
+use crate::tickets;
+
+/// Where the crash tests may stop the process (`checkout.crash_after`):
+/// after each step's effect, before the next.
+pub const STEPS: &[&str] = &["order_created", "charged", "paid", "settled", "refund_sent"];
+
+#[derive(Clone)]
+pub struct CheckoutService {
+    pool: PgPool,
+    provider: Arc<dyn PaymentProvider>,
+    currency: String,
+    reconcile_after_secs: i64,
+    crash_after: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SagaError {
+    #[error("storage: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("no such order")]
+    NoOrder,
+}
+
+impl CheckoutService {
+    pub fn new(
+        pool: PgPool,
+        provider: Arc<dyn PaymentProvider>,
+        payments: &PaymentsConfig,
+        checkout: &CheckoutConfig,
+    ) -> Self {
+        CheckoutService {
+            pool,
+            provider,
+            currency: payments.currency.clone(),
+            reconcile_after_secs: checkout.reconcile_after_secs as i64,
+            crash_after: checkout.crash_after.clone(),
+        }
+    }
+
+    pub fn provider(&self) -> &dyn PaymentProvider {
+        self.provider.as_ref()
+    }
+
+    /// Makes an order from the fan's hold and takes it as far as it goes now:
+    /// usually to `confirmed` or `payment_failed`; to `pending_payment` if
+    /// the provider did not answer (the webhook or reconciliation finish it).
+    #[tracing::instrument(skip_all, fields(hold_id = %request.hold_id, order_id = tracing::field::Empty))]
+    pub async fn place(&self, fan: &FanId, key: &str, request: &OrderRequest) -> Result<(Order, bool), OrderError> {
+        let pm = request.payment_method.as_str();
+        if pm.is_empty() || pm.len() > 255 || !pm.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(OrderError::InvalidPaymentMethod);
+        }
+        let fingerprint = Fingerprint::of("order.create", request);
+        let (order, replayed) = orders::create(
+            &self.pool,
+            NewOrder {
+                id: OrderId::new(),
+                hold: request.hold_id,
+                fan,
+                key,
+                fingerprint: &fingerprint.0,
+                payment_method: pm,
+                currency: &self.currency,
+                provider: self.provider.name(),
+                reconcile_after_secs: self.reconcile_after_secs,
+            },
+        )
+        .await?;
+        tracing::Span::current().record("order_id", tracing::field::display(order));
+        if !replayed {
+            self.crash_point("order_created");
+        }
+        // A replay drives too: the first request may have died mid-way.
+        if let Err(e) = self.drive(order).await {
+            tracing::warn!(error = %e, "order left for reconciliation");
+        }
+        Ok((orders::get(&self.pool, fan, order).await?, replayed))
+    }
+
+    /// Takes steps until the order is final or a step cannot be taken now.
+    #[tracing::instrument(skip(self), fields(order_id = %order))]
+    pub async fn drive(&self, order: OrderId) -> Result<OrderState, SagaError> {
+        loop {
+            let mut conn = self.pool.acquire().await?;
+            let row = orders::saga_row(&mut conn, order, false)
+                .await?
+                .ok_or(SagaError::NoOrder)?;
+            drop(conn);
+            let before = row.state;
+            match row.state {
+                OrderState::PendingPayment => self.charge(&row).await?,
+                OrderState::Paid => self.settle(order).await?,
+                OrderState::Refunding => self.refund(&row).await?,
+                done => return Ok(done),
+            }
+            let mut conn = self.pool.acquire().await?;
+            let after = orders::saga_row(&mut conn, order, false)
+                .await?
+                .ok_or(SagaError::NoOrder)?
+                .state;
+            if after == before {
+                // The step could not be taken now (no answer from the provider).
+                return Ok(after);
+            }
+        }
+    }
+
+    async fn charge(&self, row: &SagaRow) -> Result<(), SagaError> {
+        if row.total == Cents(0) {
+            // Nothing to charge (complimentary seats): straight to the sale.
+            let mut conn = self.pool.acquire().await?;
+            sqlx::query!(
+                "UPDATE orders SET state = 'paid', updated_at = now() WHERE id = $1 AND state = 'pending_payment'",
+                row.id.0
+            )
+            .execute(&mut *conn)
+            .await?;
+            return Ok(());
+        }
+        let request = ChargeRequest {
+            order: row.id,
+            amount: row.total,
+            currency: row.currency.clone(),
+            payment_method: row.payment_method.clone(),
+            idempotency_key: format!("order-{}-charge", row.id),
+        };
+        match self.provider.charge(&request).await {
+            Ok(charge) => {
+                self.crash_point("charged");
+                match charge.status {
+                    ChargeStatus::Succeeded => {
+                        let mut conn = self.pool.acquire().await?;
+                        orders::mark_paid(&mut conn, row.id, &charge.intent_id, self.reconcile_after_secs).await?;
+                        self.crash_point("paid");
+                    }
+                    ChargeStatus::Declined { code } => {
+                        orders::mark_failed(&self.pool, row.id, Some(&charge.intent_id), &code).await?;
+                    }
+                }
+            }
+            Err(ProviderError::Unknown(why)) => {
+                tracing::warn!(%why, "no answer from the payment provider; will ask again");
+                orders::defer(&self.pool, row.id, self.reconcile_after_secs).await?;
+            }
+            Err(ProviderError::Rejected { code, message }) => {
+                // The provider refused the request itself (e.g. an unknown
+                // payment method): nothing was charged.
+                tracing::warn!(%code, %message, "payment provider refused the charge");
+                orders::mark_failed(&self.pool, row.id, None, &code).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// paid -> confirmed (seats sold, tickets issued) or -> refunding, in one
+    /// transaction under the order's row lock.
+    async fn settle(&self, order: OrderId) -> Result<(), SagaError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = orders::saga_row(&mut tx, order, true).await? else {
+            return Err(SagaError::NoOrder);
+        };
+        if row.state != OrderState::Paid {
+            return Ok(());
+        }
+        let (sold, reclaimed) = match claims::sell_hold(&mut tx, row.hold).await? {
+            Some(seats) if seats.len() == row.seats.len() => (true, false),
+            Some(_) => (false, false),
+            None => (
+                claims::reclaim_for_sale(&mut tx, row.event, row.hold, &row.seats).await?,
+                true,
+            ),
+        };
+        if sold {
+            let issued = tickets::issue(&mut tx, row.id, row.event, &row.fan, &row.seats, &row.prices).await;
+            match issued {
+                Ok(_) => orders::mark_confirmed(&mut tx, &row, reclaimed).await?,
+                Err(e) if is_unique_violation(&e) => {
+                    // The last guarantee fired: some seat already has a valid
+                    // ticket. Sell nothing; give the money back.
+                    tracing::error!(error = %e, "a seat already had a ticket; refunding");
+                    tx.rollback().await?;
+                    let mut tx = self.pool.begin().await?;
+                    if let Some(row) = orders::saga_row(&mut tx, order, true).await?
+                        && row.state == OrderState::Paid
+                    {
+                        orders::mark_refunding(&mut tx, &row, "seat_already_ticketed").await?;
+                    }
+                    tx.commit().await?;
+                    self.crash_point("settled");
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            orders::mark_refunding(&mut tx, &row, "seats_no_longer_available").await?;
+        }
+        tx.commit().await?;
+        self.crash_point("settled");
+        Ok(())
+    }
+
+    async fn refund(&self, row: &SagaRow) -> Result<(), SagaError> {
+        let Some(intent) = &row.intent_id else {
+            // Nothing was charged (a free order): nothing to give back.
+            orders::mark_refunded(&self.pool, row.id, "", Cents(0)).await?;
+            return Ok(());
+        };
+        let request = RefundRequest {
+            intent_id: intent.clone(),
+            amount: row.total,
+            idempotency_key: format!("order-{}-refund", row.id),
+        };
+        match self.provider.refund(&request).await {
+            Ok(refund) => {
+                self.crash_point("refund_sent");
+                orders::mark_refunded(&self.pool, row.id, &refund.refund_id, refund.amount).await?;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refund not confirmed by the provider; will ask again");
+                orders::defer(&self.pool, row.id, self.reconcile_after_secs).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a verified webhook: records the fact it carries (idempotently)
+    /// and drives the order on. Returns false for a duplicate delivery.
+    pub async fn on_webhook(&self, event: WebhookEvent) -> Result<bool, SagaError> {
+        if !orders::record_webhook(&self.pool, self.provider.name(), event.event_id(), event.kind()).await? {
+            return Ok(false);
+        }
+        let order = match event {
+            WebhookEvent::Charged { charge, .. } => {
+                let Some(order) = charge.order else {
+                    tracing::warn!(intent = %charge.intent_id, "webhook for a charge that names no order");
+                    return Ok(true);
+                };
+                match charge.status {
+                    ChargeStatus::Succeeded => {
+                        let mut conn = self.pool.acquire().await?;
+                        orders::mark_paid(&mut conn, order, &charge.intent_id, self.reconcile_after_secs).await?;
+                    }
+                    ChargeStatus::Declined { code } => {
+                        orders::mark_failed(&self.pool, order, Some(&charge.intent_id), &code).await?;
+                    }
+                }
+                order
+            }
+            WebhookEvent::Refunded { refund, .. } => {
+                let Some(order) = orders::by_intent(&self.pool, &refund.intent_id).await? else {
+                    return Ok(true);
+                };
+                orders::mark_refunded(&self.pool, order, &refund.refund_id, refund.amount).await?;
+                order
+            }
+            WebhookEvent::Other { .. } => return Ok(true),
+        };
+        match self.drive(order).await {
+            Ok(_) | Err(SagaError::NoOrder) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Test-only fault injection: die here, as a crash would.
+    fn crash_point(&self, step: &str) {
+        if self.crash_after.as_deref() == Some(step) {
+            tracing::error!(step, "checkout.crash_after: aborting the process");
+            std::process::abort();
+        }
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}

@@ -1,0 +1,117 @@
+//! Order endpoints: buy a hold's seats, read an order, list the fan's
+//! orders. Thin: the saga lives in `checkout`.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::checkout::{Order, OrderRequest, OrderState, orders};
+use crate::http::AppState;
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Fan, IdemKey};
+use crate::http::problem::{ApiError, Problem};
+use crate::ids::OrderId;
+
+fn answer(order: Order, replayed: bool) -> Response {
+    // 201: bought; 202: the processor has not answered yet, poll the order.
+    let status = match order.state {
+        OrderState::PendingPayment | OrderState::Paid | OrderState::Refunding => StatusCode::ACCEPTED,
+        _ => StatusCode::CREATED,
+    };
+    let confirmed = order.state == OrderState::Confirmed;
+    let location = format!("/v1/orders/{}", order.order_id);
+    let mut response = (status, axum::Json(order)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, v);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    if confirmed {
+        // The edge ends this fan's waiting-room session and admits the next.
+        headers.insert(usher_shared::SESSION_DONE_HEADER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Buy the seats of one of your holds, at the prices the hold locked.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders",
+    params(("Idempotency-Key" = String, Header, description = "Unique per intended purchase; a retry sends the same key and is never charged again")),
+    request_body = OrderRequest,
+    security(("fan_token" = [])),
+    responses(
+        (status = 201, body = Order, description = "Confirmed (tickets issued) or payment_failed (card declined; the hold stays)"),
+        (status = 202, body = Order, description = "The processor has not answered yet: poll Location"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "hold_already_ordered, hold_released"),
+        (status = 410, body = Problem, content_type = "application/problem+json", description = "hold_expired"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "hold_not_found")))]
+pub async fn create(
+    State(state): State<AppState>,
+    fan: Fan,
+    IdemKey(key): IdemKey,
+    ApiJson(request): ApiJson<OrderRequest>,
+) -> Result<Response, ApiError> {
+    let (order, replayed) = state.checkout.place(&fan.id, key.as_str(), &request).await?;
+    Ok(answer(order, replayed))
+}
+
+/// One of your orders, with its state now.
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "orders",
+    params(("order_id" = uuid::Uuid, Path)),
+    security(("fan_token" = [])),
+    responses((status = 200, body = Order), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    State(state): State<AppState>,
+    fan: Fan,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Response, ApiError> {
+    let order = orders::get(&state.pool, &fan.id, OrderId(id)).await?;
+    let mut response = axum::Json(order).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// At most this many (1 to 100, default 20).
+    pub limit: Option<i64>,
+    /// The last order id of the previous page.
+    pub before: Option<uuid::Uuid>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    /// Pass as `before` for the next page; absent on the last.
+    pub next_before: Option<OrderId>,
+}
+
+/// Your orders, newest first.
+#[utoipa::path(get, path = "/v1/me/orders", tag = "orders",
+    params(ListParams),
+    security(("fan_token" = [])),
+    responses((status = 200, body = OrderPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
+pub async fn mine(
+    State(state): State<AppState>,
+    fan: Fan,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Response, ApiError> {
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit must be 1 to 100"));
+    }
+    let orders = orders::list(&state.pool, &fan.id, None, limit, params.before.map(OrderId)).await?;
+    let next_before = (orders.len() as i64 == limit)
+        .then(|| orders.last().map(|o| o.order_id))
+        .flatten();
+    let mut response = axum::Json(OrderPage { orders, next_before }).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

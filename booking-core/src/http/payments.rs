@@ -1,0 +1,49 @@
+//! The payment provider's webhook endpoint. The body is read raw, because
+//! the signature covers the exact bytes; it is verified (HMAC, timestamp
+//! within tolerance) before anything is parsed or acted on.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::checkout::WebhookError;
+use crate::checkout::sandbox::SIGNATURE_HEADER;
+use crate::http::AppState;
+use crate::http::problem::{ApiError, Problem};
+
+/// Payment events from the processor (signed; at least once, any order).
+#[utoipa::path(post, path = "/v1/payments/webhooks/sandbox", tag = "payments",
+    request_body(content = String, description = "The processor's event, signed in the Sandbox-Signature header"),
+    responses(
+        (status = 200, description = "Acted on, or a duplicate (`duplicate: true`)"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "webhook_signature_invalid, webhook_timestamp_stale, webhook_malformed")))]
+pub async fn sandbox(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let now = chrono::Utc::now().timestamp();
+    let event = state
+        .checkout
+        .provider()
+        .verify_webhook(signature, &body, now)
+        .map_err(|e| {
+            let code = match e {
+                WebhookError::MalformedSignature | WebhookError::BadSignature => "webhook_signature_invalid",
+                WebhookError::StaleTimestamp => "webhook_timestamp_stale",
+                WebhookError::MalformedBody => "webhook_malformed",
+            };
+            tracing::warn!(code, "webhook refused");
+            ApiError::bad_request(code, e.to_string())
+        })?;
+    let event_id = event.event_id().to_owned();
+    let fresh = state
+        .checkout
+        .on_webhook(event)
+        .await
+        .map_err(|e| ApiError::unavailable(&e))?;
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({ "received": event_id, "duplicate": !fresh })),
+    )
+        .into_response())
+}

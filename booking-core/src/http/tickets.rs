@@ -1,0 +1,153 @@
+//! Ticket endpoints: a fan's ticket and its QR code, the public keys gate
+//! scanners verify codes with, and check-in. Thin: the rules live in
+//! `tickets`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::http::AppState;
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Fan};
+use crate::http::problem::{ApiError, Problem};
+use crate::ids::TicketId;
+use crate::tickets::{self, CheckIn, Ticket, qr, render};
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// One of your tickets, with its signed code.
+#[utoipa::path(get, path = "/v1/tickets/{ticket_id}", tag = "tickets",
+    params(("ticket_id" = uuid::Uuid, Path)),
+    security(("fan_token" = [])),
+    responses((status = 200, body = Ticket), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    State(state): State<AppState>,
+    fan: Fan,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Response, ApiError> {
+    let ticket = tickets::get(&state.pool, &state.ticket_signer, &fan.id, TicketId(id)).await?;
+    Ok(no_store(axum::Json(ticket).into_response()))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct QrParams {
+    /// The rotating code for the current window, instead of the static one.
+    #[serde(default)]
+    pub rotating: bool,
+}
+
+/// Your ticket's QR code as SVG.
+#[utoipa::path(get, path = "/v1/tickets/{ticket_id}/qr.svg", tag = "tickets",
+    params(("ticket_id" = uuid::Uuid, Path), QrParams),
+    security(("fan_token" = [])),
+    responses((status = 200, content_type = "image/svg+xml", body = String),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn qr_svg(
+    State(state): State<AppState>,
+    fan: Fan,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiQuery(params): ApiQuery<QrParams>,
+) -> Result<Response, ApiError> {
+    let (ticket, secret) = tickets::get_with_secret(&state.pool, &state.ticket_signer, &fan.id, TicketId(id)).await?;
+    let code = if params.rotating {
+        let period = state.config.tickets.rotation_secs as i64;
+        qr::rotating(&ticket.code, &secret, chrono::Utc::now().timestamp() / period)
+    } else {
+        ticket.code
+    };
+    let svg = render::svg(&code).map_err(|e| ApiError::unavailable(&e))?;
+    let mut response = svg.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    Ok(no_store(response))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TicketKey {
+    pub kid: String,
+    /// Ed25519, SPKI PEM.
+    pub public_key_pem: String,
+}
+
+/// The keys ticket codes are signed with: load them into gate scanners to
+/// verify codes offline.
+#[utoipa::path(get, path = "/v1/tickets/keys", tag = "tickets",
+    responses((status = 200, body = [TicketKey])))]
+pub async fn keys(State(state): State<AppState>) -> Response {
+    let key = TicketKey {
+        kid: state.ticket_signer.kid().to_owned(),
+        public_key_pem: state.ticket_signer.public_pem(),
+    };
+    axum::Json(vec![key]).into_response()
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    /// What the scanner read from the QR code.
+    pub code: String,
+}
+
+/// Admit a ticket at a gate: once. A second scan is refused with where and
+/// when it was first scanned.
+#[utoipa::path(post, path = "/v1/checkin", tag = "tickets",
+    request_body = ScanRequest,
+    security(("scanner_key" = [])),
+    responses((status = 200, body = CheckIn),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "already_checked_in (with checked_in_at and checked_in_by), ticket_superseded, ticket_not_valid"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "code_invalid, code_stale"),
+              (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn checkin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(scan): ApiJson<ScanRequest>,
+) -> Result<Response, ApiError> {
+    let scanner = scanner_id(&state, &headers)?;
+    let signer = &state.ticket_signer;
+    let public = signer.verifying_key();
+    let admitted = tickets::checkin::scan(
+        &state.pool,
+        &scan.code,
+        |kid| (kid == signer.kid()).then_some(public),
+        &scanner,
+        state.config.tickets.rotation_secs as i64,
+        false,
+    )
+    .await?;
+    Ok((StatusCode::OK, axum::Json(admitted)).into_response())
+}
+
+/// The scanner named by `Authorization: Bearer <scanner key>`.
+fn scanner_id(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    state
+        .config
+        .tickets
+        .scanners
+        .iter()
+        .find(|s| !presented.is_empty() && constant_time_eq(s.key.as_bytes(), presented.as_bytes()))
+        .map(|s| s.id.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "scanner_unauthenticated",
+                "send Authorization: Bearer <scanner key>",
+            )
+        })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

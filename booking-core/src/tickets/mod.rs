@@ -1,0 +1,120 @@
+//! Tickets: one per sold seat, issued in the transaction that sells it,
+//! with a signed QR code (see `qr.rs`), rendered by `render.rs`, and
+//! checked in once at the gate (`checkin.rs`).
+
+pub mod checkin;
+pub mod qr;
+pub mod render;
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+
+use crate::ids::{Cents, EventId, FanId, OrderId, SeatId, TicketId};
+
+pub use checkin::{CheckIn, CheckInError};
+pub use qr::TicketSigner;
+
+/// A ticket as its owner sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Ticket {
+    pub ticket_id: TicketId,
+    pub order_id: OrderId,
+    pub event_id: EventId,
+    pub seat_id: SeatId,
+    pub price_cents: Cents,
+    /// `valid`, `refunded` or `void`.
+    pub state: String,
+    pub version: i32,
+    /// The static signed code, for the QR.
+    pub code: String,
+    pub issued_at: DateTime<Utc>,
+    pub checked_in_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TicketError {
+    #[error("no such ticket")]
+    NotFound,
+    #[error("storage failure: {0}")]
+    Storage(#[from] sqlx::Error),
+}
+
+/// Issues one ticket per seat of a sold order, inside the selling
+/// transaction. The `one_ticket_per_seat` index refuses a second valid
+/// ticket for any seat, which aborts the whole sale.
+pub async fn issue(
+    tx: &mut PgConnection,
+    order: OrderId,
+    event: EventId,
+    owner: &FanId,
+    seats: &[SeatId],
+    prices: &[i64],
+) -> Result<Vec<TicketId>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = seats.iter().map(|_| TicketId::new().0).collect();
+    let secrets: Vec<Vec<u8>> = seats
+        .iter()
+        .map(|_| {
+            let mut s = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut s);
+            s
+        })
+        .collect();
+    let seat_ids: Vec<i64> = seats.iter().map(|s| s.0).collect();
+    sqlx::query!(
+        r#"INSERT INTO tickets (id, order_id, event_id, seat_id, owner_fan_id, price_cents, secret)
+           SELECT t.id, $1, $2, t.seat_id, $3, t.price, t.secret
+           FROM unnest($4::uuid[], $5::bigint[], $6::bigint[], $7::bytea[]) AS t(id, seat_id, price, secret)"#,
+        order.0,
+        event.0,
+        owner.as_str(),
+        &ids,
+        &seat_ids,
+        prices,
+        &secrets,
+    )
+    .execute(tx)
+    .await?;
+    Ok(ids.into_iter().map(TicketId).collect())
+}
+
+/// One of the fan's tickets, with its current code.
+pub async fn get(pool: &PgPool, signer: &TicketSigner, owner: &FanId, ticket: TicketId) -> Result<Ticket, TicketError> {
+    let (t, _) = get_with_secret(pool, signer, owner, ticket).await?;
+    Ok(t)
+}
+
+/// The ticket and its rotating-code secret (never sent except as codes).
+pub async fn get_with_secret(
+    pool: &PgPool,
+    signer: &TicketSigner,
+    owner: &FanId,
+    ticket: TicketId,
+) -> Result<(Ticket, Vec<u8>), TicketError> {
+    let r = sqlx::query!(
+        r#"SELECT id, order_id, event_id, seat_id, price_cents, state, version, secret, issued_at, checked_in_at
+           FROM tickets WHERE id = $1 AND owner_fan_id = $2"#,
+        ticket.0,
+        owner.as_str()
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(TicketError::NotFound)?;
+    let (event, seat) = (EventId(r.event_id), SeatId(r.seat_id));
+    Ok((
+        Ticket {
+            ticket_id: ticket,
+            order_id: OrderId(r.order_id),
+            event_id: event,
+            seat_id: seat,
+            price_cents: Cents(r.price_cents),
+            code: signer.code(ticket, event, seat, r.version),
+            state: r.state,
+            version: r.version,
+            issued_at: r.issued_at,
+            checked_in_at: r.checked_in_at,
+        },
+        r.secret,
+    ))
+}
