@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod ids;
 pub mod inventory;
+pub mod outbox;
 pub mod seed;
 pub mod tickets;
 pub mod venues;

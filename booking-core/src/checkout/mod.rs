@@ -8,6 +8,7 @@
 pub mod orders;
 pub mod provider;
 pub mod reconcile;
+pub mod refunds;
 pub mod saga;
 pub mod sandbox;
 pub mod signature;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{Cents, EventId, HoldId, OrderId, SeatId, TicketId};
 
 pub use provider::{PaymentProvider, ProviderError, WebhookError, WebhookEvent};
+pub use refunds::{OrderRefund, RefundError, RefundOrderRequest};
 pub use saga::CheckoutService;
 
 /// What a fan sends to buy a hold's seats.

@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::checkout::{Order, OrderError, OrderSeat, OrderState, TicketRef};
 use crate::ids::{Cents, EventId, FanId, HoldId, OrderId, SeatId, TicketId};
+use crate::outbox::{notify, topic};
 
 /// What a new order needs from the request and configuration.
 pub struct NewOrder<'a> {
@@ -208,7 +209,7 @@ pub async fn mark_failed(pool: &PgPool, order: OrderId, intent: Option<&str>, co
     };
     notify(
         &mut tx,
-        "payment.failed",
+        topic::PAYMENT_FAILED,
         order,
         &r.fan_id,
         json!({ "order_id": order, "event_id": r.event_id, "failure_code": code }),
@@ -230,7 +231,7 @@ pub async fn mark_confirmed(conn: &mut PgConnection, row: &SagaRow, reclaimed: b
     .await?;
     notify(
         conn,
-        "order.confirmed",
+        topic::ORDER_CONFIRMED,
         row.id,
         row.fan.as_str(),
         json!({ "order_id": row.id, "event_id": row.event, "seat_ids": row.seats, "total_cents": row.total }),
@@ -250,7 +251,7 @@ pub async fn mark_refunding(conn: &mut PgConnection, row: &SagaRow, reason: &str
     .await?;
     notify(
         conn,
-        "hold.expired",
+        topic::HOLD_EXPIRED,
         row.id,
         row.fan.as_str(),
         json!({ "order_id": row.id, "event_id": row.event, "reason": reason,
@@ -276,7 +277,7 @@ pub async fn mark_refunded(pool: &PgPool, order: OrderId, refund_id: &str, amoun
     };
     notify(
         &mut tx,
-        "refund.issued",
+        topic::REFUND_ISSUED,
         order,
         &r.fan_id,
         json!({ "order_id": order, "event_id": r.event_id, "amount_cents": amount, "reason": r.refund_reason }),
@@ -339,26 +340,6 @@ pub async fn record_webhook(pool: &PgPool, provider: &str, event_id: &str, kind:
     .execute(pool)
     .await?;
     Ok(r.rows_affected() == 1)
-}
-
-/// Writes a notification into the outbox, inside the caller's transaction.
-pub async fn notify(
-    conn: &mut PgConnection,
-    topic: &str,
-    order: OrderId,
-    fan: &str,
-    payload: serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO outbox (topic, order_id, fan_id, payload) VALUES ($1, $2, $3, $4)",
-        topic,
-        order.0,
-        fan,
-        payload
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// A fan's own order, as they see it.

@@ -11,7 +11,8 @@ use crate::checkout::orders;
 use crate::checkout::saga::CheckoutService;
 use crate::config::CheckoutConfig;
 
-/// One pass: drives every due order once. Returns how many it looked at.
+/// One pass: drives every due order, and every pending refund, once.
+/// Returns how many it looked at.
 pub async fn run_once(checkout: &CheckoutService, pool: &sqlx::PgPool, batch: i64) -> Result<usize, sqlx::Error> {
     let due = orders::due_for_reconciliation(pool, batch).await?;
     for order in &due {
@@ -20,7 +21,14 @@ pub async fn run_once(checkout: &CheckoutService, pool: &sqlx::PgPool, batch: i6
             Err(e) => tracing::warn!(order_id = %order, error = %e, "reconciliation step failed; will retry"),
         }
     }
-    Ok(due.len())
+    let refunds = crate::checkout::refunds::due(pool, batch).await?;
+    for refund in &refunds {
+        match checkout.settle_refund(*refund).await {
+            Ok(done) => tracing::info!(refund_id = %refund, done, "refund reconciled"),
+            Err(e) => tracing::warn!(refund_id = %refund, error = %e, "refund retry failed"),
+        }
+    }
+    Ok(due.len() + refunds.len())
 }
 
 pub async fn run(checkout: CheckoutService, pool: sqlx::PgPool, config: CheckoutConfig) {

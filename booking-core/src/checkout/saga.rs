@@ -21,7 +21,7 @@ use crate::checkout::orders::{self, NewOrder, SagaRow};
 use crate::checkout::provider::{
     ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, WebhookEvent,
 };
-use crate::checkout::{Order, OrderError, OrderRequest, OrderState};
+use crate::checkout::{Order, OrderError, OrderRequest, OrderState, refunds};
 use crate::config::{CheckoutConfig, PaymentsConfig};
 use crate::idempotency::Fingerprint;
 use crate::ids::{Cents, FanId, OrderId};
@@ -118,7 +118,7 @@ impl CheckoutService {
             match row.state {
                 OrderState::PendingPayment => self.charge(&row).await?,
                 OrderState::Paid => self.settle(order).await?,
-                OrderState::Refunding => self.refund(&row).await?,
+                OrderState::Refunding => self.give_back(&row).await?,
                 done => return Ok(done),
             }
             let mut conn = self.pool.acquire().await?;
@@ -227,7 +227,7 @@ impl CheckoutService {
         Ok(())
     }
 
-    async fn refund(&self, row: &SagaRow) -> Result<(), SagaError> {
+    async fn give_back(&self, row: &SagaRow) -> Result<(), SagaError> {
         let Some(intent) = &row.intent_id else {
             // Nothing was charged (a free order): nothing to give back.
             orders::mark_refunded(&self.pool, row.id, "", Cents(0)).await?;
@@ -249,6 +249,25 @@ impl CheckoutService {
             }
         }
         Ok(())
+    }
+
+    /// Refunds some or all of a confirmed order's tickets (see `refunds.rs`).
+    #[tracing::instrument(skip_all, fields(order_id = %order))]
+    pub async fn refund_tickets(
+        &self,
+        fan: &FanId,
+        key: &str,
+        order: OrderId,
+        request: &refunds::RefundOrderRequest,
+    ) -> Result<(refunds::OrderRefund, bool), refunds::RefundError> {
+        let (id, replayed) = refunds::open(&self.pool, fan, key, order, request).await?;
+        refunds::settle(&self.pool, self.provider.as_ref(), id).await?;
+        Ok((refunds::get(&self.pool, fan, id).await?, replayed))
+    }
+
+    /// Retries a pending refund (reconciliation).
+    pub async fn settle_refund(&self, refund: uuid::Uuid) -> Result<bool, sqlx::Error> {
+        refunds::settle(&self.pool, self.provider.as_ref(), refund).await
     }
 
     /// Applies a verified webhook: records the fact it carries (idempotently)

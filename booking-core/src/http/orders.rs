@@ -6,7 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::checkout::{Order, OrderRequest, OrderState, orders};
+use crate::checkout::refunds::RefundState;
+use crate::checkout::{Order, OrderRefund, OrderRequest, OrderState, RefundOrderRequest, orders};
 use crate::http::AppState;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Fan, IdemKey};
 use crate::http::problem::{ApiError, Problem};
@@ -72,6 +73,42 @@ pub async fn get(
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Refund your whole order, or some of its tickets (`ticket_ids`). The
+/// tickets stop scanning at once; the money follows through the provider.
+#[utoipa::path(post, path = "/v1/orders/{order_id}/refunds", tag = "orders",
+    params(("order_id" = uuid::Uuid, Path), ("Idempotency-Key" = String, Header)),
+    request_body = RefundOrderRequest,
+    security(("fan_token" = [])),
+    responses(
+        (status = 201, body = OrderRefund, description = "Refunded"),
+        (status = 202, body = OrderRefund, description = "Tickets voided; the provider has not confirmed the money yet"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "order_not_confirmed, tickets_not_refundable, nothing_to_refund"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "tickets_not_in_order"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn refund(
+    State(state): State<AppState>,
+    fan: Fan,
+    IdemKey(key): IdemKey,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiJson(request): ApiJson<RefundOrderRequest>,
+) -> Result<Response, ApiError> {
+    let (refund, replayed) = state
+        .checkout
+        .refund_tickets(&fan.id, key.as_str(), OrderId(id), &request)
+        .await?;
+    let status = match refund.state {
+        RefundState::Succeeded => StatusCode::CREATED,
+        RefundState::Pending => StatusCode::ACCEPTED,
+    };
+    let mut response = (status, axum::Json(refund)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
     Ok(response)
 }
 

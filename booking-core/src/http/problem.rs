@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::catalog::CatalogError;
-use crate::checkout::OrderError;
+use crate::checkout::{OrderError, RefundError};
 use crate::inventory::HoldError;
-use crate::tickets::{CheckInError, TicketError};
+use crate::tickets::{CheckInError, TicketError, TransferError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -175,6 +175,37 @@ impl From<OrderError> for ApiError {
             O::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             O::OrderNotFound => (StatusCode::NOT_FOUND, "order_not_found"),
             O::Storage(cause) => return ApiError::unavailable(cause),
+        };
+        with_fields(ApiError::new(status, code, e.to_string()), &e)
+    }
+}
+
+impl From<RefundError> for ApiError {
+    fn from(e: RefundError) -> Self {
+        use RefundError as R;
+        let (status, code) = match &e {
+            R::OrderNotFound => (StatusCode::NOT_FOUND, "order_not_found"),
+            R::OrderNotConfirmed { .. } => (StatusCode::CONFLICT, "order_not_confirmed"),
+            R::TicketsNotInOrder { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "tickets_not_in_order"),
+            R::TicketsNotRefundable { .. } => (StatusCode::CONFLICT, "tickets_not_refundable"),
+            R::NothingToRefund => (StatusCode::CONFLICT, "nothing_to_refund"),
+            R::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            R::Storage(cause) => return ApiError::unavailable(cause),
+        };
+        with_fields(ApiError::new(status, code, e.to_string()), &e)
+    }
+}
+
+impl From<TransferError> for ApiError {
+    fn from(e: TransferError) -> Self {
+        use TransferError as T;
+        let (status, code) = match &e {
+            T::TicketNotFound => (StatusCode::NOT_FOUND, "ticket_not_found"),
+            T::NotTransferable { .. } => (StatusCode::CONFLICT, "ticket_not_transferable"),
+            T::InvalidRecipient => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_recipient"),
+            T::TransfersNotAllowed => (StatusCode::CONFLICT, "transfers_not_allowed"),
+            T::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            T::Storage(cause) => return ApiError::unavailable(cause),
         };
         with_fields(ApiError::new(status, code, e.to_string()), &e)
     }

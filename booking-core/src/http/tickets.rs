@@ -8,10 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::http::AppState;
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Fan};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Fan, IdemKey};
 use crate::http::problem::{ApiError, Problem};
 use crate::ids::TicketId;
-use crate::tickets::{self, CheckIn, Ticket, qr, render};
+use crate::tickets::{self, CheckIn, Ticket, Transfer, TransferRequest, qr, render, transfers};
 
 fn no_store(mut response: Response) -> Response {
     response
@@ -32,6 +32,41 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let ticket = tickets::get(&state.pool, &state.ticket_signer, &fan.id, TicketId(id)).await?;
     Ok(no_store(axum::Json(ticket).into_response()))
+}
+
+/// Your tickets, bought or received, newest first.
+#[utoipa::path(get, path = "/v1/me/tickets", tag = "tickets",
+    security(("fan_token" = [])),
+    responses((status = 200, body = [Ticket])))]
+pub async fn mine(State(state): State<AppState>, fan: Fan) -> Result<Response, ApiError> {
+    let tickets = tickets::list(&state.pool, &state.ticket_signer, &fan.id).await?;
+    Ok(no_store(axum::Json(tickets).into_response()))
+}
+
+/// Give your ticket to another fan: your code stops scanning, theirs works.
+#[utoipa::path(post, path = "/v1/tickets/{ticket_id}/transfer", tag = "tickets",
+    params(("ticket_id" = uuid::Uuid, Path), ("Idempotency-Key" = String, Header)),
+    request_body = TransferRequest,
+    security(("fan_token" = [])),
+    responses((status = 201, body = Transfer),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "ticket_not_transferable, transfers_not_allowed"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "invalid_recipient")))]
+pub async fn transfer(
+    State(state): State<AppState>,
+    fan: Fan,
+    IdemKey(key): IdemKey,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiJson(request): ApiJson<TransferRequest>,
+) -> Result<Response, ApiError> {
+    let (done, replayed) = transfers::transfer(&state.pool, &fan.id, key.as_str(), TicketId(id), &request).await?;
+    let mut response = no_store((StatusCode::CREATED, axum::Json(done)).into_response());
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

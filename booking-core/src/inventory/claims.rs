@@ -295,3 +295,17 @@ pub async fn reclaim_for_sale(
     .await?;
     Ok(true)
 }
+
+/// Puts sold seats back on sale (a refund, where the event's policy says
+/// so): their sale claims end now. Returns how many were freed.
+pub async fn unsell(tx: &mut PgConnection, event: EventId, seats: &[SeatId]) -> Result<u64, sqlx::Error> {
+    let ids: Vec<i64> = seats.iter().map(|s| s.0).collect();
+    let r = sqlx::query!(
+        "DELETE FROM seat_claims WHERE event_id = $1 AND seat_id = ANY($2) AND kind = 'sale'",
+        event.0,
+        &ids
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(r.rows_affected())
+}

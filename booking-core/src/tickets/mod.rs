@@ -1,10 +1,13 @@
 //! Tickets: one per sold seat, issued in the transaction that sells it,
-//! with a signed QR code (see `qr.rs`), rendered by `render.rs`, and
-//! checked in once at the gate (`checkin.rs`).
+//! with a signed QR code (see `qr.rs`), rendered by `render.rs`, checked in
+//! once at the gate (`checkin.rs`), and passed between fans
+//! (`transfers.rs`) under the event's after-sale policy (`policy.rs`).
 
 pub mod checkin;
+pub mod policy;
 pub mod qr;
 pub mod render;
+pub mod transfers;
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
@@ -15,6 +18,7 @@ use crate::ids::{Cents, EventId, FanId, OrderId, SeatId, TicketId};
 
 pub use checkin::{CheckIn, CheckInError};
 pub use qr::TicketSigner;
+pub use transfers::{Transfer, TransferError, TransferRequest};
 
 /// A ticket as its owner sees it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -117,4 +121,33 @@ pub async fn get_with_secret(
         },
         r.secret,
     ))
+}
+
+/// The fan's tickets (bought or received), newest first.
+pub async fn list(pool: &PgPool, signer: &TicketSigner, owner: &FanId) -> Result<Vec<Ticket>, TicketError> {
+    let rows = sqlx::query!(
+        r#"SELECT id, order_id, event_id, seat_id, price_cents, state, version, issued_at, checked_in_at
+           FROM tickets WHERE owner_fan_id = $1 ORDER BY issued_at DESC, id LIMIT 500"#,
+        owner.as_str()
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let (ticket, event, seat) = (TicketId(r.id), EventId(r.event_id), SeatId(r.seat_id));
+            Ticket {
+                ticket_id: ticket,
+                order_id: OrderId(r.order_id),
+                event_id: event,
+                seat_id: seat,
+                price_cents: Cents(r.price_cents),
+                code: signer.code(ticket, event, seat, r.version),
+                state: r.state,
+                version: r.version,
+                issued_at: r.issued_at,
+                checked_in_at: r.checked_in_at,
+            }
+        })
+        .collect())
 }

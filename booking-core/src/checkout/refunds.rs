@@ -1,0 +1,273 @@
+//! Refunds a fan asks for: a whole order or some of its tickets. In one
+//! transaction the tickets stop being valid, their seats go back on sale if
+//! the event's policy says so, and a pending refund is recorded; then the
+//! provider is asked (idempotency key = the refund), and the refund is
+//! marked done. A provider that does not answer leaves it pending for the
+//! reconciliation job, never lost and never paid twice.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::checkout::provider::{PaymentProvider, RefundRequest};
+use crate::idempotency::Fingerprint;
+use crate::ids::{Cents, EventId, FanId, OrderId, SeatId, TicketId};
+use crate::inventory::claims;
+use crate::outbox::{notify, topic};
+use crate::tickets::policy;
+
+/// What a fan sends: which tickets, or none for the whole order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundOrderRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_ids: Option<Vec<TicketId>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundState {
+    /// Tickets voided; the money is on its way back.
+    Pending,
+    Succeeded,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OrderRefund {
+    pub refund_id: uuid::Uuid,
+    pub order_id: OrderId,
+    pub ticket_ids: Vec<TicketId>,
+    pub amount_cents: Cents,
+    pub state: RefundState,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RefundError {
+    #[error("no such order")]
+    OrderNotFound,
+    #[error("only a confirmed order can be refunded (this one is {state})")]
+    OrderNotConfirmed { state: String },
+    #[error("these tickets are not part of the order")]
+    TicketsNotInOrder { ticket_ids: Vec<TicketId> },
+    #[error("these tickets cannot be refunded: used at the gate, transferred, or already refunded")]
+    TicketsNotRefundable { ticket_ids: Vec<TicketId> },
+    #[error("nothing left to refund in this order")]
+    NothingToRefund,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("storage failure")]
+    #[serde(skip)]
+    Storage(String),
+}
+
+impl From<sqlx::Error> for RefundError {
+    fn from(e: sqlx::Error) -> Self {
+        RefundError::Storage(e.to_string())
+    }
+}
+
+/// Voids the tickets and records the refund; returns its id, and whether
+/// the key had already made it.
+pub async fn open(
+    pool: &PgPool,
+    fan: &FanId,
+    key: &str,
+    order: OrderId,
+    request: &RefundOrderRequest,
+) -> Result<(uuid::Uuid, bool), RefundError> {
+    let fingerprint = Fingerprint::of(&format!("order.refund/{order}"), request);
+    let mut tx = pool.begin().await?;
+    // The order's lock makes refunds of one order one at a time.
+    let o = sqlx::query!(
+        "SELECT event_id, state, hold_id FROM orders WHERE id = $1 AND fan_id = $2 FOR UPDATE",
+        order.0,
+        fan.as_str()
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(RefundError::OrderNotFound)?;
+    let prior = sqlx::query!(
+        "SELECT id, fingerprint FROM refunds WHERE fan_id = $1 AND idempotency_key = $2",
+        fan.as_str(),
+        key
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(p) = prior {
+        return if p.fingerprint == fingerprint.0 {
+            Ok((p.id, true))
+        } else {
+            Err(RefundError::IdempotencyKeyReused)
+        };
+    }
+    if o.state != "confirmed" {
+        return Err(RefundError::OrderNotConfirmed { state: o.state });
+    }
+    let tickets = sqlx::query!(
+        r#"SELECT id, seat_id, price_cents, state, owner_fan_id, checked_in_at IS NOT NULL AS "used!"
+           FROM tickets WHERE order_id = $1 ORDER BY seat_id FOR UPDATE"#,
+        order.0
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let ok = |state: &str, owner: &str, used: bool| state == "valid" && owner == fan.as_str() && !used;
+    let chosen: Vec<_> = match &request.ticket_ids {
+        Some(ids) => {
+            let missing: Vec<TicketId> = ids
+                .iter()
+                .filter(|id| !tickets.iter().any(|t| t.id == id.0))
+                .copied()
+                .collect();
+            if !missing.is_empty() || ids.is_empty() {
+                return Err(RefundError::TicketsNotInOrder { ticket_ids: missing });
+            }
+            let chosen: Vec<_> = tickets.iter().filter(|t| ids.iter().any(|id| id.0 == t.id)).collect();
+            let refused: Vec<TicketId> = chosen
+                .iter()
+                .filter(|t| !ok(&t.state, &t.owner_fan_id, t.used))
+                .map(|t| TicketId(t.id))
+                .collect();
+            if !refused.is_empty() {
+                return Err(RefundError::TicketsNotRefundable { ticket_ids: refused });
+            }
+            chosen
+        }
+        None => tickets
+            .iter()
+            .filter(|t| ok(&t.state, &t.owner_fan_id, t.used))
+            .collect(),
+    };
+    if chosen.is_empty() {
+        return Err(RefundError::NothingToRefund);
+    }
+    let ticket_ids: Vec<uuid::Uuid> = chosen.iter().map(|t| t.id).collect();
+    let seats: Vec<SeatId> = chosen.iter().map(|t| SeatId(t.seat_id)).collect();
+    let amount: i64 = chosen.iter().map(|t| t.price_cents).sum();
+    sqlx::query!(
+        "UPDATE tickets SET state = 'refunded' WHERE id = ANY($1) AND state = 'valid'",
+        &ticket_ids
+    )
+    .execute(&mut *tx)
+    .await?;
+    let event = EventId(o.event_id);
+    if policy::for_event(&mut tx, event).await?.return_refunded_seats {
+        claims::unsell(&mut tx, event, &seats).await?;
+    }
+    let id = uuid::Uuid::now_v7();
+    sqlx::query!(
+        r#"INSERT INTO refunds (id, order_id, fan_id, idempotency_key, fingerprint, ticket_ids, amount_cents)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
+        id,
+        order.0,
+        fan.as_str(),
+        key,
+        &fingerprint.0,
+        &ticket_ids,
+        amount
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((id, false))
+}
+
+/// Asks the provider for the money of a pending refund, and records it.
+/// Returns whether the refund is done.
+pub async fn settle(pool: &PgPool, provider: &dyn PaymentProvider, refund: uuid::Uuid) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"SELECT r.state, r.amount_cents, r.order_id, r.fan_id, r.ticket_ids, o.intent_id, o.event_id
+           FROM refunds r JOIN orders o ON o.id = r.order_id WHERE r.id = $1"#,
+        refund
+    )
+    .fetch_one(pool)
+    .await?;
+    if r.state == "succeeded" {
+        return Ok(true);
+    }
+    let provider_refund = match (&r.intent_id, r.amount_cents) {
+        // A free order, or free tickets: nothing to send back.
+        (None, _) | (_, 0) => None,
+        (Some(intent), amount) => {
+            let request = RefundRequest {
+                intent_id: intent.clone(),
+                amount: Cents(amount),
+                idempotency_key: format!("refund-{refund}"),
+            };
+            match provider.refund(&request).await {
+                Ok(done) => Some(done.refund_id),
+                Err(e) => {
+                    tracing::warn!(refund_id = %refund, error = %e, "refund not confirmed by the provider; will retry");
+                    sqlx::query!(
+                        "UPDATE refunds SET next_check_at = now() + interval '30 seconds' WHERE id = $1",
+                        refund
+                    )
+                    .execute(pool)
+                    .await?;
+                    return Ok(false);
+                }
+            }
+        }
+    };
+    let mut tx = pool.begin().await?;
+    let moved = sqlx::query!(
+        r#"UPDATE refunds SET state = 'succeeded', succeeded_at = now(), provider_refund_id = $2
+           WHERE id = $1 AND state = 'pending'"#,
+        refund,
+        provider_refund
+    )
+    .execute(&mut *tx)
+    .await?;
+    if moved.rows_affected() == 1 {
+        notify(
+            &mut tx,
+            topic::REFUND_ISSUED,
+            OrderId(r.order_id),
+            &r.fan_id,
+            json!({ "order_id": r.order_id, "event_id": r.event_id, "refund_id": refund,
+                    "ticket_ids": r.ticket_ids, "amount_cents": r.amount_cents, "reason": "fan_request" }),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn get(pool: &PgPool, fan: &FanId, refund: uuid::Uuid) -> Result<OrderRefund, RefundError> {
+    let r = sqlx::query!(
+        "SELECT order_id, ticket_ids, amount_cents, state, created_at FROM refunds WHERE id = $1 AND fan_id = $2",
+        refund,
+        fan.as_str()
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(RefundError::OrderNotFound)?;
+    Ok(OrderRefund {
+        refund_id: refund,
+        order_id: OrderId(r.order_id),
+        ticket_ids: r.ticket_ids.into_iter().map(TicketId).collect(),
+        amount_cents: Cents(r.amount_cents),
+        state: if r.state == "succeeded" {
+            RefundState::Succeeded
+        } else {
+            RefundState::Pending
+        },
+        created_at: r.created_at,
+    })
+}
+
+/// Pending refunds due another try (for the reconciliation job), each
+/// pushed back as it is taken so concurrent runs take different ones.
+pub async fn due(pool: &PgPool, batch: i64) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"UPDATE refunds SET next_check_at = now() + interval '30 seconds'
+           WHERE id IN (SELECT id FROM refunds WHERE state = 'pending' AND next_check_at <= now()
+                        ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+           RETURNING id"#,
+        batch
+    )
+    .fetch_all(pool)
+    .await
+}

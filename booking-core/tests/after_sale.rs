@@ -1,0 +1,352 @@
+//! After the sale, over real HTTP with the payment sandbox: refunds of
+//! single tickets and whole orders (seats back on sale, or not, by event
+//! policy), transfers (the old code stops scanning), and races between them.
+
+mod common;
+
+use std::sync::Arc;
+
+use booking_core::ids::EventId;
+use booking_core::tickets::policy::{self, AfterSalePolicy};
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn post(
+    app: &TestApp,
+    token: &str,
+    key: &str,
+    path: &str,
+    body: Value,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let r = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (s, h) = (r.status(), r.headers().clone());
+    (s, h, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
+    let r = app.http.get(app.url(path)).bearer_auth(token).send().await.unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Alice buys `seats`; returns the order.
+async fn buy(app: &TestApp, token: &str, e: EventId, key: &str, seats: &[i64]) -> Value {
+    let (s, h) = app
+        .hold(token, e, &format!("h-{key}"), &json!({"seat_ids": seats}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
+    let body = json!({"hold_id": h["hold_id"], "payment_method": "pm_card_ok"});
+    let (s, _, o) = post(app, token, &format!("o-{key}"), "/v1/orders", body).await;
+    assert_eq!(
+        (s, o["state"].as_str()),
+        (StatusCode::CREATED, Some("confirmed")),
+        "{o}"
+    );
+    o
+}
+
+async fn scan(app: &TestApp, code: &str) -> (StatusCode, Value) {
+    let r = app
+        .http
+        .post(app.url("/v1/checkin"))
+        .bearer_auth(SCANNER_KEY)
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap())
+}
+
+async fn sandbox_intent(app: &TestApp, order: &str) -> Value {
+    app.sandbox.as_ref().unwrap().intents_for(order).await.remove(0)
+}
+
+fn with_sandbox() -> Options {
+    Options {
+        sandbox: true,
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn refunds_of_one_ticket_then_the_rest_return_seats_and_money_once() {
+    let app = TestApp::start_with(with_sandbox()).await;
+    let v = venue(&app.pool, &small_chart("ref", &["A"], 1, 6)).await;
+    let e = event(&app.pool, "ref", "ref", rules(6)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let alice = app.sign_in("alice").await;
+    let bob = app.sign_in("bob").await;
+    let o = buy(&app, &alice, e, "1", &seats[0..3]).await;
+    let id = o["order_id"].as_str().unwrap().to_string();
+    let t0 = o["tickets"][0]["ticket_id"].as_str().unwrap().to_string();
+    let path = format!("/v1/orders/{id}/refunds");
+
+    let (s, _, r) = post(&app, &alice, "r1", &path, json!({"ticket_ids": [t0]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (r["state"].as_str(), r["amount_cents"].as_i64()),
+        (Some("succeeded"), Some(3000))
+    );
+    // Replayed, not repeated.
+    let (s, h, again) = post(&app, &alice, "r1", &path, json!({"ticket_ids": [t0]})).await;
+    assert_eq!(
+        (s, again["refund_id"].clone()),
+        (StatusCode::CREATED, r["refund_id"].clone())
+    );
+    assert_eq!(h["idempotent-replayed"], "true");
+    let (s, _, p) = post(&app, &alice, "r2", &path, json!({"ticket_ids": [t0]})).await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("tickets_not_refundable"))
+    );
+    let (s, _, p) = post(&app, &alice, "r3", &path, json!({"ticket_ids": [uuid::Uuid::now_v7()]})).await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("tickets_not_in_order"))
+    );
+    let (s, _, _) = post(&app, &bob, "r4", &path, json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not bob's order");
+
+    // The refunded ticket no longer scans; its seat is on sale again.
+    let (_, t) = get(&app, &alice, &format!("/v1/tickets/{t0}")).await;
+    assert_eq!(t["state"], "refunded");
+    let (s, body) = scan(&app, t["code"].as_str().unwrap()).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("ticket_not_valid"))
+    );
+    let (s, _) = app.hold(&bob, e, "b1", &json!({"seat_ids": [seats[0]]})).await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    // One ticket used at the gate stays; the rest of the order is refunded.
+    let t1 = o["tickets"][1]["ticket_id"].as_str().unwrap();
+    let (_, t) = get(&app, &alice, &format!("/v1/tickets/{t1}")).await;
+    assert_eq!(scan(&app, t["code"].as_str().unwrap()).await.0, StatusCode::OK);
+    let (s, _, rest) = post(&app, &alice, "r5", &path, json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{rest}");
+    assert_eq!(rest["ticket_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["amount_cents"], 3000);
+    let (s, _, p) = post(&app, &alice, "r6", &path, json!({})).await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("nothing_to_refund"))
+    );
+
+    let intent = sandbox_intent(&app, &id).await;
+    assert_eq!(intent["amount_refunded_cents"], 6000);
+    assert_eq!(intent["amount_cents"], 9000);
+    let topics: Vec<String> = sqlx::query_scalar("SELECT topic FROM outbox WHERE order_id = $1::uuid ORDER BY id")
+        .bind(&id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(topics, ["order.confirmed", "refund.issued", "refund.issued"]);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_event_can_keep_refunded_seats_off_sale_and_forbid_transfers() {
+    let app = TestApp::start_with(with_sandbox()).await;
+    let v = venue(&app.pool, &small_chart("pol", &["A"], 1, 4)).await;
+    let e = event(&app.pool, "pol", "pol", rules(4)).await;
+    let mut conn = app.pool.acquire().await.unwrap();
+    let strict = AfterSalePolicy {
+        return_refunded_seats: false,
+        transfers_allowed: false,
+        ..AfterSalePolicy::default()
+    };
+    policy::set(&mut conn, e, &strict).await.unwrap();
+    assert_eq!(policy::for_event(&mut conn, e).await.unwrap(), strict);
+    drop(conn);
+    let seats = seat_ids(&app.pool, v).await;
+    let alice = app.sign_in("alice").await;
+    let o = buy(&app, &alice, e, "1", &seats[0..2]).await;
+    let t1 = o["tickets"][1]["ticket_id"].as_str().unwrap();
+    let (s, _, p) = post(
+        &app,
+        &alice,
+        "t1",
+        &format!("/v1/tickets/{t1}/transfer"),
+        json!({"to_fan_id": "bob"}),
+    )
+    .await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("transfers_not_allowed"))
+    );
+
+    let id = o["order_id"].as_str().unwrap();
+    let (s, _, _) = post(&app, &alice, "r1", &format!("/v1/orders/{id}/refunds"), json!({})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let bob = app.sign_in("bob").await;
+    let (s, _) = app.hold(&bob, e, "b1", &json!({"seat_ids": [seats[0]]})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "the seat stays off sale");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_transfer_moves_the_ticket_and_kills_the_old_code() {
+    let app = TestApp::start_with(with_sandbox()).await;
+    let v = venue(&app.pool, &small_chart("tr", &["A"], 1, 4)).await;
+    let e = event(&app.pool, "tr", "tr", rules(4)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let alice = app.sign_in("alice").await;
+    let bob = app.sign_in("bob").await;
+    let o = buy(&app, &alice, e, "1", &seats[0..1]).await;
+    let t = o["tickets"][0]["ticket_id"].as_str().unwrap().to_string();
+    let (_, before) = get(&app, &alice, &format!("/v1/tickets/{t}")).await;
+    let old_code = before["code"].as_str().unwrap().to_string();
+
+    let path = format!("/v1/tickets/{t}/transfer");
+    let (s, _, p) = post(&app, &alice, "x0", &path, json!({"to_fan_id": "alice"})).await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_recipient"))
+    );
+    let (s, _, tr) = post(&app, &alice, "x1", &path, json!({"to_fan_id": "bob"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{tr}");
+    assert_eq!(
+        (tr["to_fan_id"].as_str(), tr["version"].as_i64()),
+        (Some("bob"), Some(2))
+    );
+    let (s, h, again) = post(&app, &alice, "x1", &path, json!({"to_fan_id": "bob"})).await;
+    assert_eq!((s, &again["transfer_id"]), (StatusCode::CREATED, &tr["transfer_id"]));
+    assert_eq!(h["idempotent-replayed"], "true");
+    let (s, _, _) = post(&app, &alice, "x2", &path, json!({"to_fan_id": "carol"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "no longer alice's to give");
+
+    // Alice's code is dead; Bob's works once; Alice can neither see nor refund it.
+    let (s, body) = scan(&app, &old_code).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("ticket_superseded"))
+    );
+    assert_eq!(
+        get(&app, &alice, &format!("/v1/tickets/{t}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, mine) = get(&app, &bob, "/v1/me/tickets").await;
+    assert_eq!(mine[0]["ticket_id"], t.as_str());
+    assert_ne!(mine[0]["code"], old_code.as_str());
+    assert_eq!(scan(&app, mine[0]["code"].as_str().unwrap()).await.0, StatusCode::OK);
+    let id = o["order_id"].as_str().unwrap();
+    let (s, _, p) = post(
+        &app,
+        &alice,
+        "r1",
+        &format!("/v1/orders/{id}/refunds"),
+        json!({"ticket_ids": [t]}),
+    )
+    .await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("tickets_not_refundable"))
+    );
+
+    let history = booking_core::tickets::transfers::history(&app.pool, booking_core::ids::TicketId(t.parse().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!((history[0].0.as_str(), history[0].1.as_str()), ("alice", "bob"));
+    app.finish().await;
+}
+
+/// Ten transfers of one ticket to ten fans at once, and a refund racing a
+/// transfer: exactly one of each race wins, and the loser is told why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfers_race_transfers_and_refunds() {
+    let app = Arc::new(TestApp::start_with(with_sandbox()).await);
+    let v = venue(&app.pool, &small_chart("race2", &["A"], 1, 4)).await;
+    let e = event(&app.pool, "race2", "race2", rules(4)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let alice = app.sign_in("alice").await;
+    let o = buy(&app, &alice, e, "1", &seats[0..2]).await;
+    let t0 = o["tickets"][0]["ticket_id"].as_str().unwrap().to_string();
+    let t1 = o["tickets"][1]["ticket_id"].as_str().unwrap().to_string();
+
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (app, alice, t0) = (app.clone(), alice.clone(), t0.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"to_fan_id": format!("fan{i}")});
+            post(
+                &app,
+                &alice,
+                &format!("k{i}"),
+                &format!("/v1/tickets/{t0}/transfer"),
+                body,
+            )
+            .await
+            .0
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            StatusCode::CREATED => won += 1,
+            s => assert_eq!(s, StatusCode::NOT_FOUND),
+        }
+    }
+    assert_eq!(won, 1);
+    let owners: i64 = sqlx::query_scalar("SELECT count(*) FROM ticket_transfers WHERE ticket_id = $1::uuid")
+        .bind(&t0)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(owners, 1);
+
+    let id = o["order_id"].as_str().unwrap().to_string();
+    let refund = {
+        let (app, alice, t1, id) = (app.clone(), alice.clone(), t1.clone(), id.clone());
+        tokio::spawn(async move {
+            post(
+                &app,
+                &alice,
+                "rr",
+                &format!("/v1/orders/{id}/refunds"),
+                json!({"ticket_ids": [t1]}),
+            )
+            .await
+            .0
+        })
+    };
+    let transfer = {
+        let (app, alice, t1) = (app.clone(), alice.clone(), t1.clone());
+        tokio::spawn(async move {
+            post(
+                &app,
+                &alice,
+                "tt",
+                &format!("/v1/tickets/{t1}/transfer"),
+                json!({"to_fan_id": "zoe"}),
+            )
+            .await
+            .0
+        })
+    };
+    let (r, t) = (refund.await.unwrap(), transfer.await.unwrap());
+    let (state, owner): (String, String) =
+        sqlx::query_as("SELECT state, owner_fan_id FROM tickets WHERE id = $1::uuid")
+            .bind(&t1)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    match (r, t) {
+        (StatusCode::CREATED, StatusCode::CONFLICT) => {
+            assert_eq!((state.as_str(), owner.as_str()), ("refunded", "alice"))
+        }
+        (StatusCode::CONFLICT, StatusCode::CREATED) => assert_eq!((state.as_str(), owner.as_str()), ("valid", "zoe")),
+        other => panic!("exactly one must win: {other:?}"),
+    }
+    Arc::into_inner(app).unwrap().finish().await;
+}
