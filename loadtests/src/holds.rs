@@ -54,14 +54,14 @@ pub struct Args {
     pub fans: usize,
 }
 
-struct Venue {
-    seats: Vec<i64>,
-    hot: Vec<i64>,
+pub struct Venue {
+    pub seats: Vec<i64>,
+    pub hot: Vec<i64>,
 }
 
 /// The stadium's seats, and the hot spot (nearest the focal point), read
 /// from the public seat map like a client would.
-async fn stadium(http: &reqwest::Client, base: &str, hot: usize) -> anyhow::Result<(i64, Venue)> {
+pub async fn stadium(http: &reqwest::Client, base: &str, hot: usize) -> anyhow::Result<(i64, Venue)> {
     let page: Value = http
         .get(format!("{base}/v1/events?q=aurora"))
         .send()
@@ -101,7 +101,7 @@ async fn stadium(http: &reqwest::Client, base: &str, hot: usize) -> anyhow::Resu
 /// A fresh on-sale copy of the stadium event for one phase (set-up in the
 /// scratch database, not part of any measurement). The copy is unprotected:
 /// this benchmark measures booking-core alone, without the edge in front.
-async fn copy_event(stack: &Stack, source: i64, name: &str) -> anyhow::Result<i64> {
+pub async fn copy_event(stack: &Stack, source: i64, name: &str) -> anyhow::Result<i64> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO events (slug, venue_id, title, artist, category, description, starts_at, on_sale_at,
                              hold_ttl_secs, hold_jitter_secs, max_seats_per_fan, protected)

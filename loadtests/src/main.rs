@@ -4,6 +4,7 @@
 //! raw baseline that the API is compared against.
 
 mod baseline;
+mod checkout;
 mod edge_overhead;
 mod fans;
 mod holds;
@@ -32,6 +33,10 @@ enum Command {
     /// edge-proxy (with access-token checks) against nginx doing the same,
     /// to one trivial upstream, in one run (wrk, nginx from the OS).
     EdgeOverhead(edge_overhead::Args),
+    /// Checkout: concurrent fans hold, order and pay through the payment
+    /// sandbox; purchases/s and confirm latency, with the sandbox's own time
+    /// reported apart and the sandbox alone as the baseline.
+    Checkout(checkout::Args),
     /// Waiting fans per edge: memory per open position stream, CPU, and
     /// Redis commands/s with the queue standing and moving, at each N.
     WaitingFans(waiting_fans::Args),
@@ -64,5 +69,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Holds(args) => holds::run(args).await,
         Command::EdgeOverhead(args) => edge_overhead::run(args).await,
         Command::WaitingFans(args) => waiting_fans::run(args).await,
+        Command::Checkout(args) => checkout::run(args).await,
     }
 }

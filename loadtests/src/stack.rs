@@ -33,6 +33,12 @@ fn ddl(sql: String) -> sqlx::RawSql {
 
 impl Stack {
     pub async fn start(args: &StackArgs) -> anyhow::Result<Stack> {
+        Self::start_with_env(args, &[]).await
+    }
+
+    /// As `start`, with extra environment for booking-core (configuration
+    /// overrides such as `USHER_CORE__PAYMENTS__BASE_URL`).
+    pub async fn start_with_env(args: &StackArgs, env: &[(String, String)]) -> anyhow::Result<Stack> {
         if !args.core_bin.exists() {
             bail!(
                 "{} not found: run `cargo build --release -p booking-core` first",
@@ -66,7 +72,8 @@ impl Stack {
                 .env("USHER_CORE__DATABASE__MAX_CONNECTIONS", args.pool.to_string())
                 .env("USHER_CORE__HTTP__LISTEN", format!("127.0.0.1:{}", args.port))
                 .env("USHER_CORE__LOG__FILTER", "warn")
-                .env("RUST_LOG", "warn");
+                .env("RUST_LOG", "warn")
+                .envs(env.iter().map(|(k, v)| (k, v)));
             c
         };
         let local_keys = root.join("target/usher-local/keys");

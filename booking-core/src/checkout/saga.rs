@@ -13,7 +13,9 @@
 //! with the same key later; the provider answers with the first charge,
 //! so a fan is never charged twice for one order.
 
+use std::cell::Cell;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
@@ -27,6 +29,16 @@ use crate::idempotency::Fingerprint;
 use crate::ids::{Cents, FanId, OrderId};
 use crate::inventory::claims;
 use crate::tickets;
+
+tokio::task_local! {
+    /// Time this request spent waiting for the payment provider, so the
+    /// answer can say how much of its latency was ours (Server-Timing).
+    static PROVIDER_TIME: Cell<Duration>;
+}
+
+fn count_provider_time(since: Instant) {
+    let _ = PROVIDER_TIME.try_with(|t| t.set(t.get() + since.elapsed()));
+}
 
 /// Where the crash tests may stop the process (`checkout.crash_after`):
 /// after each step's effect, before the next.
@@ -73,7 +85,13 @@ impl CheckoutService {
     /// usually to `confirmed` or `payment_failed`; to `pending_payment` if
     /// the provider did not answer (the webhook or reconciliation finish it).
     #[tracing::instrument(skip_all, fields(hold_id = %request.hold_id, order_id = tracing::field::Empty))]
-    pub async fn place(&self, fan: &FanId, key: &str, request: &OrderRequest) -> Result<(Order, bool), OrderError> {
+    /// Also returns the time spent waiting for the provider.
+    pub async fn place(
+        &self,
+        fan: &FanId,
+        key: &str,
+        request: &OrderRequest,
+    ) -> Result<(Order, bool, Duration), OrderError> {
         let pm = request.payment_method.as_str();
         if pm.is_empty() || pm.len() > 255 || !pm.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(OrderError::InvalidPaymentMethod);
@@ -99,10 +117,16 @@ impl CheckoutService {
             self.crash_point("order_created");
         }
         // A replay drives too: the first request may have died mid-way.
-        if let Err(e) = self.drive(order).await {
+        let (driven, provider_time) = PROVIDER_TIME
+            .scope(Cell::new(Duration::ZERO), async {
+                let driven = self.drive(order).await;
+                (driven, PROVIDER_TIME.with(Cell::get))
+            })
+            .await;
+        if let Err(e) = driven {
             tracing::warn!(error = %e, "order left for reconciliation");
         }
-        Ok((orders::get(&self.pool, fan, order).await?, replayed))
+        Ok((orders::get(&self.pool, fan, order).await?, replayed, provider_time))
     }
 
     /// Takes steps until the order is final or a step cannot be taken now.
@@ -152,7 +176,10 @@ impl CheckoutService {
             payment_method: row.payment_method.clone(),
             idempotency_key: format!("order-{}-charge", row.id),
         };
-        match self.provider.charge(&request).await {
+        let asked = Instant::now();
+        let answer = self.provider.charge(&request).await;
+        count_provider_time(asked);
+        match answer {
             Ok(charge) => {
                 self.crash_point("charged");
                 match charge.status {
@@ -238,7 +265,10 @@ impl CheckoutService {
             amount: row.total,
             idempotency_key: format!("order-{}-refund", row.id),
         };
-        match self.provider.refund(&request).await {
+        let asked = Instant::now();
+        let answer = self.provider.refund(&request).await;
+        count_provider_time(asked);
+        match answer {
             Ok(refund) => {
                 self.crash_point("refund_sent");
                 orders::mark_refunded(&self.pool, row.id, &refund.refund_id, refund.amount).await?;

@@ -1,6 +1,8 @@
 //! Order endpoints: buy a hold's seats, read an order, list the fan's
 //! orders. Thin: the saga lives in `checkout`.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +15,7 @@ use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Fan, IdemKey};
 use crate::http::problem::{ApiError, Problem};
 use crate::ids::OrderId;
 
-fn answer(order: Order, replayed: bool) -> Response {
+fn answer(order: Order, replayed: bool, provider_time: Duration) -> Response {
     // 201: bought; 202: the processor has not answered yet, poll the order.
     let status = match order.state {
         OrderState::PendingPayment | OrderState::Paid | OrderState::Refunding => StatusCode::ACCEPTED,
@@ -29,6 +31,11 @@ fn answer(order: Order, replayed: bool) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    // How much of this answer's time was the payment provider's.
+    let timing = format!("provider;dur={:.1}", provider_time.as_secs_f64() * 1000.0);
+    if let Ok(v) = HeaderValue::from_str(&timing) {
+        headers.insert("server-timing", v);
     }
     if confirmed {
         // The edge ends this fan's waiting-room session and admits the next.
@@ -54,8 +61,8 @@ pub async fn create(
     IdemKey(key): IdemKey,
     ApiJson(request): ApiJson<OrderRequest>,
 ) -> Result<Response, ApiError> {
-    let (order, replayed) = state.checkout.place(&fan.id, key.as_str(), &request).await?;
-    Ok(answer(order, replayed))
+    let (order, replayed, provider_time) = state.checkout.place(&fan.id, key.as_str(), &request).await?;
+    Ok(answer(order, replayed, provider_time))
 }
 
 /// One of your orders, with its state now.

@@ -1,0 +1,370 @@
+//! The checkout benchmark: concurrent fans each hold two seats on the
+//! 50,000-seat stadium, order them and pay through the payment sandbox, in a
+//! closed loop, over HTTP. Reported: completed purchases/s; the latency of
+//! the order call that confirms (p50/p95/p99), whole and without the
+//! provider's own time (booking-core says how long it waited for the
+//! provider in `Server-Timing: provider;dur=...`); and, as the baseline
+//! measured in the same run, the sandbox alone answering the same number of
+//! clients.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::Command;
+
+use crate::stack::Stack;
+use crate::{StackArgs, fans, holds};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Concurrent fans (each one request at a time).
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// Seconds of checkout (the sandbox baseline runs as long).
+    #[arg(long, default_value_t = 20)]
+    pub secs: u64,
+    /// Distinct signed-in fans the purchases rotate through (each may buy 8
+    /// seats per event).
+    #[arg(long, default_value_t = 3000)]
+    pub fans: usize,
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/payment-sandbox"))]
+    pub sandbox_bin: std::path::PathBuf,
+    #[arg(long, default_value_t = 18090)]
+    pub sandbox_port: u16,
+}
+
+const API_KEY: &str = "sk_bench";
+const WEBHOOK_SECRET: &str = "whsec_bench";
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds, up to a minute.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).clamp(1, 60_000_000)
+}
+
+#[derive(Default)]
+struct Counts {
+    purchases: AtomicU64,
+    taken: AtomicU64,
+    failed: AtomicU64,
+}
+
+struct Latencies {
+    confirm: Histogram<u64>,
+    provider: Histogram<u64>,
+    ours: Histogram<u64>,
+    hold: Histogram<u64>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if !args.sandbox_bin.exists() {
+        bail!(
+            "{} not found: build with `cargo build --release -p booking-core -p edge-proxy -p loadtests`",
+            args.sandbox_bin.display()
+        );
+    }
+    let mut sandbox = Command::new(&args.sandbox_bin)
+        .args(["--listen", &format!("127.0.0.1:{}", args.sandbox_port)])
+        .args(["--api-key", API_KEY, "--webhook-secret", WEBHOOK_SECRET])
+        .args([
+            "--webhook-url",
+            &format!("http://127.0.0.1:{}/v1/payments/webhooks/sandbox", args.stack.port),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting payment-sandbox")?;
+    let mut line = String::new();
+    let stdout = sandbox.stdout.take().context("sandbox stdout")?;
+    tokio::io::BufReader::new(stdout).read_line(&mut line).await?;
+    if !line.contains("listening on") {
+        bail!("payment-sandbox did not start: {line:?}");
+    }
+    let sandbox_url = format!("http://127.0.0.1:{}", args.sandbox_port);
+    let env = [
+        ("USHER_CORE__PAYMENTS__BASE_URL", sandbox_url.as_str()),
+        ("USHER_CORE__PAYMENTS__API_KEY", API_KEY),
+        ("USHER_CORE__PAYMENTS__WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let stack = Stack::start_with_env(&args.stack, &env).await?;
+    let result = measure(&args, &stack, &sandbox_url).await;
+    if result.is_err() {
+        eprintln!("booking-core's log is in {}", stack.log_path().display());
+    }
+    stack.stop().await?;
+    sandbox.kill().await.ok();
+    result
+}
+
+async fn measure(args: &Args, stack: &Stack, sandbox_url: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients * 2)
+        .build()?;
+    let (source, venue) = holds::stadium(&http, &stack.base, 0).await?;
+    let event = holds::copy_event(stack, source, "checkout").await?;
+    eprintln!("signing in {} fans...", args.fans);
+    let tokens = Arc::new(fans::sign_in_many(&http, &stack.base, "buyer", args.fans).await?);
+    let seats = Arc::new(venue.seats);
+
+    // Warm-up, unreported: connections, plans, the seat map cache.
+    run_checkout(args, stack, &http, event, &seats, &tokens, Duration::from_secs(2), 0).await?;
+    let baseline = run_sandbox(args, &http, sandbox_url, Duration::from_secs(args.secs)).await?;
+    let started = Instant::now();
+    let (counts, lat) = run_checkout(
+        args,
+        stack,
+        &http,
+        event,
+        &seats,
+        &tokens,
+        Duration::from_secs(args.secs),
+        args.fans / 2,
+    )
+    .await?;
+    let elapsed = started.elapsed().as_secs_f64();
+
+    // Every sold seat has exactly one ticket, whatever the load did.
+    let doubled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT seat_id FROM tickets WHERE state = 'valid' GROUP BY event_id, seat_id HAVING count(*) > 1) d",
+    )
+    .fetch_one(&stack.pool)
+    .await?;
+    let stuck: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE state NOT IN ('confirmed', 'payment_failed')")
+            .fetch_one(&stack.pool)
+            .await?;
+
+    let purchases = counts.purchases.load(Ordering::Relaxed);
+    println!();
+    println!(
+        "checkout: {} clients, {} s, 2 seats per purchase, stadium event {event}",
+        args.clients, args.secs
+    );
+    println!(
+        "{:<42} {:>10} {:>9} {:>9} {:>9}",
+        "", "per sec", "p50 ms", "p95 ms", "p99 ms"
+    );
+    let row = |name: &str, rate: f64, h: &Histogram<u64>| {
+        println!(
+            "{:<42} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
+            name,
+            rate,
+            ms(h, 0.5),
+            ms(h, 0.95),
+            ms(h, 0.99)
+        )
+    };
+    row("baseline: sandbox charge alone", baseline.0, &baseline.1);
+    row(
+        "hold (POST /v1/events/{id}/holds)",
+        purchases as f64 / elapsed,
+        &lat.hold,
+    );
+    row(
+        "confirm (POST /v1/orders), whole",
+        purchases as f64 / elapsed,
+        &lat.confirm,
+    );
+    row(
+        "  of which the provider's (Server-Timing)",
+        purchases as f64 / elapsed,
+        &lat.provider,
+    );
+    row("  confirm without the provider", purchases as f64 / elapsed, &lat.ours);
+    println!(
+        "completed purchases/s: {:.0}   seats taken by others first: {}   failed requests: {}",
+        purchases as f64 / elapsed,
+        counts.taken.load(Ordering::Relaxed),
+        counts.failed.load(Ordering::Relaxed)
+    );
+    let p95 = ms(&lat.ours, 0.95);
+    println!(
+        "confirm p95 without the provider: {p95:.1} ms (goal < 800 ms: {}); checkout purchases/s vs sandbox charges/s alone: {:.2}",
+        if p95 < 800.0 { "met" } else { "NOT met" },
+        (purchases as f64 / elapsed) / baseline.0.max(1e-9)
+    );
+    println!("seats with two valid tickets: {doubled}; orders not final: {stuck}");
+    if doubled != 0 {
+        bail!("a seat was sold twice");
+    }
+    Ok(())
+}
+
+/// Closed loop: each client holds two random seats and buys them.
+#[allow(clippy::too_many_arguments)]
+async fn run_checkout(
+    args: &Args,
+    stack: &Stack,
+    http: &reqwest::Client,
+    event: i64,
+    seats: &Arc<Vec<i64>>,
+    tokens: &Arc<Vec<String>>,
+    length: Duration,
+    first_fan: usize,
+) -> anyhow::Result<(Arc<Counts>, Latencies)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let next_fan = Arc::new(AtomicUsize::new(first_fan));
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let (http, stop, counts, next_fan) = (http.clone(), stop.clone(), counts.clone(), next_fan.clone());
+        let (seats, tokens, base) = (seats.clone(), tokens.clone(), stack.base.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Latencies {
+                confirm: histogram(),
+                provider: histogram(),
+                ours: histogram(),
+                hold: histogram(),
+            };
+            while !stop.load(Ordering::Relaxed) {
+                // Four purchases of two seats per fan, within the limit of 8.
+                let n = next_fan.fetch_add(1, Ordering::Relaxed);
+                let token = &tokens[(n / 4) % tokens.len()];
+                let pick: Vec<i64> = {
+                    let mut rng = rand::thread_rng();
+                    let a = rng.gen_range(0..seats.len() - 1);
+                    vec![seats[a], seats[a + 1]]
+                };
+                let began = Instant::now();
+                let hold = http
+                    .post(format!("{base}/v1/events/{event}/holds"))
+                    .bearer_auth(token)
+                    .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                    .json(&json!({ "seat_ids": pick }))
+                    .send()
+                    .await;
+                let hold = match hold {
+                    Ok(r) if r.status() == StatusCode::CREATED => r.json::<Value>().await.ok(),
+                    Ok(r) if r.status() == StatusCode::CONFLICT => {
+                        counts.taken.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    _ => None,
+                };
+                let Some(hold) = hold else {
+                    counts.failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let _ = lat.hold.record(micros(began.elapsed()));
+                let began = Instant::now();
+                let order = http
+                    .post(format!("{base}/v1/orders"))
+                    .bearer_auth(token)
+                    .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                    .json(&json!({ "hold_id": hold["hold_id"], "payment_method": "pm_card_ok" }))
+                    .send()
+                    .await;
+                let took = began.elapsed();
+                let Ok(order) = order else {
+                    counts.failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let provider = order
+                    .headers()
+                    .get("server-timing")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("provider;dur="))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .map(|ms| Duration::from_micros((ms * 1000.0) as u64))
+                    .unwrap_or_default();
+                let body: Value = order.json().await.unwrap_or(Value::Null);
+                if body["state"] != "confirmed" {
+                    counts.failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                counts.purchases.fetch_add(1, Ordering::Relaxed);
+                let _ = lat.confirm.record(micros(took));
+                let _ = lat.provider.record(micros(provider));
+                let _ = lat.ours.record(micros(took.saturating_sub(provider)));
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(length).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Latencies {
+        confirm: histogram(),
+        provider: histogram(),
+        ours: histogram(),
+        hold: histogram(),
+    };
+    for t in tasks {
+        let l = t.await?;
+        all.confirm.add(&l.confirm).ok();
+        all.provider.add(&l.provider).ok();
+        all.ours.add(&l.ours).ok();
+        all.hold.add(&l.hold).ok();
+    }
+    Ok((counts, all))
+}
+
+/// The baseline: the same number of clients charging the sandbox directly.
+async fn run_sandbox(
+    args: &Args,
+    http: &reqwest::Client,
+    sandbox: &str,
+    length: Duration,
+) -> anyhow::Result<(f64, Histogram<u64>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let (http, stop, done, url) = (
+            http.clone(),
+            stop.clone(),
+            done.clone(),
+            format!("{sandbox}/v1/payment_intents"),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            while !stop.load(Ordering::Relaxed) {
+                let began = Instant::now();
+                let ok = http
+                    .post(&url)
+                    .bearer_auth(API_KEY)
+                    .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                    .json(
+                        &json!({"amount_cents": 6000, "currency": "usd", "payment_method": "pm_card_no_webhook",
+                                  "metadata": {"order_id": uuid::Uuid::new_v4().to_string()}}),
+                    )
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    done.fetch_add(1, Ordering::Relaxed);
+                    let _ = h.record(micros(began.elapsed()));
+                }
+            }
+            h
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(length).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = histogram();
+    for t in tasks {
+        all.add(&t.await?).ok();
+    }
+    Ok((
+        done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
+        all,
+    ))
+}
