@@ -98,6 +98,12 @@ impl std::fmt::Display for FanId {
 #[sqlx(transparent)]
 pub struct Cents(pub i64);
 
+impl std::fmt::Display for Cents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl std::ops::Add for Cents {
     type Output = Cents;
     fn add(self, rhs: Cents) -> Cents {

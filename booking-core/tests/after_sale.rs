@@ -350,3 +350,233 @@ async fn transfers_race_transfers_and_refunds() {
     }
     Arc::into_inner(app).unwrap().finish().await;
 }
+
+async fn list(app: &TestApp, token: &str, key: &str, ticket: &str, price: i64) -> (StatusCode, Value) {
+    let (s, _, body) = post(
+        app,
+        token,
+        key,
+        &format!("/v1/tickets/{ticket}/listings"),
+        json!({"price_cents": price}),
+    )
+    .await;
+    (s, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resale_is_capped_sells_a_listing_once_and_pays_the_seller_less_the_fee() {
+    let app = Arc::new(TestApp::start_with(with_sandbox()).await);
+    let v = venue(&app.pool, &small_chart("rs", &["A"], 1, 4)).await;
+    let e = event(&app.pool, "rs", "rs", rules(4)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let alice = app.sign_in("alice").await;
+    let o = buy(&app, &alice, e, "1", &seats[0..2]).await;
+    let t0 = o["tickets"][0]["ticket_id"].as_str().unwrap().to_string();
+    let t1 = o["tickets"][1]["ticket_id"].as_str().unwrap().to_string();
+    let (_, before) = get(&app, &alice, &format!("/v1/tickets/{t0}")).await;
+
+    // Face value 3000, default cap 120%.
+    let (s, p) = list(&app, &alice, "l0", &t0, 3601).await;
+    assert_eq!(
+        (s, p["code"].as_str(), p["cap_cents"].as_i64()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("price_above_cap"), Some(3600))
+    );
+    let (s, p) = list(&app, &alice, "l00", &t0, 0).await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_price"))
+    );
+    let (s, listing) = list(&app, &alice, "l1", &t0, 3600).await;
+    assert_eq!(s, StatusCode::CREATED, "{listing}");
+    let lid = listing["listing_id"].as_str().unwrap().to_string();
+    let (s, p) = list(&app, &alice, "l2", &t0, 3000).await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("ticket_not_listable"))
+    );
+    // A listed ticket is neither transferred nor refunded.
+    let (s, _, p) = post(
+        &app,
+        &alice,
+        "x1",
+        &format!("/v1/tickets/{t0}/transfer"),
+        json!({"to_fan_id": "zed"}),
+    )
+    .await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("ticket_not_transferable"))
+    );
+    let id = o["order_id"].as_str().unwrap();
+    let (s, _, p) = post(
+        &app,
+        &alice,
+        "r1",
+        &format!("/v1/orders/{id}/refunds"),
+        json!({"ticket_ids": [t0]}),
+    )
+    .await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("tickets_not_refundable"))
+    );
+    let (s, _, p) = post(
+        &app,
+        &alice,
+        "own",
+        "/v1/orders",
+        json!({"listing_id": lid, "payment_method": "pm_card_ok"}),
+    )
+    .await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("own_listing"))
+    );
+
+    // A declined buyer lets the listing go at once.
+    let carol = app.sign_in("carol").await;
+    let (s, _, failed) = post(
+        &app,
+        &carol,
+        "c0",
+        "/v1/orders",
+        json!({"listing_id": lid, "payment_method": "pm_card_declined"}),
+    )
+    .await;
+    assert_eq!(
+        (s, failed["state"].as_str()),
+        (StatusCode::CREATED, Some("payment_failed"))
+    );
+    let (_, browse) = app.get(&format!("/v1/events/{}/listings", e.0)).await;
+    assert_eq!(browse[0]["listing_id"], lid.as_str());
+    assert_eq!(browse[0]["face_value_cents"], 3000);
+
+    // Six buyers at once: one gets it, the rest are told before paying.
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (app, lid) = (app.clone(), lid.clone());
+        tasks.push(tokio::spawn(async move {
+            let token = app.sign_in(&format!("buyer{i}")).await;
+            let (s, _, o) = post(
+                &app,
+                &token,
+                "b",
+                "/v1/orders",
+                json!({"listing_id": lid, "payment_method": "pm_card_ok"}),
+            )
+            .await;
+            (i, s, o)
+        }));
+    }
+    let mut winner = None;
+    for t in tasks {
+        let (i, s, o) = t.await.unwrap();
+        if s == StatusCode::CREATED && o["state"] == "confirmed" {
+            assert!(winner.replace((i, o)).is_none(), "sold twice");
+        } else {
+            assert_eq!(
+                (s, o["code"].as_str()),
+                (StatusCode::CONFLICT, Some("listing_unavailable")),
+                "{o}"
+            );
+        }
+    }
+    let (w, order) = winner.expect("one buyer wins");
+    assert_eq!(order["total_cents"], 3600);
+    assert_eq!(order["tickets"][0]["ticket_id"], t0.as_str());
+    let buyer = app.sign_in(&format!("buyer{w}")).await;
+    let (_, mine) = get(&app, &buyer, "/v1/me/tickets").await;
+    assert_eq!(mine[0]["ticket_id"], t0.as_str());
+    assert_eq!(mine[0]["version"], 2);
+    let (s, body) = scan(&app, before["code"].as_str().unwrap()).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("ticket_superseded"))
+    );
+    assert_eq!(scan(&app, mine[0]["code"].as_str().unwrap()).await.0, StatusCode::OK);
+
+    let (gross, fee, net, seller): (i64, i64, i64, String) = sqlx::query_as(
+        "SELECT gross_cents, fee_cents, net_cents, seller_fan_id FROM resale_payouts WHERE listing_id = $1::uuid",
+    )
+    .bind(&lid)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((gross, fee, net, seller.as_str()), (3600, 360, 3240, "alice"));
+    let (_, browse) = app.get(&format!("/v1/events/{}/listings", e.0)).await;
+    assert_eq!(browse, json!([]));
+    let charged: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE listing_id = $1::uuid AND state = 'confirmed'")
+            .bind(&lid)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(charged, 1);
+
+    // Withdrawing: the other ticket, listed then cancelled, is alice's to use.
+    let (_, l2) = list(&app, &alice, "l3", &t1, 3000).await;
+    let r = app
+        .http
+        .delete(app.url(&format!("/v1/listings/{}", l2["listing_id"].as_str().unwrap())))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (s, _, _) = post(
+        &app,
+        &alice,
+        "x2",
+        &format!("/v1/tickets/{t1}/transfer"),
+        json!({"to_fan_id": "zed"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    Arc::into_inner(app).unwrap().finish().await;
+}
+
+#[tokio::test]
+async fn face_value_markets_and_the_primary_limit_bound_resale() {
+    let app = TestApp::start_with(with_sandbox()).await;
+    let v = venue(&app.pool, &small_chart("fv", &["A"], 1, 6)).await;
+    let e = event(&app.pool, "fv", "fv", rules(2)).await;
+    let mut conn = app.pool.acquire().await.unwrap();
+    let uk = AfterSalePolicy {
+        resale_cap_percent: 100,
+        ..AfterSalePolicy::default()
+    };
+    policy::set(&mut conn, e, &uk).await.unwrap();
+    drop(conn);
+    let seats = seat_ids(&app.pool, v).await;
+    let alice = app.sign_in("alice").await;
+    let bob = app.sign_in("bob").await;
+    let a = buy(&app, &alice, e, "a", &seats[0..2]).await;
+    let b = buy(&app, &bob, e, "b", &seats[2..4]).await;
+    // Bob gives one to alice: she now holds three, but may resell only two.
+    let gift = b["tickets"][0]["ticket_id"].as_str().unwrap();
+    let (s, _, _) = post(
+        &app,
+        &bob,
+        "g",
+        &format!("/v1/tickets/{gift}/transfer"),
+        json!({"to_fan_id": "alice"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let t0 = a["tickets"][0]["ticket_id"].as_str().unwrap();
+    let t1 = a["tickets"][1]["ticket_id"].as_str().unwrap();
+    let (s, p) = list(&app, &alice, "l0", t0, 3001).await;
+    assert_eq!(
+        (s, p["cap_cents"].as_i64()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some(3000)),
+        "face value only"
+    );
+    assert_eq!(list(&app, &alice, "l1", t0, 3000).await.0, StatusCode::CREATED);
+    assert_eq!(list(&app, &alice, "l2", t1, 2500).await.0, StatusCode::CREATED);
+    let (s, p) = list(&app, &alice, "l3", gift, 3000).await;
+    assert_eq!(
+        (s, p["code"].as_str(), p["limit"].as_i64()),
+        (StatusCode::CONFLICT, Some("resale_limit_reached"), Some(2))
+    );
+    app.finish().await;
+}

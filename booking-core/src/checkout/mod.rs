@@ -26,7 +26,12 @@ pub use saga::CheckoutService;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
-    pub hold_id: HoldId,
+    /// Buy this hold's seats...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<HoldId>,
+    /// ...or this resale listing (one of the two).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing_id: Option<uuid::Uuid>,
     /// The processor's token for the fan's card, from its client-side form
     /// (the sandbox's test cards: `pm_card_ok`, `pm_card_declined`, ...).
     pub payment_method: String,
@@ -82,7 +87,8 @@ pub struct TicketRef {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Order {
     pub order_id: OrderId,
-    pub hold_id: HoldId,
+    pub hold_id: Option<HoldId>,
+    pub listing_id: Option<uuid::Uuid>,
     pub event_id: EventId,
     pub state: OrderState,
     pub seats: Vec<OrderSeat>,
@@ -108,6 +114,14 @@ pub enum OrderError {
     HoldReleased,
     #[error("this hold already has an order")]
     HoldAlreadyOrdered { order_id: OrderId },
+    #[error("name either hold_id or listing_id")]
+    AmbiguousRequest,
+    #[error("no such listing")]
+    ListingNotFound,
+    #[error("the listing is sold, withdrawn, or another buyer is paying for it")]
+    ListingUnavailable,
+    #[error("you cannot buy your own listing")]
+    OwnListing,
     #[error("payment_method must be 1 to 255 visible ASCII characters")]
     InvalidPaymentMethod,
     #[error("this Idempotency-Key was used for a different request")]

@@ -14,7 +14,7 @@ use crate::outbox::{notify, topic};
 /// What a new order needs from the request and configuration.
 pub struct NewOrder<'a> {
     pub id: OrderId,
-    pub hold: HoldId,
+    pub hold: Option<HoldId>,
     pub fan: &'a FanId,
     pub key: &'a str,
     pub fingerprint: &'a [u8],
@@ -28,6 +28,7 @@ pub struct NewOrder<'a> {
 /// Makes an order from a live hold of this fan, or finds the one this key
 /// already made. Returns the order's id and whether it is a replay.
 pub async fn create(pool: &PgPool, n: NewOrder<'_>) -> Result<(OrderId, bool), OrderError> {
+    let hold_id = n.hold.ok_or(OrderError::AmbiguousRequest)?;
     let mut tx = pool.begin().await?;
     // The hold's row lock orders concurrent requests for one hold (and one
     // key): each reads what the one before it committed.
@@ -35,7 +36,7 @@ pub async fn create(pool: &PgPool, n: NewOrder<'_>) -> Result<(OrderId, bool), O
         r#"SELECT event_id, seat_ids, prices_cents, total_cents, state, expires_at,
                   expires_at <= now() AS "lapsed!"
            FROM holds WHERE id = $1 AND fan_id = $2 FOR UPDATE"#,
-        n.hold.0,
+        hold_id.0,
         n.fan.as_str()
     )
     .fetch_optional(&mut *tx)
@@ -57,7 +58,7 @@ pub async fn create(pool: &PgPool, n: NewOrder<'_>) -> Result<(OrderId, bool), O
     let hold = hold.ok_or(OrderError::HoldNotFound)?;
     let live = sqlx::query_scalar!(
         "SELECT id FROM orders WHERE hold_id = $1 AND state <> 'payment_failed'",
-        n.hold.0
+        hold_id.0
     )
     .fetch_optional(&mut *tx)
     .await?;
@@ -81,7 +82,7 @@ pub async fn create(pool: &PgPool, n: NewOrder<'_>) -> Result<(OrderId, bool), O
                                total_cents, currency, payment_method, provider, next_check_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(secs => $13))"#,
         n.id.0,
-        n.hold.0,
+        hold_id.0,
         hold.event_id,
         n.fan.as_str(),
         n.key,
@@ -100,11 +101,86 @@ pub async fn create(pool: &PgPool, n: NewOrder<'_>) -> Result<(OrderId, bool), O
     Ok((n.id, false))
 }
 
+/// Makes an order for a resale listing, reserving the listing for it while
+/// it pays (as a hold reserves seats), or finds the one this key made.
+pub async fn create_for_listing(
+    pool: &PgPool,
+    n: NewOrder<'_>,
+    listing: uuid::Uuid,
+    reserve_secs: i64,
+) -> Result<(OrderId, bool), OrderError> {
+    let mut tx = pool.begin().await?;
+    let l = sqlx::query!(
+        r#"SELECT l.event_id, l.seller_fan_id, l.price_cents, l.state, l.ticket_version,
+                  coalesce(l.reserved_until > now(), false) AS "reserved!", t.seat_id, t.version, t.state AS ticket_state
+           FROM resale_listings l JOIN tickets t ON t.id = l.ticket_id
+           WHERE l.id = $1 FOR UPDATE OF l"#,
+        listing
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let prior = sqlx::query!(
+        "SELECT id, fingerprint FROM orders WHERE fan_id = $1 AND idempotency_key = $2",
+        n.fan.as_str(),
+        n.key
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(p) = prior {
+        return if p.fingerprint == n.fingerprint {
+            Ok((OrderId(p.id), true))
+        } else {
+            Err(OrderError::IdempotencyKeyReused)
+        };
+    }
+    let l = l.ok_or(OrderError::ListingNotFound)?;
+    if l.seller_fan_id == n.fan.as_str() {
+        return Err(OrderError::OwnListing);
+    }
+    // Sold, withdrawn, reserved by another buyer's payment, or the ticket
+    // changed since it was listed.
+    if l.state != "listed" || l.reserved || l.ticket_state != "valid" || l.version != l.ticket_version {
+        return Err(OrderError::ListingUnavailable);
+    }
+    sqlx::query!(
+        r#"INSERT INTO orders (id, listing_id, event_id, fan_id, idempotency_key, fingerprint, seat_ids, prices_cents,
+                               total_cents, currency, payment_method, provider, next_check_at)
+           VALUES ($1, $2, $3, $4, $5, $6, ARRAY[$7::bigint], ARRAY[$8::bigint], $8, $9, $10, $11,
+                   now() + make_interval(secs => $12))"#,
+        n.id.0,
+        listing,
+        l.event_id,
+        n.fan.as_str(),
+        n.key,
+        n.fingerprint,
+        l.seat_id,
+        l.price_cents,
+        n.currency,
+        n.payment_method,
+        n.provider,
+        n.reconcile_after_secs as f64,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE resale_listings SET reserved_by = $2, reserved_until = now() + make_interval(secs => $3) WHERE id = $1",
+        listing,
+        n.id.0,
+        reserve_secs as f64
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((n.id, false))
+}
+
 /// What the saga needs to take the next step.
 #[derive(Debug, Clone)]
 pub struct SagaRow {
     pub id: OrderId,
-    pub hold: HoldId,
+    /// What the order buys: a hold's seats, or one resale listing.
+    pub hold: Option<HoldId>,
+    pub listing: Option<uuid::Uuid>,
     pub event: EventId,
     pub fan: FanId,
     pub state: OrderState,
@@ -122,7 +198,7 @@ pub async fn saga_row(conn: &mut PgConnection, order: OrderId, lock: bool) -> Re
     let r = if lock {
         sqlx::query_as!(
             RawSaga,
-            r#"SELECT id, hold_id, event_id, fan_id, state, seat_ids, prices_cents, total_cents, currency,
+            r#"SELECT id, hold_id, listing_id, event_id, fan_id, state, seat_ids, prices_cents, total_cents, currency,
                       payment_method, intent_id
                FROM orders WHERE id = $1 FOR UPDATE"#,
             order.0
@@ -132,7 +208,7 @@ pub async fn saga_row(conn: &mut PgConnection, order: OrderId, lock: bool) -> Re
     } else {
         sqlx::query_as!(
             RawSaga,
-            r#"SELECT id, hold_id, event_id, fan_id, state, seat_ids, prices_cents, total_cents, currency,
+            r#"SELECT id, hold_id, listing_id, event_id, fan_id, state, seat_ids, prices_cents, total_cents, currency,
                       payment_method, intent_id
                FROM orders WHERE id = $1"#,
             order.0
@@ -142,7 +218,8 @@ pub async fn saga_row(conn: &mut PgConnection, order: OrderId, lock: bool) -> Re
     };
     Ok(r.map(|r| SagaRow {
         id: OrderId(r.id),
-        hold: HoldId(r.hold_id),
+        hold: r.hold_id.map(HoldId),
+        listing: r.listing_id,
         event: EventId(r.event_id),
         fan: FanId(r.fan_id),
         state: OrderState::parse(&r.state),
@@ -157,7 +234,8 @@ pub async fn saga_row(conn: &mut PgConnection, order: OrderId, lock: bool) -> Re
 
 struct RawSaga {
     id: uuid::Uuid,
-    hold_id: uuid::Uuid,
+    hold_id: Option<uuid::Uuid>,
+    listing_id: Option<uuid::Uuid>,
     event_id: i64,
     fan_id: String,
     state: String,
@@ -207,6 +285,13 @@ pub async fn mark_failed(pool: &PgPool, order: OrderId, intent: Option<&str>, co
     let Some(r) = r else {
         return Ok(false);
     };
+    // A buyer of a resale listing lets go of it.
+    sqlx::query!(
+        "UPDATE resale_listings SET reserved_by = NULL, reserved_until = NULL WHERE reserved_by = $1 AND state = 'listed'",
+        order.0
+    )
+    .execute(&mut *tx)
+    .await?;
     notify(
         &mut tx,
         topic::PAYMENT_FAILED,
@@ -357,11 +442,13 @@ pub async fn list(
     before: Option<OrderId>,
 ) -> Result<Vec<Order>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT o.id, o.hold_id, o.event_id, o.state, o.seat_ids, o.prices_cents, o.total_cents, o.currency,
+        r#"SELECT o.id, o.hold_id, o.listing_id, o.event_id, o.state, o.seat_ids, o.prices_cents, o.total_cents, o.currency,
                   o.failure_code, o.refund_reason, o.created_at, o.confirmed_at,
-                  coalesce((SELECT array_agg(t.id ORDER BY t.seat_id) FROM tickets t WHERE t.order_id = o.id), '{}')
+                  coalesce((SELECT array_agg(t.id ORDER BY t.seat_id) FROM tickets t WHERE t.order_id = o.id
+                                OR (o.state = 'confirmed' AND t.id = (SELECT ticket_id FROM resale_listings WHERE id = o.listing_id))), '{}')
                       AS "ticket_ids!",
-                  coalesce((SELECT array_agg(t.seat_id ORDER BY t.seat_id) FROM tickets t WHERE t.order_id = o.id), '{}')
+                  coalesce((SELECT array_agg(t.seat_id ORDER BY t.seat_id) FROM tickets t WHERE t.order_id = o.id
+                                OR (o.state = 'confirmed' AND t.id = (SELECT ticket_id FROM resale_listings WHERE id = o.listing_id))), '{}')
                       AS "ticket_seats!"
            FROM orders o
            WHERE o.fan_id = $1 AND ($2::uuid IS NULL OR o.id = $2) AND ($4::uuid IS NULL OR o.id < $4)
@@ -378,7 +465,8 @@ pub async fn list(
         .into_iter()
         .map(|r| Order {
             order_id: OrderId(r.id),
-            hold_id: HoldId(r.hold_id),
+            hold_id: r.hold_id.map(HoldId),
+            listing_id: r.listing_id,
             event_id: EventId(r.event_id),
             state: OrderState::parse(&r.state),
             seats: r

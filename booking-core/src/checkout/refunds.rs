@@ -144,6 +144,11 @@ pub async fn open(
         return Err(RefundError::NothingToRefund);
     }
     let ticket_ids: Vec<uuid::Uuid> = chosen.iter().map(|t| t.id).collect();
+    if crate::tickets::resale::any_listed(&mut tx, &ticket_ids).await? {
+        return Err(RefundError::TicketsNotRefundable {
+            ticket_ids: ticket_ids.into_iter().map(TicketId).collect(),
+        });
+    }
     let seats: Vec<SeatId> = chosen.iter().map(|t| SeatId(t.seat_id)).collect();
     let amount: i64 = chosen.iter().map(|t| t.price_cents).sum();
     sqlx::query!(

@@ -42,6 +42,10 @@ fn count_provider_time(since: Instant) {
 
 /// Where the crash tests may stop the process (`checkout.crash_after`):
 /// after each step's effect, before the next.
+/// How long a buyer's order keeps a resale listing from other buyers while
+/// it pays (a decline releases it at once).
+const LISTING_RESERVATION_SECS: i64 = 600;
+
 pub const STEPS: &[&str] = &["order_created", "charged", "paid", "settled", "refund_sent"];
 
 #[derive(Clone)]
@@ -81,11 +85,12 @@ impl CheckoutService {
         self.provider.as_ref()
     }
 
-    /// Makes an order from the fan's hold and takes it as far as it goes now:
-    /// usually to `confirmed` or `payment_failed`; to `pending_payment` if
-    /// the provider did not answer (the webhook or reconciliation finish it).
-    #[tracing::instrument(skip_all, fields(hold_id = %request.hold_id, order_id = tracing::field::Empty))]
-    /// Also returns the time spent waiting for the provider.
+    /// Makes an order from the fan's hold (or for a resale listing) and
+    /// takes it as far as it goes now: usually to `confirmed` or
+    /// `payment_failed`; to `pending_payment` if the provider did not answer
+    /// (the webhook or reconciliation finish it). Also returns the time spent
+    /// waiting for the provider.
+    #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty))]
     pub async fn place(
         &self,
         fan: &FanId,
@@ -97,21 +102,24 @@ impl CheckoutService {
             return Err(OrderError::InvalidPaymentMethod);
         }
         let fingerprint = Fingerprint::of("order.create", request);
-        let (order, replayed) = orders::create(
-            &self.pool,
-            NewOrder {
-                id: OrderId::new(),
-                hold: request.hold_id,
-                fan,
-                key,
-                fingerprint: &fingerprint.0,
-                payment_method: pm,
-                currency: &self.currency,
-                provider: self.provider.name(),
-                reconcile_after_secs: self.reconcile_after_secs,
-            },
-        )
-        .await?;
+        let new = NewOrder {
+            id: OrderId::new(),
+            hold: request.hold_id,
+            fan,
+            key,
+            fingerprint: &fingerprint.0,
+            payment_method: pm,
+            currency: &self.currency,
+            provider: self.provider.name(),
+            reconcile_after_secs: self.reconcile_after_secs,
+        };
+        let (order, replayed) = match (request.hold_id, request.listing_id) {
+            (Some(_), None) => orders::create(&self.pool, new).await?,
+            (None, Some(listing)) => {
+                orders::create_for_listing(&self.pool, new, listing, LISTING_RESERVATION_SECS).await?
+            }
+            _ => return Err(OrderError::AmbiguousRequest),
+        };
         tracing::Span::current().record("order_id", tracing::field::display(order));
         if !replayed {
             self.crash_point("order_created");
@@ -217,11 +225,24 @@ impl CheckoutService {
         if row.state != OrderState::Paid {
             return Ok(());
         }
-        let (sold, reclaimed) = match claims::sell_hold(&mut tx, row.hold).await? {
+        if let Some(listing) = row.listing {
+            if tickets::resale::complete(&mut tx, listing, row.id, &row.fan).await? {
+                orders::mark_confirmed(&mut tx, &row, false).await?;
+            } else {
+                orders::mark_refunding(&mut tx, &row, "listing_no_longer_available").await?;
+            }
+            tx.commit().await?;
+            self.crash_point("settled");
+            return Ok(());
+        }
+        let Some(hold) = row.hold else {
+            return Err(SagaError::NoOrder);
+        };
+        let (sold, reclaimed) = match claims::sell_hold(&mut tx, hold).await? {
             Some(seats) if seats.len() == row.seats.len() => (true, false),
             Some(_) => (false, false),
             None => (
-                claims::reclaim_for_sale(&mut tx, row.event, row.hold, &row.seats).await?,
+                claims::reclaim_for_sale(&mut tx, row.event, hold, &row.seats).await?,
                 true,
             ),
         };

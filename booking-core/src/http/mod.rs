@@ -73,6 +73,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me/orders", get(orders::mine))
         .route("/v1/me/tickets", get(tickets::mine))
         .route("/v1/tickets/{ticket_id}/transfer", post(tickets::transfer))
+        .route("/v1/tickets/{ticket_id}/listings", post(tickets::list_for_resale))
+        .route("/v1/events/{event_id}/listings", get(tickets::listings))
+        .route(
+            "/v1/listings/{listing_id}",
+            axum::routing::delete(tickets::cancel_listing),
+        )
         .route("/v1/tickets/keys", get(tickets::keys))
         .route("/v1/tickets/{ticket_id}", get(tickets::get))
         .route("/v1/tickets/{ticket_id}/qr.svg", get(tickets::qr_svg))

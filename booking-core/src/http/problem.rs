@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::catalog::CatalogError;
 use crate::checkout::{OrderError, RefundError};
 use crate::inventory::HoldError;
-use crate::tickets::{CheckInError, TicketError, TransferError};
+use crate::tickets::{CheckInError, ResaleError, TicketError, TransferError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -172,6 +172,10 @@ impl From<OrderError> for ApiError {
             O::HoldReleased => (StatusCode::CONFLICT, "hold_released"),
             O::HoldAlreadyOrdered { .. } => (StatusCode::CONFLICT, "hold_already_ordered"),
             O::InvalidPaymentMethod => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_payment_method"),
+            O::AmbiguousRequest => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_order_request"),
+            O::ListingNotFound => (StatusCode::NOT_FOUND, "listing_not_found"),
+            O::ListingUnavailable => (StatusCode::CONFLICT, "listing_unavailable"),
+            O::OwnListing => (StatusCode::UNPROCESSABLE_ENTITY, "own_listing"),
             O::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             O::OrderNotFound => (StatusCode::NOT_FOUND, "order_not_found"),
             O::Storage(cause) => return ApiError::unavailable(cause),
@@ -206,6 +210,24 @@ impl From<TransferError> for ApiError {
             T::TransfersNotAllowed => (StatusCode::CONFLICT, "transfers_not_allowed"),
             T::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             T::Storage(cause) => return ApiError::unavailable(cause),
+        };
+        with_fields(ApiError::new(status, code, e.to_string()), &e)
+    }
+}
+
+impl From<ResaleError> for ApiError {
+    fn from(e: ResaleError) -> Self {
+        use ResaleError as R;
+        let (status, code) = match &e {
+            R::TicketNotFound => (StatusCode::NOT_FOUND, "ticket_not_found"),
+            R::NotListable { .. } => (StatusCode::CONFLICT, "ticket_not_listable"),
+            R::AboveCap { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "price_above_cap"),
+            R::InvalidPrice => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_price"),
+            R::ResaleLimitReached { .. } => (StatusCode::CONFLICT, "resale_limit_reached"),
+            R::ListingNotFound => (StatusCode::NOT_FOUND, "listing_not_found"),
+            R::ListingUnavailable => (StatusCode::CONFLICT, "listing_unavailable"),
+            R::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            R::Storage(cause) => return ApiError::unavailable(cause),
         };
         with_fields(ApiError::new(status, code, e.to_string()), &e)
     }

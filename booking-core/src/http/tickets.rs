@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::http::AppState;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Fan, IdemKey};
 use crate::http::problem::{ApiError, Problem};
+use crate::ids::EventId;
 use crate::ids::TicketId;
-use crate::tickets::{self, CheckIn, Ticket, Transfer, TransferRequest, qr, render, transfers};
+use crate::tickets::{
+    self, CheckIn, ListRequest, Listing, Ticket, Transfer, TransferRequest, qr, render, resale, transfers,
+};
 
 fn no_store(mut response: Response) -> Response {
     response
@@ -67,6 +70,58 @@ pub async fn transfer(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// List your ticket for resale, at no more than the event's cap.
+#[utoipa::path(post, path = "/v1/tickets/{ticket_id}/listings", tag = "resale",
+    params(("ticket_id" = uuid::Uuid, Path), ("Idempotency-Key" = String, Header)),
+    request_body = ListRequest,
+    security(("fan_token" = [])),
+    responses((status = 201, body = Listing),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "price_above_cap (with cap_cents), invalid_price"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "ticket_not_listable, resale_limit_reached"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_for_resale(
+    State(state): State<AppState>,
+    fan: Fan,
+    IdemKey(key): IdemKey,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiJson(request): ApiJson<ListRequest>,
+) -> Result<Response, ApiError> {
+    let (listing, replayed) = resale::list(&state.pool, &fan.id, key.as_str(), TicketId(id), &request).await?;
+    let mut response = no_store((StatusCode::CREATED, axum::Json(listing)).into_response());
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Resale listings of an event that can be bought now, cheapest first. Buy
+/// one with `POST /v1/orders` and `listing_id`.
+#[utoipa::path(get, path = "/v1/events/{event_id}/listings", tag = "resale",
+    params(("event_id" = i64, Path)),
+    responses((status = 200, body = [Listing])))]
+pub async fn listings(State(state): State<AppState>, ApiPath(event): ApiPath<i64>) -> Result<Response, ApiError> {
+    let listings = resale::browse(&state.pool, EventId(event)).await?;
+    Ok(no_store(axum::Json(listings).into_response()))
+}
+
+/// Withdraw your listing (unless a buyer is paying for it right now).
+#[utoipa::path(delete, path = "/v1/listings/{listing_id}", tag = "resale",
+    params(("listing_id" = uuid::Uuid, Path)),
+    security(("fan_token" = [])),
+    responses((status = 200, body = Listing),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "listing_unavailable"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn cancel_listing(
+    State(state): State<AppState>,
+    fan: Fan,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Response, ApiError> {
+    let listing = resale::cancel(&state.pool, &fan.id, id).await?;
+    Ok(no_store(axum::Json(listing).into_response()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

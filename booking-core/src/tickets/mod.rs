@@ -7,6 +7,7 @@ pub mod checkin;
 pub mod policy;
 pub mod qr;
 pub mod render;
+pub mod resale;
 pub mod transfers;
 
 use chrono::{DateTime, Utc};
@@ -18,6 +19,7 @@ use crate::ids::{Cents, EventId, FanId, OrderId, SeatId, TicketId};
 
 pub use checkin::{CheckIn, CheckInError};
 pub use qr::TicketSigner;
+pub use resale::{ListRequest, Listing, ResaleError};
 pub use transfers::{Transfer, TransferError, TransferRequest};
 
 /// A ticket as its owner sees it.

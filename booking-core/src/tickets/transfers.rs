@@ -95,6 +95,11 @@ pub async fn transfer(
             reason: "checked_in".into(),
         });
     }
+    if crate::tickets::resale::any_listed(&mut tx, &[ticket.0]).await? {
+        return Err(TransferError::NotTransferable {
+            reason: "listed_for_resale".into(),
+        });
+    }
     let event = EventId(t.event_id);
     if !policy::for_event(&mut tx, event).await?.transfers_allowed {
         return Err(TransferError::TransfersNotAllowed);
