@@ -1,5 +1,6 @@
 //! Assembling and running the service: connect, build state, start the
-//! background workers (seat-change feed, reaper, checkout reconciliation),
+//! background workers (seat-change feed, reaper, checkout reconciliation,
+//! outbox delivery),
 //! serve until told to stop.
 
 use std::sync::Arc;
@@ -106,6 +107,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let mut workers = Vec::new();
     if config.reaper.enabled {
         workers.push(tokio::spawn(reaper::run(pool.clone(), config.reaper.clone())));
+    }
+    if config.notifications.enabled {
+        let deliverer = crate::outbox::deliver::Deliverer::new(pool.clone(), config.notifications.clone());
+        workers.push(tokio::spawn(crate::outbox::deliver::run(deliverer)));
     }
     if config.checkout.reconcile {
         workers.push(tokio::spawn(reconcile::run(checkout, pool, config.checkout.clone())));

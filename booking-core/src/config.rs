@@ -31,6 +31,7 @@ pub struct Config {
     pub payments: PaymentsConfig,
     pub checkout: CheckoutConfig,
     pub tickets: TicketsConfig,
+    pub notifications: NotificationsConfig,
     pub log: LogConfig,
 }
 
@@ -217,6 +218,41 @@ impl std::fmt::Debug for ScannerConfig {
     }
 }
 
+/// Delivering the outbox: operator webhooks and fan e-mail.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Run the delivery worker in this instance (safe on all of them).
+    pub enabled: bool,
+    pub interval_ms: u64,
+    pub batch: i64,
+    /// After this many failed attempts a delivery is dead (kept, not retried).
+    pub max_attempts: i32,
+    /// Retry n waits backoff_base_ms * 2^n, at most 300 times the base.
+    pub backoff_base_ms: u64,
+    /// The operator's endpoint for every notification; none if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_webhook_url: Option<String>,
+    /// Secret: signs operator webhooks (`Usher-Signature: t=..,v1=..`).
+    pub operator_webhook_secret: String,
+    /// Where fan e-mail goes: `log`, `file:<directory>` (one .eml per
+    /// message) or `smtp://host:port` (plain SMTP, e.g. a local relay).
+    pub email: String,
+    pub email_from: String,
+    /// Fans are known by id; mail goes to `<fan id>@<email_domain>` until the
+    /// identity provider supplies addresses.
+    pub email_domain: String,
+}
+
+impl std::fmt::Debug for NotificationsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationsConfig")
+            .field("operator_webhook_url", &self.operator_webhook_url)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -291,6 +327,18 @@ impl Default for Config {
                 signing_key_file: None,
                 rotation_secs: 30,
                 scanners: vec![],
+            },
+            notifications: NotificationsConfig {
+                enabled: true,
+                interval_ms: 500,
+                batch: 100,
+                max_attempts: 12,
+                backoff_base_ms: 1_000,
+                operator_webhook_url: None,
+                operator_webhook_secret: "whsec_operator_dev".into(),
+                email: "log".into(),
+                email_from: "tickets@usher.invalid".into(),
+                email_domain: "fans.usher.invalid".into(),
             },
             log: LogConfig {
                 format: "text".into(),
@@ -443,6 +491,21 @@ impl Config {
                     s.id
                 ));
             }
+        }
+        let n = &self.notifications;
+        if n.interval_ms < 50 || !(1..=1000).contains(&n.batch) || !(1..=100).contains(&n.max_attempts) {
+            problems.push("notifications: interval_ms >= 50, batch 1..=1000, max_attempts 1..=100".into());
+        }
+        if let Some(url) = &n.operator_webhook_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            problems.push("notifications.operator_webhook_url must be an http(s):// URL".into());
+        }
+        if !(n.email == "log" || n.email.starts_with("file:") || n.email.starts_with("smtp://")) {
+            problems.push(format!(
+                "notifications.email must be \"log\", \"file:<dir>\" or \"smtp://host:port\", got {:?}",
+                n.email
+            ));
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             problems.push(format!(

@@ -1,6 +1,11 @@
 //! The transactional outbox: a notification is a row written in the same
 //! transaction as the change it tells of, so a committed change always has
-//! its notification and a rolled-back one never does.
+//! its notification and a rolled-back one never does. `deliver.rs` sends
+//! each one, at least once, to the operator's webhook and to the fan's
+//! e-mail (`mail.rs`), retrying with backoff until it is delivered or dead.
+
+pub mod deliver;
+pub mod mail;
 
 use sqlx::PgConnection;
 
@@ -23,8 +28,13 @@ pub async fn notify(
     fan: &str,
     payload: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
+    // The notification and one delivery per channel, in one statement.
     sqlx::query!(
-        "INSERT INTO outbox (topic, order_id, fan_id, payload) VALUES ($1, $2, $3, $4)",
+        r#"WITH n AS (
+               INSERT INTO outbox (topic, order_id, fan_id, payload) VALUES ($1, $2, $3, $4) RETURNING id
+           )
+           INSERT INTO outbox_deliveries (outbox_id, channel)
+           SELECT n.id, c.channel FROM n, (VALUES ('operator_webhook'), ('email')) AS c(channel)"#,
         topic,
         order.0,
         fan,

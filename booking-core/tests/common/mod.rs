@@ -162,6 +162,10 @@ pub struct Options {
     pub reconcile: bool,
     pub reconcile_after_secs: u64,
     pub payments_timeout_ms: u64,
+    /// Where operator webhooks go, and fan e-mail (`log`, `file:..`, `smtp://..`).
+    pub operator_webhook: Option<String>,
+    pub email: String,
+    pub max_attempts: i32,
 }
 
 impl Default for Options {
@@ -174,6 +178,9 @@ impl Default for Options {
             reconcile: false,
             reconcile_after_secs: 30,
             payments_timeout_ms: 2_000,
+            operator_webhook: None,
+            email: "log".into(),
+            max_attempts: 12,
         }
     }
 }
@@ -223,6 +230,12 @@ impl TestApp {
         config.checkout.reconcile = options.reconcile;
         config.checkout.reconcile_interval_ms = 200;
         config.checkout.reconcile_after_secs = options.reconcile_after_secs;
+        config.notifications.interval_ms = 100;
+        config.notifications.backoff_base_ms = 20;
+        config.notifications.operator_webhook_url = options.operator_webhook.clone();
+        config.notifications.operator_webhook_secret = OPERATOR_SECRET.into();
+        config.notifications.email = options.email.clone();
+        config.notifications.max_attempts = options.max_attempts;
         config.tickets.scanners = vec![booking_core::config::ScannerConfig {
             id: "gate-a".into(),
             key: SCANNER_KEY.into(),
@@ -340,6 +353,7 @@ impl TestApp {
 pub const SANDBOX_API_KEY: &str = "sk_test_harness";
 pub const SANDBOX_WEBHOOK_SECRET: &str = "whsec_test_harness";
 pub const SCANNER_KEY: &str = "scanner-key-for-gate-a";
+pub const OPERATOR_SECRET: &str = "whsec_operator_test";
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

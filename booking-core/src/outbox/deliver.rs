@@ -1,0 +1,184 @@
+//! The outbox's delivery worker: takes due deliveries (pushing each one's
+//! next attempt back as it takes it, so concurrent workers take different
+//! ones), sends them, and records the outcome: delivered; or failed, to be
+//! tried again after a backoff; or, after `max_attempts`, dead (kept for an
+//! operator to look at, never retried by itself). Delivery is at least once:
+//! a receiver may see a notification twice and should key on its id.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::checkout::signature;
+use crate::config::NotificationsConfig;
+use crate::outbox::mail::{self, Message, Sink};
+
+/// How long a taken delivery is left alone before another worker may take
+/// it again (a worker that died mid-send).
+const LEASE_SECS: f64 = 60.0;
+
+pub struct Deliverer {
+    pool: PgPool,
+    config: NotificationsConfig,
+    sink: Sink,
+    http: reqwest::Client,
+}
+
+struct Due {
+    outbox_id: i64,
+    channel: String,
+    attempts: i32,
+    topic: String,
+    fan_id: Option<String>,
+    payload: serde_json::Value,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Deliverer {
+    pub fn new(pool: PgPool, config: NotificationsConfig) -> Deliverer {
+        let sink = Sink::from_config(&config);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Deliverer {
+            pool,
+            config,
+            sink,
+            http,
+        }
+    }
+
+    /// One pass; returns how many deliveries it attempted.
+    pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
+        let due = sqlx::query_as!(
+            Due,
+            r#"WITH taken AS (
+                   UPDATE outbox_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
+                   WHERE (d.outbox_id, d.channel) IN (
+                       SELECT outbox_id, channel FROM outbox_deliveries
+                       WHERE state = 'pending' AND next_attempt_at <= now()
+                       ORDER BY next_attempt_at LIMIT $1
+                       FOR UPDATE SKIP LOCKED)
+                   RETURNING d.outbox_id, d.channel, d.attempts
+               )
+               SELECT t.outbox_id AS "outbox_id!", t.channel AS "channel!", t.attempts AS "attempts!",
+                      o.topic, o.fan_id, o.payload, o.created_at
+               FROM taken t JOIN outbox o ON o.id = t.outbox_id
+               ORDER BY t.outbox_id"#,
+            self.config.batch,
+            LEASE_SECS
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for d in &due {
+            let outcome = match d.channel.as_str() {
+                "operator_webhook" => self.webhook(d).await,
+                _ => self.email(d).await,
+            };
+            self.record(d, outcome).await?;
+        }
+        Ok(due.len())
+    }
+
+    async fn webhook(&self, d: &Due) -> Result<(), String> {
+        let Some(url) = &self.config.operator_webhook_url else {
+            return Err(NOT_CONFIGURED.into());
+        };
+        let body = serde_json::to_vec(&json!({
+            "id": d.outbox_id,
+            "type": d.topic,
+            "created": d.created_at.timestamp(),
+            "data": d.payload,
+        }))
+        .map_err(|e| e.to_string())?;
+        let now = chrono::Utc::now().timestamp();
+        let sig = signature::sign(&body, self.config.operator_webhook_secret.as_bytes(), now);
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("usher-signature", sig)
+            .header("usher-event-id", d.outbox_id.to_string())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("status {}", r.status()))
+        }
+    }
+
+    async fn email(&self, d: &Due) -> Result<(), String> {
+        let Some(fan) = &d.fan_id else {
+            return Err("no fan to write to".into());
+        };
+        let (subject, body) = mail::compose(&d.topic, &d.payload);
+        let m = Message {
+            id: format!("usher-{}", d.outbox_id),
+            from: self.config.email_from.clone(),
+            to: format!("{fan}@{}", self.config.email_domain),
+            subject,
+            body,
+        };
+        mail::send(&self.sink, &m).await.map_err(|e| e.to_string())
+    }
+
+    async fn record(&self, d: &Due, outcome: Result<(), String>) -> Result<(), sqlx::Error> {
+        match outcome {
+            Ok(()) => {
+                sqlx::query!(
+                    r#"UPDATE outbox_deliveries SET state = 'delivered', delivered_at = now(), attempts = attempts + 1
+                       WHERE outbox_id = $1 AND channel = $2 AND state = 'pending'"#,
+                    d.outbox_id,
+                    d.channel
+                )
+                .execute(&self.pool)
+                .await?;
+            }
+            Err(why) => {
+                let attempts = d.attempts + 1;
+                // An unconfigured channel is not going to start working: dead at once.
+                let dead = attempts >= self.config.max_attempts || why == NOT_CONFIGURED;
+                if dead {
+                    tracing::warn!(outbox_id = d.outbox_id, channel = %d.channel, %why, "notification dead-lettered");
+                }
+                let base = self.config.backoff_base_ms as f64 / 1000.0;
+                let backoff = base * 2f64.powi(attempts.min(9)).min(300.0);
+                sqlx::query!(
+                    r#"UPDATE outbox_deliveries
+                       SET attempts = $3, last_error = $4, state = CASE WHEN $5 THEN 'dead' ELSE 'pending' END,
+                           next_attempt_at = now() + make_interval(secs => $6)
+                       WHERE outbox_id = $1 AND channel = $2 AND state = 'pending'"#,
+                    d.outbox_id,
+                    d.channel,
+                    attempts,
+                    why,
+                    dead,
+                    backoff
+                )
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+const NOT_CONFIGURED: &str = "channel not configured";
+
+pub async fn run(deliverer: Deliverer) {
+    let mut tick = tokio::time::interval(Duration::from_millis(deliverer.config.interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match deliverer.run_once().await {
+            Ok(n) if n as i64 >= deliverer.config.batch => tick.reset_immediately(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "outbox delivery pass failed"),
+        }
+    }
+}
