@@ -10,7 +10,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::checkout::PaymentProvider;
 use crate::checkout::sandbox::SandboxProvider;
+use crate::checkout::stripe::StripeProvider;
 use crate::checkout::{CheckoutService, reconcile};
 use crate::config::Config;
 use crate::db;
@@ -72,7 +74,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let identity = Identity::from_config(&config.identity)?;
     let admission = Admission::from_config(&config.admission)?;
     let ticket_signer = ticket_signer(&config)?;
-    let provider = SandboxProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?;
+    let provider: Arc<dyn PaymentProvider> = match config.payments.provider.as_str() {
+        "stripe" => Arc::new(StripeProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?),
+        _ => Arc::new(SandboxProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?),
+    };
     let pool = db::connect(&config.database).await?;
     let listener = TcpListener::bind(config.http.listen)
         .await
@@ -88,7 +93,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let maps = SeatMaps::new(pool.clone());
     let feed = SeatFeed::new(pool.clone(), Duration::from_millis(config.feed.poll_interval_ms));
     let holds = HoldService::new(pool.clone(), maps.clone(), &config.holds);
-    let checkout = CheckoutService::new(pool.clone(), Arc::new(provider), &config.payments, &config.checkout);
+    let checkout = CheckoutService::new(pool.clone(), provider, &config.payments, &config.checkout);
     let (stop, shutdown) = watch::channel(false);
     let config = Arc::new(config);
     let state = AppState {

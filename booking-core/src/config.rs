@@ -142,7 +142,8 @@ pub struct FeedConfig {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentsConfig {
-    /// `sandbox`: the stand-in processor (`payment-sandbox`), dev only.
+    /// `stripe` (base_url https://api.stripe.com), or `sandbox`: the
+    /// stand-in processor (`payment-sandbox`), dev only.
     pub provider: String,
     /// The processor's API root.
     pub base_url: String,
@@ -433,9 +434,12 @@ impl Config {
             problems.push("feed.heartbeat_secs must be 1..=120".into());
         }
         let pay = &self.payments;
-        if pay.provider != "sandbox" {
-            problems.push(format!("payments.provider must be \"sandbox\", got {:?}", pay.provider));
-        } else if self.environment != Environment::Dev {
+        if pay.provider != "sandbox" && pay.provider != "stripe" {
+            problems.push(format!(
+                "payments.provider must be \"stripe\" or \"sandbox\", got {:?}",
+                pay.provider
+            ));
+        } else if pay.provider == "sandbox" && self.environment != Environment::Dev {
             problems.push(
                 "payments.provider = \"sandbox\" takes no real money: only allowed with environment = \"dev\"".into(),
             );

@@ -12,6 +12,7 @@ pub mod refunds;
 pub mod saga;
 pub mod sandbox;
 pub mod signature;
+pub mod stripe;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

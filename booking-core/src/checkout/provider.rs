@@ -118,6 +118,9 @@ pub trait PaymentProvider: Send + Sync {
     /// The name stored on orders (`sandbox`, `stripe`).
     fn name(&self) -> &'static str;
 
+    /// The header its webhooks carry their signature in.
+    fn signature_header(&self) -> &'static str;
+
     /// Creates, confirms and captures; or, for a key seen before, returns the
     /// first charge made with it.
     fn charge<'a>(&'a self, request: &'a ChargeRequest) -> BoxFuture<'a, Result<Charge, ProviderError>>;

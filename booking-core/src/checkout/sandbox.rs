@@ -166,6 +166,10 @@ impl PaymentProvider for SandboxProvider {
         "sandbox"
     }
 
+    fn signature_header(&self) -> &'static str {
+        SIGNATURE_HEADER
+    }
+
     fn charge<'a>(&'a self, r: &'a ChargeRequest) -> BoxFuture<'a, Result<Charge, ProviderError>> {
         Box::pin(async move {
             let body = json!({

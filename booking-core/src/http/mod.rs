@@ -83,7 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tickets/{ticket_id}", get(tickets::get))
         .route("/v1/tickets/{ticket_id}/qr.svg", get(tickets::qr_svg))
         .route("/v1/checkin", post(tickets::checkin))
-        .route("/v1/payments/webhooks/sandbox", post(payments::sandbox))
+        .route("/v1/payments/webhooks/{provider}", post(payments::webhook))
         .route("/v1/me", get(identity::me))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -16,7 +16,7 @@ use crate::http::{catalog, health, holds, identity, orders, payments, seats, tic
         orders::create, orders::get, orders::mine, orders::refund,
         tickets::get, tickets::mine, tickets::qr_svg, tickets::keys, tickets::checkin, tickets::transfer,
         tickets::list_for_resale, tickets::listings, tickets::cancel_listing,
-        payments::sandbox,
+        payments::webhook,
         identity::dev_sign_in, identity::me,
         health::healthz, health::readyz,
     ),

@@ -9,18 +9,29 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::checkout::WebhookError;
-use crate::checkout::sandbox::SIGNATURE_HEADER;
 use crate::http::AppState;
+use crate::http::extract::ApiPath;
 use crate::http::problem::{ApiError, Problem};
 
 /// Payment events from the processor (signed; at least once, any order).
-#[utoipa::path(post, path = "/v1/payments/webhooks/sandbox", tag = "payments",
-    request_body(content = String, description = "The processor's event, signed in the Sandbox-Signature header"),
+/// `{provider}` is the configured provider's name (`stripe`, `sandbox`).
+#[utoipa::path(post, path = "/v1/payments/webhooks/{provider}", tag = "payments",
+    params(("provider" = String, Path)),
+    request_body(content = String, description = "The processor's event, signed in its signature header (Stripe-Signature, Sandbox-Signature)"),
     responses(
         (status = 200, description = "Acted on, or a duplicate (`duplicate: true`)"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "webhook_signature_invalid, webhook_timestamp_stale, webhook_malformed")))]
-pub async fn sandbox(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+pub async fn webhook(
+    State(state): State<AppState>,
+    ApiPath(provider): ApiPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let verifier = state.checkout.provider();
+    if provider != verifier.name() {
+        return Err(ApiError::not_found("not_found", "no such payment provider here"));
+    }
+    let signature = headers.get(verifier.signature_header()).and_then(|v| v.to_str().ok());
     let now = chrono::Utc::now().timestamp();
     let event = state
         .checkout

@@ -203,6 +203,11 @@ impl TestApp {
     }
 
     pub async fn start_with(options: Options) -> TestApp {
+        Self::start_with_config(options, |_| {}).await
+    }
+
+    /// As `start_with`, with a last word on the configuration.
+    pub async fn start_with_config(options: Options, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let db = fresh_database().await;
         let pair = usher_shared::keys::generate_pair();
         let key_file = std::env::temp_dir().join(format!("{db}.pem"));
@@ -257,6 +262,7 @@ impl TestApp {
         config.reaper.interval_ms = options.reaper_interval_ms;
         config.feed.poll_interval_ms = 100;
         config.feed.heartbeat_secs = 1;
+        adjust(&mut config);
         config.validate().expect("test config");
 
         let running = app::start(config).await.expect("start booking-core");
