@@ -194,6 +194,28 @@ async fn a_fan_buys_a_hold_gets_tickets_and_gets_in_once() {
         .unwrap();
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
     assert!(svg.text().await.unwrap().contains("<svg"));
+    let png = app
+        .http
+        .get(app.url(&format!("/v1/tickets/{ticket_id}/qr.png?rotating=true")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(png.headers()["content-type"], "image/png");
+    assert!(png.bytes().await.unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
+    let pdf = app
+        .http
+        .get(app.url(&format!("/v1/tickets/{ticket_id}/ticket.pdf")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    let pdf = pdf.bytes().await.unwrap();
+    assert!(pdf.starts_with(b"%PDF-1.4"));
+    let text = String::from_utf8_lossy(&pdf);
+    assert!(text.contains("(Section A, row R1, seat "), "the seat is printed");
+    assert!(text.contains("(Test event buy) Tj"));
     let r = app
         .http
         .get(app.url(&format!("/v1/tickets/{ticket_id}")))

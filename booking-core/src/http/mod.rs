@@ -82,6 +82,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tickets/keys", get(tickets::keys))
         .route("/v1/tickets/{ticket_id}", get(tickets::get))
         .route("/v1/tickets/{ticket_id}/qr.svg", get(tickets::qr_svg))
+        .route("/v1/tickets/{ticket_id}/qr.png", get(tickets::qr_png))
+        .route("/v1/tickets/{ticket_id}/ticket.pdf", get(tickets::pdf))
         .route("/v1/checkin", post(tickets::checkin))
         .route("/v1/payments/webhooks/{provider}", post(payments::webhook))
         .route("/v1/me", get(identity::me))

@@ -14,7 +14,7 @@ use crate::http::{catalog, health, holds, identity, orders, payments, seats, tic
         seats::seatmap, seats::availability, seats::seat_changes,
         holds::create, holds::get, holds::release,
         orders::create, orders::get, orders::mine, orders::refund,
-        tickets::get, tickets::mine, tickets::qr_svg, tickets::keys, tickets::checkin, tickets::transfer,
+        tickets::get, tickets::mine, tickets::qr_svg, tickets::qr_png, tickets::pdf, tickets::keys, tickets::checkin, tickets::transfer,
         tickets::list_for_resale, tickets::listings, tickets::cancel_listing,
         payments::webhook,
         identity::dev_sign_in, identity::me,

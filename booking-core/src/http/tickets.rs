@@ -145,17 +145,81 @@ pub async fn qr_svg(
     ApiQuery(params): ApiQuery<QrParams>,
 ) -> Result<Response, ApiError> {
     let (ticket, secret) = tickets::get_with_secret(&state.pool, &state.ticket_signer, &fan.id, TicketId(id)).await?;
-    let code = if params.rotating {
-        let period = state.config.tickets.rotation_secs as i64;
-        qr::rotating(&ticket.code, &secret, chrono::Utc::now().timestamp() / period)
-    } else {
-        ticket.code
-    };
+    let code = current_code(&state, &ticket, &secret, params.rotating);
     let svg = render::svg(&code).map_err(|e| ApiError::unavailable(&e))?;
     let mut response = svg.into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    Ok(no_store(response))
+}
+
+/// The code for the QR: rotating for the current window if asked.
+fn current_code(state: &AppState, ticket: &Ticket, secret: &[u8], rotating: bool) -> String {
+    if rotating {
+        let period = state.config.tickets.rotation_secs as i64;
+        qr::rotating(&ticket.code, secret, chrono::Utc::now().timestamp() / period)
+    } else {
+        ticket.code.clone()
+    }
+}
+
+/// Your ticket's QR code as PNG (8 pixels per module).
+#[utoipa::path(get, path = "/v1/tickets/{ticket_id}/qr.png", tag = "tickets",
+    params(("ticket_id" = uuid::Uuid, Path), QrParams),
+    security(("fan_token" = [])),
+    responses((status = 200, content_type = "image/png", body = Vec<u8>),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn qr_png(
+    State(state): State<AppState>,
+    fan: Fan,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiQuery(params): ApiQuery<QrParams>,
+) -> Result<Response, ApiError> {
+    let (ticket, secret) = tickets::get_with_secret(&state.pool, &state.ticket_signer, &fan.id, TicketId(id)).await?;
+    let png = render::png(&current_code(&state, &ticket, &secret, params.rotating), 8)
+        .map_err(|e| ApiError::unavailable(&e))?;
+    let mut response = png.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    Ok(no_store(response))
+}
+
+/// Your ticket as a one-page PDF, to print or keep.
+#[utoipa::path(get, path = "/v1/tickets/{ticket_id}/ticket.pdf", tag = "tickets",
+    params(("ticket_id" = uuid::Uuid, Path)),
+    security(("fan_token" = [])),
+    responses((status = 200, content_type = "application/pdf", body = Vec<u8>),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn pdf(
+    State(state): State<AppState>,
+    fan: Fan,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Response, ApiError> {
+    let ticket = tickets::get(&state.pool, &state.ticket_signer, &fan.id, TicketId(id)).await?;
+    let face = tickets::face(&state.pool, TicketId(id)).await?;
+    let starts = face.starts_at.format("%Y-%m-%d %H:%M UTC").to_string();
+    let holder = format!("Ticket holder: {}", fan.id);
+    let ticket_id = format!("Ticket {}", ticket.ticket_id);
+    let doc = render::pdf(
+        &ticket.code,
+        &render::TicketFace {
+            title: &face.title,
+            starts_at: &starts,
+            venue: &face.venue,
+            seat: &face.seat,
+            ticket_id: &ticket_id,
+            holder: &holder,
+        },
+    )
+    .map_err(|e| ApiError::unavailable(&e))?;
+    let mut response = doc.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pdf"));
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"ticket-{}.pdf\"", ticket.ticket_id)) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
     Ok(no_store(response))
 }
 

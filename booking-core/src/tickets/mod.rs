@@ -153,3 +153,33 @@ pub async fn list(pool: &PgPool, signer: &TicketSigner, owner: &FanId) -> Result
         })
         .collect())
 }
+
+/// What a printed ticket shows, besides its code.
+pub struct Face {
+    pub title: String,
+    pub starts_at: DateTime<Utc>,
+    pub venue: String,
+    pub seat: String,
+}
+
+pub async fn face(pool: &PgPool, ticket: TicketId) -> Result<Face, TicketError> {
+    let r = sqlx::query!(
+        r#"SELECT e.title, e.starts_at, v.name AS venue, sc.code AS section, s.row_label, s.label AS seat
+           FROM tickets t
+           JOIN events e ON e.id = t.event_id
+           JOIN venues v ON v.id = e.venue_id
+           JOIN seats s ON s.id = t.seat_id
+           JOIN sections sc ON sc.id = s.section_id
+           WHERE t.id = $1"#,
+        ticket.0
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(TicketError::NotFound)?;
+    Ok(Face {
+        title: r.title,
+        starts_at: r.starts_at,
+        venue: r.venue,
+        seat: format!("Section {}, row {}, seat {}", r.section, r.row_label, r.seat),
+    })
+}
