@@ -199,9 +199,19 @@ pub struct ProtectionConfig {
     /// paths need that event's access token.
     pub event_paths: Vec<String>,
     /// Path prefixes that need an access token for some protected event
-    /// (holds and orders by id carry no event in the path; the core checks
-    /// they belong to the fan).
+    /// (holds by id carry no event in the path; the core checks they belong
+    /// to the fan).
     pub session_prefixes: Vec<String>,
+    /// Path prefixes where an access token is forwarded if the fan has one,
+    /// never required: checkout, whose confirmed answer ends the fan's
+    /// session (an order needs a hold, and the hold needed admission), and
+    /// which a fan must still reach afterwards to read the order.
+    #[serde(default = "default_optional_prefixes")]
+    pub optional_prefixes: Vec<String>,
+}
+
+fn default_optional_prefixes() -> Vec<String> {
+    vec!["/v1/orders".into()]
 }
 
 impl Default for ProtectionConfig {
@@ -210,9 +220,9 @@ impl Default for ProtectionConfig {
             event_paths: vec![
                 "/v1/events/{event}/holds".into(),
                 "/v1/events/{event}/seat-changes".into(),
-                "/v1/events/{event}/orders".into(),
             ],
-            session_prefixes: vec!["/v1/holds/".into(), "/v1/orders/".into()],
+            session_prefixes: vec!["/v1/holds/".into()],
+            optional_prefixes: default_optional_prefixes(),
         }
     }
 }

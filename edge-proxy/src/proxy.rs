@@ -107,11 +107,25 @@ impl ProxyHttp for Edge {
         let path = session.req_header().uri.path().to_owned();
         let need = match state.protection.classify(&path) {
             Protected::Event(event) if !state.rooms.is_protected(event) => Protected::No,
-            Protected::AnySession if state.rooms.is_empty() => Protected::No,
+            Protected::AnySession | Protected::Optional if state.rooms.is_empty() => Protected::No,
             need => need,
         };
         if need == Protected::No {
             return serve_cached(state, session, ctx).await;
+        }
+        if need == Protected::Optional {
+            let req = Request::of(session);
+            let header = session
+                .req_header()
+                .headers
+                .get(ACCESS_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if let Ok((token, claims)) = self.check_access(&req, header.as_deref(), Protected::AnySession) {
+                touch(state, &claims).await;
+                ctx.access = Some((token, claims));
+            }
+            return Ok(false);
         }
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let header = |name: &str| {

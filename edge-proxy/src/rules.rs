@@ -45,12 +45,16 @@ pub enum Protected {
     Event(i64),
     /// An access token for any event.
     AnySession,
+    /// No token needed, but one that comes along is checked and forwarded,
+    /// so the core's answer can end the fan's session (checkout).
+    Optional,
 }
 
 #[derive(Debug, Clone)]
 pub struct Protection {
     event_paths: Vec<EventPath>,
     session_prefixes: Vec<String>,
+    optional_prefixes: Vec<String>,
 }
 
 impl Protection {
@@ -58,6 +62,7 @@ impl Protection {
         Protection {
             event_paths: config.event_paths.iter().filter_map(|p| EventPath::parse(p)).collect(),
             session_prefixes: config.session_prefixes.clone(),
+            optional_prefixes: config.optional_prefixes.clone(),
         }
     }
 
@@ -67,6 +72,9 @@ impl Protection {
         }
         if self.session_prefixes.iter().any(|p| path.starts_with(p.as_str())) {
             return Protected::AnySession;
+        }
+        if self.optional_prefixes.iter().any(|p| path.starts_with(p.as_str())) {
+            return Protected::Optional;
         }
         Protected::No
     }
@@ -159,6 +167,8 @@ mod tests {
         assert_eq!(p.classify("/v1/events/42"), Protected::No);
         assert_eq!(p.classify("/v1/events/abc/holds"), Protected::No);
         assert_eq!(p.classify("/v1/holds/0190-abc"), Protected::AnySession);
+        assert_eq!(p.classify("/v1/orders"), Protected::Optional);
+        assert_eq!(p.classify("/v1/orders/0190-abc"), Protected::Optional);
         assert_eq!(p.classify("/v1/venues/1/seatmap"), Protected::No);
     }
 
