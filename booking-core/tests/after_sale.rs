@@ -580,3 +580,85 @@ async fn face_value_markets_and_the_primary_limit_bound_resale() {
     );
     app.finish().await;
 }
+
+/// The seller withdraws and gives away each listed ticket while a buyer
+/// is buying it, four tickets at once: every ticket ends with exactly one
+/// owner, and a buyer who does not get the ticket is not charged (or is
+/// refunded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_races_a_resale_purchase() {
+    let app = Arc::new(TestApp::start_with(with_sandbox()).await);
+    let v = venue(&app.pool, &small_chart("rr", &["A"], 1, 4)).await;
+    let e = event(&app.pool, "rr", "rr", rules(4)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let alice = app.sign_in("alice").await;
+    let o = buy(&app, &alice, e, "1", &seats[0..4]).await;
+    let mut races = Vec::new();
+    for i in 0..4 {
+        let t = o["tickets"][i]["ticket_id"].as_str().unwrap().to_string();
+        let (_, l) = list(&app, &alice, &format!("l{i}"), &t, 3000).await;
+        let lid = l["listing_id"].as_str().unwrap().to_string();
+        let buyer = {
+            let (app, lid) = (app.clone(), lid.clone());
+            tokio::spawn(async move {
+                let token = app.sign_in(&format!("buyer{i}")).await;
+                let body = json!({"listing_id": lid, "payment_method": "pm_card_ok"});
+                post(&app, &token, "b", "/v1/orders", body).await
+            })
+        };
+        let seller = {
+            let (app, alice, lid, t) = (app.clone(), alice.clone(), lid.clone(), t.clone());
+            tokio::spawn(async move {
+                let cancelled = app
+                    .http
+                    .delete(app.url(&format!("/v1/listings/{lid}")))
+                    .bearer_auth(&alice)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                let body = json!({"to_fan_id": "zoe"});
+                let moved = post(
+                    &app,
+                    &alice,
+                    &format!("t{i}"),
+                    &format!("/v1/tickets/{t}/transfer"),
+                    body,
+                )
+                .await
+                .0;
+                (cancelled, moved)
+            })
+        };
+        races.push((i, t, buyer, seller));
+    }
+    for (i, t, buyer, seller) in races {
+        let (bs, _, order) = buyer.await.unwrap();
+        let (cancelled, moved) = seller.await.unwrap();
+        let owner: String = sqlx::query_scalar("SELECT owner_fan_id FROM tickets WHERE id = $1::uuid")
+            .bind(&t)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        if owner == format!("buyer{i}") {
+            assert_eq!(order["state"], "confirmed");
+            // Still listed (409), or already the buyer's (404): not alice's to give.
+            assert!(
+                moved == StatusCode::CONFLICT || moved == StatusCode::NOT_FOUND,
+                "{moved}"
+            );
+        } else {
+            assert_eq!(owner, "zoe", "ticket {i}");
+            assert_eq!((cancelled, moved), (StatusCode::OK, StatusCode::CREATED));
+            // The buyer was refused before paying, or paid and got it all back.
+            match order["state"].as_str() {
+                None => assert_eq!(
+                    (bs, order["code"].as_str()),
+                    (StatusCode::CONFLICT, Some("listing_unavailable"))
+                ),
+                Some(state) => assert_eq!(state, "refunded", "{order}"),
+            }
+        }
+    }
+    Arc::into_inner(app).unwrap().finish().await;
+}

@@ -636,3 +636,55 @@ async fn forty_fans_race_through_checkout_for_eight_seats() {
     assert_eq!(sandbox.stats().await["succeeded"], bought);
     std::sync::Arc::into_inner(app).unwrap().finish().await;
 }
+
+/// Four reconciliation passes at once over twenty stuck orders: every order
+/// ends confirmed, each charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconciliation_is_safe_alongside_itself() {
+    let app = TestApp::start_with(Options {
+        sandbox: true,
+        reconcile: false,
+        reconcile_after_secs: 0,
+        pool_size: 16,
+        ..Options::default()
+    })
+    .await;
+    let v = venue(&app.pool, &small_chart("rc", &["A"], 2, 10)).await;
+    let e = event(&app.pool, "rc", "rc", rules(1)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let mut ids = Vec::new();
+    for (i, seat) in seats.iter().enumerate() {
+        let fan = app.sign_in(&format!("fan{i}")).await;
+        let hold = hold_seats(&app, &fan, e, "h", &[*seat]).await;
+        let (_, _, o) = order(&app, &fan, "o", &hold, "pm_card_flaky").await;
+        assert_eq!(o["state"], "pending_payment");
+        ids.push(o["order_id"].as_str().unwrap().to_string());
+    }
+    let checkout = app.running.state.checkout.clone();
+    let passes: Vec<_> = (0..4)
+        .map(|_| {
+            let (checkout, pool) = (checkout.clone(), app.pool.clone());
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    reconcile::run_once(&checkout, &pool, 5).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in passes {
+        p.await.unwrap();
+    }
+    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM orders")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(states.len(), 20);
+    assert!(states.iter().all(|s| s == "confirmed"), "{states:?}");
+    let sandbox = app.sandbox.as_ref().unwrap();
+    for id in &ids {
+        let intents = sandbox.intents_for(id).await;
+        assert_eq!(intents.len(), 1, "order {id}: {intents:?}");
+    }
+    assert_eq!(valid_tickets(&app, e).await.len(), 20);
+    app.finish().await;
+}
