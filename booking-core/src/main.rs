@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use booking_core::catalog::EventSpec;
 use booking_core::config::Config;
+use booking_core::venues::import::{ChartSpec, ImportError, create_venue};
 use booking_core::{app, db, seed};
 use clap::{Parser, Subcommand};
 
@@ -32,6 +34,16 @@ enum Command {
     Migrate,
     /// Migrate, then create the demo venues and events (idempotent).
     Seed,
+    /// Migrate, then import a venue from a seating-chart JSON file (the
+    /// format of `ChartSpec`, in the OpenAPI document) and, optionally, an
+    /// event at it from an event JSON file; prints their ids as JSON.
+    /// Idempotent by slug.
+    Import {
+        #[arg(long)]
+        venue: PathBuf,
+        #[arg(long)]
+        event: Option<PathBuf>,
+    },
     /// Validate the configuration and exit.
     CheckConfig,
     /// Write an Ed25519 key pair <kid>.pem and <kid>.pub.pem, unless present.
@@ -87,6 +99,20 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Import { venue, event } => {
+            // Bad files are reported before anything is touched.
+            let (chart, event) = read_import_files(&venue, event.as_deref())?;
+            let pool = db::connect(&config.database)
+                .await
+                .context("connecting to the database")?;
+            db::migrate(&pool).await.context("migrating")?;
+            let (venue_id, event_id) = import(&pool, &venue, &chart, event.as_ref()).await?;
+            println!(
+                "{}",
+                serde_json::json!({"venue_id": venue_id.0, "event_id": event_id.map(|e| e.0)})
+            );
+            Ok(())
+        }
         Command::Serve => {
             let pool = db::connect(&config.database)
                 .await
@@ -105,6 +131,52 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Keygen { .. } => unreachable!("handled above"),
     }
+}
+
+/// Reads a venue chart and, optionally, an event from JSON files.
+fn read_import_files(
+    venue: &std::path::Path,
+    event: Option<&std::path::Path>,
+) -> anyhow::Result<(ChartSpec, Option<EventSpec>)> {
+    let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let chart: ChartSpec =
+        serde_json::from_slice(&read(venue)?).with_context(|| format!("{}: not a seating chart", venue.display()))?;
+    let event = match event {
+        Some(path) => {
+            Some(serde_json::from_slice(&read(path)?).with_context(|| format!("{}: not an event", path.display()))?)
+        }
+        None => None,
+    };
+    Ok((chart, event))
+}
+
+/// Imports the venue and creates the event (an operator's bulk tool, and
+/// how load scenarios set up their sale). Idempotent by slug.
+async fn import(
+    pool: &sqlx::PgPool,
+    file: &std::path::Path,
+    chart: &ChartSpec,
+    event: Option<&EventSpec>,
+) -> anyhow::Result<(booking_core::ids::VenueId, Option<booking_core::ids::EventId>)> {
+    let outcome = match create_venue(pool, chart).await {
+        Err(ImportError::Invalid(problems)) => {
+            let list: Vec<String> = problems
+                .iter()
+                .map(|p| format!("  {}: {}", p.path, p.message))
+                .collect();
+            anyhow::bail!(
+                "{}: the seating chart has problems:\n{}",
+                file.display(),
+                list.join("\n")
+            );
+        }
+        other => other?,
+    };
+    let event_id = match event {
+        Some(spec) => Some(booking_core::catalog::create_event(pool, spec).await?.0),
+        None => None,
+    };
+    Ok((outcome.venue_id, event_id))
 }
 
 async fn shutdown_signal() {

@@ -102,7 +102,7 @@ async fn a_fan_buys_a_hold_gets_tickets_and_gets_in_once() {
 
     let (s, headers, o) = order(&app, &alice, "o1", &hold, "pm_card_ok").await;
     assert_eq!(s, StatusCode::CREATED, "{o}");
-    assert_eq!(o["state"], "confirmed");
+    assert_eq!(o["state"], "confirmed", "{o}");
     assert_eq!(o["total_cents"], 6000, "the prices the hold locked");
     assert_eq!(o["tickets"].as_array().unwrap().len(), 2);
     assert!(
@@ -386,7 +386,7 @@ async fn forged_stale_and_replayed_webhooks_are_refused_or_ignored() {
     let alice = app.sign_in("alice").await;
     let hold = hold_seats(&app, &alice, e, "h1", &[seats[0]]).await;
     let (_, _, o) = order(&app, &alice, "o1", &hold, "pm_card_no_webhook").await;
-    assert_eq!(o["state"], "confirmed");
+    assert_eq!(o["state"], "confirmed", "{o}");
     let id = o["order_id"].as_str().unwrap();
 
     let post = |body: String, sig: Option<String>| {

@@ -137,7 +137,7 @@ async fn operator_webhooks_are_signed_retried_and_delivered_and_fans_get_mail() 
     let e = event(&app.pool, "nt", "nt", rules(4)).await;
     let seats = seat_ids(&app.pool, v).await;
     let o = buy(&app, "alice", e, &seats[0..1], "pm_card_ok").await;
-    assert_eq!(o["state"], "confirmed");
+    assert_eq!(o["state"], "confirmed", "{o}");
     let d = buy(&app, "bob", e, &seats[1..2], "pm_card_declined").await;
     assert_eq!(d["state"], "payment_failed");
 

@@ -105,11 +105,25 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn(server_timing))
         .layer(CatchPanicLayer::custom(panicked))
         .layer(TraceLayer::new_for_http().make_span_with(
             |req: &Request<_>| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
         ))
         .with_state(state)
+}
+
+/// `Server-Timing: core;dur=<ms>` on every answer: the core's own time (to
+/// its first byte), and the mark by which a client or load test knows an
+/// answer came from the core rather than from the edge in front of it.
+async fn server_timing(req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let mut response = next.run(req).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("core;dur={ms:.1}")) {
+        response.headers_mut().append("server-timing", v);
+    }
+    response
 }
 
 async fn timed_out(err: BoxError) -> Response {

@@ -2,7 +2,7 @@
 //! call that claims (see `claims.rs`), best-available's choice under its
 //! scope lock with retries, and idempotent answers for retried keys.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -32,6 +32,13 @@ pub struct HoldService {
     max_seats_per_request: usize,
     best_available_attempts: u32,
     durable_commit: bool,
+    /// One in-process turn per best-available scope: requests for the same
+    /// scope wait here, in memory, rather than each holding a pooled
+    /// connection while it waits for the scope's database lock (which still
+    /// orders choices across instances). Without it a burst of "best two"
+    /// requests for one tier takes the whole pool and starves every other
+    /// request.
+    scopes: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// What to claim, once the request has been checked against the chart.
@@ -54,7 +61,13 @@ impl HoldService {
             max_seats_per_request: config.max_seats_per_request,
             best_available_attempts: config.best_available_attempts,
             durable_commit: config.durable_commit,
+            scopes: Arc::default(),
         }
+    }
+
+    fn scope_turn(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        scopes.entry(key).or_default().clone()
     }
 
     async fn chart(&self, event: EventId) -> Result<Arc<VenueMap>, HoldError> {
@@ -181,9 +194,17 @@ impl HoldService {
                 // The choice is made under the scope's lock, so it only loses
                 // a race to a fan who named specific seats; a few attempts
                 // cover that.
+                let section = scope.section.map(|s| map.sections[s as usize].code.as_str());
+                let turn = self.scope_turn(format!(
+                    "{}/{}/{:?}/{}",
+                    event.0,
+                    section.unwrap_or("*"),
+                    scope.tier,
+                    scope.accessible
+                ));
+                let _turn = turn.lock().await;
                 for _ in 0..self.best_available_attempts {
                     let mut tx = self.pool.begin().await?;
-                    let section = scope.section.map(|s| map.sections[s as usize].code.as_str());
                     claims::lock_scope(&mut tx, event, section, scope.tier, scope.accessible).await?;
                     let taken: HashSet<u32> =
                         claims::live_seats_in_scope(&mut tx, event, section, scope.tier, scope.accessible)

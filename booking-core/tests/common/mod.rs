@@ -24,7 +24,7 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn url_for(database: &str) -> PgConnectOptions {
+pub fn url_for(database: &str) -> PgConnectOptions {
     let options: PgConnectOptions = admin_url().parse().expect("DATABASE_URL");
     options.database(database)
 }
@@ -177,7 +177,7 @@ impl Default for Options {
             sandbox: false,
             reconcile: false,
             reconcile_after_secs: 30,
-            payments_timeout_ms: 2_000,
+            payments_timeout_ms: 10_000,
             operator_webhook: None,
             email: "log".into(),
             max_attempts: 12,
