@@ -362,6 +362,12 @@ async fn operators_change_the_room_live_and_read_metrics() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let (_, v) = status(&edge.http, &edge.url(""), event, &fan).await;
     assert_eq!(v["status"], "waiting");
+    // Each answer says which tick of the room it is as of, so a client can
+    // order two answers whatever the network did to them.
+    let first = v["tick"].as_u64().expect("a waiting answer carries its tick");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, v) = status(&edge.http, &edge.url(""), event, &fan).await;
+    assert!(v["tick"].as_u64().unwrap() > first, "{v}");
     // Closed: joins refused with the message.
     s.mode = edge_proxy::config::QueueMode::Closed;
     s.message = "Sold out".into();

@@ -142,6 +142,17 @@ struct Admitted<'a> {
     access_token: &'a str,
     expires_in_secs: u64,
     next: String,
+    /// The room's tick that admitted the fan (absent where no tick did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tick: Option<u64>,
+}
+
+/// A status answer while waiting: the standing and the tick it is as of.
+#[derive(Serialize)]
+struct AsOf {
+    #[serde(flatten)]
+    standing: Standing,
+    tick: u64,
 }
 
 /// Serves `/queue/...`. Returns false if the path is not the waiting room's.
@@ -255,7 +266,13 @@ async fn join(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room
         )
         .await;
     }
-    let ticket = match store.join(room.event).await {
+    // One retry: a single slow or dropped answer should not cost a fan
+    // the place (at worst an unused ticket is skipped like a lost one).
+    let attempt = match store.join(room.event).await {
+        Ok(t) => Ok(t),
+        Err(_) => store.join(room.event).await,
+    };
+    let ticket = match attempt {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(event_id = room.event, error = %e, "join failed: Redis");
@@ -337,6 +354,7 @@ async fn unavailable(
             access_token: &token,
             expires_in_secs: settings.session_secs,
             next: format!("/v1/events/{}", room.event),
+            tick: None,
         };
         return respond::json(session, 200, &body, &headers).await;
     }
@@ -406,7 +424,8 @@ async fn status(state: &Arc<EdgeState>, session: &mut Session, req: &Request, ro
         }
     };
     room.mark_seen(claims.tkt);
-    match room.standing(claims.tkt) {
+    let (standing, tick) = room.standing_at(claims.tkt);
+    match standing {
         Standing::Admitted => match admit(state, room, claims.tkt, &bnd).await {
             Ok((token, secs)) => {
                 let cookie = set_cookie(state, &access_cookie(room.event), &token, secs);
@@ -416,6 +435,7 @@ async fn status(state: &Arc<EdgeState>, session: &mut Session, req: &Request, ro
                     access_token: &token,
                     expires_in_secs: secs,
                     next: format!("/v1/events/{}", room.event),
+                    tick: Some(tick),
                 };
                 respond::json(session, 200, &body, &[("set-cookie", cookie)]).await
             }
@@ -441,7 +461,18 @@ async fn status(state: &Arc<EdgeState>, session: &mut Session, req: &Request, ro
             )
             .await
         }
-        waiting => respond::json(session, 200, &waiting, &[]).await,
+        waiting => {
+            respond::json(
+                session,
+                200,
+                &AsOf {
+                    standing: waiting,
+                    tick,
+                },
+                &[],
+            )
+            .await
+        }
     }
 }
 
@@ -515,8 +546,8 @@ pub(crate) async fn follow<S: EventSink>(
             room.mark_seen(ticket);
             seen_at = Some(now);
         }
-        let id = progress.borrow_and_update().tick;
-        let standing = room.standing(ticket);
+        progress.borrow_and_update();
+        let (standing, id) = room.standing_at(ticket);
         let mut pending = false;
         match standing {
             Standing::Admitted => {
@@ -528,6 +559,7 @@ pub(crate) async fn follow<S: EventSink>(
                             access_token: &token,
                             expires_in_secs: secs,
                             next: format!("/queue/{}/status", room.event),
+                            tick: Some(id),
                         };
                         session.event("admitted", id, &body).await?;
                     }

@@ -246,7 +246,18 @@ impl Room {
 
     /// Where a ticket stands as of the last tick.
     pub fn standing(&self, ticket: u64) -> Standing {
+        self.standing_at(ticket).0
+    }
+
+    /// Where a ticket stands, and the tick that says so (this proxy's
+    /// count): answers carry it so that a client can tell which of two
+    /// answers the room gave first, whatever the network did to them.
+    pub fn standing_at(&self, ticket: u64) -> (Standing, u64) {
         let p = self.progress();
+        (self.standing_in(ticket, &p), p.tick)
+    }
+
+    fn standing_in(&self, ticket: u64, p: &Progress) -> Standing {
         let removed = self.removed.read().unwrap_or_else(|e| e.into_inner());
         if removed.contains(ticket) {
             return Standing::Lost;

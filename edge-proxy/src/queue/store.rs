@@ -152,18 +152,21 @@ const ALLOWANCE_WINDOW_MS: u64 = 2_000;
 impl QueueStore {
     /// Connects to one Redis at `url`, or to a cluster through its seed
     /// nodes if `cluster_nodes` is not empty.
+    /// Answers may take up to two seconds: on a busy machine Redis has been
+    /// seen to take over one at the peak of a join spike, and a timed-out
+    /// join turns a fan away.
     pub async fn connect(url: &str, cluster_nodes: &[String]) -> StoreResult<QueueStore> {
         let conn = if cluster_nodes.is_empty() {
             let client = redis::Client::open(url)?;
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_millis(500)))
-                .set_response_timeout(Some(Duration::from_millis(1_000)))
+                .set_response_timeout(Some(Duration::from_millis(2_000)))
                 .set_number_of_retries(2);
             Conn::Single(ConnectionManager::new_with_config(client, config).await?)
         } else {
             let client = redis::cluster::ClusterClientBuilder::new(cluster_nodes.iter().map(String::as_str))
                 .connection_timeout(Duration::from_millis(500))
-                .response_timeout(Duration::from_millis(1_000))
+                .response_timeout(Duration::from_millis(2_000))
                 .build()?;
             Conn::Cluster(client.get_async_connection().await?)
         };

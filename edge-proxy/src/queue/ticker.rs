@@ -20,6 +20,8 @@ use crate::queue::{Room, adaptive, lottery};
 use crate::state::EdgeState;
 
 pub const TICK: Duration = Duration::from_millis(200);
+/// Failed ticks in a row before the room counts as cut off from Redis.
+const UNHEALTHY_AFTER: u32 = 3;
 /// Shared settings are re-read every this many ticks.
 const SETTINGS_EVERY: u64 = 5;
 /// The configuration file is checked for changes every this many ticks.
@@ -39,6 +41,10 @@ impl BackgroundService for Ticker {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut n: u64 = 0;
         let mut config_stamp = modified(&state.config_path);
+        // Failed ticks in a row, per event: one slow answer from Redis on a
+        // busy machine is not an outage, and turning joins away for it
+        // would be worse than holding admissions for a tick.
+        let mut failed: std::collections::HashMap<i64, u32> = std::collections::HashMap::new();
         loop {
             tokio::select! {
                 _ = interval.tick() => {}
@@ -68,11 +74,20 @@ impl BackgroundService for Ticker {
                 if let Err(e) = adapt(state, &store, &room).await {
                     tracing::debug!(event_id = room.event, error = %e, "could not share an adaptive rate");
                 }
-                if let Err(e) = tick(&store, &room, n.is_multiple_of(SETTINGS_EVERY)).await {
-                    if room.progress().healthy {
-                        tracing::warn!(event_id = room.event, error = %e, "admission tick failed; the queue holds until Redis answers");
+                match tick(&store, &room, n.is_multiple_of(SETTINGS_EVERY)).await {
+                    Ok(()) => {
+                        failed.remove(&room.event);
                     }
-                    room.mark_unhealthy();
+                    Err(e) => {
+                        let in_a_row = failed.entry(room.event).or_default();
+                        *in_a_row += 1;
+                        if *in_a_row >= UNHEALTHY_AFTER {
+                            if room.progress().healthy {
+                                tracing::warn!(event_id = room.event, error = %e, "admission ticks failing; the queue holds until Redis answers");
+                            }
+                            room.mark_unhealthy();
+                        }
+                    }
                 }
             }
         }
