@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use hdrhistogram::Histogram;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
-use tokio::process::Command;
 
+use crate::sandbox::{API_KEY, Sandbox};
+use crate::server_timing::timing;
 use crate::stack::Stack;
 use crate::{StackArgs, baseline, fans, holds};
 
@@ -43,9 +43,6 @@ pub struct Args {
     #[arg(long, default_value_t = 18090)]
     pub sandbox_port: u16,
 }
-
-const API_KEY: &str = "sk_bench";
-const WEBHOOK_SECRET: &str = "whsec_bench";
 
 fn histogram() -> Histogram<u64> {
     // Microseconds, up to a minute.
@@ -75,44 +72,16 @@ struct Latencies {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    if !args.sandbox_bin.exists() {
-        bail!(
-            "{} not found: build with `cargo build --release -p booking-core -p edge-proxy -p loadtests`",
-            args.sandbox_bin.display()
-        );
-    }
-    let mut sandbox = Command::new(&args.sandbox_bin)
-        .args(["--listen", &format!("127.0.0.1:{}", args.sandbox_port)])
-        .args(["--api-key", API_KEY, "--webhook-secret", WEBHOOK_SECRET])
-        .args([
-            "--webhook-url",
-            &format!("http://127.0.0.1:{}/v1/payments/webhooks/sandbox", args.stack.port),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting payment-sandbox")?;
-    let mut line = String::new();
-    let stdout = sandbox.stdout.take().context("sandbox stdout")?;
-    tokio::io::BufReader::new(stdout).read_line(&mut line).await?;
-    if !line.contains("listening on") {
-        bail!("payment-sandbox did not start: {line:?}");
-    }
-    let sandbox_url = format!("http://127.0.0.1:{}", args.sandbox_port);
-    let env = [
-        ("USHER_CORE__PAYMENTS__BASE_URL", sandbox_url.as_str()),
-        ("USHER_CORE__PAYMENTS__API_KEY", API_KEY),
-        ("USHER_CORE__PAYMENTS__WEBHOOK_SECRET", WEBHOOK_SECRET),
-    ]
-    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let mut sandbox = Sandbox::start(&args.sandbox_bin, args.sandbox_port, args.stack.port).await?;
+    let sandbox_url = sandbox.url.clone();
+    let env = sandbox.core_env();
     let stack = Stack::start_with_env(&args.stack, &env).await?;
     let result = measure(&args, &stack, &sandbox_url).await;
     if result.is_err() {
         eprintln!("booking-core's log is in {}", stack.log_path().display());
     }
     stack.stop().await?;
-    sandbox.kill().await.ok();
+    sandbox.child.kill().await.ok();
     result
 }
 
@@ -299,13 +268,8 @@ async fn run_checkout(
                     counts.failed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                let provider = order
-                    .headers()
-                    .get("server-timing")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("provider;dur="))
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .map(|ms| Duration::from_micros((ms * 1000.0) as u64))
+                let provider = timing(order.headers(), "provider")
+                    .map(|us| Duration::from_micros(u64::from(us)))
                     .unwrap_or_default();
                 let body: Value = order.json().await.unwrap_or(Value::Null);
                 if body["state"] != "confirmed" {

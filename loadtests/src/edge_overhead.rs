@@ -6,11 +6,12 @@
 //! same connection count, one after the other.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+use crate::process::{port, spawn, wait_for};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -30,23 +31,6 @@ pub struct Args {
     /// Worker threads for the edge and worker processes for nginx.
     #[arg(long, default_value_t = 2)]
     pub workers: u32,
-}
-
-pub(crate) fn port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-pub(crate) async fn wait_for(port: u16) -> anyhow::Result<()> {
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("nothing listening on {port}")
 }
 
 struct Wrk {
@@ -110,15 +94,6 @@ async fn wrk(args: &Args, url: &str, headers: &[(&str, &str)]) -> anyhow::Result
         bail!("wrk printed no rate:\n{text}");
     }
     Ok(r)
-}
-
-/// A quiet child process that dies with this one.
-pub(crate) fn spawn(mut cmd: Command) -> anyhow::Result<Child> {
-    Ok(cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?)
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {

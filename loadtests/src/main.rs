@@ -8,7 +8,11 @@ mod checkout;
 mod edge_overhead;
 mod fans;
 mod holds;
+mod process;
 mod report;
+mod sandbox;
+mod server_timing;
+mod sim;
 mod stack;
 mod waiting_fans;
 
@@ -40,6 +44,10 @@ enum Command {
     /// Waiting fans per edge: memory per open position stream, CPU, and
     /// Redis commands/s with the queue standing and moving, at each N.
     WaitingFans(waiting_fans::Args),
+    /// A whole on-sale: a scenario's herd of fans through the edge (join,
+    /// wait, hold, pay, ticket), the invariants checked from the database
+    /// and the processor's books, and a report with charts.
+    Sim(sim::Args),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -70,5 +78,6 @@ async fn main() -> anyhow::Result<()> {
         Command::EdgeOverhead(args) => edge_overhead::run(args).await,
         Command::WaitingFans(args) => waiting_fans::run(args).await,
         Command::Checkout(args) => checkout::run(args).await,
+        Command::Sim(args) => sim::run(args).await,
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -24,6 +24,9 @@ pub struct Stack {
     db: String,
     child: Child,
     dir: std::path::PathBuf,
+    db_url: String,
+    key: std::path::PathBuf,
+    config: std::path::PathBuf,
 }
 
 fn ddl(sql: String) -> sqlx::RawSql {
@@ -104,21 +107,7 @@ impl Stack {
             .kill_on_drop(true)
             .spawn()?;
         let base = format!("http://127.0.0.1:{}", args.port);
-        let http = reqwest::Client::new();
-        let mut ready = false;
-        for _ in 0..100 {
-            if http
-                .get(format!("{base}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if !ready {
+        if !crate::process::ready_within_10s(&reqwest::Client::new(), &format!("{base}/readyz")).await {
             bail!(
                 "booking-core did not become ready; see {}",
                 dir.join("booking-core.log").display()
@@ -142,6 +131,9 @@ impl Stack {
             db,
             child,
             dir,
+            db_url,
+            key,
+            config: args.core_config.clone(),
         })
     }
 
@@ -155,6 +147,24 @@ impl Stack {
             .await?;
         std::fs::remove_dir_all(&self.dir).ok();
         Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// A booking-core command (`bin <cmd>`) on this stack's database.
+    pub fn command(&self, bin: &Path, cmd: &str) -> Command {
+        let mut c = Command::new(bin);
+        c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .arg("--config")
+            .arg(&self.config)
+            .arg(cmd)
+            .env("DATABASE_URL", &self.db_url)
+            .env("USHER_CORE__IDENTITY__DEV_SIGN_IN__PRIVATE_KEY_FILE", &self.key)
+            .env("USHER_CORE__LOG__FILTER", "warn")
+            .env("RUST_LOG", "warn");
+        c
     }
 
     pub fn log_path(&self) -> &Path {

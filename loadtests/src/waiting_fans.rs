@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use crate::edge_overhead::{port, spawn, wait_for};
+use crate::process::{cpu_secs, port, private_redis, redis_commands, rss, spawn, wait_for};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -43,40 +43,6 @@ pub struct Args {
     /// dedicated stream listener.
     #[arg(long)]
     pub through_proxy: bool,
-}
-
-/// Resident memory of a process, bytes.
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// CPU time of a process so far, seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            // utime and stime are fields 14 and 15; after the ")" they are 12 and 13.
-            Some(after.get(11)?.parse::<u64>().ok()? + after.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    ticks as f64 / 100.0
-}
-
-async fn redis_commands(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<u64> {
-    let info: String = redis::cmd("INFO").arg("stats").query_async(conn).await?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .and_then(|v| v.trim().parse().ok())
-        .context("INFO stats has no total_commands_processed")
 }
 
 struct Joined {
@@ -155,16 +121,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
 
     // A private Redis: its command counter is the edge's alone.
-    let redis_port = port();
-    let _redis = spawn({
-        let mut c = Command::new("redis-server");
-        c.args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no"]);
-        c
-    })
-    .context("starting redis-server")?;
-    wait_for(redis_port).await?;
-    let mut redis_conn = redis::Client::open(format!("redis://127.0.0.1:{redis_port}"))?
+    let (_redis, redis_url) = private_redis().await?;
+    let mut redis_conn = redis::Client::open(redis_url.as_str())?
         .get_multiplexed_async_connection()
         .await?;
 
@@ -184,7 +142,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         format!(
             "[listen]\nhttp = [\"127.0.0.1:{edge_port}\"]\nthreads = 2\ngrace_period_secs = 1\nstreams = \"127.0.0.1:{streams_port}\"\n\
              [upstream]\naddrs = [\"127.0.0.1:{upstream}\"]\n\
-             [redis]\nurl = \"redis://127.0.0.1:{redis_port}\"\n\
+             [redis]\nurl = \"{redis_url}\"\n\
              [tokens]\nissuer = \"usher-edge\"\nkid = \"bench\"\nprivate_key_file = \"{d}/edge.pem\"\n\
              [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"bench-admin-token-0123456789\"\n\
              [rate_limits]\njoin_per_minute = 0\nstatus_per_minute = 0\nprotected_per_minute = 0\n\

@@ -1,0 +1,364 @@
+//! The flash-sale simulator: one command that starts the whole stack, lets
+//! a scenario's herd of fans loose on it through the edge, checks the
+//! invariants from the database and the processor's books, and writes a
+//! report with charts. With `compare_passthrough`, the same herd runs again
+//! with the waiting room in passthrough, side by side in the report.
+
+mod chart;
+mod fan;
+mod record;
+mod report;
+mod scenario;
+mod stack;
+mod verify;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::process::{cpu_secs, peak_rss, redis_commands};
+
+use record::{FanRecord, Recorder, Req, Sample};
+use scenario::Scenario;
+use stack::{ADMIN_TOKEN, Bins, SimStack};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// A scenario file, e.g. loadtests/scenarios/smoke.toml.
+    #[arg(long)]
+    pub scenario: PathBuf,
+    /// Where booking-core, payment-sandbox and edge-proxy are.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release"))]
+    pub bin_dir: PathBuf,
+    /// PostgreSQL to create the run's scratch database in.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+    /// Where the report goes (default target/usher-sim/<scenario>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also run the herd with the waiting room in passthrough (the
+    /// scenario's `compare_passthrough` does the same).
+    #[arg(long)]
+    pub compare_passthrough: bool,
+    /// Said in the report: how the run was started.
+    #[arg(long, default_value = "")]
+    pub command_line: String,
+}
+
+/// Everything one run produced.
+pub struct Run {
+    pub fans: Vec<FanRecord>,
+    pub requests: Vec<Req>,
+    pub errors: std::collections::BTreeMap<(record::Kind, u16, String), u64>,
+    pub samples: Vec<Sample>,
+    pub findings: verify::Findings,
+    /// Milliseconds from the start of arrivals to the on-sale.
+    pub on_sale_ms: u32,
+    pub elapsed: Duration,
+    pub processes: Vec<Usage>,
+    /// Wall time from starting the stack to reading its usage.
+    pub stack_secs: f64,
+    pub streams_peak: i64,
+    pub core_ready_fail: u64,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let bins = Bins::in_dir(&args.bin_dir);
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/usher-sim")).join(&scenario.name)
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    eprintln!(
+        "scenario {}: {} fans, waiting room at {}/min, {} active",
+        scenario.name, scenario.fans, scenario.admission.admit_per_minute, scenario.admission.max_active
+    );
+    let main = run_once(&scenario, &bins, &args.database_url, false).await?;
+    let compare = if args.compare_passthrough || scenario.compare_passthrough {
+        eprintln!("the same herd again, waiting room in passthrough...");
+        Some(run_once(&scenario, &bins, &args.database_url, true).await?)
+    } else {
+        None
+    };
+    let command = if args.command_line.is_empty() {
+        std::env::args().collect::<Vec<_>>().join(" ")
+    } else {
+        args.command_line.clone()
+    };
+    let summary = report::write(&out, &scenario, &main, compare.as_ref(), &command)?;
+    println!("{summary}");
+    println!("report: {}", out.join("report.md").display());
+    if !main.findings.violations.is_empty() {
+        bail!("invariants broken:\n  {}", main.findings.violations.join("\n  "));
+    }
+    Ok(())
+}
+
+async fn run_once(scenario: &Scenario, bins: &Bins, database_url: &str, passthrough: bool) -> anyhow::Result<Run> {
+    // The core sells from now; the edge admits nobody until the herd is
+    // ready, then the on-sale is set through its admin API.
+    let later = chrono::Utc::now() + chrono::Duration::days(1);
+    let fans_cpu = cpu_secs(std::process::id());
+    let began = Instant::now();
+    let mut st = SimStack::start(scenario, bins, database_url, passthrough, later).await?;
+    let result = herd(scenario, &mut st, passthrough).await;
+    if result.is_err() {
+        eprintln!("logs: {}", st.dir.display());
+    }
+    let mut run = result?;
+    run.stack_secs = began.elapsed().as_secs_f64();
+    run.processes = st
+        .pids()
+        .into_iter()
+        .map(|(name, pid)| Usage {
+            name,
+            peak_rss: pid.map_or(0, peak_rss),
+            cpu_secs: pid.map_or(0.0, cpu_secs),
+        })
+        .chain([Usage {
+            name: "usher-load (the fans)",
+            peak_rss: peak_rss(std::process::id()),
+            cpu_secs: cpu_secs(std::process::id()) - fans_cpu,
+        }])
+        .collect();
+    st.stop().await?;
+    Ok(run)
+}
+
+async fn herd(scenario: &Scenario, st: &mut SimStack, passthrough: bool) -> anyhow::Result<Run> {
+    let setup = reqwest::Client::new();
+    // Starts from the past for the core: the edge alone decides when fans
+    // get in.
+    sqlx::query("UPDATE events SET on_sale_at = now() - interval '1 minute' WHERE id = $1")
+        .bind(st.event)
+        .execute(&st.core.pool)
+        .await?;
+    let map = fan::SeatMap::read(&setup, &st.core.base, st.venue).await?;
+    eprintln!(
+        "signing in {} fans; {} seats on sale (event {})...",
+        scenario.fans, map.seat_count, st.event
+    );
+    let tokens = crate::fans::sign_in_many(&setup, &st.core.base, "fan", scenario.fans).await?;
+    let clients: Vec<reqwest::Client> = (0..scenario.client.source_addresses)
+        .map(|i| {
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, 1 + i as u8)))
+                .pool_max_idle_per_host(scenario.client.max_in_flight / scenario.client.source_addresses as usize + 1)
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(30))
+                .build()
+        })
+        .collect::<Result<_, _>>()?;
+
+    let start = Instant::now();
+    let on_sale = start + Duration::from_secs_f64(scenario.sale.on_sale_after_secs);
+    let on_sale_wall =
+        chrono::Utc::now() + chrono::Duration::milliseconds((scenario.sale.on_sale_after_secs * 1000.0) as i64);
+    let ad = &scenario.admission;
+    let settings = serde_json::json!({
+        "event_id": st.event,
+        "admit_per_minute": ad.admit_per_minute,
+        "max_active": ad.max_active,
+        "session_secs": ad.session_secs,
+        "mode": if passthrough { "passthrough" } else { "fifo" },
+        "grace_secs": ad.grace_secs,
+        "on_sale_at": on_sale_wall,
+    });
+    let r = setup
+        .put(format!("{}/admin/events/{}", st.admin_base, st.event))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&settings)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!(
+            "setting the on-sale: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+    }
+    let deadline = on_sale + Duration::from_secs(scenario.max_secs);
+    let world = Arc::new(fan::World {
+        scenario: scenario.clone(),
+        edge: st.edge_base.clone(),
+        event: st.event,
+        map,
+        clients,
+        in_flight: Semaphore::new(scenario.client.max_in_flight),
+        streams: Semaphore::new(scenario.client.max_streams),
+        rec: Recorder::new(start.into_std()),
+        deadline,
+        sold_out: AtomicBool::new(false),
+    });
+    let plans = fan::plans(scenario, start, on_sale, &tokens);
+    drop(tokens);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(sample(world.clone(), SampleTargets::of(st), stop.clone()));
+    // Each fan's task starts when the fan arrives: a fan not yet here costs
+    // only its plan.
+    let mut plans = plans;
+    plans.sort_by_key(|p| std::cmp::Reverse(p.arrive));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut fans = Vec::with_capacity(scenario.fans);
+    let give_up = deadline + Duration::from_secs(90);
+    loop {
+        let next_arrival = plans.last().map(|p| p.arrive);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_arrival.unwrap_or(give_up)), if next_arrival.is_some() => {
+                let now = Instant::now();
+                while plans.last().is_some_and(|p| p.arrive <= now) {
+                    if let Some(plan) = plans.pop() {
+                        tasks.spawn(fan::live(world.clone(), plan));
+                    }
+                }
+            }
+            done = tokio::time::timeout_at(give_up, tasks.join_next()), if !tasks.is_empty() || plans.is_empty() => {
+                match done {
+                    Ok(Some(Ok(r))) => fans.push(r),
+                    Ok(Some(Err(e))) => bail!("a fan's task failed: {e}"),
+                    Ok(None) => break,
+                    Err(_) => {
+                        eprintln!("{} fans still busy 90 s after the deadline; stopping them", tasks.len());
+                        tasks.abort_all();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (samples, core_ready_fail) = sampler.await.context("sampler")?;
+    fans.sort_by_key(|f| f.id);
+    let requests = world.rec.take_requests();
+    eprintln!("fans done after {:.0} s; checking the books...", elapsed.as_secs_f64());
+    let findings = verify::check(
+        scenario,
+        &st.core.pool,
+        &st.sandbox.url,
+        st.event,
+        &verify::Observed {
+            fans: &fans,
+            requests: &requests,
+            passthrough,
+            clock: &world.rec,
+            on_sale_ms: (on_sale - start).as_millis() as u32,
+        },
+    )
+    .await?;
+    Ok(Run {
+        fans,
+        requests,
+        errors: world.rec.take_errors(),
+        samples,
+        findings,
+        on_sale_ms: (on_sale - start).as_millis() as u32,
+        elapsed,
+        processes: Vec::new(),
+        stack_secs: 0.0,
+        streams_peak: world.rec.streams_peak.load(Ordering::Relaxed),
+        core_ready_fail,
+    })
+}
+
+struct SampleTargets {
+    admin: String,
+    event: i64,
+    redis: String,
+    core: String,
+    pool: sqlx::PgPool,
+}
+
+impl SampleTargets {
+    fn of(st: &SimStack) -> SampleTargets {
+        SampleTargets {
+            admin: st.admin_base.clone(),
+            event: st.event,
+            redis: st.redis_url.clone(),
+            core: st.core.base.clone(),
+            pool: st.core.pool.clone(),
+        }
+    }
+}
+
+/// Once a second: the waiting room's figures from the edge's admin API,
+/// Redis's command count, PostgreSQL's transaction count, seats sold, open
+/// streams, and whether the core answers its readiness check within 2 s.
+async fn sample(w: Arc<fan::World>, t: SampleTargets, stop: Arc<AtomicBool>) -> (Vec<Sample>, u64) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default();
+    let mut redis = match redis::Client::open(t.redis.as_str()) {
+        Ok(c) => c.get_multiplexed_async_connection().await.ok(),
+        Err(_) => None,
+    };
+    let mut samples = Vec::new();
+    let mut ready_fail = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let mut s = Sample {
+            at_ms: w.rec.now_ms(),
+            streams: w.rec.streams_open.load(Ordering::Relaxed),
+            ..Sample::default()
+        };
+        if let Ok(r) = http
+            .get(format!("{}/admin/events/{}", t.admin, t.event))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            && let Ok(v) = r.json::<Value>().await
+        {
+            let p = &v["progress"];
+            s.waiting = p["waiting"].as_u64().unwrap_or(0);
+            s.active = p["active"].as_u64().unwrap_or(0);
+            s.admitted_total = p["admitted_total"].as_u64().unwrap_or(0);
+            s.rate = p["rate"].as_u64().unwrap_or(0) as u32;
+        }
+        if let Some(conn) = redis.as_mut() {
+            s.redis_commands = redis_commands(conn).await.unwrap_or(0);
+        }
+        s.pg_transactions = sqlx::query_scalar(
+            "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&t.pool)
+        .await
+        .unwrap_or(0);
+        s.sold = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE event_id = $1 AND state = 'valid'")
+            .bind(t.event)
+            .fetch_one(&t.pool)
+            .await
+            .unwrap_or(0);
+        if !http
+            .get(format!("{}/readyz", t.core))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready_fail += 1;
+        }
+        samples.push(s);
+    }
+    (samples, ready_fail)
+}
+
+/// What one process of the run used.
+pub struct Usage {
+    pub name: &'static str,
+    /// The most resident memory it had, bytes.
+    pub peak_rss: u64,
+    /// CPU time (user and system) it used during this run.
+    pub cpu_secs: f64,
+}
