@@ -208,6 +208,14 @@ pub struct ProtectionConfig {
     /// which a fan must still reach afterwards to read the order.
     #[serde(default = "default_optional_prefixes")]
     pub optional_prefixes: Vec<String>,
+    /// Where an admitted fan goes next (`{event}` stands for its id): the
+    /// waiting page follows it, and API clients find it in the answer.
+    #[serde(default = "default_after_admission")]
+    pub after_admission: String,
+}
+
+fn default_after_admission() -> String {
+    "/v1/events/{event}".into()
 }
 
 fn default_optional_prefixes() -> Vec<String> {
@@ -223,6 +231,7 @@ impl Default for ProtectionConfig {
             ],
             session_prefixes: vec!["/v1/holds/".into()],
             optional_prefixes: default_optional_prefixes(),
+            after_admission: default_after_admission(),
         }
     }
 }

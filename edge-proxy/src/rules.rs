@@ -55,6 +55,7 @@ pub struct Protection {
     event_paths: Vec<EventPath>,
     session_prefixes: Vec<String>,
     optional_prefixes: Vec<String>,
+    after_admission: String,
 }
 
 impl Protection {
@@ -63,7 +64,13 @@ impl Protection {
             event_paths: config.event_paths.iter().filter_map(|p| EventPath::parse(p)).collect(),
             session_prefixes: config.session_prefixes.clone(),
             optional_prefixes: config.optional_prefixes.clone(),
+            after_admission: config.after_admission.clone(),
         }
+    }
+
+    /// The path an admitted fan of `event` is sent to.
+    pub fn after_admission(&self, event: i64) -> String {
+        self.after_admission.replace("{event}", &event.to_string())
     }
 
     pub fn classify(&self, path: &str) -> Protected {

@@ -353,7 +353,7 @@ async fn unavailable(
             event_id: room.event,
             access_token: &token,
             expires_in_secs: settings.session_secs,
-            next: format!("/v1/events/{}", room.event),
+            next: state.protection.after_admission(room.event),
             tick: None,
         };
         return respond::json(session, 200, &body, &headers).await;
@@ -434,7 +434,7 @@ async fn status(state: &Arc<EdgeState>, session: &mut Session, req: &Request, ro
                     event_id: room.event,
                     access_token: &token,
                     expires_in_secs: secs,
-                    next: format!("/v1/events/{}", room.event),
+                    next: state.protection.after_admission(room.event),
                     tick: Some(tick),
                 };
                 respond::json(session, 200, &body, &[("set-cookie", cookie)]).await
