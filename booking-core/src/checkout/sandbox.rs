@@ -20,6 +20,39 @@ use crate::ids::{Cents, OrderId};
 
 pub const SIGNATURE_HEADER: &str = "sandbox-signature";
 
+/// A card number the sandbox knows, and the payment-method token its
+/// client-side form turns it into (as a real processor's does: the number
+/// never reaches Usher). The fan pages list these in the local stack.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct TestCard {
+    pub number: &'static str,
+    pub token: &'static str,
+    pub outcome: &'static str,
+}
+
+pub const TEST_CARDS: &[TestCard] = &[
+    TestCard {
+        number: "4242 4242 4242 4242",
+        token: "pm_card_ok",
+        outcome: "succeeds",
+    },
+    TestCard {
+        number: "4000 0000 0000 0002",
+        token: "pm_card_declined",
+        outcome: "is declined",
+    },
+    TestCard {
+        number: "4000 0000 0000 0077",
+        token: "pm_card_slow",
+        outcome: "succeeds after a pause",
+    },
+    TestCard {
+        number: "4000 0000 0000 0119",
+        token: "pm_card_timeout",
+        outcome: "times out, then succeeds in the background",
+    },
+];
+
 pub struct SandboxProvider {
     http: reqwest::Client,
     base: String,

@@ -13,6 +13,7 @@ pub mod payments;
 pub mod problem;
 pub mod seats;
 pub mod tickets;
+pub mod web;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -100,7 +101,13 @@ pub fn router(state: AppState) -> Router {
             .timeout(timeout),
     );
     let streams = Router::new().route("/v1/events/{event_id}/seat-changes", get(seats::seat_changes));
+    let pages = web::routes(&web::WebSettings {
+        dev_sign_in: state.identity.dev_sign_in_enabled(),
+        payment_provider: state.checkout.provider().name(),
+        currency: state.config.payments.currency.clone(),
+    });
     api.merge(streams)
+        .merge(pages)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
