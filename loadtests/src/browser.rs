@@ -1,11 +1,15 @@
-//! A headless Chromium for tests, driven over the W3C WebDriver protocol
-//! (Debian's `chromium` and `chromedriver`, which `deploy/local/test`
-//! installs). Only what the tests need: open a page, read the URL, run a
-//! script.
+//! A headless Chromium for the browser tests, driven over the W3C WebDriver
+//! protocol (Debian's `chromium` and `chromedriver`, which
+//! `deploy/local/test` installs). Only what the tests need: open a page, run
+//! a script, press keys, type, click, take a screenshot. A test helper: it
+//! panics with what went wrong rather than returning errors. (edge-proxy's
+//! tests include this file too, by path, so there is one driver.)
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use base64::Engine;
 use serde_json::{Value, json};
 use tokio::process::Child;
 
@@ -16,9 +20,36 @@ pub struct Browser {
     http: reqwest::Client,
 }
 
+/// Phone (375 px wide) or desktop.
+#[derive(Debug, Clone, Copy)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+pub const PHONE: Size = Size {
+    width: 375,
+    height: 812,
+};
+pub const DESKTOP: Size = Size {
+    width: 1280,
+    height: 900,
+};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 impl Browser {
     pub async fn start() -> Browser {
-        let port = super::free_port();
+        Browser::start_sized(PHONE).await
+    }
+
+    pub async fn start_sized(size: Size) -> Browser {
+        let port = free_port();
         let driver = tokio::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -42,7 +73,9 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=375,800"]
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--hide-scrollbars", "--force-device-scale-factor=1",
+                         format!("--window-size={},{}", size.width, size.height)]
             }
         }}});
         let v: Value = http
@@ -50,20 +83,22 @@ impl Browser {
             .json(&caps)
             .send()
             .await
-            .unwrap()
+            .expect("chromedriver answers")
             .json()
             .await
-            .unwrap();
+            .expect("chromedriver's answer is JSON");
         let session = v["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no browser session: {v}"))
             .to_owned();
-        Browser {
+        let browser = Browser {
             driver,
             base,
             session,
             http,
-        }
+        };
+        browser.resize(size).await;
+        browser
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -72,7 +107,13 @@ impl Browser {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        let v: Value = req
+            .send()
+            .await
+            .expect("chromedriver answers")
+            .json()
+            .await
+            .expect("chromedriver's answer is JSON");
         v["value"].clone()
     }
 
@@ -108,13 +149,102 @@ impl Browser {
             if truthy {
                 return v;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for `{script}`; page at {}",
-                self.url().await
-            );
+            if std::time::Instant::now() >= deadline {
+                let text = self
+                    .eval("return document.body ? document.body.innerText.slice(0, 2000) : ''")
+                    .await;
+                panic!(
+                    "timed out waiting for `{script}`; page at {} shows:\n{}",
+                    self.url().await,
+                    text.as_str().unwrap_or("")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Presses keys (WebDriver key codes, e.g. "\u{E015}" for arrow down)
+    /// in the focused element, as a user would.
+    pub async fn press(&self, keys: &[&str]) {
+        let actions: Vec<Value> = keys
+            .iter()
+            .flat_map(|k| {
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        self.call(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await;
+    }
+
+    /// Focuses the element matching `selector` and types `text` into it.
+    pub async fn type_into(&self, selector: &str, text: &str) {
+        let found = self
+            .eval(&format!(
+                "const e = document.querySelector({}); if (!e) return false; e.focus(); e.value = ''; return true",
+                json!(selector)
+            ))
+            .await;
+        assert_eq!(found, json!(true), "no element {selector} to type into");
+        let keys: Vec<String> = text.chars().map(String::from).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.press(&keys).await;
+    }
+
+    /// Clicks the first element matching `selector` (whose text contains
+    /// `text`, if given), through the page as a user's click would.
+    pub async fn click(&self, selector: &str, text: Option<&str>) {
+        let script = format!(
+            "const all = [...document.querySelectorAll({})]; \
+             const e = all.find(e => {} === null || e.textContent.includes({})); \
+             if (!e || e.disabled) return false; e.scrollIntoView({{block: 'center'}}); e.click(); return true",
+            json!(selector),
+            json!(text),
+            json!(text)
+        );
+        let clicked = self.eval(&script).await;
+        assert_eq!(clicked, json!(true), "nothing clickable: {selector} {text:?}");
+    }
+
+    /// Makes the viewport this size (phone or desktop). Headless Chromium
+    /// will not make a window narrower than 500 px, so the size is emulated
+    /// as DevTools' device mode does (a phone is also a touch screen).
+    pub async fn resize(&self, size: Size) {
+        let phone = size.width < 600;
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": size.width, "height": size.height, "deviceScaleFactor": 1, "mobile": phone}),
+        )
+        .await;
+        self.cdp("Emulation.setTouchEmulationEnabled", json!({"enabled": phone}))
+            .await;
+    }
+
+    async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+        .await
+    }
+
+    /// Saves a PNG of the viewport.
+    pub async fn screenshot(&self, path: &Path) {
+        let b64 = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap_or(""))
+            .expect("a base64 screenshot");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("the screenshot folder");
+        }
+        std::fs::write(path, png).expect("the screenshot written");
     }
 
     pub async fn quit(mut self) {

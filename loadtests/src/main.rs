@@ -1,24 +1,8 @@
-//! usher-load: benchmarks and load generators for Usher. Fans' traffic goes
-//! over HTTP only, as a fan's client would send it; the database is touched
-//! directly only to set up a scratch benchmark database and to measure the
-//! raw baseline that the API is compared against.
-
-mod baseline;
-mod checkout;
-mod edge_overhead;
-mod fans;
-mod holds;
-mod process;
-mod report;
-mod sandbox;
-mod server_timing;
-mod sim;
-mod stack;
-mod waiting_fans;
-
-use std::path::PathBuf;
+//! usher-load: benchmarks and load generators for Usher (see the library,
+//! `lib.rs`, for what each does).
 
 use clap::{Parser, Subcommand};
+use loadtests::{checkout, edge_overhead, holds, sim, waiting_fans};
 
 #[derive(Parser)]
 #[command(name = "usher-load", about = "Usher benchmarks, driven over HTTP")]
@@ -48,27 +32,6 @@ enum Command {
     /// wait, hold, pay, ticket), the invariants checked from the database
     /// and the processor's books, and a report with charts.
     Sim(sim::Args),
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct StackArgs {
-    /// PostgreSQL to create the scratch benchmark database in.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub database_url: String,
-    /// The booking-core binary to run (build it with --release first).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/booking-core"))]
-    pub core_bin: PathBuf,
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/booking-core.toml"))]
-    pub core_config: PathBuf,
-    /// booking-core's connection pool, and the baseline's.
-    #[arg(long, default_value_t = 16)]
-    pub pool: u32,
-    #[arg(long, default_value_t = 18080)]
-    pub port: u16,
 }
 
 #[tokio::main]

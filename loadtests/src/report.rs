@@ -12,6 +12,12 @@ pub struct Figures {
     pub elapsed: Duration,
 }
 
+impl Default for Figures {
+    fn default() -> Self {
+        Figures::new()
+    }
+}
+
 impl Figures {
     pub fn new() -> Figures {
         Figures {

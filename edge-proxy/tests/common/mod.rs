@@ -4,6 +4,10 @@
 //! left in Redis by another run can matter).
 #![allow(dead_code)]
 
+// One WebDriver client for every browser test, kept with the loadtests that
+// drive the whole stack; included by path (edge-proxy does not depend on it).
+#[allow(dead_code)]
+#[path = "../../../loadtests/src/browser.rs"]
 pub mod browser;
 
 use std::collections::HashMap;

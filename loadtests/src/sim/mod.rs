@@ -4,13 +4,13 @@
 //! report with charts. With `compare_passthrough`, the same herd runs again
 //! with the waiting room in passthrough, side by side in the report.
 
-mod chart;
-mod fan;
-mod record;
-mod report;
-mod scenario;
-mod stack;
-mod verify;
+pub mod chart;
+pub mod fan;
+pub mod record;
+pub mod report;
+pub mod scenario;
+pub mod stack;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -92,6 +92,9 @@ impl SimStack {
         let mode = if passthrough { "passthrough" } else { "fifo" };
         let config = format!(
             "[listen]\nhttp = [\"127.0.0.1:{edge_port}\"]\nthreads = 2\ngrace_period_secs = 1\nstreams = \"127.0.0.1:{streams_port}\"\n\
+             stream_origins = [\"http://127.0.0.1:{edge_port}\"]\n\
+             [protection]\nevent_paths = [\"/v1/events/{{event}}/holds\", \"/v1/events/{{event}}/seat-changes\", \"/events/{{event}}/seats\"]\n\
+             session_prefixes = []\noptional_prefixes = [\"/v1/orders\", \"/v1/holds/\"]\nafter_admission = \"/events/{{event}}/seats\"\n\
              [upstream]\naddrs = [\"127.0.0.1:{core_port}\"]\nhealth_check_interval_ms = 500\n\
              [redis]\nurl = \"{redis_url}\"\n\
              [tokens]\nissuer = \"usher-edge\"\nkid = \"edge-1\"\nprivate_key_file = \"{key}\"\n\

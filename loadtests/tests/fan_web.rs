@@ -1,0 +1,327 @@
+//! The fan web app end to end, in headless Chromium, through the whole stack
+//! the simulator starts (edge-proxy with its waiting room in front of
+//! booking-core, the payment sandbox, a private Redis, a scratch database):
+//! a fan searches, waits in line, is admitted straight into the seat map,
+//! picks two adjacent seats by keyboard, is declined, pays with another card
+//! and sees the QR codes; a second fan on a phone watching the same section
+//! sees those seats go without reloading. The pages' screenshots are written
+//! to docs/screenshots/ as the tests pass.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use loadtests::browser::{Browser, DESKTOP, PHONE};
+use loadtests::sim::scenario::Scenario;
+use loadtests::sim::stack::{ADMIN_TOKEN, Bins, SimStack};
+use serde_json::{Value, json};
+
+const ARROW_RIGHT: &str = "\u{E014}";
+const ENTER: &str = "\u{E007}";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn shot(name: &str) -> PathBuf {
+    root().join("docs/screenshots").join(format!("{name}.png"))
+}
+
+/// The services' binaries sit beside this test's own build (target/debug):
+/// `cargo nextest run --workspace` builds them first.
+fn bins() -> Bins {
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..")
+        .to_path_buf();
+    let bins = Bins::in_dir(&dir);
+    for b in [&bins.core, &bins.edge, &bins.sandbox] {
+        assert!(
+            b.exists(),
+            "{} is missing: run the workspace's tests (`cargo nextest run --workspace`), which build it",
+            b.display()
+        );
+    }
+    bins
+}
+
+async fn start() -> SimStack {
+    let scenario = Scenario::load(&root().join("loadtests/scenarios/browser.toml")).expect("the browser scenario");
+    let database =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    SimStack::start(
+        &scenario,
+        &bins(),
+        &database,
+        false,
+        Utc::now() - chrono::Duration::seconds(1),
+    )
+    .await
+    .expect("the stack starts")
+}
+
+/// The operator's switch, through the edge's admin API.
+async fn set_mode(stack: &SimStack, mode: &str) {
+    let http = reqwest::Client::new();
+    let url = format!("{}/admin/events/{}", stack.admin_base, stack.event);
+    let current: Value = http
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut settings = current.get("settings").cloned().unwrap_or(current);
+    settings["mode"] = json!(mode);
+    let r = http
+        .put(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&settings)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+async fn sign_in(browser: &Browser, base: &str, fan: &str, next: &str) {
+    browser.goto(&format!("{base}/sign-in?next={next}")).await;
+    browser
+        .wait_for("return document.getElementById('fan-id')", Duration::from_secs(10))
+        .await;
+    browser.type_into("#fan-id", fan).await;
+    browser.click("form button[type=submit]", None).await;
+    browser
+        .wait_for(
+            &format!(
+                "return location.pathname === {} && !document.querySelector('.loading')",
+                json!(next)
+            ),
+            Duration::from_secs(10),
+        )
+        .await;
+}
+
+/// The checkbox of a seat in the map's list, opening its section if needed.
+fn seat_box(id: i64) -> String {
+    format!(
+        "const list = document.querySelector('details.seat-list'); list.open = true; \
+         const first = list.querySelector('details'); if (!first.open) first.open = true; \
+         const b = document.getElementById('seat-{id}'); return b ? {{disabled: b.disabled, checked: b.checked}} : null"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_them_go() {
+    let stack = start().await;
+    let base = stack.edge_base.clone();
+    let event = stack.event;
+    let http = reqwest::Client::new();
+    let seatmap: Value = http
+        .get(format!("{base}/v1/venues/{}/seatmap", stack.venue))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first_row = &seatmap["sections"][0]["rows"][0]["seats"];
+    let (seat1, seat2) = (first_row[0][0].as_i64().unwrap(), first_row[1][0].as_i64().unwrap());
+
+    // Doors shut: two fans already in line ahead.
+    set_mode(&stack, "paused").await;
+    for _ in 0..2 {
+        let r = http.post(format!("{base}/queue/{event}/join")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    // Fan A, on a desktop: signs in, searches, opens the event.
+    let a = Browser::start_sized(DESKTOP).await;
+    sign_in(&a, &base, "fan-a", "/").await;
+    a.wait_for(
+        "return document.querySelectorAll('.cards li').length",
+        Duration::from_secs(10),
+    )
+    .await;
+    a.screenshot(&shot("desktop-home")).await;
+    a.type_into("#q", "flash sale").await;
+    a.click("form[role=search] button[type=submit]", None).await;
+    a.wait_for(
+        "return location.search.includes('q=flash') && document.querySelectorAll('.cards li').length === 1",
+        Duration::from_secs(10),
+    )
+    .await;
+    a.click(".cards a.title", Some("Flash sale")).await;
+    a.wait_for(
+        &format!("return location.pathname === '/events/{event}' && document.querySelector('a.button')"),
+        Duration::from_secs(10),
+    )
+    .await;
+    a.screenshot(&shot("desktop-event")).await;
+
+    // Find seats: the edge sends A to the waiting room, behind the two.
+    a.click("a.button", Some("Find seats")).await;
+    let place = a
+        .wait_for(
+            "const p = document.getElementById('position'); return p && /^[0-9]/.test(p.textContent) ? p.textContent : null",
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(place, json!("3"), "two fans joined first");
+    assert!(a.url().await.contains(&format!("/queue/{event}")));
+    a.resize(PHONE).await;
+    a.screenshot(&shot("phone-waiting-room")).await;
+    a.resize(DESKTOP).await;
+
+    // The operator opens the doors: A moves on into the seat map by itself.
+    set_mode(&stack, "fifo").await;
+    a.wait_for(
+        &format!("return location.pathname === '/events/{event}/seats' && document.documentElement.dataset.seatmap === 'ready'"),
+        Duration::from_secs(20),
+    )
+    .await;
+
+    // Fan B, on a phone, watches the same section.
+    let b = Browser::start_sized(PHONE).await;
+    sign_in(&b, &base, "fan-b", "/").await;
+    b.goto(&format!("{base}/events/{event}/seats")).await;
+    b.wait_for(
+        &format!("return location.pathname === '/events/{event}/seats' && document.documentElement.dataset.seatmap === 'ready'"),
+        Duration::from_secs(20),
+    )
+    .await;
+    let before = b.wait_for(&seat_box(seat1), Duration::from_secs(5)).await;
+    assert_eq!(before["disabled"], json!(false), "B sees seat 1 free: {before}");
+
+    // A picks two adjacent seats with the keyboard: the first seat of the
+    // first section is focused, Enter, one to the right, Enter.
+    a.eval("document.querySelector('.map-wrap canvas').focus()").await;
+    a.press(&[ENTER, ARROW_RIGHT, ENTER]).await;
+    let picked = a
+        .wait_for(
+            "const items = [...document.querySelectorAll('.selection li')].map(li => li.firstChild.firstChild.textContent); return items.length === 2 ? items : null",
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(
+        picked,
+        json!(["Section 1, row 1, seat 1", "Section 1, row 1, seat 2"]),
+        "two adjacent seats"
+    );
+    a.screenshot(&shot("desktop-seat-map")).await;
+    a.click("#hold-button", None).await;
+    a.wait_for(
+        "const h = document.getElementById('hold-title'); return h && h.textContent === 'Your seats are held'",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // B sees both go, without reloading.
+    let held_at = Instant::now();
+    for seat in [seat1, seat2] {
+        b.wait_for(
+            &format!("const s = (() => {{ {} }})(); return s && s.disabled", seat_box(seat)),
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+    let seen_after = held_at.elapsed();
+    b.eval("document.querySelector('details.seat-list').open = false; window.scrollTo(0, 0)")
+        .await;
+    b.screenshot(&shot("phone-seat-map")).await;
+
+    // A declined card: the seats stay held and A may try again.
+    a.type_into("input[name=card]", "4000 0000 0000 0002").await;
+    a.click("form.pay button[type=submit]", None).await;
+    a.wait_for(
+        "const n = document.querySelector('form.pay .notice.error'); return n && n.textContent.includes('declined')",
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(
+        a.eval("return document.getElementById('hold-title').textContent").await,
+        json!("Your seats are held")
+    );
+    a.screenshot(&shot("desktop-card-declined")).await;
+
+    // The right card, clicked twice in a hurry: one order, one charge.
+    a.type_into("input[name=card]", "4242 4242 4242 4242").await;
+    a.eval("const b = document.querySelector('form.pay button[type=submit]'); b.click(); b.click();")
+        .await;
+    a.wait_for(
+        "return document.querySelectorAll('img.qr[data-loaded=true]').length === 2 && [...document.querySelectorAll('img.qr')].every(i => i.complete && i.naturalWidth > 0)",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(
+        a.eval("return document.getElementById('hold-title').textContent").await,
+        json!("You're going!")
+    );
+    a.screenshot(&shot("desktop-confirmed")).await;
+
+    // What the fan sees is what the core has: one failed order, one
+    // confirmed with two tickets on those seats.
+    let token: Value = http
+        .post(format!("{base}/v1/dev/sign-in"))
+        .json(&json!({"fan_id": "fan-a"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let orders: Value = http
+        .get(format!("{base}/v1/me/orders"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut states: Vec<&str> = orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["state"].as_str().unwrap())
+        .collect();
+    states.sort_unstable();
+    assert_eq!(states, ["confirmed", "payment_failed"], "{orders}");
+    let tickets: Value = http
+        .get(format!("{base}/v1/me/tickets"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut seats: Vec<i64> = tickets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["seat_id"].as_i64().unwrap())
+        .collect();
+    seats.sort_unstable();
+    assert_eq!(seats, [seat1, seat2]);
+
+    // My tickets, on both screens.
+    a.goto(&format!("{base}/me/tickets")).await;
+    a.wait_for(
+        "return [...document.querySelectorAll('img.qr')].filter(i => i.complete && i.naturalWidth > 0).length === 2",
+        Duration::from_secs(15),
+    )
+    .await;
+    a.screenshot(&shot("desktop-my-tickets")).await;
+    a.resize(PHONE).await;
+    a.screenshot(&shot("phone-my-tickets")).await;
+
+    eprintln!("a second fan saw both seats go {seen_after:?} after the hold was answered");
+    a.quit().await;
+    b.quit().await;
+    stack.stop().await.unwrap();
+}
