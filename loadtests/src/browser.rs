@@ -140,6 +140,17 @@ impl Browser {
         .await
     }
 
+    /// Runs an async script: it ends by calling `done(value)`.
+    pub async fn eval_async(&self, script: &str) -> Value {
+        let script = format!("const done = arguments[arguments.length - 1]; {script}");
+        self.call(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
     /// Waits until `script` returns something truthy; returns it.
     pub async fn wait_for(&self, script: &str, timeout: Duration) -> Value {
         let deadline = std::time::Instant::now() + timeout;
@@ -198,18 +209,33 @@ impl Browser {
     }
 
     /// Clicks the first element matching `selector` (whose text contains
-    /// `text`, if given), through the page as a user's click would.
+    /// `text`, if given), through the page as a user's click would; just
+    /// after this returns, so that a dialog the click opens cannot block it.
     pub async fn click(&self, selector: &str, text: Option<&str>) {
         let script = format!(
             "const all = [...document.querySelectorAll({})]; \
              const e = all.find(e => {} === null || e.textContent.includes({})); \
-             if (!e || e.disabled) return false; e.scrollIntoView({{block: 'center'}}); e.click(); return true",
+             if (!e || e.disabled) return false; e.scrollIntoView({{block: 'center'}}); \
+             setTimeout(() => e.click(), 0); return true",
             json!(selector),
             json!(text),
             json!(text)
         );
         let clicked = self.eval(&script).await;
         assert_eq!(clicked, json!(true), "nothing clickable: {selector} {text:?}");
+    }
+
+    /// Answers the page's open confirm() dialog with OK, once it is open.
+    pub async fn accept_dialog(&self) {
+        for _ in 0..50 {
+            let text = self.call(reqwest::Method::GET, "/alert/text", None).await;
+            if text.is_string() {
+                self.call(reqwest::Method::POST, "/alert/accept", Some(json!({}))).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no dialog opened");
     }
 
     /// Makes the viewport this size (phone or desktop). Headless Chromium

@@ -18,6 +18,7 @@ pub mod server_timing;
 pub mod sim;
 pub mod stack;
 pub mod waiting_fans;
+pub mod web;
 
 use std::path::PathBuf;
 

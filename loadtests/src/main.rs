@@ -2,7 +2,7 @@
 //! `lib.rs`, for what each does).
 
 use clap::{Parser, Subcommand};
-use loadtests::{checkout, edge_overhead, holds, sim, waiting_fans};
+use loadtests::{checkout, edge_overhead, holds, sim, waiting_fans, web};
 
 #[derive(Parser)]
 #[command(name = "usher-load", about = "Usher benchmarks, driven over HTTP")]
@@ -32,6 +32,10 @@ enum Command {
     /// wait, hold, pay, ticket), the invariants checked from the database
     /// and the processor's books, and a report with charts.
     Sim(sim::Args),
+    /// The fan web app in headless Chromium: navigation to an interactive
+    /// 50,000-seat map (first and repeat visit) and the page's weight,
+    /// against fetching and parsing the map's data alone.
+    Web(web::Args),
 }
 
 #[tokio::main]
@@ -42,5 +46,6 @@ async fn main() -> anyhow::Result<()> {
         Command::WaitingFans(args) => waiting_fans::run(args).await,
         Command::Checkout(args) => checkout::run(args).await,
         Command::Sim(args) => sim::run(args).await,
+        Command::Web(args) => web::run(args).await,
     }
 }

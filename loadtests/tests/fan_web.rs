@@ -325,3 +325,175 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
     b.quit().await;
     stack.stop().await.unwrap();
 }
+
+/// Admitted and on the seat page, signed in as `fan`.
+async fn on_the_seat_page(browser: &Browser, base: &str, event: i64, fan: &str) {
+    sign_in(browser, base, fan, "/").await;
+    browser.goto(&format!("{base}/events/{event}/seats")).await;
+    browser
+        .wait_for(
+            &format!("return location.pathname === '/events/{event}/seats' && document.documentElement.dataset.seatmap === 'ready'"),
+            Duration::from_secs(20),
+        )
+        .await;
+}
+
+const HELD_SEATS: &str = "const h = document.getElementById('hold-title'); \
+    return h && h.textContent === 'Your seats are held' && !h.closest('[hidden]') \
+      ? [...h.parentElement.querySelectorAll('.selection li')].map(li => li.firstChild.textContent) : null";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_available_expiry_release_transfer_and_resale_in_the_browser() {
+    let stack = start().await;
+    let base = stack.edge_base.clone();
+    let event = stack.event;
+
+    // Best available in the second tier (the last section): adjacent seats.
+    let c = Browser::start_sized(DESKTOP).await;
+    on_the_seat_page(&c, &base, event, "fan-c").await;
+    c.eval("const f = document.querySelector('form.best'); f.tier.value = '2'; f.quantity.value = '2';")
+        .await;
+    c.click("form.best button[type=submit]", None).await;
+    let held = c.wait_for(HELD_SEATS, Duration::from_secs(10)).await;
+    // "S3, row 2, seat 1": two seats side by side in the second tier's section.
+    let parts: Vec<Vec<String>> = held
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().split(", ").map(str::to_owned).collect())
+        .collect();
+    assert_eq!(parts.len(), 2, "{held}");
+    assert_eq!(parts[0][..2], parts[1][..2], "one row: {held}");
+    assert_eq!(parts[0][0], "S3", "the second tier's section: {held}");
+    let number = |p: &Vec<String>| p[2].trim_start_matches("seat ").parse::<i32>().unwrap();
+    assert_eq!((number(&parts[1]) - number(&parts[0])).abs(), 1, "side by side: {held}");
+
+    // Released: the hold is gone and the seats are back for everyone.
+    c.click("button", Some("Release seats")).await;
+    c.wait_for(
+        "const n = document.querySelector('.panel .notice'); return n && n.textContent.includes('released')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let live_holds: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM holds WHERE event_id = $1 AND state = 'active' AND expires_at > now()",
+    )
+    .bind(event)
+    .fetch_one(&stack.core.pool)
+    .await
+    .unwrap();
+    assert_eq!(live_holds, 0);
+
+    // A hold that runs out says so, and the seats go back.
+    sqlx::query("UPDATE events SET hold_ttl_secs = 2, hold_jitter_secs = 0 WHERE id = $1")
+        .bind(event)
+        .execute(&stack.core.pool)
+        .await
+        .unwrap();
+    c.click("form.best button[type=submit]", None).await;
+    c.wait_for(HELD_SEATS, Duration::from_secs(10)).await;
+    c.wait_for(
+        "const n = document.querySelector('.panel .notice.error'); return n && n.textContent.includes('hold ran out')",
+        Duration::from_secs(10),
+    )
+    .await;
+    c.screenshot(&shot("desktop-hold-ran-out")).await;
+    sqlx::query("UPDATE events SET hold_ttl_secs = 300 WHERE id = $1")
+        .bind(event)
+        .execute(&stack.core.pool)
+        .await
+        .unwrap();
+
+    // Bought, then given to fan D from My tickets.
+    c.eval("const f = document.querySelector('form.best'); f.tier.value = '1'; f.quantity.value = '1';")
+        .await;
+    c.click("form.best button[type=submit]", None).await;
+    c.wait_for(HELD_SEATS, Duration::from_secs(10)).await;
+    c.type_into("input[name=card]", "4242 4242 4242 4242").await;
+    c.click("form.pay button[type=submit]", None).await;
+    c.wait_for(
+        "return document.querySelectorAll('img.qr[data-loaded=true]').length === 1",
+        Duration::from_secs(20),
+    )
+    .await;
+    c.goto(&format!("{base}/me/tickets")).await;
+    c.wait_for(
+        "return document.querySelector('.ticket input[name=to]')",
+        Duration::from_secs(10),
+    )
+    .await;
+    c.type_into(".ticket input[name=to]", "fan-d").await;
+    c.click(".ticket button", Some("Transfer")).await;
+    c.accept_dialog().await;
+    c.wait_for(
+        "const n = document.querySelector('.ticket .notice.ok'); return n && n.textContent.includes('Transferred to fan-d')",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Fan D has it (with a code that works), and lists it: over the cap is
+    // refused with the reason, at face value it is listed.
+    let d = Browser::start_sized(PHONE).await;
+    sign_in(&d, &base, "fan-d", "/me/tickets").await;
+    d.wait_for(
+        "return [...document.querySelectorAll('img.qr')].filter(i => i.complete && i.naturalWidth > 0).length === 1",
+        Duration::from_secs(15),
+    )
+    .await;
+    let face = d
+        .eval("return document.querySelector('.ticket input[name=price]').labels[0].textContent")
+        .await;
+    assert!(face.as_str().unwrap().contains("$90.00"), "{face}");
+    d.type_into(".ticket input[name=price]", "500").await;
+    d.click(".ticket button", Some("List")).await;
+    d.wait_for(
+        "const n = document.querySelector('.ticket .notice.error'); return n && n.textContent.length > 0",
+        Duration::from_secs(10),
+    )
+    .await;
+    d.type_into(".ticket input[name=price]", "90").await;
+    d.click(".ticket button", Some("List")).await;
+    d.wait_for(
+        "const n = document.querySelector('.ticket .notice.ok'); return n && n.textContent.includes('Listed for $90.00')",
+        Duration::from_secs(10),
+    )
+    .await;
+    d.screenshot(&shot("phone-ticket-listed")).await;
+
+    // Fan E buys it on the event's resale page and has it.
+    let e = Browser::start_sized(PHONE).await;
+    sign_in(&e, &base, "fan-e", &format!("/events/{event}/resale")).await;
+    e.wait_for(
+        "return document.querySelectorAll('.cards li').length === 1",
+        Duration::from_secs(10),
+    )
+    .await;
+    e.screenshot(&shot("phone-resale")).await;
+    e.click(".cards button", Some("Buy for $90.00")).await;
+    e.type_into("input[name=card]", "4242 4242 4242 4242").await;
+    e.click("form.pay button[type=submit]", None).await;
+    e.wait_for(
+        "return [...document.querySelectorAll('.card .notice.ok')].some(n => n.textContent.includes('Bought'))",
+        Duration::from_secs(20),
+    )
+    .await;
+    e.goto(&format!("{base}/me/tickets")).await;
+    e.wait_for(
+        "return [...document.querySelectorAll('img.qr')].filter(i => i.complete && i.naturalWidth > 0).length === 1",
+        Duration::from_secs(15),
+    )
+    .await;
+    // D's copy is gone from D's valid tickets.
+    d.goto(&format!("{base}/me/tickets")).await;
+    d.wait_for(
+        "return document.querySelector('main h1').textContent === 'My tickets' && !document.querySelector('.loading') \
+         && document.querySelectorAll('img.qr').length === 0",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    for b in [c, d, e] {
+        b.quit().await;
+    }
+    stack.stop().await.unwrap();
+}

@@ -28,6 +28,7 @@ export class SeatMap {
     this.dirty = false;
     this.fitted = false;
     this.build();
+    performance.mark("seatmap-built");
   }
 
   // Typed arrays in seat-map order; rows and sections as index ranges.

@@ -16,9 +16,16 @@ export async function seatsPage(eventId) {
   const started = performance.now();
   const { data: event } = await api(`/v1/events/${eventId}`);
   const prices = new Map(event.tiers.map((t) => [t.tier, t]));
-  const docResponse = await fetch(event.seatmap_url);
-  if (!docResponse.ok) throw new ApiError(docResponse.status, await docResponse.json().catch(() => ({})));
-  const doc = await docResponse.json();
+  // The chart (cached for a day) and the seats' states now, side by side;
+  // the live stream then keeps the states current.
+  const [doc, now] = await Promise.all([
+    fetch(event.seatmap_url).then(async (r) => {
+      if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => ({})));
+      return r.json();
+    }),
+    api(`/v1/events/${eventId}/availability`).then((r) => r.data).catch(() => null),
+  ]);
+  performance.mark("seatmap-data");
 
   const panel = el("div", { class: "panel" });
   const selection = el("section", { "aria-labelledby": "sel-title" });
@@ -84,6 +91,7 @@ export async function seatsPage(eventId) {
   });
 
   function showSelection() {
+    for (const b of best.querySelectorAll("button")) b.disabled = false;
     const seats = [...map.selected].map((i) => map.seat(i));
     const total = seats.reduce((n, s) => n + (prices.get(s.tier)?.price_cents ?? 0), 0);
     selection.replaceChildren(
@@ -230,6 +238,7 @@ export async function seatsPage(eventId) {
     el("p", { class: "muted" }, `${event.venue.name}, ${event.venue.city} · `, el("a", { href: `/events/${eventId}` }, "Event details")),
     el("div", { class: "seats-layout" }, map.element, panel));
   showSelection();
+  if (now) map.setSnapshot(now.states);
   openStream();
 
   // A hold from before a reload comes back if it is still live.
