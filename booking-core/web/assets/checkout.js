@@ -27,6 +27,18 @@ async function waitForFinal(order) {
   return order;
 }
 
+/// A payment a reload interrupted after its hold was already sold: asks
+/// again with the same key, which answers with the order it made. Null if
+/// nothing was being paid for under this scope.
+export async function resumePayment(scope) {
+  const record = pending(scope);
+  if (!record) return null;
+  let { data: order } = await api("/v1/orders", { method: "POST", key: record.key, body: record.body });
+  order = await waitForFinal(order);
+  if (FINAL.has(order.state)) sessionStorage.removeItem(`usher.pay.${scope}`);
+  return order;
+}
+
 /// opts: scope (a stable id for this purchase, e.g. the hold id), total,
 /// body(pm) -> the order request, onDone(order), onFailed(order) optional.
 export function payForm(opts) {

@@ -325,10 +325,12 @@ export class SeatMap {
       ctx.font = "11px system-ui, sans-serif";
       const two = size > 30 && size > ctx.measureText(left).width + 6;
       ctx.font = "700 12px system-ui, sans-serif";
-      ctx.fillText(s.code, x, two ? y - 7 : y);
+      ctx.fillText(s.code, x, two ? (size > 46 ? y - 12 : y - 7) : y);
       if (two) {
         ctx.font = "11px system-ui, sans-serif";
-        ctx.fillText(left, x, y + 7);
+        ctx.fillText(left, x, size > 46 ? y + 2 : y + 7);
+        const price = money(this.opts.price(s.mainTier));
+        if (size > 46 && size > ctx.measureText(price).width + 6) ctx.fillText(price, x, y + 15);
       }
     }
   }

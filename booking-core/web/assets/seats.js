@@ -8,7 +8,7 @@
 // Release button, gives the seats back at once.
 
 import { api, clock, el, money, newKey, notice, render, serverClock, session, ApiError } from "/assets/api.js";
-import { payForm } from "/assets/checkout.js";
+import { payForm, resumePayment } from "/assets/checkout.js";
 import { SeatMap, swatch } from "/assets/seatmap.js";
 import { qrImage } from "/assets/tickets.js";
 
@@ -246,8 +246,18 @@ export async function seatsPage(eventId) {
   if (kept && session.token) {
     try {
       const { data } = await api(`/v1/holds/${kept}`);
-      if (data.state === "active" && new Date(data.expires_at) > new Date(data.server_time)) showHold(data);
-      else sessionStorage.removeItem(storeKey);
+      if (data.state === "active" && new Date(data.expires_at) > new Date(data.server_time)) {
+        showHold(data);
+      } else {
+        sessionStorage.removeItem(storeKey);
+        // Sold while the page reloaded: show what the payment made.
+        const order = await resumePayment(kept);
+        if (order?.state === "confirmed") {
+          selection.hidden = true;
+          holdBox.hidden = false;
+          done(order);
+        }
+      }
     } catch {
       sessionStorage.removeItem(storeKey);
     }
