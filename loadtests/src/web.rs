@@ -5,7 +5,7 @@
 //! and run: only fetching and parsing the map's data (seat map document and
 //! availability), so the ratio is what drawing and wiring the page adds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,20 +14,12 @@ use serde_json::Value;
 
 use crate::browser::{Browser, DESKTOP};
 use crate::sim::scenario::Scenario;
-use crate::sim::stack::{Bins, SimStack};
+use crate::sim::stack::{Bins, SimStack, StackPlace};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Where booking-core, edge-proxy and payment-sandbox are.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release"))]
-    pub bin_dir: PathBuf,
-    /// PostgreSQL to create the run's scratch database in.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub stack: StackPlace,
     /// Fresh browsers (cold caches) to measure.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
@@ -69,8 +61,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let scenario = Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/stadium.toml"))?;
     let stack = SimStack::start(
         &scenario,
-        &Bins::in_dir(&args.bin_dir),
-        &args.database_url,
+        &Bins::in_dir(&args.stack.bin_dir),
+        &args.stack.database_url,
         false,
         Utc::now() - chrono::Duration::seconds(1),
     )

@@ -66,15 +66,7 @@ async fn start() -> SimStack {
 async fn set_mode(stack: &SimStack, mode: &str) {
     let http = reqwest::Client::new();
     let url = format!("{}/admin/events/{}", stack.admin_base, stack.event);
-    let current: Value = http
-        .get(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let current = get_json(&url, Some(ADMIN_TOKEN)).await;
     let mut settings = current.get("settings").cloned().unwrap_or(current);
     settings["mode"] = json!(mode);
     let r = http
@@ -120,14 +112,7 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
     let base = stack.edge_base.clone();
     let event = stack.event;
     let http = reqwest::Client::new();
-    let seatmap: Value = http
-        .get(format!("{base}/v1/venues/{}/seatmap", stack.venue))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seatmap = get_json(&format!("{base}/v1/venues/{}/seatmap", stack.venue), None).await;
     let first_row = &seatmap["sections"][0]["rows"][0]["seats"];
     let (seat1, seat2) = (first_row[0][0].as_i64().unwrap(), first_row[1][0].as_i64().unwrap());
 
@@ -265,15 +250,7 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
     // What the fan sees is what the core has: one failed order, one
     // confirmed with two tickets on those seats.
     let token = fan_token(&base, "fan-a").await;
-    let orders: Value = http
-        .get(format!("{base}/v1/me/orders"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let orders = get_json(&format!("{base}/v1/me/orders"), Some(&token)).await;
     let mut states: Vec<&str> = orders["orders"]
         .as_array()
         .unwrap()
@@ -282,15 +259,7 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
         .collect();
     states.sort_unstable();
     assert_eq!(states, ["confirmed", "payment_failed"], "{orders}");
-    let tickets: Value = http
-        .get(format!("{base}/v1/me/tickets"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tickets = get_json(&format!("{base}/v1/me/tickets"), Some(&token)).await;
     let mut seats: Vec<i64> = tickets
         .as_array()
         .unwrap()
@@ -315,6 +284,15 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
     a.quit().await;
     b.quit().await;
     stack.stop().await.unwrap();
+}
+
+/// GET a JSON answer, as the fan with this token if given.
+async fn get_json(url: &str, token: Option<&str>) -> Value {
+    let mut r = reqwest::Client::new().get(url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().await.unwrap().json().await.unwrap()
 }
 
 async fn fan_token(base: &str, fan: &str) -> String {
@@ -428,15 +406,7 @@ async fn best_available_expiry_release_transfer_and_resale_in_the_browser() {
         Duration::from_secs(20),
     )
     .await;
-    let orders: Value = reqwest::Client::new()
-        .get(format!("{base}/v1/me/orders"))
-        .bearer_auth(fan_token(&base, "fan-c").await)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let orders = get_json(&format!("{base}/v1/me/orders"), Some(&fan_token(&base, "fan-c").await)).await;
     assert_eq!(orders["orders"].as_array().unwrap().len(), 1, "one order: {orders}");
     c.goto(&format!("{base}/me/tickets")).await;
     c.wait_for(

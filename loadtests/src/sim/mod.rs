@@ -33,16 +33,8 @@ pub struct Args {
     /// A scenario file, e.g. loadtests/scenarios/smoke.toml.
     #[arg(long)]
     pub scenario: PathBuf,
-    /// Where booking-core, payment-sandbox and edge-proxy are.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release"))]
-    pub bin_dir: PathBuf,
-    /// PostgreSQL to create the run's scratch database in.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub stack: stack::StackPlace,
     /// Where the report goes (default target/usher-sim/<scenario>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -74,7 +66,7 @@ pub struct Run {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let scenario = Scenario::load(&args.scenario)?;
-    let bins = Bins::in_dir(&args.bin_dir);
+    let bins = Bins::in_dir(&args.stack.bin_dir);
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/usher-sim")).join(&scenario.name)
     });
@@ -83,10 +75,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "scenario {}: {} fans, waiting room at {}/min, {} active",
         scenario.name, scenario.fans, scenario.admission.admit_per_minute, scenario.admission.max_active
     );
-    let main = run_once(&scenario, &bins, &args.database_url, false).await?;
+    let main = run_once(&scenario, &bins, &args.stack.database_url, false).await?;
     let compare = if args.compare_passthrough || scenario.compare_passthrough {
         eprintln!("the same herd again, waiting room in passthrough...");
-        Some(run_once(&scenario, &bins, &args.database_url, true).await?)
+        Some(run_once(&scenario, &bins, &args.stack.database_url, true).await?)
     } else {
         None
     };

@@ -33,6 +33,22 @@ pub struct SimStack {
     pub venue: i64,
 }
 
+/// Where the stack's binaries are, and the PostgreSQL its scratch
+/// database goes in.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StackPlace {
+    /// Where booking-core, payment-sandbox and edge-proxy are.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release"))]
+    pub bin_dir: PathBuf,
+    /// PostgreSQL to create the run's scratch database in.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+}
+
 pub struct Bins {
     pub core: PathBuf,
     pub sandbox: PathBuf,
