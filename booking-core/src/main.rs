@@ -75,8 +75,9 @@ enum OperatorCommand {
         /// owner, editor or viewer.
         #[arg(long)]
         role: String,
-        #[arg(long, default_value = "")]
-        name: String,
+        /// Kept as it is for an existing operator when not given.
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -150,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
             let new = auth::NewOperator {
                 organisation,
                 email: &email,
-                name: &name,
+                name: name.as_deref(),
                 role,
                 password: &password,
             };

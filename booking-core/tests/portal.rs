@@ -28,7 +28,7 @@ async fn operator(app: &TestApp, org: OrganisationId, email: &str, role: Role) {
     let new = NewOperator {
         organisation: org,
         email,
-        name: "Test Operator",
+        name: Some("Test Operator"),
         role,
         password: PASSWORD,
     };
@@ -311,6 +311,24 @@ async fn charts_import_as_json_and_csv_with_a_preview_and_problems_by_line() {
         (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
     );
     assert_eq!(venues().await, 2, "no bad chart was stored");
+
+    // The documented examples (docs/venue-charts.md) describe one venue.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/examples");
+    let json_chart = std::fs::read(format!("{dir}/venue-chart.json")).unwrap();
+    let csv_chart = std::fs::read(format!("{dir}/venue-chart.csv")).unwrap();
+    let (s, from_json) = import_raw(&app, &t, "?dry_run=true", "application/json", json_chart).await;
+    assert_eq!(s, StatusCode::OK, "{from_json}");
+    let q = "?dry_run=true&slug=example-hall&name=Example%20Hall&city=Leeds&country=GB&timezone=Europe/London";
+    let (s, from_csv) = import_raw(&app, &t, q, "text/csv", csv_chart).await;
+    assert_eq!(s, StatusCode::OK, "{from_csv}");
+    assert_eq!(from_json, from_csv);
+    assert_eq!(from_json["seat_count"], 16);
+
+    // A stadium's chart (50,000 seats, megabytes) is taken whole.
+    let stadium = serde_json::to_vec(&booking_core::seed::stadium()).unwrap();
+    assert!(stadium.len() > 1_000_000);
+    let (s, p) = import_raw(&app, &t, "?dry_run=true", "application/json", stadium).await;
+    assert_eq!((s, &p["seat_count"]), (StatusCode::OK, &json!(50_000)));
     app.finish().await;
 }
 
@@ -989,4 +1007,79 @@ async fn the_seed_makes_the_demo_organisations_once() {
     let (s, _) = call(&app, "GET", "/v1/portal/events/1", &harbour, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     app.finish().await;
+}
+
+#[tokio::test]
+async fn operator_add_makes_the_organisation_and_reads_the_password_from_the_environment() {
+    use sqlx::ConnectOptions;
+    let db = TestDb::new().await;
+    let url = common::url_for(&db.name).to_url_lossy().to_string();
+    let run = |args: &[&str], password: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_booking-core"));
+        c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .args(["--config", "config/booking-core.toml", "operator", "add"])
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("RUST_LOG", "error")
+            .env("RUST_BACKTRACE", "0")
+            .env_remove("USHER_OPERATOR_PASSWORD");
+        if let Some(p) = password {
+            c.env("USHER_OPERATOR_PASSWORD", p);
+        }
+        c.output().unwrap()
+    };
+    let args = [
+        "--org",
+        "CLI Org",
+        "--email",
+        "Ann@CLI.example",
+        "--role",
+        "editor",
+        "--name",
+        "Ann",
+    ];
+    let out = run(&args, Some("first-password"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["created"], true);
+    // Again, another role and password: the same operator, its name kept.
+    let out = run(
+        &args[..4]
+            .iter()
+            .copied()
+            .chain(["--role", "viewer"])
+            .collect::<Vec<_>>()[..],
+        Some("second-password"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&again["operator_id"], &again["created"]),
+        (&made["operator_id"], &json!(false))
+    );
+    let row: (String, String, String, String) = sqlx::query_as(
+        "SELECT o.email, o.name, o.role, g.name FROM operators o JOIN organisations g ON g.id = o.organisation_id",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        (
+            "ann@cli.example".into(),
+            "Ann".into(),
+            "viewer".into(),
+            "CLI Org".into()
+        )
+    );
+    // No password, a short one, an unknown role: refused.
+    assert!(!run(&args, None).status.success());
+    let out = run(&args, Some("short"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8 characters"));
+    let out = run(
+        &["--org", "CLI Org", "--email", "b@cli.example", "--role", "boss"],
+        Some("long-enough"),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--role"));
+    db.finish().await;
 }

@@ -219,13 +219,14 @@ impl OperatorOutcome {
 pub struct NewOperator<'a> {
     pub organisation: OrganisationId,
     pub email: &'a str,
-    pub name: &'a str,
+    /// None: an existing operator keeps its name (a new one gets none).
+    pub name: Option<&'a str>,
     pub role: Role,
     pub password: &'a str,
 }
 
 /// Creates the operator, or (unless `only_if_missing`) sets the role, name
-/// and password of an existing one of the same organisation. An e-mail
+/// (if given) and password of an existing one of the same organisation. An e-mail
 /// address used in another organisation is refused.
 pub async fn upsert_operator(
     pool: &PgPool,
@@ -239,7 +240,7 @@ pub async fn upsert_operator(
     {
         return Err(invalid("the e-mail address is not valid"));
     }
-    if new.name.chars().count() > 200 {
+    if new.name.is_some_and(|n| n.chars().count() > 200) {
         return Err(invalid("a name may be at most 200 characters"));
     }
     let existing = sqlx::query!(
@@ -268,7 +269,7 @@ pub async fn upsert_operator(
     match existing {
         Some(e) => {
             sqlx::query!(
-                "UPDATE operators SET role = $2, name = $3, password_hash = $4 WHERE id = $1",
+                "UPDATE operators SET role = $2, name = coalesce($3, name), password_hash = $4 WHERE id = $1",
                 e.id,
                 new.role.as_str(),
                 new.name,
@@ -288,7 +289,7 @@ pub async fn upsert_operator(
                    VALUES ($1, $2, $3, $4, $5) RETURNING id"#,
                 new.organisation.0,
                 email,
-                new.name,
+                new.name.unwrap_or(""),
                 new.role.as_str(),
                 hash
             )

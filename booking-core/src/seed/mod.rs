@@ -96,7 +96,7 @@ pub async fn run(pool: &PgPool) -> Result<SeedReport, SeedError> {
         let new = NewOperator {
             organisation,
             email,
-            name,
+            name: Some(name),
             role,
             password: DEMO_PASSWORD,
         };
