@@ -1006,6 +1006,21 @@ async fn the_seed_makes_the_demo_organisations_once() {
     assert_eq!(vs["items"], json!([]));
     let (s, _) = call(&app, "GET", "/v1/portal/events/1", &harbour, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The portal is in the OpenAPI document.
+    let (s, doc) = app.get("/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    for path in [
+        "/v1/portal/sign-in",
+        "/v1/portal/venues/import",
+        "/v1/portal/events/{event_id}",
+        "/v1/portal/events/{event_id}/waiting-room",
+        "/v1/portal/events/{event_id}/dashboard",
+        "/v1/portal/events/{event_id}/dashboard/history",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["components"]["securitySchemes"]["operator_token"].is_object());
     app.finish().await;
 }
 

@@ -75,6 +75,7 @@ impl EdgeAdmin {
     }
 
     /// The room's settings and progress, as the edge gives them.
+    #[tracing::instrument(skip(self), fields(event_id = event.0))]
     pub async fn room(&self, event: EventId) -> Result<Value, EdgeError> {
         let r = self.http.get(self.url(event)).bearer_auth(&self.token).send().await;
         answer(r).await
@@ -82,6 +83,7 @@ impl EdgeAdmin {
 
     /// Replaces the room's settings; `event_id` in the body is set to the
     /// event's (the edge wants both to agree).
+    #[tracing::instrument(skip(self, settings), fields(event_id = event.0))]
     pub async fn put_room(&self, event: EventId, mut settings: Value) -> Result<Value, EdgeError> {
         let Some(fields) = settings.as_object_mut() else {
             return Err(EdgeError::Refused {
