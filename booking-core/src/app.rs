@@ -19,6 +19,7 @@ use crate::db;
 use crate::http::{self, AppState};
 use crate::identity::{Admission, Identity};
 use crate::inventory::{HoldService, SeatFeed, reaper};
+use crate::portal::EdgeAdmin;
 use crate::tickets::TicketSigner;
 use crate::venues::SeatMaps;
 
@@ -61,6 +62,8 @@ pub enum StartError {
     Payments(String),
     #[error("tickets: {0}")]
     Tickets(String),
+    #[error("edge admin API client: {0}")]
+    Edge(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -77,6 +80,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let provider: Arc<dyn PaymentProvider> = match config.payments.provider.as_str() {
         "stripe" => Arc::new(StripeProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?),
         _ => Arc::new(SandboxProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?),
+    };
+    let edge = match &config.edge {
+        Some(e) => Some(EdgeAdmin::new(e).map_err(|e| StartError::Edge(e.to_string()))?),
+        None => None,
     };
     let pool = db::connect(&config.database).await?;
     let listener = TcpListener::bind(config.http.listen)
@@ -106,6 +113,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         feed,
         checkout: checkout.clone(),
         ticket_signer: Arc::new(ticket_signer),
+        edge,
         shutdown: shutdown.clone(),
     };
 

@@ -32,7 +32,37 @@ pub struct Config {
     pub checkout: CheckoutConfig,
     pub tickets: TicketsConfig,
     pub notifications: NotificationsConfig,
+    /// The edge's admin API, for the portal's waiting-room settings and
+    /// dashboard figures. Optional: without it those answer 503 / null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<EdgeConfig>,
     pub log: LogConfig,
+}
+
+/// Where the edge-proxy's admin API listens and the token it wants.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// e.g. `http://127.0.0.1:8001` (edge-proxy.toml's `admin.listen`).
+    pub admin_url: String,
+    /// Secret: edge-proxy.toml's `admin.token`; in production from
+    /// USHER_CORE__EDGE__ADMIN_TOKEN.
+    pub admin_token: String,
+    /// One call to the admin API may take this long.
+    #[serde(default = "default_edge_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_edge_timeout_ms() -> u64 {
+    2_000
+}
+
+impl std::fmt::Debug for EdgeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeConfig")
+            .field("admin_url", &self.admin_url)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -341,6 +371,7 @@ impl Default for Config {
                 email_from: "tickets@usher.invalid".into(),
                 email_domain: "fans.usher.invalid".into(),
             },
+            edge: None,
             log: LogConfig {
                 format: "text".into(),
                 filter: "info".into(),
@@ -510,6 +541,17 @@ impl Config {
                 "notifications.email must be \"log\", \"file:<dir>\" or \"smtp://host:port\", got {:?}",
                 n.email
             ));
+        }
+        if let Some(edge) = &self.edge {
+            if !(edge.admin_url.starts_with("http://") || edge.admin_url.starts_with("https://")) {
+                problems.push("edge.admin_url must be an http(s):// URL".into());
+            }
+            if edge.admin_token.is_empty() {
+                problems.push("edge.admin_token must not be empty".into());
+            }
+            if !(100..=60_000).contains(&edge.timeout_ms) {
+                problems.push("edge.timeout_ms must be 100..=60000".into());
+            }
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             problems.push(format!(

@@ -32,6 +32,14 @@ int_id!(
     /// A physical seat in a venue; the same seat is sold once per event.
     SeatId
 );
+int_id!(
+    /// An organisation: owns venues and events, employs operators.
+    OrganisationId
+);
+int_id!(
+    /// An operator: a person who manages an organisation's venues and events.
+    OperatorId
+);
 
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {

@@ -2,7 +2,7 @@
 //! double-book, checkout through a payment provider, and tickets.
 //!
 //! Domain modules (`catalog`, `venues`, `inventory`, `checkout`, `tickets`,
-//! `idempotency`, `identity`) hold the rules and the SQL; `http` is the only place that
+//! `idempotency`, `identity`, `portal`) hold the rules and the SQL; `http` is the only place that
 //! knows about requests and responses, and it maps every domain error once.
 
 pub mod app;
@@ -16,6 +16,7 @@ pub mod identity;
 pub mod ids;
 pub mod inventory;
 pub mod outbox;
+pub mod portal;
 pub mod seed;
 pub mod tickets;
 pub mod venues;

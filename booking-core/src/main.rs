@@ -1,11 +1,13 @@
 //! The booking-core binary: serve the API, migrate the schema, seed the demo
-//! catalog, or generate a key pair for fan tokens.
+//! catalog, import charts and events, add portal operators, or generate a
+//! key pair for fan tokens.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use booking_core::catalog::EventSpec;
 use booking_core::config::Config;
+use booking_core::portal::{Role, auth};
 use booking_core::venues::import::{ChartSpec, ImportError, create_venue};
 use booking_core::{app, db, seed};
 use clap::{Parser, Subcommand};
@@ -44,6 +46,9 @@ enum Command {
         #[arg(long)]
         event: Option<PathBuf>,
     },
+    /// Venue-portal operators.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Validate the configuration and exit.
     CheckConfig,
     /// Write an Ed25519 key pair <kid>.pem and <kid>.pub.pem, unless present.
@@ -52,6 +57,27 @@ enum Command {
         out_dir: PathBuf,
         #[arg(long, default_value = "dev-1")]
         kid: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Migrate, then add an operator to an organisation (made if missing),
+    /// or set the role, name and password of one already there. The
+    /// password comes from USHER_OPERATOR_PASSWORD (never an argument: it
+    /// would show in the process list and shell history).
+    Add {
+        /// The organisation's name.
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        /// owner, editor or viewer.
+        #[arg(long)]
+        role: String,
+        /// Kept as it is for an existing operator when not given.
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -94,8 +120,8 @@ async fn main() -> anyhow::Result<()> {
             db::migrate(&pool).await.context("migrating")?;
             let report = seed::run(&pool).await.context("seeding")?;
             println!(
-                "seeded: {} venues ({} new), {} events ({} new)",
-                report.venues, report.venues_created, report.events, report.events_created
+                "seeded: {} venues ({} new), {} events ({} new), {} new operators",
+                report.venues, report.venues_created, report.events, report.events_created, report.operators_created
             );
             Ok(())
         }
@@ -110,6 +136,33 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::json!({"venue_id": venue_id.0, "event_id": event_id.map(|e| e.0)})
+            );
+            Ok(())
+        }
+        Command::Operator(OperatorCommand::Add { org, email, role, name }) => {
+            let role = Role::parse(&role).context("--role must be owner, editor or viewer")?;
+            let password = std::env::var("USHER_OPERATOR_PASSWORD")
+                .context("set the operator's password in USHER_OPERATOR_PASSWORD")?;
+            let pool = db::connect(&config.database)
+                .await
+                .context("connecting to the database")?;
+            db::migrate(&pool).await.context("migrating")?;
+            let organisation = auth::ensure_organisation(&pool, &org).await?;
+            let new = auth::NewOperator {
+                organisation,
+                email: &email,
+                name: name.as_deref(),
+                role,
+                password: &password,
+            };
+            let outcome = auth::upsert_operator(&pool, &new, false).await?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "organisation_id": organisation.0,
+                    "operator_id": outcome.id().0,
+                    "created": matches!(outcome, auth::OperatorOutcome::Created(_)),
+                })
             );
             Ok(())
         }

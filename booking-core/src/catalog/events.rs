@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::catalog::CatalogError;
 use crate::catalog::search::{Category, VenueRef};
@@ -88,26 +88,38 @@ pub struct EventDetail {
 /// Stores the event unless one with the same slug exists already (then
 /// nothing changes and the existing id is returned).
 pub async fn create_event(pool: &PgPool, spec: &EventSpec) -> Result<(EventId, bool), CatalogError> {
+    let mut tx = pool.begin().await?;
+    let outcome = insert_event(&mut tx, spec).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// As `create_event`, inside the caller's transaction (the portal writes the
+/// event's policy in the same one). The event belongs to its venue's
+/// organisation.
+pub async fn insert_event(tx: &mut PgConnection, spec: &EventSpec) -> Result<(EventId, bool), CatalogError> {
     if spec.on_sale_at > spec.starts_at {
         return Err(CatalogError::Invalid("on_sale_at is after starts_at".into()));
     }
     if spec.tiers.is_empty() {
         return Err(CatalogError::Invalid("an event needs at least one price tier".into()));
     }
-    let mut tx = pool.begin().await?;
-    let venue_id = sqlx::query_scalar!("SELECT id FROM venues WHERE slug = $1", spec.venue_slug)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| CatalogError::UnknownVenue(spec.venue_slug.clone()))?;
+    let venue = sqlx::query!(
+        "SELECT id, organisation_id FROM venues WHERE slug = $1",
+        spec.venue_slug
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| CatalogError::UnknownVenue(spec.venue_slug.clone()))?;
     let r = spec.rules;
     let inserted = sqlx::query_scalar!(
         r#"INSERT INTO events (slug, venue_id, title, artist, category, description, starts_at, on_sale_at,
-                               hold_ttl_secs, hold_jitter_secs, max_seats_per_fan, protected)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                               hold_ttl_secs, hold_jitter_secs, max_seats_per_fan, protected, organisation_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
            ON CONFLICT (slug) DO NOTHING
            RETURNING id"#,
         spec.slug,
-        venue_id,
+        venue.id,
         spec.title,
         spec.artist,
         spec.category.as_str(),
@@ -118,6 +130,7 @@ pub async fn create_event(pool: &PgPool, spec: &EventSpec) -> Result<(EventId, b
         r.hold_jitter_secs,
         r.max_seats_per_fan,
         r.protected,
+        venue.organisation_id,
     )
     .fetch_optional(&mut *tx)
     .await
@@ -150,7 +163,6 @@ pub async fn create_event(pool: &PgPool, spec: &EventSpec) -> Result<(EventId, b
         }
         other => CatalogError::Db(other),
     })?;
-    tx.commit().await?;
     Ok((EventId(event_id), true))
 }
 

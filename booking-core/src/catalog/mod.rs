@@ -6,7 +6,7 @@ pub mod events;
 pub mod search;
 
 pub use cursor::Cursor;
-pub use events::{EventDetail, EventRules, EventSpec, TierPrice, TierSpec, create_event, get_event};
+pub use events::{EventDetail, EventRules, EventSpec, TierPrice, TierSpec, create_event, get_event, insert_event};
 pub use search::{Category, EventSummary, Page, SearchQuery, search_events};
 
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
+pub mod portal;
 pub mod problem;
 pub mod seats;
 pub mod tickets;
@@ -36,6 +37,7 @@ use crate::checkout::CheckoutService;
 use crate::config::Config;
 use crate::identity::{Admission, Identity};
 use crate::inventory::{HoldService, SeatFeed};
+use crate::portal::EdgeAdmin;
 use crate::tickets::TicketSigner;
 use crate::venues::SeatMaps;
 use problem::ApiError;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub feed: SeatFeed,
     pub checkout: CheckoutService,
     pub ticket_signer: Arc<TicketSigner>,
+    /// The edge's admin API (the portal's waiting rooms), if configured.
+    pub edge: Option<EdgeAdmin>,
     /// Flips to true when the server is shutting down; open streams end.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -88,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checkin", post(tickets::checkin))
         .route("/v1/payments/webhooks/{provider}", post(payments::webhook))
         .route("/v1/me", get(identity::me))
+        .merge(portal::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::serve));
@@ -100,7 +105,9 @@ pub fn router(state: AppState) -> Router {
             .layer(HandleErrorLayer::new(timed_out))
             .timeout(timeout),
     );
-    let streams = Router::new().route("/v1/events/{event_id}/seat-changes", get(seats::seat_changes));
+    let streams = Router::new()
+        .route("/v1/events/{event_id}/seat-changes", get(seats::seat_changes))
+        .route("/v1/portal/events/{event_id}/dashboard", get(portal::dashboard));
     let pages = web::routes(&web::WebSettings {
         dev_sign_in: state.identity.dev_sign_in_enabled(),
         payment_provider: state.checkout.provider().name(),

@@ -4,11 +4,11 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{catalog, health, holds, identity, orders, payments, seats, tickets};
+use crate::http::{catalog, health, holds, identity, orders, payments, portal, seats, tickets};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Usher booking core", description = "Catalog, seat maps, availability, holds, orders and tickets. Errors are RFC 9457 problem details with a stable `code`."),
+    info(title = "Usher booking core", description = "Catalog, seat maps, availability, holds, orders and tickets; the venue portal for operators (/v1/portal). Errors are RFC 9457 problem details with a stable `code`."),
     paths(
         catalog::search, catalog::event,
         seats::seatmap, seats::availability, seats::seat_changes,
@@ -19,6 +19,9 @@ use crate::http::{catalog, health, holds, identity, orders, payments, seats, tic
         payments::webhook,
         identity::dev_sign_in, identity::me,
         health::healthz, health::readyz,
+        portal::sign_in, portal::sign_out, portal::me, portal::venues, portal::import_venue,
+        portal::events, portal::event, portal::create_event, portal::update_event,
+        portal::waiting_room, portal::put_waiting_room, portal::dashboard, portal::history,
     ),
     modifiers(&FanToken),
 )]
@@ -35,6 +38,15 @@ impl Modify for FanToken {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT (EdDSA)")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "operator_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("opaque session token from /v1/portal/sign-in")
                     .build(),
             ),
         );

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::catalog::CatalogError;
 use crate::checkout::{OrderError, RefundError};
 use crate::inventory::HoldError;
+use crate::portal::{EdgeError, PortalError};
 use crate::tickets::{CheckInError, ResaleError, TicketError, TransferError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -274,5 +275,82 @@ impl From<CatalogError> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::unavailable(&e)
+    }
+}
+
+impl From<PortalError> for ApiError {
+    fn from(e: PortalError) -> Self {
+        use PortalError as P;
+        let (status, code) = match &e {
+            P::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            P::AuthRequired => (StatusCode::UNAUTHORIZED, "operator_auth_required"),
+            P::RoleForbidden => (StatusCode::FORBIDDEN, "role_forbidden"),
+            P::VenueNotFound => (StatusCode::NOT_FOUND, "venue_not_found"),
+            P::EventNotFound => (StatusCode::NOT_FOUND, "event_not_found"),
+            P::ChartInvalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "chart_invalid"),
+            P::SlugTaken { .. } => (StatusCode::CONFLICT, "slug_taken"),
+            P::TierMissing { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "tier_missing"),
+            P::UnknownTier { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_tier"),
+            P::DuplicateTier { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "duplicate_tier"),
+            P::InvalidPrice { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_price"),
+            P::OnSaleAfterStart => (StatusCode::UNPROCESSABLE_ENTITY, "on_sale_after_start"),
+            P::InvalidRules { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rules"),
+            P::InvalidPolicy { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_policy"),
+            P::InvalidEvent { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
+            P::InvalidOperator { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_operator"),
+            P::Edge(edge) => return edge_problem(edge),
+            P::Db(cause) => return ApiError::unavailable(cause),
+            P::Hashing(cause) => {
+                tracing::error!(error = %cause, "password hashing failed");
+                return ApiError::internal();
+            }
+        };
+        with_fields(ApiError::new(status, code, e.to_string()), &e)
+    }
+}
+
+/// The edge's answers: its refusals keep their status and (known) code;
+/// anything else is the edge being unavailable, which the operator cannot fix.
+fn edge_problem(e: &EdgeError) -> ApiError {
+    match e {
+        EdgeError::NotConfigured => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "edge_not_configured", e.to_string())
+        }
+        EdgeError::Unavailable(cause) => {
+            tracing::warn!(error = %cause, "the edge's admin API failed");
+            let mut api = ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "edge_unavailable",
+                "the edge's admin API did not answer; nothing was changed, try again shortly",
+            );
+            api.retry_after_secs = Some(5);
+            api
+        }
+        EdgeError::Refused {
+            status,
+            code,
+            detail,
+            problems,
+        } => {
+            // Codes are static strings here; the edge's known ones pass as
+            // they are, anything new as edge_refused with the edge's own.
+            let known: &'static str = match code.as_str() {
+                "invalid_settings" => "invalid_settings",
+                "invalid_body" => "invalid_body",
+                "event_mismatch" => "event_mismatch",
+                "queue_not_found" => "queue_not_found",
+                "invalid_path_parameter" => "invalid_path_parameter",
+                _ => "edge_refused",
+            };
+            let status = StatusCode::from_u16(*status)
+                .ok()
+                .filter(|s| s.is_client_error())
+                .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+            let mut api = ApiError::new(status, known, detail.clone()).with("edge_code", code);
+            if let Some(list) = problems {
+                api = api.with("problems", list);
+            }
+            api
+        }
     }
 }

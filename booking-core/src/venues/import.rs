@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use crate::ids::VenueId;
+use crate::ids::{OrganisationId, VenueId};
 
 /// Most seats one venue may have.
 pub const MAX_SEATS: usize = 200_000;
@@ -69,7 +69,12 @@ pub struct SeatSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChartProblem {
-    /// Where in the chart, e.g. `sections[3].rows[0].seats[12].tier`.
+    /// The line of the file, when the chart came from one a person can open
+    /// (CSV, or JSON that did not parse); 1-based.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// Where in the chart, e.g. `sections[3].rows[0].seats[12].tier` (for
+    /// CSV: the column, or the venue field).
     pub path: String,
     pub message: String,
 }
@@ -100,6 +105,7 @@ impl ChartSpec {
         let mut out = Vec::new();
         let mut bad = |path: String, message: &str| {
             out.push(ChartProblem {
+                line: None,
                 path,
                 message: message.to_string(),
             })
@@ -210,6 +216,17 @@ impl ChartSpec {
 
 /// Stores the venue unless the same chart is already stored under its slug.
 pub async fn create_venue(pool: &PgPool, spec: &ChartSpec) -> Result<ImportOutcome, ImportError> {
+    create_venue_for(pool, spec, None).await
+}
+
+/// As `create_venue`, the venue owned by `owner` (an operator's import). A
+/// slug already used by a venue of another owner counts as taken, even for
+/// the same chart, so an import never hands one organisation another's venue.
+pub async fn create_venue_for(
+    pool: &PgPool,
+    spec: &ChartSpec,
+    owner: Option<OrganisationId>,
+) -> Result<ImportOutcome, ImportError> {
     let problems = spec.problems();
     if !problems.is_empty() {
         return Err(ImportError::Invalid(problems));
@@ -217,8 +234,8 @@ pub async fn create_venue(pool: &PgPool, spec: &ChartSpec) -> Result<ImportOutco
     let hash = spec.geometry_hash();
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query_scalar!(
-        r#"INSERT INTO venues (slug, name, city, country, timezone, focal_x, focal_y, geometry_hash, seat_count)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        r#"INSERT INTO venues (slug, name, city, country, timezone, focal_x, focal_y, geometry_hash, seat_count, organisation_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            ON CONFLICT (slug) DO NOTHING
            RETURNING id"#,
         spec.slug,
@@ -230,14 +247,19 @@ pub async fn create_venue(pool: &PgPool, spec: &ChartSpec) -> Result<ImportOutco
         spec.focal.y,
         hash,
         spec.seat_count() as i32,
+        owner.map(|o| o.0),
     )
     .fetch_optional(&mut *tx)
     .await?;
     let Some(venue_id) = inserted else {
-        let existing = sqlx::query!("SELECT id, geometry_hash FROM venues WHERE slug = $1", spec.slug)
-            .fetch_one(&mut *tx)
-            .await?;
-        return if existing.geometry_hash == hash {
+        let existing = sqlx::query!(
+            "SELECT id, geometry_hash, organisation_id FROM venues WHERE slug = $1",
+            spec.slug
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let same_owner = owner.is_none() || existing.organisation_id == owner.map(|o| o.0);
+        return if existing.geometry_hash == hash && same_owner {
             Ok(ImportOutcome {
                 venue_id: VenueId(existing.id),
                 created: false,

@@ -1,0 +1,421 @@
+//! The venue portal's endpoints (`/v1/portal/...`): operators sign in, then
+//! read and change their organisation's venues and events, their waiting
+//! rooms (forwarded to the edge) and watch sales. Thin: authenticate, call
+//! `crate::portal`, answer.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt, stream};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::http::AppState;
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::problem::{ApiError, Problem};
+use crate::ids::EventId;
+use crate::portal::charts::{self, ChartPreview, VenueFields};
+use crate::portal::dashboard::{self, History, Stats};
+use crate::portal::events::{EventItem, EventPatch, NewEvent, PortalEvent};
+use crate::portal::venues::{Imported, VenueItem};
+use crate::portal::{self, EdgeError, Operator, PortalError, SignedIn, auth};
+use crate::venues::import::ChartSpec;
+
+/// Largest chart file an import takes (a 50,000-seat CSV is about 2 MB).
+const IMPORT_LIMIT: usize = 32 * 1024 * 1024;
+
+/// How often the dashboard stream sends figures.
+const DASHBOARD_EVERY: Duration = Duration::from_secs(2);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/portal/sign-in", post(sign_in))
+        .route("/v1/portal/sign-out", post(sign_out))
+        .route("/v1/portal/me", get(me))
+        .route("/v1/portal/venues", get(venues))
+        .route("/v1/portal/venues/import", post(import_venue))
+        .route("/v1/portal/events", get(events).post(create_event))
+        .route("/v1/portal/events/{event_id}", get(event).patch(update_event))
+        .route(
+            "/v1/portal/events/{event_id}/waiting-room",
+            get(waiting_room).put(put_waiting_room),
+        )
+        .route("/v1/portal/events/{event_id}/dashboard/history", get(history))
+}
+
+/// The signed-in operator, from `Authorization: Bearer <session token>`
+/// (or, for the dashboard stream, which a browser's EventSource opens
+/// without headers, `?access_token=`).
+pub struct OperatorAuth {
+    pub operator: Operator,
+    pub expires_at: DateTime<Utc>,
+    token: String,
+}
+
+fn bearer(parts: &Parts) -> Option<String> {
+    let from_header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned());
+    from_header.or_else(|| {
+        if !parts.uri.path().ends_with("/dashboard") {
+            return None;
+        }
+        parts.uri.query()?.split('&').find_map(|kv| {
+            kv.strip_prefix("access_token=")
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+        })
+    })
+}
+
+impl FromRequestParts<AppState> for OperatorAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or(PortalError::AuthRequired)?;
+        let session = auth::authenticate(&state.pool, &token).await?;
+        Ok(OperatorAuth {
+            operator: session.operator,
+            expires_at: session.expires_at,
+            token,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SignInBody {
+    pub email: String,
+    pub password: String,
+}
+
+/// Operators' sign-in: a session token for `Authorization: Bearer`.
+#[utoipa::path(post, path = "/v1/portal/sign-in", tag = "portal", request_body = SignInBody,
+    responses((status = 200, body = SignedIn),
+              (status = 401, description = "invalid_credentials", body = Problem, content_type = "application/problem+json")))]
+pub async fn sign_in(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SignInBody>,
+) -> Result<Json<SignedIn>, ApiError> {
+    Ok(Json(auth::sign_in(&state.pool, &body.email, &body.password).await?))
+}
+
+/// Ends this session.
+#[utoipa::path(post, path = "/v1/portal/sign-out", tag = "portal", security(("operator_token" = [])),
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn sign_out(State(state): State<AppState>, op: OperatorAuth) -> Result<StatusCode, ApiError> {
+    auth::sign_out(&state.pool, &op.token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Me {
+    pub operator: Operator,
+    /// When this session ends.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Who is signed in.
+#[utoipa::path(get, path = "/v1/portal/me", tag = "portal", security(("operator_token" = [])),
+    responses((status = 200, body = Me), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn me(op: OperatorAuth) -> Json<Me> {
+    Json(Me {
+        operator: op.operator,
+        expires_at: op.expires_at,
+    })
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
+/// The organisation's venues.
+#[utoipa::path(get, path = "/v1/portal/venues", tag = "portal", security(("operator_token" = [])),
+    responses((status = 200, body = Items<VenueItem>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn venues(State(state): State<AppState>, op: OperatorAuth) -> Result<Json<Items<VenueItem>>, ApiError> {
+    let items = portal::venues::list(&state.pool, op.operator.org()).await?;
+    Ok(Json(Items { items }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImportParams {
+    /// Check and preview only; nothing is stored.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Imports a seating chart as a venue of the organisation: JSON
+/// (`ChartSpec`, Content-Type application/json) or CSV (text/csv, one line
+/// per seat; the venue's fields as query parameters). See
+/// docs/venue-charts.md. `?dry_run=true` answers the preview and stores
+/// nothing. A bad chart: 422 `chart_invalid` with `problems: [{line?, path, message}]`.
+#[utoipa::path(post, path = "/v1/portal/venues/import", tag = "portal", security(("operator_token" = [])),
+    params(ImportParams, VenueFields),
+    request_body(content((ChartSpec = "application/json"), (String = "text/csv"))),
+    responses((status = 201, description = "stored", body = Imported),
+              (status = 200, description = "a dry run's preview, or the same chart stored before", body = ChartPreview),
+              (status = 403, description = "role_forbidden", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "slug_taken", body = Problem, content_type = "application/problem+json"),
+              (status = 415, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "chart_invalid", body = Problem, content_type = "application/problem+json")))]
+pub async fn import_venue(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiQuery(params): ApiQuery<ImportParams>,
+    ApiQuery(venue): ApiQuery<VenueFields>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    op.operator.must_change()?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let csv = match content_type.as_str() {
+        "text/csv" => true,
+        t if t == "application/json" || t.ends_with("+json") => false,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the chart as application/json or text/csv",
+            ));
+        }
+    };
+    let bytes = axum::body::to_bytes(body, IMPORT_LIMIT).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the chart is larger than 32 MiB",
+        )
+    })?;
+    let parsed = if csv {
+        charts::from_csv(&bytes, &venue)
+    } else {
+        charts::from_json(&bytes)
+    };
+    let spec = parsed.map_err(|problems| PortalError::ChartInvalid { problems })?;
+    if params.dry_run {
+        return Ok(Json(portal::venues::dry_run(&spec)?).into_response());
+    }
+    let imported = portal::venues::import(&state.pool, op.operator.org(), &spec).await?;
+    let status = if imported.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(imported)).into_response())
+}
+
+/// The organisation's events, by start.
+#[utoipa::path(get, path = "/v1/portal/events", tag = "portal", security(("operator_token" = [])),
+    responses((status = 200, body = Items<EventItem>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn events(State(state): State<AppState>, op: OperatorAuth) -> Result<Json<Items<EventItem>>, ApiError> {
+    let items = portal::events::list(&state.pool, op.operator.org()).await?;
+    Ok(Json(Items { items }))
+}
+
+/// One of the organisation's events, with prices, rules and resale policy.
+#[utoipa::path(get, path = "/v1/portal/events/{event_id}", tag = "portal", security(("operator_token" = [])),
+    params(("event_id" = i64, Path)),
+    responses((status = 200, body = PortalEvent), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn event(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<PortalEvent>, ApiError> {
+    Ok(Json(
+        portal::events::get(&state.pool, op.operator.org(), EventId(id)).await?,
+    ))
+}
+
+/// Creates an event at one of the organisation's venues. Every tier of the
+/// venue's chart needs a price.
+#[utoipa::path(post, path = "/v1/portal/events", tag = "portal", security(("operator_token" = [])),
+    request_body = NewEvent,
+    responses((status = 201, body = PortalEvent),
+              (status = 403, description = "role_forbidden", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "venue_not_found", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "slug_taken", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "tier_missing, unknown_tier, duplicate_tier, invalid_price, on_sale_after_start, invalid_rules, invalid_policy, invalid_event", body = Problem, content_type = "application/problem+json")))]
+pub async fn create_event(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiJson(new): ApiJson<NewEvent>,
+) -> Result<(StatusCode, Json<PortalEvent>), ApiError> {
+    op.operator.must_change()?;
+    let event = portal::events::create(&state.pool, op.operator.org(), new).await?;
+    Ok((StatusCode::CREATED, Json(event)))
+}
+
+/// Edits an event: only the fields given change. New prices apply to new
+/// holds; seats already held or sold keep the prices they were held at.
+#[utoipa::path(patch, path = "/v1/portal/events/{event_id}", tag = "portal", security(("operator_token" = [])),
+    params(("event_id" = i64, Path)), request_body = EventPatch,
+    responses((status = 200, body = PortalEvent),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn update_event(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(patch): ApiJson<EventPatch>,
+) -> Result<Json<PortalEvent>, ApiError> {
+    op.operator.must_change()?;
+    Ok(Json(
+        portal::events::update(&state.pool, op.operator.org(), EventId(id), patch).await?,
+    ))
+}
+
+fn edge(state: &AppState) -> Result<&portal::EdgeAdmin, ApiError> {
+    state
+        .edge
+        .as_ref()
+        .ok_or_else(|| PortalError::Edge(EdgeError::NotConfigured).into())
+}
+
+/// The event's waiting room as the edge has it (`settings`, `progress`, ...).
+#[utoipa::path(get, path = "/v1/portal/events/{event_id}/waiting-room", tag = "portal", security(("operator_token" = [])),
+    params(("event_id" = i64, Path)),
+    responses((status = 200, description = "the edge's room view: settings, progress, listeners", body = Object),
+              (status = 404, description = "event_not_found, or queue_not_found (no room)", body = Problem, content_type = "application/problem+json"),
+              (status = 502, description = "edge_unavailable", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "edge_not_configured", body = Problem, content_type = "application/problem+json")))]
+pub async fn waiting_room(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let event = EventId(id);
+    portal::events::owned(&state.pool, op.operator.org(), event).await?;
+    let room = edge(&state)?.room(event).await.map_err(PortalError::from)?;
+    Ok(Json(room))
+}
+
+/// Replaces the event's waiting-room settings at the edge (the edge's
+/// `RoomSettings`: admit_per_minute, max_active, session_secs, mode,
+/// on_sale_at, message, grace_secs, adaptive; `event_id` is filled in).
+/// The edge's refusals come back with its status and code.
+#[utoipa::path(put, path = "/v1/portal/events/{event_id}/waiting-room", tag = "portal", security(("operator_token" = [])),
+    params(("event_id" = i64, Path)), request_body = Object,
+    responses((status = 200, description = "the edge's room view after the change", body = Object),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "the edge's invalid_settings / invalid_body", body = Problem, content_type = "application/problem+json"),
+              (status = 502, description = "edge_unavailable", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "edge_not_configured", body = Problem, content_type = "application/problem+json")))]
+pub async fn put_waiting_room(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(settings): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    op.operator.must_change()?;
+    let event = EventId(id);
+    portal::events::owned(&state.pool, op.operator.org(), event).await?;
+    let room = edge(&state)?
+        .put_room(event, settings)
+        .await
+        .map_err(PortalError::from)?;
+    tracing::info!(event_id = id, operator = %op.operator.email, "waiting room changed through the portal");
+    Ok(Json(room))
+}
+
+/// The figures now, with the edge's if it answers.
+async fn figures(state: &AppState, event: EventId) -> Result<Stats, sqlx::Error> {
+    let mut stats = dashboard::stats(&state.pool, event).await?;
+    if let Some(edge) = &state.edge {
+        match edge.figures(event).await {
+            Ok(f) => stats.edge = f,
+            Err(e) => tracing::debug!(event_id = event.0, error = %e, "no edge figures for the dashboard"),
+        }
+    }
+    Ok(stats)
+}
+
+/// Live sales figures as Server-Sent Events: a `stats` event at once and
+/// then every 2 s (`Stats`). Browsers' EventSource may pass the session
+/// token as `?access_token=`.
+#[utoipa::path(get, path = "/v1/portal/events/{event_id}/dashboard", tag = "portal", security(("operator_token" = [])),
+    params(("event_id" = i64, Path), ("access_token" = Option<String>, Query)),
+    responses((status = 200, description = "text/event-stream of `stats` events (Stats)", content_type = "text/event-stream"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn dashboard(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let event = EventId(id);
+    portal::events::owned(&state.pool, op.operator.org(), event).await?;
+    let mut ticks = tokio::time::interval(DASHBOARD_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = state.shutdown.clone();
+    let stream = stream::unfold((state, ticks), move |(state, mut ticks)| async move {
+        // The first tick is at once.
+        ticks.tick().await;
+        let sse = match figures(&state, event).await {
+            Ok(stats) => Event::default()
+                .event("stats")
+                .json_data(&stats)
+                .unwrap_or_else(|_| Event::default().event("error").data("encoding")),
+            Err(e) => {
+                tracing::warn!(event_id = event.0, error = %e, "dashboard figures failed");
+                Event::default()
+                    .event("error")
+                    .data("{\"code\":\"service_unavailable\",\"retry\":true}")
+            }
+        };
+        Some((sse, (state, ticks)))
+    })
+    .take_until(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    })
+    .map(Ok::<_, Infallible>);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// 1 to 1440, default 60.
+    pub minutes: Option<i64>,
+}
+
+/// Confirmed sales per minute (count and revenue) over the last `minutes`.
+#[utoipa::path(get, path = "/v1/portal/events/{event_id}/dashboard/history", tag = "portal", security(("operator_token" = [])),
+    params(("event_id" = i64, Path), HistoryParams),
+    responses((status = 200, body = History), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn history(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(params): ApiQuery<HistoryParams>,
+) -> Result<Json<History>, ApiError> {
+    let minutes = params.minutes.unwrap_or(60);
+    if !(1..=1440).contains(&minutes) {
+        return Err(ApiError::bad_request("invalid_minutes", "minutes must be 1 to 1440"));
+    }
+    let event = EventId(id);
+    portal::events::owned(&state.pool, op.operator.org(), event).await?;
+    Ok(Json(dashboard::history(&state.pool, event, minutes).await?))
+}
