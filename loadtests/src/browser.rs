@@ -162,7 +162,10 @@ impl Browser {
             }
             if std::time::Instant::now() >= deadline {
                 let text = self
-                    .eval("return document.body ? document.body.innerText.slice(0, 2000) : ''")
+                    .eval(
+                        "const t = document.body ? document.body.innerText : ''; \
+                         return t.length > 3000 ? t.slice(0, 1500) + '\\n[...]\\n' + t.slice(-1500) : t",
+                    )
                     .await;
                 panic!(
                     "timed out waiting for `{script}`; page at {} shows:\n{}",
@@ -223,6 +226,31 @@ impl Browser {
         );
         let clicked = self.eval(&script).await;
         assert_eq!(clicked, json!(true), "nothing clickable: {selector} {text:?}");
+    }
+
+    /// Chooses a file in the file input matching `selector`, as a user
+    /// picking it in the file dialog would.
+    pub async fn upload(&self, selector: &str, file: &Path) {
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": selector})),
+            )
+            .await;
+        let id = found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no file input {selector}: {found}"))
+            .to_owned();
+        let path = file.canonicalize().expect("the file to upload");
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": path.display().to_string()})),
+        )
+        .await;
     }
 
     /// Answers the page's open confirm() dialog with OK, once it is open.

@@ -7,95 +7,16 @@
 //! sees those seats go without reloading. The pages' screenshots are written
 //! to docs/screenshots/ as the tests pass.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use common::*;
 use loadtests::browser::{Browser, DESKTOP, PHONE};
-use loadtests::sim::scenario::Scenario;
-use loadtests::sim::stack::{ADMIN_TOKEN, Bins, SimStack};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const ARROW_RIGHT: &str = "\u{E014}";
 const ENTER: &str = "\u{E007}";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn shot(name: &str) -> PathBuf {
-    root().join("docs/screenshots").join(format!("{name}.png"))
-}
-
-/// The services' binaries sit beside this test's own build (target/debug):
-/// `cargo nextest run --workspace` builds them first.
-fn bins() -> Bins {
-    let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/..")
-        .to_path_buf();
-    let bins = Bins::in_dir(&dir);
-    for b in [&bins.core, &bins.edge, &bins.sandbox] {
-        assert!(
-            b.exists(),
-            "{} is missing: run the workspace's tests (`cargo nextest run --workspace`), which build it",
-            b.display()
-        );
-    }
-    bins
-}
-
-async fn start() -> SimStack {
-    let scenario = Scenario::load(&root().join("loadtests/scenarios/browser.toml")).expect("the browser scenario");
-    let database =
-        std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    SimStack::start(
-        &scenario,
-        &bins(),
-        &database,
-        false,
-        Utc::now() - chrono::Duration::seconds(1),
-    )
-    .await
-    .expect("the stack starts")
-}
-
-/// The operator's switch, through the edge's admin API.
-async fn set_mode(stack: &SimStack, mode: &str) {
-    let http = reqwest::Client::new();
-    let url = format!("{}/admin/events/{}", stack.admin_base, stack.event);
-    let current = get_json(&url, Some(ADMIN_TOKEN)).await;
-    let mut settings = current.get("settings").cloned().unwrap_or(current);
-    settings["mode"] = json!(mode);
-    let r = http
-        .put(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&settings)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-}
-
-async fn sign_in(browser: &Browser, base: &str, fan: &str, next: &str) {
-    browser.goto(&format!("{base}/sign-in?next={next}")).await;
-    browser
-        .wait_for("return document.getElementById('fan-id')", Duration::from_secs(10))
-        .await;
-    browser.type_into("#fan-id", fan).await;
-    browser.click("form button[type=submit]", None).await;
-    browser
-        .wait_for(
-            &format!(
-                "return location.pathname === {} && !document.querySelector('.loading')",
-                json!(next)
-            ),
-            Duration::from_secs(10),
-        )
-        .await;
-}
 
 /// The checkbox of a seat in the map's list, opening its section if needed.
 fn seat_box(id: i64) -> String {
@@ -284,28 +205,6 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
     a.quit().await;
     b.quit().await;
     stack.stop().await.unwrap();
-}
-
-/// GET a JSON answer, as the fan with this token if given.
-async fn get_json(url: &str, token: Option<&str>) -> Value {
-    let mut r = reqwest::Client::new().get(url);
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    r.send().await.unwrap().json().await.unwrap()
-}
-
-async fn fan_token(base: &str, fan: &str) -> String {
-    let v: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/dev/sign-in"))
-        .json(&json!({"fan_id": fan}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["token"].as_str().unwrap().to_owned()
 }
 
 /// Admitted and on the seat page, signed in as `fan`.

@@ -42,6 +42,7 @@ const FILES: &[(&str, &[u8], &str)] = assets![
     ("seats.js", "text/javascript; charset=utf-8"),
     ("checkout.js", "text/javascript; charset=utf-8"),
     ("tickets.js", "text/javascript; charset=utf-8"),
+    ("portal.js", "text/javascript; charset=utf-8"),
     ("favicon.svg", "image/svg+xml"),
 ];
 
@@ -55,7 +56,12 @@ const PAGES: &[&str] = &[
     "/events/{event_id}",
     "/events/{event_id}/seats",
     "/events/{event_id}/resale",
+    "/portal",
+    "/portal/{*rest}",
 ];
+
+/// Modules only the operators' pages load: not preloaded for fans.
+const NOT_PRELOADED: &[&str] = &["portal.js"];
 
 struct Asset {
     body: &'static [u8],
@@ -111,7 +117,7 @@ impl Web {
         let import_map = json!({ "imports": modules }).to_string();
         let preloads: String = FILES
             .iter()
-            .filter(|(name, _, _)| name.ends_with(".js"))
+            .filter(|(name, _, _)| name.ends_with(".js") && !NOT_PRELOADED.contains(name))
             .map(|(name, _, _)| format!("<link rel=\"modulepreload\" href=\"{}\">", hashed[name]))
             .collect();
         let test_cards = if settings.payment_provider == "sandbox" {

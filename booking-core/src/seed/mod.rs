@@ -60,15 +60,11 @@ const OPERATORS: [(&str, &str, &str, Role); 3] = [
 pub async fn run(pool: &PgPool) -> Result<SeedReport, SeedError> {
     let mut report = SeedReport::default();
     let meridian = auth::ensure_organisation(pool, "Meridian Live").await?;
-    let mut slugs = Vec::new();
-    for chart in [stadium(), arena(), theatre(), club(), hall()] {
-        let outcome = import::create_venue_for(pool, &chart, Some(meridian)).await?;
-        report.venues += 1;
-        report.venues_created += usize::from(outcome.created);
-        slugs.push(chart.slug);
-    }
-    // Demo venues stored before organisations existed join Meridian now;
-    // their events follow below.
+    let charts = [stadium(), arena(), theatre(), club(), hall()];
+    let slugs: Vec<String> = charts.iter().map(|c| c.slug.clone()).collect();
+    // Demo venues stored before organisations existed join Meridian first
+    // (otherwise their slugs would count as another owner's); their events
+    // follow below.
     sqlx::query!(
         "UPDATE venues SET organisation_id = $1 WHERE slug = ANY($2) AND organisation_id IS NULL",
         meridian.0,
@@ -76,6 +72,11 @@ pub async fn run(pool: &PgPool) -> Result<SeedReport, SeedError> {
     )
     .execute(pool)
     .await?;
+    for chart in &charts {
+        let outcome = import::create_venue_for(pool, chart, Some(meridian)).await?;
+        report.venues += 1;
+        report.venues_created += usize::from(outcome.created);
+    }
     let anchor = events::anchor(pool).await?;
     for spec in events::all(anchor) {
         let (_, created) = catalog::create_event(pool, &spec).await?;

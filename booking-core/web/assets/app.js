@@ -72,8 +72,19 @@ function signInPage() {
 }
 
 async function main() {
-  showWho();
   const path = location.pathname;
+  if (path === "/portal" || path.startsWith("/portal/")) {
+    // The operators' pages, loaded only here.
+    const { portal } = await import("/assets/portal.js");
+    try {
+      await portal(path);
+    } catch (err) {
+      render("Something went wrong", el("h1", {}, "Something went wrong"),
+        notice("error", err instanceof ApiError ? `${err.message} (${err.code})` : String(err)));
+    }
+    return;
+  }
+  showWho();
   for (const [pattern, page] of routes) {
     const m = path.match(pattern);
     if (m) {

@@ -90,7 +90,14 @@ impl SimStack {
             pool: 16,
             port: core_port,
         };
+        let (edge_port, admin_port, streams_port) = (port(), port(), port());
         let mut env = sandbox.core_env();
+        // The venue portal reaches this run's edge through its admin API.
+        env.push((
+            "USHER_CORE__EDGE__ADMIN_URL".into(),
+            format!("http://127.0.0.1:{admin_port}"),
+        ));
+        env.push(("USHER_CORE__EDGE__ADMIN_TOKEN".into(), ADMIN_TOKEN.into()));
         // Fans' confirmation mails go nowhere; the outbox still runs.
         env.push(("USHER_CORE__NOTIFICATIONS__EMAIL".into(), "log".into()));
         let core = Stack::start_with_env(&stack_args, &env).await?;
@@ -102,7 +109,6 @@ impl SimStack {
 
         let (redis, redis_url) = private_redis().await?;
 
-        let (edge_port, admin_port, streams_port) = (port(), port(), port());
         let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/usher-local/keys/edge-1.pem");
         let ad = &scenario.admission;
         let mode = if passthrough { "passthrough" } else { "fifo" };
