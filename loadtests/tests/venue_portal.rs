@@ -128,6 +128,23 @@ async fn an_operator_imports_a_venue_creates_an_event_and_sets_the_waiting_room_
         .unwrap();
     op.screenshot(&shot("desktop-portal-event")).await;
 
+    // Edited: a face-value-only resale market, saved.
+    op.type_into("#e-resale_cap_percent", "100").await;
+    op.click("main form button[type=submit]", Some("Save changes")).await;
+    op.wait_for(
+        "const n = document.querySelector('main form .notice.ok'); return n && n.textContent === 'Saved.'",
+        Duration::from_secs(10),
+    )
+    .await;
+    op.goto(&format!("{base}/portal/events/{event}")).await;
+    let cap = op
+        .wait_for(
+            "const i = document.getElementById('e-resale_cap_percent'); return i && i.value",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(cap, json!("100"), "the edit was stored");
+
     // Its waiting room, opened at 1234 a minute: the edge's metrics say so.
     op.type_into("#r-admit_per_minute", "1234").await;
     op.click("form.room button[type=submit]", None).await;

@@ -238,8 +238,11 @@ async function eventPage(id) {
     el("div", { class: "row" },
       el("div", {}, ...field("hold_ttl_secs", "Hold time (seconds)", { type: "number", min: 30, value: rules.hold_ttl_secs ?? 300 })),
       el("div", {}, ...field("max_seats_per_fan", "Seats per fan", { type: "number", min: 1, value: rules.max_seats_per_fan ?? 8 })),
-      el("div", {}, ...field("resale_cap_percent", "Resale cap (% of face value)", { type: "number", min: 0, value: policy.resale_cap_percent ?? 120 }))),
+      el("div", {}, ...field("resale_cap_percent", "Resale cap (% of face value)", { type: "number", min: 0, value: policy.resale_cap_percent ?? 120 })),
+      el("div", {}, ...field("resale_fee_percent", "Resale fee (% of the price)", { type: "number", min: 0, max: 100, value: policy.resale_fee_percent ?? 10 }))),
     el("label", { class: "check" }, el("input", { type: "checkbox", name: "protected", checked: rules.protected ?? true, disabled: !editable }), "Waiting room at the on-sale"),
+    el("label", { class: "check" }, el("input", { type: "checkbox", name: "transfers_allowed", checked: policy.transfers_allowed ?? true, disabled: !editable }), "Fans may transfer tickets"),
+    el("label", { class: "check" }, el("input", { type: "checkbox", name: "return_refunded_seats", checked: policy.return_refunded_seats ?? true, disabled: !editable }), "Refunded seats go back on sale"),
     editable ? el("p", {}, el("button", { type: "submit" }, e ? "Save changes" : "Create event")) : el("p", { class: "muted" }, "Your role can read this event, not change it."),
     status);
   form.addEventListener("submit", async (ev) => {
@@ -261,9 +264,9 @@ async function eventPage(id) {
         protected: form.protected.checked,
       },
       policy: {
-        return_refunded_seats: policy.return_refunded_seats ?? true,
-        resale_fee_percent: policy.resale_fee_percent ?? 10,
-        transfers_allowed: policy.transfers_allowed ?? true,
+        return_refunded_seats: form.return_refunded_seats.checked,
+        resale_fee_percent: Number(form.resale_fee_percent.value),
+        transfers_allowed: form.transfers_allowed.checked,
         resale_cap_percent: Number(form.resale_cap_percent.value),
       },
     };
