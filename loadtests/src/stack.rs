@@ -27,6 +27,7 @@ pub struct Stack {
     db_url: String,
     key: std::path::PathBuf,
     config: std::path::PathBuf,
+    stopped: bool,
 }
 
 fn ddl(sql: String) -> sqlx::RawSql {
@@ -134,10 +135,12 @@ impl Stack {
             db_url,
             key,
             config: args.core_config.clone(),
+            stopped: false,
         })
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stopped = true;
         self.child.kill().await.ok();
         self.pool.close().await;
         self.async_pool.close().await;
@@ -169,5 +172,30 @@ impl Stack {
 
     pub fn log_path(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// A run that ends without `stop` (a failed test unwinding, an error) still
+/// takes its scratch database with it, so failures leave nothing behind.
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.child.start_kill().ok();
+        let (admin, db) = (self.admin.clone(), self.db.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect_with(&admin).await?;
+                ddl(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await?;
+                anyhow::Ok(())
+            })
+        });
+        if let Ok(Err(e)) = dropped.join() {
+            eprintln!("the scratch database {} was not dropped: {e:#}", self.db);
+        }
     }
 }
