@@ -53,6 +53,8 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
     )
     .await;
     a.screenshot(&shot("desktop-home")).await;
+    let problems = accessibility_problems(&a).await;
+    assert!(problems.is_empty(), "home page: {problems:?}");
     a.type_into("#q", "flash sale").await;
     a.click("form[role=search] button[type=submit]", None).await;
     a.wait_for(
@@ -67,6 +69,8 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
     )
     .await;
     a.screenshot(&shot("desktop-event")).await;
+    let problems = accessibility_problems(&a).await;
+    assert!(problems.is_empty(), "event page: {problems:?}");
 
     // Find seats: the edge sends A to the waiting room, behind the two.
     a.click("a.button", Some("Find seats")).await;
@@ -118,6 +122,8 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
         "two adjacent seats"
     );
     a.screenshot(&shot("desktop-seat-map")).await;
+    let problems = accessibility_problems(&a).await;
+    assert!(problems.is_empty(), "seat page: {problems:?}");
     a.click("#hold-button", None).await;
     a.wait_for(
         "const h = document.getElementById('hold-title'); return h && h.textContent === 'Your seats are held'",
@@ -152,6 +158,8 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
         json!("Your seats are held")
     );
     a.screenshot(&shot("desktop-card-declined")).await;
+    let problems = accessibility_problems(&a).await;
+    assert!(problems.is_empty(), "checkout with a declined card: {problems:?}");
 
     // The right card, clicked twice in a hurry: one order, one charge.
     a.type_into("input[name=card]", "4242 4242 4242 4242").await;
@@ -198,6 +206,8 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
     )
     .await;
     a.screenshot(&shot("desktop-my-tickets")).await;
+    let problems = accessibility_problems(&a).await;
+    assert!(problems.is_empty(), "my tickets: {problems:?}");
     a.resize(PHONE).await;
     a.screenshot(&shot("phone-my-tickets")).await;
 

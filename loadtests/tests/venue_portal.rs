@@ -88,6 +88,8 @@ async fn an_operator_imports_a_venue_creates_an_event_and_sets_the_waiting_room_
     op.eval("document.querySelector('section[aria-label=\"Chart preview\"]').scrollIntoView()")
         .await;
     op.screenshot(&shot("desktop-portal-chart-preview")).await;
+    let problems = accessibility_problems(&op).await;
+    assert!(problems.is_empty(), "chart import: {problems:?}");
     op.click("form button[name=import]", None).await;
     op.wait_for(
         "const n = document.querySelector('.notice.ok'); return n && n.textContent.startsWith('Imported: Portal Test Hall')",
@@ -127,6 +129,8 @@ async fn an_operator_imports_a_venue_creates_an_event_and_sets_the_waiting_room_
         .as_i64()
         .unwrap();
     op.screenshot(&shot("desktop-portal-event")).await;
+    let problems = accessibility_problems(&op).await;
+    assert!(problems.is_empty(), "event form: {problems:?}");
 
     // Edited: a face-value-only resale market, saved.
     op.type_into("#e-resale_cap_percent", "100").await;
@@ -173,6 +177,8 @@ async fn an_operator_imports_a_venue_creates_an_event_and_sets_the_waiting_room_
     )
     .await;
     op.screenshot(&shot("desktop-portal-live")).await;
+    let problems = accessibility_problems(&op).await;
+    assert!(problems.is_empty(), "live dashboard: {problems:?}");
 
     // Another organisation's operator sees none of it.
     let other = Browser::start_sized(DESKTOP).await;

@@ -112,3 +112,43 @@ pub async fn fan_token(base: &str, fan: &str) -> String {
         .unwrap();
     v["token"].as_str().unwrap().to_owned()
 }
+
+/// A page's WCAG 2.2 AA basics, checked in the page: every form control has
+/// a label, every button and link a name, every image an alt text, and
+/// every visible text its contrast against its background (4.5:1, or 3:1
+/// for large text; disabled controls are exempt). Returns the failures.
+pub async fn accessibility_problems(browser: &Browser) -> Vec<String> {
+    let script = r#"
+const problems = [];
+const name = (e) => (e.getAttribute('aria-label') || e.textContent || e.getAttribute('title') || '').trim();
+for (const e of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+  const labelled = e.labels?.length || e.getAttribute('aria-label') || e.getAttribute('aria-labelledby');
+  if (!labelled) problems.push(`unlabelled ${e.tagName.toLowerCase()} ${e.name || e.id}`);
+}
+for (const e of document.querySelectorAll('button, a[href]')) if (!name(e)) problems.push(`nameless ${e.tagName.toLowerCase()} ${e.outerHTML.slice(0, 60)}`);
+for (const e of document.querySelectorAll('img')) if (!e.hasAttribute('alt')) problems.push(`img without alt ${e.src.slice(0, 60)}`);
+const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+const lum = ([r, g, b]) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }; return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+const background = (e) => { for (let n = e; n; n = n.parentElement) { const c = rgb(getComputedStyle(n).backgroundColor); if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3); } return [255, 255, 255]; };
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+const seen = new Set();
+for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+  const e = t.parentElement;
+  if (!t.textContent.trim() || !e || seen.has(e)) continue;
+  seen.add(e);
+  const s = getComputedStyle(e);
+  if (s.visibility === 'hidden' || s.display === 'none' || !e.getClientRects().length || e.closest('[hidden], .sr-only, .skip, option, :disabled')) continue;
+  const fg = lum(rgb(s.color)), bg = lum(background(e));
+  const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+  const size = parseFloat(s.fontSize), bold = Number(s.fontWeight) >= 700;
+  const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+  if (ratio < need) problems.push(`contrast ${ratio.toFixed(2)} < ${need}: "${t.textContent.trim().slice(0, 40)}"`);
+}
+return problems;"#;
+    browser
+        .eval(script)
+        .await
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap_or("").to_owned()).collect())
+        .unwrap_or_default()
+}
