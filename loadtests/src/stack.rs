@@ -144,10 +144,7 @@ impl Stack {
         self.child.kill().await.ok();
         self.pool.close().await;
         self.async_pool.close().await;
-        let mut conn = PgConnection::connect_with(&self.admin).await?;
-        ddl(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db))
-            .execute(&mut conn)
-            .await?;
+        drop_database(&self.admin, &self.db).await?;
         std::fs::remove_dir_all(&self.dir).ok();
         Ok(())
     }
@@ -175,6 +172,14 @@ impl Stack {
     }
 }
 
+async fn drop_database(admin: &PgConnectOptions, db: &str) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect_with(admin).await?;
+    ddl(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
 /// A run that ends without `stop` (a failed test unwinding, an error) still
 /// takes its scratch database with it, so failures leave nothing behind.
 impl Drop for Stack {
@@ -186,13 +191,7 @@ impl Drop for Stack {
         let (admin, db) = (self.admin.clone(), self.db.clone());
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let mut conn = PgConnection::connect_with(&admin).await?;
-                ddl(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await?;
-                anyhow::Ok(())
-            })
+            runtime.block_on(drop_database(&admin, &db))
         });
         if let Ok(Err(e)) = dropped.join() {
             eprintln!("the scratch database {} was not dropped: {e:#}", self.db);

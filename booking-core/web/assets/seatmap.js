@@ -212,11 +212,17 @@ export class SeatMap {
       accessible: !!(this.flags[i] & ACCESSIBLE), obstructed: !!(this.flags[i] & OBSTRUCTED) };
   }
 
+  /// "Section, row R, seat N": where a seat is, for messages and labels.
+  place(i) {
+    const s = this.seat(i);
+    return `${s.section}, row ${s.row}, seat ${s.label}`;
+  }
+
   describe(i) {
     const s = this.seat(i);
     const state = this.mine.has(i) ? "held for you" : ["available", "held by someone", "sold", "loading"][this.states[i]];
     const extra = [s.accessible && "wheelchair accessible", s.obstructed && "obstructed view"].filter(Boolean).join(", ");
-    return `${s.section}, row ${s.row}, seat ${s.label}, ${this.opts.tierName(s.tier)} ${money(this.opts.price(s.tier))}, ${state}${extra ? `, ${extra}` : ""}`;
+    return `${this.place(i)}, ${this.opts.tierName(s.tier)} ${money(this.opts.price(s.tier))}, ${state}${extra ? `, ${extra}` : ""}`;
   }
 
   say(text) { this.status.textContent = text; }

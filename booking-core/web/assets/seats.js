@@ -66,7 +66,7 @@ export async function seatsPage(eventId) {
   }
   function taken(lost) {
     if (lost?.length) {
-      live.replaceChildren(notice("error", `Sorry, ${lost.length === 1 ? "a seat you picked was" : `${lost.length} seats you picked were`} just taken by someone else: ${lost.map((i) => map.describe(i).split(",").slice(0, 3).join(",")).join("; ")}.`));
+      live.replaceChildren(notice("error", `Sorry, ${lost.length === 1 ? "a seat you picked was" : `${lost.length} seats you picked were`} just taken by someone else: ${lost.map((i) => map.place(i)).join("; ")}.`));
     }
   }
 
@@ -126,7 +126,7 @@ export async function seatsPage(eventId) {
         const gone = (err.problem.taken_seat_ids || err.problem.seat_ids || []).map((id) => map.index.get(id)).filter((i) => i !== undefined);
         for (const i of gone) map.selected.delete(i);
         showSelection();
-        live.replaceChildren(notice("error", "Someone else just took ", gone.length ? gone.map((i) => map.describe(i).split(",").slice(0, 3).join(",")).join("; ") : "one of those seats", ". Pick others and try again."));
+        live.replaceChildren(notice("error", "Someone else just took ", gone.length ? gone.map((i) => map.place(i)).join("; ") : "one of those seats", ". Pick others and try again."));
       } else if (err.code === "admission_required") {
         live.replaceChildren(notice("error", "Your turn to shop has ended. ", el("a", { href: `/queue/${eventId}` }, "Join the line again")));
       } else {
@@ -211,7 +211,7 @@ export async function seatsPage(eventId) {
     holdBox.querySelector("h2").focus();
     for (const t of order.tickets) {
       const i = map.index.get(t.seat_id);
-      const label = i === undefined ? `Seat ${t.seat_id}` : map.describe(i).split(",").slice(0, 3).join(",");
+      const label = i === undefined ? `Seat ${t.seat_id}` : map.place(i);
       tickets.append(el("li", { class: "ticket" }, el("p", {}, label), await qrImage(t.ticket_id, label)));
     }
   }
