@@ -251,8 +251,17 @@ async fn put(
     Json(view(&room)).into_response()
 }
 
+/// The bot defences: settings, counters and the networks with most against
+/// them.
+async fn defence(State(state): State<Arc<EdgeState>>, headers: HeaderMap) -> Response {
+    if !authorised(&state, &headers) {
+        return unauthorised();
+    }
+    Json(state.defences.view()).into_response()
+}
+
 async fn metrics(State(state): State<Arc<EdgeState>>) -> Response {
-    let body = state.metrics.render(&state.rooms);
+    let body = state.metrics.render(&state.rooms, &state.defences);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -261,6 +270,7 @@ pub fn router(state: Arc<EdgeState>) -> Router {
         .route("/admin/events", get(list))
         .route("/admin/events/{event}", get(one).put(put))
         .route("/admin/events/{event}/fairness", get(fairness))
+        .route("/admin/defence", get(defence))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)

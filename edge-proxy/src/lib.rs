@@ -3,11 +3,13 @@
 //! queue token, a ticket from Redis INCR), wait while positions stream to
 //! them over Server-Sent Events, and are admitted in ticket order at the rate
 //! the operator set; an admitted fan gets a signed access token, and only
-//! requests carrying one reach the protected paths of the core.
+//! requests carrying one reach the protected paths of the core. Joins pass
+//! the bot defences first (`defence/`).
 
 pub mod admin;
 pub mod cache;
 pub mod config;
+pub mod defence;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

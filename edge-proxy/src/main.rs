@@ -50,6 +50,15 @@ enum Command {
         #[arg(long)]
         entrants: u64,
     },
+    /// Run the local CAPTCHA test provider: `POST /token` hands out a token
+    /// (its "widget"), `POST /siteverify` checks one once.
+    CaptchaSandbox {
+        #[arg(long, default_value = "127.0.0.1:8003")]
+        listen: std::net::SocketAddr,
+        /// The secret the edge sends with each verify call.
+        #[arg(long, env = "USHER_CAPTCHA_SECRET")]
+        secret: String,
+    },
 }
 
 // A faster allocator than glibc's under many small, short-lived allocations
@@ -68,11 +77,20 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Some(Command::CaptchaSandbox { listen, secret }) = &cli.command {
+        tracing_subscriber::fmt().init();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        tracing::info!(%listen, "CAPTCHA test provider starting");
+        runtime.block_on(edge_proxy::defence::captcha::run_sandbox(*listen, secret))?;
+        return Ok(());
+    }
     let config = EdgeConfig::load(&cli.config).with_context(|| format!("configuration {}", cli.config.display()))?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let tokens = EdgeTokens::from_config(&config.tokens).context("loading the edge's signing key")?;
+    let defences = edge_proxy::defence::Defences::new(&config.defence, tokens.shared_secret())
+        .context("setting up the bot defences")?;
     if cli.check {
         println!("configuration ok");
         return Ok(());
@@ -89,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         protection: Protection::new(&config.protection),
         bypass: Bypasses::new(&config.bypass),
         limits: Limits::new(&config.rate_limits),
+        defences,
         fail_open: Mutex::new(Bucket::new(config.redis.fail_open_per_minute)),
         tokens,
         store: ArcSwapOption::empty(),

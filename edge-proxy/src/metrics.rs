@@ -78,7 +78,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, rooms: &Rooms) -> String {
+    pub fn render(&self, rooms: &Rooms, defences: &crate::defence::Defences) -> String {
         fn metric(out: &mut String, name: &str, kind: &str, help: &str) {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         }
@@ -231,6 +231,7 @@ impl Metrics {
             self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "usher_upstream_seconds_count {count}");
+        defences.render(&mut out);
         out
     }
 }

@@ -166,6 +166,10 @@ impl ProxyHttp for Edge {
             }
             Err(reason) => {
                 state.metrics.rejected(reason);
+                if reason == "token_other_client" {
+                    let ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+                    state.defences.replayed(ip, "access_token");
+                }
                 let queue = match need {
                     Protected::Event(event) => Some(format!("/queue/{event}")),
                     _ => None,

@@ -44,6 +44,18 @@ pub async fn json<T: Serialize>(
 
 /// An RFC 9457 problem with a stable `code`, and any extra fields.
 pub async fn problem(session: &mut Session, status: u16, code: &str, detail: &str, extra: Value) -> Result<()> {
+    problem_with(session, status, code, detail, extra, Vec::new()).await
+}
+
+/// A problem with headers of its own (a cookie, Retry-After).
+pub async fn problem_with(
+    session: &mut Session,
+    status: u16,
+    code: &str,
+    detail: &str,
+    extra: Value,
+    mut headers: Vec<(&str, String)>,
+) -> Result<()> {
     let mut body = json!({
         "type": format!("https://usher.dev/problems/{code}"),
         "title": http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error"),
@@ -54,8 +66,7 @@ pub async fn problem(session: &mut Session, status: u16, code: &str, detail: &st
     if let (Some(map), Value::Object(more)) = (body.as_object_mut(), extra) {
         map.extend(more);
     }
-    let mut headers = Vec::new();
-    if status == 429 || status == 503 {
+    if (status == 429 || status == 503) && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("retry-after")) {
         headers.push(("retry-after", "2".to_string()));
     }
     let bytes = serde_json::to_vec(&body).unwrap_or_default();

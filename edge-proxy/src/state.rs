@@ -30,6 +30,8 @@ pub struct EdgeState {
     pub protection: Protection,
     pub bypass: Bypasses,
     pub limits: Limits,
+    /// Bot defences on joining.
+    pub defences: crate::defence::Defences,
     pub upstreams: Arc<LoadBalancer<RoundRobin>>,
     /// Admissions without Redis, when configured to fail open.
     pub fail_open: Mutex<Bucket>,

@@ -30,6 +30,8 @@ pub struct EdgeTokens {
     queue: TokenVerifier,
     access: TokenVerifier,
     queue_ttl_secs: i64,
+    /// A secret every instance with this key shares (keys the puzzles).
+    secret: [u8; 32],
     verified: Mutex<HashMap<String, AccessClaims>>,
 }
 
@@ -69,8 +71,14 @@ impl EdgeTokens {
             access: TokenVerifier::new(keys, &config.issuer, ACCESS_AUDIENCE, 0),
             signer: TokenSigner::new(key),
             queue_ttl_secs: config.queue_token_ttl_secs as i64,
+            secret: Sha256::digest(private_pem.as_bytes()).into(),
             verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A secret derived from the signing key, for other MACs the edge makes.
+    pub fn shared_secret(&self) -> &[u8; 32] {
+        &self.secret
     }
 
     pub fn issue_queue(&self, event: i64, ticket: u64, bnd: &str) -> String {

@@ -9,6 +9,8 @@
 //!   (ids are the proxy's tick; a position is state, not history, so a
 //!   reconnect, with or without `Last-Event-ID`, resumes with the current
 //!   standing at once);
+//! - `GET /queue/{event}/challenge`: a proof-of-work puzzle to solve before
+//!   joining (a join without one is answered 428 with one too);
 //! - `GET /queue/{event}/lottery`: a lottery's public record (seed hash
 //!   before, seed and entrants after the draw);
 //! - `GET /queue/{event}`: the waiting page, which uses the two above.
@@ -22,7 +24,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{QueueMode, RedisFailure};
+use crate::defence::risk::Signals;
+use crate::defence::{Gate, Knock};
 use crate::limits::Kind;
+use crate::queue::store::{JoinGuard, JoinOutcome};
 use crate::queue::{Room, Standing};
 use crate::respond;
 use crate::state::EdgeState;
@@ -38,6 +43,11 @@ pub struct Request {
     client_header: Option<String>,
     user_agent: String,
     accept_language: String,
+    /// The bot defences' headers: a solved puzzle, a CAPTCHA token, the
+    /// fan's identity token.
+    pow: Option<String>,
+    captcha: Option<String>,
+    fan: Option<String>,
 }
 
 impl Request {
@@ -64,6 +74,9 @@ impl Request {
             client_header: header("usher-client"),
             user_agent: header("user-agent").unwrap_or_default(),
             accept_language: header("accept-language").unwrap_or_default(),
+            pow: header("usher-pow"),
+            captcha: header("usher-captcha"),
+            fan: header("usher-fan"),
         }
     }
 
@@ -193,7 +206,8 @@ pub async fn serve(state: &Arc<EdgeState>, session: &mut Session) -> respond::Re
         ("GET", "status") => status(state, session, &req, &room).await?,
         ("GET", "events") => stream(state, session, &req, &room).await?,
         ("GET", "lottery") => lottery(session, &room).await?,
-        (_, "" | "join" | "status" | "events" | "lottery") => {
+        ("GET", "challenge") => challenge(state, session, &req, &room).await?,
+        (_, "" | "join" | "status" | "events" | "lottery" | "challenge") => {
             respond::problem(
                 session,
                 405,
@@ -243,15 +257,23 @@ async fn join(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room
         .bearer()
         .map(str::to_owned)
         .or_else(|| req.cookie(&queue_cookie(room.event)).map(str::to_owned));
+    let ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
     if let Some(token) = presented
         && let Ok(claims) = state.tokens.verify_queue(&token)
         && claims.evt == room.event
-        && claims.bnd == bnd
-        && room.standing(claims.tkt) != Standing::Lost
     {
-        room.mark_seen(claims.tkt);
-        return joined(state, session, room, &token, claims.tkt, &client, headers).await;
+        if claims.bnd != bnd {
+            // Another client's token (a copied cookie): counts against this one.
+            state.defences.replayed(ip, "queue_token");
+        } else if room.standing(claims.tkt) != Standing::Lost {
+            room.mark_seen(claims.tkt);
+            return joined(state, session, room, &token, claims.tkt, &client, headers).await;
+        }
     }
+    let (nonce, fan) = match state.defences.gate(&knock(req, room, ip, &bnd), true).await {
+        Gate::Pass { nonce, fan } => (nonce, fan),
+        other => return refused(session, other, headers).await,
+    };
     let Some(store) = state.store().filter(|_| !queue_unavailable(state, room)) else {
         return unavailable(state, session, room, &bnd, headers).await;
     };
@@ -267,13 +289,37 @@ async fn join(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room
         .await;
     }
     // One retry: a single slow or dropped answer should not cost a fan
-    // the place (at worst an unused ticket is skipped like a lost one).
-    let attempt = match store.join(room.event).await {
+    // the place (at worst an unused ticket is skipped like a lost one). The
+    // retry carries the same request id, so it may spend its own challenge.
+    let request = uuid::Uuid::new_v4().simple().to_string();
+    let guard = JoinGuard {
+        challenge: nonce.as_deref(),
+        challenge_ttl_ms: state.config.defence.pow.as_ref().map_or(0, |p| p.ttl_secs * 1000),
+        request: &request,
+        fan: fan.as_deref(),
+    };
+    let attempt = match store.join(room.event, &guard).await {
         Ok(t) => Ok(t),
-        Err(_) => store.join(room.event).await,
+        Err(_) => store.join(room.event, &guard).await,
     };
     let ticket = match attempt {
-        Ok(t) => t,
+        Ok(JoinOutcome::New(t)) => {
+            state.defences.token_issued(&bnd);
+            if fan.is_some() {
+                state.defences.count("usher_fan_places_total", "place=\"new\"".into());
+            }
+            t
+        }
+        Ok(JoinOutcome::Again(t)) => {
+            state.defences.count("usher_fan_places_total", "place=\"again\"".into());
+            room.mark_seen(t);
+            t
+        }
+        Ok(JoinOutcome::ChallengeSpent) => {
+            state.defences.replayed(ip, "challenge");
+            let gate = state.defences.gate(&knock(req, room, ip, &bnd), false).await;
+            return refused(session, with_code(gate, "challenge_spent"), headers).await;
+        }
         Err(e) => {
             tracing::warn!(event_id = room.event, error = %e, "join failed: Redis");
             return unavailable(state, session, room, &bnd, headers).await;
@@ -291,6 +337,173 @@ async fn join(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room
         ),
     ));
     joined(state, session, room, &token, ticket, &client, headers).await
+}
+
+fn knock<'a>(req: &'a Request, room: &Room, ip: Option<std::net::IpAddr>, bnd: &'a str) -> Knock<'a> {
+    Knock {
+        event: room.event,
+        ip,
+        binding: bnd,
+        signals: Signals {
+            user_agent: &req.user_agent,
+            accept_language: &req.accept_language,
+        },
+        proof: req.pow.as_deref(),
+        captcha: req.captcha.as_deref(),
+        fan_token: req.fan.as_deref(),
+    }
+}
+
+fn with_code(gate: Gate, code: &'static str) -> Gate {
+    match gate {
+        Gate::Challenge {
+            challenge,
+            bits,
+            ttl_secs,
+            ..
+        } => Gate::Challenge {
+            code,
+            challenge,
+            bits,
+            ttl_secs,
+        },
+        other => other,
+    }
+}
+
+/// The defences' refusals, as problems a client can act on.
+async fn refused(session: &mut Session, gate: Gate, headers: Vec<(&str, String)>) -> respond::Result<()> {
+    match gate {
+        // Only after a spent challenge with no puzzle configured any more.
+        Gate::Pass { .. } => {
+            respond::problem_with(session, 409, "challenge_spent", "join again", json!({}), headers).await
+        }
+        Gate::Challenge {
+            code,
+            challenge,
+            bits,
+            ttl_secs,
+        } => {
+            let detail = match code {
+                "challenge_required" => "solve the proof-of-work challenge, then join again with usher-pow",
+                "challenge_spent" => "that challenge was already used; solve this one",
+                "challenge_expired" => "that challenge expired; solve this one",
+                _ => "that was not a solution to a challenge issued to you; solve this one",
+            };
+            respond::problem_with(
+                session,
+                428,
+                code,
+                detail,
+                json!({ "challenge": challenge, "bits": bits, "algorithm": POW_ALGORITHM, "expires_in_secs": ttl_secs }),
+                headers,
+            )
+            .await
+        }
+        Gate::Captcha {
+            code,
+            site_key,
+            widget_url,
+        } => {
+            respond::problem_with(
+                session,
+                428,
+                code,
+                "complete the CAPTCHA, then join again with its token in usher-captcha",
+                json!({ "site_key": site_key, "widget_url": widget_url }),
+                headers,
+            )
+            .await
+        }
+        Gate::CaptchaUnavailable => {
+            respond::problem_with(
+                session,
+                503,
+                "captcha_unavailable",
+                "the CAPTCHA check cannot be made right now; try again shortly",
+                json!({}),
+                headers,
+            )
+            .await
+        }
+        Gate::Defer { rule, retry_after_secs } => {
+            let mut headers = headers;
+            headers.push(("retry-after", retry_after_secs.to_string()));
+            respond::problem_with(
+                session,
+                429,
+                "join_deferred",
+                "too much is coming from your network: you can join when the wait is over, behind everyone who joined meanwhile",
+                json!({ "reason": rule, "retry_after_secs": retry_after_secs }),
+                headers,
+            )
+            .await
+        }
+        Gate::Block { rule } => {
+            respond::problem_with(
+                session,
+                403,
+                "join_blocked",
+                "this client looks automated and may not join",
+                json!({ "reason": rule }),
+                headers,
+            )
+            .await
+        }
+    }
+}
+
+/// How a solution is checked, for clients.
+const POW_ALGORITHM: &str =
+    "sha256: find a decimal counter such that SHA-256(challenge + \":\" + counter) starts with `bits` zero bits";
+
+/// `GET /queue/{event}/challenge`: a puzzle for this client, before it joins.
+async fn challenge(
+    state: &Arc<EdgeState>,
+    session: &mut Session,
+    req: &Request,
+    room: &Arc<Room>,
+) -> respond::Result<()> {
+    let (client, new_client) = match req.client_id() {
+        Some(c) => (c.to_owned(), false),
+        None => (uuid::Uuid::new_v4().simple().to_string(), true),
+    };
+    let bnd = req.binding(&client);
+    let mut headers = Vec::new();
+    if new_client {
+        headers.push(("set-cookie", set_cookie(state, CLIENT_COOKIE, &client, 30 * 86400)));
+    }
+    let ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+    match state.defences.gate(&knock(req, room, ip, &bnd), false).await {
+        Gate::Challenge {
+            challenge,
+            bits,
+            ttl_secs,
+            ..
+        } => {
+            let body = json!({
+                "event_id": room.event,
+                "challenge": challenge,
+                "bits": bits,
+                "algorithm": POW_ALGORITHM,
+                "expires_in_secs": ttl_secs,
+                "client_id": client,
+            });
+            respond::json(session, 200, &body, &headers).await
+        }
+        Gate::Pass { .. } => {
+            respond::problem_with(
+                session,
+                404,
+                "challenge_not_needed",
+                "this edge asks no puzzle: join directly",
+                json!({}),
+                headers,
+            )
+            .await
+        }
+        other => refused(session, other, headers).await,
+    }
 }
 
 /// Where a fan's position stream is: the dedicated listener if there is

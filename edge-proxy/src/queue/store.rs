@@ -28,6 +28,7 @@ struct Keys {
     lottery: String,
     lottery_lease: String,
     adaptive_lease: String,
+    fans: String,
 }
 
 impl Keys {
@@ -46,6 +47,7 @@ impl Keys {
             lottery: k("lottery"),
             lottery_lease: k("lottery-lease"),
             adaptive_lease: k("adaptive-lease"),
+            fans: k("fans"),
         }
     }
 }
@@ -145,6 +147,27 @@ pub struct QueueStore {
 
 pub type StoreResult<T> = Result<T, redis::RedisError>;
 
+/// What a join carries besides the event: the proof-of-work challenge it
+/// spends, and the signed-in fan it is for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JoinGuard<'a> {
+    pub challenge: Option<&'a str>,
+    pub challenge_ttl_ms: u64,
+    /// Unique per request (kept across its retry).
+    pub request: &'a str,
+    pub fan: Option<&'a str>,
+}
+
+/// How a join went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    New(u64),
+    /// The signed-in fan's place, still waiting or admitted.
+    Again(u64),
+    /// The challenge was already spent on another join.
+    ChallengeSpent,
+}
+
 /// The longest stretch of time one tick may make up for: a pause (or an
 /// instance that was down) never turns into a burst of admissions.
 const ALLOWANCE_WINDOW_MS: u64 = 2_000;
@@ -206,16 +229,33 @@ impl QueueStore {
     }
 
     /// A new place at the back of the queue: the ticket number.
-    pub async fn join(&self, event: i64) -> StoreResult<u64> {
+    pub async fn join(&self, event: i64, guard: &JoinGuard<'_>) -> StoreResult<JoinOutcome> {
         let k = Keys::of(event);
+        let spent = match guard.challenge {
+            Some(nonce) => format!("usher:{{e{event}}}:pow:{nonce}"),
+            None => format!("usher:{{e{event}}}:pow:-"),
+        };
         let mut conn = self.conn.clone();
-        self.join
+        let (ticket, fresh): (u64, i64) = self
+            .join
             .key(&k.seq)
             .key(&k.waiting)
             .key(&k.seen)
             .key(&k.joined)
+            .key(spent)
+            .key(&k.fans)
+            .key(&k.active)
+            .arg(guard.challenge.unwrap_or(""))
+            .arg(guard.challenge_ttl_ms.max(1))
+            .arg(guard.request)
+            .arg(guard.fan.unwrap_or(""))
             .invoke_async(&mut conn)
-            .await
+            .await?;
+        Ok(match fresh {
+            -1 => JoinOutcome::ChallengeSpent,
+            0 => JoinOutcome::Again(ticket),
+            _ => JoinOutcome::New(ticket),
+        })
     }
 
     /// One admission tick for an event.

@@ -56,6 +56,7 @@ impl BackgroundService for Ticker {
             }
             if n.is_multiple_of(TIDY_EVERY) {
                 state.limits.tidy();
+                state.defences.tidy();
             }
             if n.is_multiple_of(CONFIG_EVERY) {
                 let stamp = modified(&state.config_path);
