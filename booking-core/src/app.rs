@@ -1,6 +1,6 @@
 //! Assembling and running the service: connect, build state, start the
 //! background workers (seat-change feed, reaper, checkout reconciliation,
-//! outbox delivery),
+//! outbox delivery, price recalculation),
 //! serve until told to stop.
 
 use std::sync::Arc;
@@ -22,6 +22,10 @@ use crate::inventory::{HoldService, SeatFeed, reaper};
 use crate::portal::EdgeAdmin;
 use crate::tickets::TicketSigner;
 use crate::venues::SeatMaps;
+
+/// How often the pricing job looks for events due a recalculation (each
+/// event's own interval decides when one is due).
+const PRICING_TICK: Duration = Duration::from_secs(1);
 
 /// A running server: its address, and how to stop it.
 pub struct Running {
@@ -124,6 +128,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if config.notifications.enabled {
         let deliverer = crate::outbox::deliver::Deliverer::new(pool.clone(), config.notifications.clone());
         workers.push(tokio::spawn(crate::outbox::deliver::run(deliverer)));
+    }
+    if config.pricing.recalculate {
+        let queue: Arc<dyn crate::pricing::QueueSource> = match &state.edge {
+            Some(edge) => Arc::new(edge.clone()),
+            None => Arc::new(crate::pricing::NoQueue),
+        };
+        let runner = crate::pricing::Runner::new(
+            pool.clone(),
+            Arc::new(crate::pricing::DemandRule),
+            queue,
+            config.pricing.interval_secs,
+        );
+        workers.push(tokio::spawn(crate::pricing::runner::run(runner, PRICING_TICK)));
     }
     if config.checkout.reconcile {
         workers.push(tokio::spawn(reconcile::run(checkout, pool, config.checkout.clone())));

@@ -32,6 +32,8 @@ pub struct Config {
     pub checkout: CheckoutConfig,
     pub tickets: TicketsConfig,
     pub notifications: NotificationsConfig,
+    #[serde(default)]
+    pub pricing: PricingConfig,
     /// The edge's admin API, for the portal's waiting-room settings and
     /// dashboard figures. Optional: without it those answer 503 / null.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,6 +286,28 @@ impl std::fmt::Debug for NotificationsConfig {
     }
 }
 
+/// Dynamic pricing (see pricing/): off for every event until an operator
+/// turns it on; this is the job that recalculates, and its default interval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    /// Run the recalculation job in this instance. Safe on every instance
+    /// at once: each interval of each event is recalculated exactly once.
+    pub recalculate: bool,
+    /// How often an event's prices are recalculated unless the event sets
+    /// its own interval (5..=3600).
+    pub interval_secs: u32,
+}
+
+impl Default for PricingConfig {
+    fn default() -> Self {
+        PricingConfig {
+            recalculate: true,
+            interval_secs: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -371,6 +395,7 @@ impl Default for Config {
                 email_from: "tickets@usher.invalid".into(),
                 email_domain: "fans.usher.invalid".into(),
             },
+            pricing: PricingConfig::default(),
             edge: None,
             log: LogConfig {
                 format: "text".into(),
@@ -542,6 +567,9 @@ impl Config {
                 n.email
             ));
         }
+        if !(5..=3600).contains(&self.pricing.interval_secs) {
+            problems.push("pricing.interval_secs must be 5..=3600".into());
+        }
         if let Some(edge) = &self.edge {
             if !(edge.admin_url.starts_with("http://") || edge.admin_url.starts_with("https://")) {
                 problems.push("edge.admin_url must be an http(s):// URL".into());
@@ -594,8 +622,15 @@ mod tests {
         c.database.url = "mysql://x".into();
         c.reaper.batch_size = 0;
         c.log.format = "xml".into();
+        c.pricing.interval_secs = 1;
         let err = c.validate().unwrap_err().to_string();
-        for needle in ["database.url", "reaper.batch_size", "log.format", "public_keys"] {
+        for needle in [
+            "database.url",
+            "reaper.batch_size",
+            "log.format",
+            "public_keys",
+            "pricing.interval_secs",
+        ] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }
     }

@@ -2,7 +2,7 @@
 //! double-book, checkout through a payment provider, and tickets.
 //!
 //! Domain modules (`catalog`, `venues`, `inventory`, `checkout`, `tickets`,
-//! `idempotency`, `identity`, `portal`) hold the rules and the SQL; `http` is the only place that
+//! `idempotency`, `identity`, `portal`, `pricing`) hold the rules and the SQL; `http` is the only place that
 //! knows about requests and responses, and it maps every domain error once.
 
 pub mod app;
@@ -17,6 +17,7 @@ pub mod ids;
 pub mod inventory;
 pub mod outbox;
 pub mod portal;
+pub mod pricing;
 pub mod seed;
 pub mod tickets;
 pub mod venues;

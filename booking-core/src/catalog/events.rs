@@ -54,7 +54,7 @@ impl Default for EventRules {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TierPrice {
     pub tier: i16,
     pub name: String,

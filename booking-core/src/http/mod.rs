@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{event_id}", get(catalog::event))
         .route("/v1/venues/{venue_id}/seatmap", get(seats::seatmap))
         .route("/v1/events/{event_id}/availability", get(seats::availability))
+        .route("/v1/events/{event_id}/prices", get(seats::prices))
         .route("/v1/events/{event_id}/holds", post(holds::create))
         .route("/v1/holds/{hold_id}", get(holds::get).delete(holds::release))
         .route("/v1/orders", post(orders::create))

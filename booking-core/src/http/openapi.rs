@@ -11,7 +11,7 @@ use crate::http::{catalog, health, holds, identity, orders, payments, portal, se
     info(title = "Usher booking core", description = "Catalog, seat maps, availability, holds, orders and tickets; the venue portal for operators (/v1/portal). Errors are RFC 9457 problem details with a stable `code`."),
     paths(
         catalog::search, catalog::event,
-        seats::seatmap, seats::availability, seats::seat_changes,
+        seats::seatmap, seats::availability, seats::seat_changes, seats::prices,
         holds::create, holds::get, holds::release,
         orders::create, orders::get, orders::mine, orders::refund,
         tickets::get, tickets::mine, tickets::qr_svg, tickets::qr_png, tickets::pdf, tickets::keys, tickets::checkin, tickets::transfer,
@@ -22,6 +22,7 @@ use crate::http::{catalog, health, holds, identity, orders, payments, portal, se
         portal::sign_in, portal::sign_out, portal::me, portal::venues, portal::import_venue,
         portal::events, portal::event, portal::create_event, portal::update_event,
         portal::waiting_room, portal::put_waiting_room, portal::dashboard, portal::history,
+        portal::pricing, portal::put_pricing,
     ),
     modifiers(&FanToken),
 )]

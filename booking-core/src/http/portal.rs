@@ -1,6 +1,6 @@
 //! The venue portal's endpoints (`/v1/portal/...`): operators sign in, then
 //! read and change their organisation's venues and events, their waiting
-//! rooms (forwarded to the edge) and watch sales. Thin: authenticate, call
+//! rooms (forwarded to the edge) and dynamic pricing, and watch sales. Thin: authenticate, call
 //! `crate::portal`, answer.
 
 use std::convert::Infallible;
@@ -28,6 +28,8 @@ use crate::portal::dashboard::{self, History, Stats};
 use crate::portal::events::{EventItem, EventPatch, NewEvent, PortalEvent};
 use crate::portal::venues::{Imported, VenueItem};
 use crate::portal::{self, EdgeError, Operator, PortalError, SignedIn, auth};
+use crate::pricing::settings::{self as pricing_settings, PricingUpdate, PricingView};
+use crate::pricing::{DemandRule, PricingRule};
 use crate::venues::import::ChartSpec;
 
 /// Largest chart file an import takes (a 50,000-seat CSV is about 2 MB).
@@ -50,6 +52,7 @@ pub fn routes() -> Router<AppState> {
             get(waiting_room).put(put_waiting_room),
         )
         .route("/v1/portal/events/{event_id}/dashboard/history", get(history))
+        .route("/v1/portal/events/{event_id}/pricing", get(pricing).put(put_pricing))
 }
 
 /// The signed-in operator, from `Authorization: Bearer <session token>`
@@ -418,4 +421,55 @@ pub async fn history(
     let event = EventId(id);
     portal::events::owned(&state.pool, op.operator.org(), event).await?;
     Ok(Json(dashboard::history(&state.pool, event, minutes).await?))
+}
+
+async fn pricing_view(state: &AppState, event: EventId) -> Result<PricingView, ApiError> {
+    Ok(pricing_settings::view(
+        &state.pool,
+        event,
+        state.config.pricing.interval_secs,
+        DemandRule.version(),
+    )
+    .await?)
+}
+
+/// The event's dynamic pricing: on or off, frozen, interval, each tier's
+/// price and bounds, and the latest changes with the inputs and rule
+/// version behind each.
+#[utoipa::path(get, path = "/v1/portal/events/{event_id}/pricing", tag = "portal", security(("operator_token" = [])),
+    params(("event_id" = i64, Path)),
+    responses((status = 200, body = PricingView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn pricing(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<PricingView>, ApiError> {
+    let event = EventId(id);
+    portal::events::owned(&state.pool, op.operator.org(), event).await?;
+    Ok(Json(pricing_view(&state, event).await?))
+}
+
+/// Replaces the event's pricing settings: `enabled` (off by default),
+/// `frozen`, `interval_secs` (5-3600, absent: the configuration's) and the
+/// bounds of each tier that may move (`floor_cents` <= `ceiling_cents`,
+/// `max_step_cents` > 0); a tier not listed keeps its price. Holds already
+/// made keep the prices they locked.
+#[utoipa::path(put, path = "/v1/portal/events/{event_id}/pricing", tag = "portal", security(("operator_token" = [])),
+    params(("event_id" = i64, Path)), request_body = PricingUpdate,
+    responses((status = 200, body = PricingView),
+              (status = 403, description = "role_forbidden", body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "unknown_tier, duplicate_tier, invalid_bounds, invalid_interval, invalid_body", body = Problem, content_type = "application/problem+json")))]
+pub async fn put_pricing(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(update): ApiJson<PricingUpdate>,
+) -> Result<Json<PricingView>, ApiError> {
+    op.operator.must_change()?;
+    let event = EventId(id);
+    portal::events::owned(&state.pool, op.operator.org(), event).await?;
+    pricing_settings::replace(&state.pool, event, &update).await?;
+    tracing::info!(event_id = id, operator = %op.operator.email, enabled = update.enabled, frozen = update.frozen, "pricing changed through the portal");
+    Ok(Json(pricing_view(&state, event).await?))
 }

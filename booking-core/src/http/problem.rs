@@ -11,6 +11,7 @@ use crate::catalog::CatalogError;
 use crate::checkout::{OrderError, RefundError};
 use crate::inventory::HoldError;
 use crate::portal::{EdgeError, PortalError};
+use crate::pricing::PricingError;
 use crate::tickets::{CheckInError, ResaleError, TicketError, TransferError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -306,6 +307,20 @@ impl From<PortalError> for ApiError {
             }
         };
         with_fields(ApiError::new(status, code, e.to_string()), &e)
+    }
+}
+
+impl From<PricingError> for ApiError {
+    fn from(e: PricingError) -> Self {
+        use PricingError as P;
+        let code = match &e {
+            P::UnknownTier { .. } => "unknown_tier",
+            P::DuplicateTier { .. } => "duplicate_tier",
+            P::InvalidBounds { .. } => "invalid_bounds",
+            P::InvalidInterval => "invalid_interval",
+            P::Db(cause) => return ApiError::unavailable(cause),
+        };
+        with_fields(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()), &e)
     }
 }
 

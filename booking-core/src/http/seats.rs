@@ -1,6 +1,7 @@
 //! Seat endpoints: the venue's static seat map (long-cached, ETag), one
-//! event's availability (never cached), and the live stream of seat changes
-//! (Server-Sent Events) that keeps a drawn map current without polling.
+//! event's availability and tier prices (never cached), and the live stream
+//! of seat and price changes (Server-Sent Events) that keeps a drawn map
+//! current without polling.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -11,12 +12,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
 
+use crate::catalog::TierPrice;
 use crate::http::AppState;
 use crate::http::extract::ApiPath;
 use crate::http::problem::{ApiError, Problem};
 use crate::ids::{EventId, VenueId};
 use crate::inventory::feed::{Snapshot, Start};
 use crate::inventory::{Availability, FeedMessage, SeatBatch, SeatFeed, availability};
+use crate::pricing::settings::{self as pricing_settings, EventPrices};
 
 /// A venue's seat map: sections, rows and seats with positions, tiers and
 /// flags. Never changes for a venue, so it is cached for a day and revalidated
@@ -90,8 +93,41 @@ pub async fn availability(State(state): State<AppState>, ApiPath(id): ApiPath<i6
     Ok(response)
 }
 
+/// The event's tier prices now, and whether they are recalculated on an
+/// interval (dynamic pricing). A hold locks the price it was made at.
+#[utoipa::path(get, path = "/v1/events/{event_id}/prices", tag = "seats",
+    params(("event_id" = i64, Path)),
+    responses((status = 200, body = EventPrices), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn prices(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Response, ApiError> {
+    let prices = pricing_settings::event_prices(&state.pool, EventId(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("event_not_found", "no such event"))?;
+    let mut response = axum::Json(prices).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// A snapshot as sent: the availability document plus the tier prices.
+#[derive(serde::Serialize)]
+struct SnapshotBody<'a> {
+    #[serde(flatten)]
+    availability: Availability,
+    prices: &'a [TierPrice],
+}
+
+#[derive(serde::Serialize)]
+struct PricesBody<'a> {
+    event_id: EventId,
+    prices: &'a [TierPrice],
+}
+
 fn snapshot_event(feed: &SeatFeed, event: EventId, snapshot: &Snapshot) -> Event {
-    let body = Availability::new(event, &snapshot.states, snapshot.server_time);
+    let body = SnapshotBody {
+        availability: Availability::new(event, &snapshot.states, snapshot.server_time),
+        prices: &snapshot.prices,
+    };
     Event::default()
         .event("snapshot")
         .id(feed.event_id(snapshot.version))
@@ -104,6 +140,18 @@ fn seats_event(feed: &SeatFeed, batch: &SeatBatch) -> Event {
         .event("seats")
         .id(feed.event_id(batch.version))
         .json_data(batch)
+        .unwrap_or_else(|_| reset_event("encoding"))
+}
+
+/// Not numbered: a price change is not a seat batch, and a client resuming
+/// gets the current prices anyway.
+fn prices_event(event: EventId, prices: &[TierPrice]) -> Event {
+    Event::default()
+        .event("prices")
+        .json_data(PricesBody {
+            event_id: event,
+            prices,
+        })
         .unwrap_or_else(|_| reset_event("encoding"))
 }
 
@@ -144,6 +192,11 @@ impl Live {
                     let e = seats_event(&self.feed, &b);
                     return Some((e, self));
                 }
+                // Before a snapshot the client has no prices to update; the
+                // snapshot brings them.
+                Ok(FeedMessage::Prices(p)) if self.based => {
+                    return Some((prices_event(self.event, &p), self));
+                }
                 Ok(_) => continue,
                 // Too slow to keep up: end the stream; the client reconnects
                 // and starts again from a snapshot.
@@ -159,8 +212,11 @@ impl Live {
 
 /// Live seat changes for one event as Server-Sent Events: first a
 /// `snapshot` (every seat, encoded as in availability), then `seats` events
-/// `{"available":[ids],"held":[ids],"sold":[ids]}` as seats change. A client
-/// reconnecting with `Last-Event-ID` gets what it missed, or a new snapshot.
+/// `{"available":[ids],"held":[ids],"sold":[ids]}` as seats change, and a
+/// `prices` event `{"event_id":..,"prices":[{tier,name,price_cents}]}` when
+/// tier prices change (the snapshot carries `prices` too). A client
+/// reconnecting with `Last-Event-ID` gets what it missed (and the current
+/// prices), or a new snapshot.
 #[utoipa::path(get, path = "/v1/events/{event_id}/seat-changes", tag = "seats",
     params(("event_id" = i64, Path), ("Last-Event-ID" = Option<String>, Header)),
     responses((status = 200, description = "text/event-stream of seat changes", content_type = "text/event-stream"),
@@ -183,7 +239,13 @@ pub async fn seat_changes(
     let (opening, based): (Vec<Event>, bool) = match &sub.start {
         Start::Snapshot(Some(s)) => (vec![snapshot_event(&feed, event, s)], true),
         Start::Snapshot(None) => (vec![], false),
-        Start::Resume(batches) => (batches.iter().map(|b| seats_event(&feed, b)).collect(), true),
+        Start::Resume(batches) => {
+            let mut opening: Vec<Event> = batches.iter().map(|b| seats_event(&feed, b)).collect();
+            if let Some(p) = &sub.prices {
+                opening.push(prices_event(event, p));
+            }
+            (opening, true)
+        }
     };
     let live = Live {
         receiver: sub.receiver,

@@ -7,6 +7,10 @@
 //! by the clock even before the reaper has been by, and the cost is one read
 //! per watched event per interval, whatever the number of fans or holds.
 //!
+//! The same tick reads the event's tier prices (a handful of rows by key)
+//! and, when they changed (the pricing job or an operator moved them),
+//! broadcasts them too; snapshots carry the prices they were read with.
+//!
 //! A subscriber gets the latest full snapshot first, then every batch after
 //! it. Batches are numbered; a client reconnecting with the id of the last
 //! batch it saw gets the batches it missed if this process still has them,
@@ -21,6 +25,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 
+use crate::catalog::TierPrice;
 use crate::ids::{EventId, SeatId};
 use crate::inventory::availability::{self, SeatState, States};
 use crate::venues::VenueMap;
@@ -31,6 +36,8 @@ pub struct Snapshot {
     pub version: u64,
     pub states: States,
     pub server_time: DateTime<Utc>,
+    /// The event's tier prices as of this reading, or a later one.
+    pub prices: Arc<Vec<TierPrice>>,
 }
 
 /// What changed from `version - 1` to `version`: each seat with its new state.
@@ -47,6 +54,8 @@ pub struct SeatBatch {
 pub enum FeedMessage {
     Snapshot(Arc<Snapshot>),
     Batch(Arc<SeatBatch>),
+    /// The tier prices changed; these are the new ones.
+    Prices(Arc<Vec<TierPrice>>),
 }
 
 /// Batches kept per event for reconnecting clients.
@@ -85,6 +94,8 @@ pub struct Subscription {
     pub start: Start,
     /// Batches up to this version are covered by `start`.
     pub from_version: u64,
+    /// The latest prices, if a reading has been made.
+    pub prices: Option<Arc<Vec<TierPrice>>>,
 }
 
 impl SeatFeed {
@@ -122,6 +133,7 @@ impl SeatFeed {
             }
         });
         let receiver = watch.tx.subscribe();
+        let prices = watch.latest.as_ref().map(|s| s.prices.clone());
         let latest_version = watch.latest.as_ref().map_or(0, |s| s.version);
         let resume_from = last_id
             .and_then(|id| id.split_once('.'))
@@ -137,6 +149,7 @@ impl SeatFeed {
                     receiver,
                     start: Start::Resume(missed),
                     from_version: latest_version,
+                    prices,
                 };
             }
         }
@@ -144,6 +157,7 @@ impl SeatFeed {
             receiver,
             start: Start::Snapshot(watch.latest.clone()),
             from_version: latest_version,
+            prices,
         }
     }
 
@@ -173,15 +187,32 @@ impl SeatFeed {
                     continue;
                 }
             };
+            // A failed price read keeps the prices we had: seats still flow.
+            let read_prices = match crate::pricing::settings::current_prices(&self.pool, event).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(event_id = %event, error = %e, "seat feed price read failed");
+                    None
+                }
+            };
+            let (prices, prices_changed) = match (read_prices, &previous) {
+                (Some(now), Some(p)) if *p.prices != now => (Arc::new(now), true),
+                (Some(now), None) => (Arc::new(now), false),
+                (_, Some(p)) => (p.prices.clone(), false),
+                (None, None) => (Arc::new(Vec::new()), false),
+            };
             let version = previous.as_ref().map_or(base + 1, |p| p.version + 1);
             let batch = previous.as_ref().map(|p| diff(&map, &p.states, &states, version));
-            if matches!(&batch, Some(b) if b.is_empty()) {
+            let seats_changed = !matches!(&batch, Some(b) if b.is_empty());
+            if !seats_changed && !prices_changed {
                 continue;
             }
             let snapshot = Arc::new(Snapshot {
-                version,
+                // Prices alone keep the version: batches stay consecutive.
+                version: if seats_changed { version } else { version - 1 },
                 states,
                 server_time: now,
+                prices: prices.clone(),
             });
             previous = Some(snapshot.clone());
             let mut watches = self.lock();
@@ -189,7 +220,7 @@ impl SeatFeed {
             watch.latest = Some(snapshot.clone());
             // Nobody listening is fine: the next tick notices and stops.
             match batch {
-                Some(batch) => {
+                Some(batch) if seats_changed => {
                     let batch = Arc::new(batch);
                     watch.recent.push_back(batch.clone());
                     if watch.recent.len() > RECENT {
@@ -197,9 +228,13 @@ impl SeatFeed {
                     }
                     let _ = watch.tx.send(FeedMessage::Batch(batch));
                 }
+                Some(_) => {}
                 None => {
                     let _ = watch.tx.send(FeedMessage::Snapshot(snapshot));
                 }
+            }
+            if prices_changed {
+                let _ = watch.tx.send(FeedMessage::Prices(prices));
             }
         }
     }

@@ -52,7 +52,12 @@ export async function seatsPage(eventId) {
   let stream = null;
   function openStream() {
     stream = new EventSource(`/v1/events/${eventId}/seat-changes`);
-    stream.addEventListener("snapshot", (e) => taken(map.setSnapshot(JSON.parse(e.data).states)));
+    stream.addEventListener("snapshot", (e) => {
+      const snap = JSON.parse(e.data);
+      taken(map.setSnapshot(snap.states));
+      setPrices(snap.prices);
+    });
+    stream.addEventListener("prices", (e) => setPrices(JSON.parse(e.data).prices));
     stream.addEventListener("seats", (e) => taken(map.applyBatch(JSON.parse(e.data))));
     stream.addEventListener("reset", () => { stream.close(); setTimeout(openStream, 500); });
     stream.onerror = () => {
@@ -63,6 +68,26 @@ export async function seatsPage(eventId) {
           el("a", { href: `/events/${eventId}/seats` }, "Reload the seats"), event.rules.protected ? " (you may be asked to wait in line again)." : "."));
       }
     };
+  }
+  // Under dynamic pricing a tier's price moves; the stream says when. Only
+  // what new choices cost changes: a hold keeps the price it was made at.
+  function setPrices(list) {
+    let changed = false;
+    for (const t of list ?? []) {
+      const known = prices.get(t.tier);
+      if (known && known.price_cents !== t.price_cents) { known.price_cents = t.price_cents; changed = true; }
+    }
+    if (!changed) return;
+    for (const o of best.tier.options) {
+      const t = prices.get(Number(o.value));
+      if (t) o.textContent = `${t.name} · ${money(t.price_cents)}`;
+    }
+    for (const li of legend.querySelectorAll("li[data-tier]")) {
+      const t = prices.get(Number(li.dataset.tier));
+      li.replaceChildren(swatch("tier", t.tier), `${t.name} ${money(t.price_cents)}`);
+    }
+    if (!hold) showSelection();
+    map.request();
   }
   function taken(lost) {
     if (lost?.length) {
@@ -225,7 +250,7 @@ export async function seatsPage(eventId) {
   });
 
   const legend = el("ul", { class: "legend", "aria-label": "Map key" },
-    event.tiers.map((t) => el("li", {}, swatch("tier", t.tier), `${t.name} ${money(t.price_cents)}`)),
+    event.tiers.map((t) => el("li", { "data-tier": t.tier }, swatch("tier", t.tier), `${t.name} ${money(t.price_cents)}`)),
     el("li", {}, swatch("accessible"), "Wheelchair accessible (square)"),
     el("li", {}, swatch("obstructed"), "Obstructed view (triangle)"),
     el("li", {}, swatch("selected"), "Selected (ringed)"),
