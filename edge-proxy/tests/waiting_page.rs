@@ -108,3 +108,82 @@ async fn the_waiting_page_shows_the_place_live_and_moves_on_by_itself() {
     edge.stop().await;
     forget_event(event).await;
 }
+
+/// The page with the defences on: it solves the proof-of-work puzzle in the
+/// browser (at the default difficulty), then, because headless Chromium says
+/// so in its user agent, is asked for a CAPTCHA, shows the local provider's
+/// button, and joins once it is clicked. The solve time is printed (the
+/// figure for the note comes from `usher-load defences`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiting_page_solves_the_puzzle_and_passes_a_captcha() {
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    let mut paused = room(event, 60_000, 100);
+    paused.mode = QueueMode::Paused;
+    let dir = std::env::temp_dir().join(format!("usher-edge-keys-page-pow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let provider_port = free_port();
+    let _provider = tokio::process::Command::new(env!("CARGO_BIN_EXE_edge-proxy"))
+        .args(["captcha-sandbox", "--listen", &format!("127.0.0.1:{provider_port}")])
+        .env("USHER_CAPTCHA_SECRET", "page-secret")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let provider = format!("http://127.0.0.1:{provider_port}");
+    let config = format!(
+        "[defence.pow]
+base_bits = 16
+min_bits = 12
+max_bits = 22
+
+[[defence.rules]]
+name = \"headless\"
+min_score = 10.0
+action = \"captcha\"
+
+[defence.captcha]
+verify_url = \"{provider}/siteverify\"
+widget_url = \"{provider}/token\"
+site_key = \"local\"
+secret = \"page-secret\"
+"
+    );
+    let edge = Edge::start(upstream.addr, &redis_url(), &[paused], &dir, &config).await;
+    let browser = Browser::start().await;
+    browser.goto(&edge.url(&format!("/queue/{event}"))).await;
+    browser
+        .wait_for(
+            "return !document.getElementById('captcha').hidden",
+            Duration::from_secs(30),
+        )
+        .await;
+    let pow = browser.eval("return window.usherPow").await;
+    assert_eq!(pow["bits"], 16, "{pow}");
+    println!("solved 16 bits in {} ms ({} hashes)", pow["ms"], pow["hashes"]);
+    browser.click("#captcha-button", None).await;
+    let place = browser
+        .wait_for(
+            "const p = document.getElementById('position').textContent; return /^[0-9]/.test(p) ? p : null",
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(place, json!("1"));
+    let metrics = edge
+        .http
+        .get(edge.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "usher_challenges_total{result=\"solved\",bits=\"16\"} 2",
+        "usher_captcha_total{result=\"passed\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+    browser.quit().await;
+    edge.stop().await;
+    forget_event(event).await;
+}

@@ -194,11 +194,18 @@ impl Defences {
             .clamp(pow.min_bits, pow.max_bits)
     }
 
-    fn challenge(&self, knock: &Knock, code: &'static str, bits: u8, now_ms: i64) -> Option<Gate> {
-        let (puzzles, pow) = self.puzzles.as_ref()?;
+    fn challenge(
+        &self,
+        knock: &Knock,
+        code: &'static str,
+        bits: u8,
+        now_ms: i64,
+        pow: &PowConfig,
+        puzzles: &Puzzles,
+    ) -> Gate {
         let network = risk::network_of(knock.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
         self.count("usher_challenges_total", format!("result=\"issued\",bits=\"{bits}\""));
-        Some(Gate::Challenge {
+        Gate::Challenge {
             code,
             challenge: puzzles.issue(
                 knock.event,
@@ -210,7 +217,7 @@ impl Defences {
             ),
             bits,
             ttl_secs: pow.ttl_secs,
-        })
+        }
     }
 
     /// The door: what this join must do before it takes a place. `fresh`
@@ -226,6 +233,7 @@ impl Defences {
         self.risk.attempt(ip, now);
         let assessed = self.risk.assess(ip, knock.binding, knock.signals, now);
         let mut extra = 0;
+        let mut wants_captcha = None;
         if let Some(rule) = self.rule_for(assessed.score) {
             let acted = |s: &Self| {
                 s.count(
@@ -255,23 +263,45 @@ impl Defences {
                     acted(self);
                     extra = rule.extra_bits;
                 }
-                RiskAction::Captcha => {
-                    if let Some(gate) = self.captcha(knock, ip, fresh, now).await {
-                        acted(self);
-                        return gate;
-                    }
-                }
+                // After the puzzle: the provider is asked only about a
+                // client that did its work.
+                RiskAction::Captcha => wants_captcha = Some(rule),
             }
         }
-        let Some((puzzles, pow)) = &self.puzzles else {
-            return Gate::Pass { nonce: None, fan };
+        let nonce = match self.puzzle(knock, ip, fresh, extra, assessed.network_rate, now, now_ms) {
+            Ok(nonce) => nonce,
+            Err(gate) => return gate,
         };
-        let bits = Self::bits(pow, assessed.network_rate, extra);
-        let proof = knock.proof.filter(|_| fresh);
-        let Some(proof) = proof else {
-            return self
-                .challenge(knock, "challenge_required", bits, now_ms)
-                .unwrap_or(Gate::Pass { nonce: None, fan });
+        if let Some(rule) = wants_captcha
+            && let Some(gate) = self.captcha(knock, ip, fresh, now).await
+        {
+            self.count(
+                "usher_defence_actions_total",
+                format!("rule=\"{}\",action=\"captcha\"", rule.name),
+            );
+            return gate;
+        }
+        Gate::Pass { nonce, fan }
+    }
+
+    /// The puzzle's part: the nonce of a good solution, or what to solve.
+    #[allow(clippy::too_many_arguments)]
+    fn puzzle(
+        &self,
+        knock: &Knock<'_>,
+        ip: IpAddr,
+        fresh: bool,
+        extra: u8,
+        network_rate: f64,
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<Option<String>, Gate> {
+        let Some((puzzles, pow)) = &self.puzzles else {
+            return Ok(None);
+        };
+        let bits = Self::bits(pow, network_rate, extra);
+        let Some(proof) = knock.proof.filter(|_| fresh) else {
+            return Err(self.challenge(knock, "challenge_required", bits, now_ms, pow, puzzles));
         };
         let network = risk::network_of(ip);
         match puzzles.verify(proof, knock.event, knock.binding, &network, now_ms) {
@@ -280,10 +310,7 @@ impl Defences {
                     "usher_challenges_total",
                     format!("result=\"solved\",bits=\"{}\"", solved.bits),
                 );
-                Gate::Pass {
-                    nonce: Some(solved.nonce),
-                    fan,
-                }
+                Ok(Some(solved.nonce))
             }
             Err(e) => {
                 self.count("usher_challenges_total", format!("result=\"{}\"", e.code()));
@@ -291,8 +318,7 @@ impl Defences {
                 if e != pow::PowError::Expired {
                     self.risk.misdeed(ip, Misdeed::FailedChallenge, now);
                 }
-                self.challenge(knock, e.code(), bits, now_ms)
-                    .unwrap_or(Gate::Pass { nonce: None, fan })
+                Err(self.challenge(knock, e.code(), bits, now_ms, pow, puzzles))
             }
         }
     }
