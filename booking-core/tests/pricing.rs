@@ -467,6 +467,29 @@ async fn the_seat_stream_sends_price_changes() {
     app.finish().await;
 }
 
+#[tokio::test]
+async fn the_service_runs_the_job_by_itself() {
+    // The wall clock this time: the service's own job, 5-second intervals.
+    let app = TestApp::start_with_config(Options::default(), |c| c.pricing.interval_secs = 5).await;
+    venue(&app.pool, &small_chart("job", &["A"], 6, 10)).await;
+    let e = event(&app.pool, "job", "job", rules(8)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(price(&app.pool, e, 1).await, 3000, "off by default");
+    enable(&app.pool, e, false).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while price(&app.pool, e, 1).await == 3000 {
+        assert!(tokio::time::Instant::now() < deadline, "the job never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM pricing_runs WHERE event_id = $1")
+        .bind(e.0)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(runs >= 1);
+    app.finish().await;
+}
+
 // ---- the portal ------------------------------------------------------------
 
 const PASSWORD: &str = "correct horse battery";
