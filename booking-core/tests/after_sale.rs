@@ -38,13 +38,14 @@ async fn get(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
-/// Alice buys `seats`; returns the order.
-async fn buy(app: &TestApp, token: &str, e: EventId, key: &str, seats: &[i64]) -> Value {
+/// A fan buys `seats` with their own card (`pm_card_ok_<fan>`: accounts
+/// sharing a card share the limit per fan); returns the order.
+async fn buy(app: &TestApp, (fan, token): (&str, &str), e: EventId, key: &str, seats: &[i64]) -> Value {
     let (s, h) = app
         .hold(token, e, &format!("h-{key}"), &json!({"seat_ids": seats}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{h}");
-    let body = json!({"hold_id": h["hold_id"], "payment_method": "pm_card_ok"});
+    let body = json!({"hold_id": h["hold_id"], "payment_method": format!("pm_card_ok_{fan}")});
     let (s, _, o) = post(app, token, &format!("o-{key}"), "/v1/orders", body).await;
     assert_eq!(
         (s, o["state"].as_str()),
@@ -86,7 +87,7 @@ async fn refunds_of_one_ticket_then_the_rest_return_seats_and_money_once() {
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
     let bob = app.sign_in("bob").await;
-    let o = buy(&app, &alice, e, "1", &seats[0..3]).await;
+    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..3]).await;
     let id = o["order_id"].as_str().unwrap().to_string();
     let t0 = o["tickets"][0]["ticket_id"].as_str().unwrap().to_string();
     let path = format!("/v1/orders/{id}/refunds");
@@ -170,7 +171,7 @@ async fn an_event_can_keep_refunded_seats_off_sale_and_forbid_transfers() {
     drop(conn);
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
-    let o = buy(&app, &alice, e, "1", &seats[0..2]).await;
+    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..2]).await;
     let t1 = o["tickets"][1]["ticket_id"].as_str().unwrap();
     let (s, _, p) = post(
         &app,
@@ -202,7 +203,7 @@ async fn a_transfer_moves_the_ticket_and_kills_the_old_code() {
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
     let bob = app.sign_in("bob").await;
-    let o = buy(&app, &alice, e, "1", &seats[0..1]).await;
+    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..1]).await;
     let t = o["tickets"][0]["ticket_id"].as_str().unwrap().to_string();
     let (_, before) = get(&app, &alice, &format!("/v1/tickets/{t}")).await;
     let old_code = before["code"].as_str().unwrap().to_string();
@@ -270,7 +271,7 @@ async fn transfers_race_transfers_and_refunds() {
     let e = event(&app.pool, "race2", "race2", rules(4)).await;
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
-    let o = buy(&app, &alice, e, "1", &seats[0..2]).await;
+    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..2]).await;
     let t0 = o["tickets"][0]["ticket_id"].as_str().unwrap().to_string();
     let t1 = o["tickets"][1]["ticket_id"].as_str().unwrap().to_string();
 
@@ -370,7 +371,7 @@ async fn resale_is_capped_sells_a_listing_once_and_pays_the_seller_less_the_fee(
     let e = event(&app.pool, "rs", "rs", rules(4)).await;
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
-    let o = buy(&app, &alice, e, "1", &seats[0..2]).await;
+    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..2]).await;
     let t0 = o["tickets"][0]["ticket_id"].as_str().unwrap().to_string();
     let t1 = o["tickets"][1]["ticket_id"].as_str().unwrap().to_string();
     let (_, before) = get(&app, &alice, &format!("/v1/tickets/{t0}")).await;
@@ -550,8 +551,8 @@ async fn face_value_markets_and_the_primary_limit_bound_resale() {
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
     let bob = app.sign_in("bob").await;
-    let a = buy(&app, &alice, e, "a", &seats[0..2]).await;
-    let b = buy(&app, &bob, e, "b", &seats[2..4]).await;
+    let a = buy(&app, ("alice", &alice), e, "a", &seats[0..2]).await;
+    let b = buy(&app, ("bob", &bob), e, "b", &seats[2..4]).await;
     // Bob gives one to alice: she now holds three, but may resell only two.
     let gift = b["tickets"][0]["ticket_id"].as_str().unwrap();
     let (s, _, _) = post(
@@ -592,7 +593,7 @@ async fn a_transfer_races_a_resale_purchase() {
     let e = event(&app.pool, "rr", "rr", rules(4)).await;
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
-    let o = buy(&app, &alice, e, "1", &seats[0..4]).await;
+    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..4]).await;
     let mut races = Vec::new();
     for i in 0..4 {
         let t = o["tickets"][i]["ticket_id"].as_str().unwrap().to_string();

@@ -595,9 +595,11 @@ async fn forty_fans_race_through_checkout_for_eight_seats() {
             }
             let hold = h["hold_id"].as_str().unwrap().to_string();
             let (ka, kb) = (format!("o{fan}a"), format!("o{fan}b"));
+            // Each fan's own card: one card shares the limit per fan.
+            let card = format!("pm_card_ok_fan{fan}");
             let (a, b) = tokio::join!(
-                order(&app, &token, &ka, &hold, "pm_card_ok"),
-                order(&app, &token, &kb, &hold, "pm_card_ok"),
+                order(&app, &token, &ka, &hold, &card),
+                order(&app, &token, &kb, &hold, &card),
             );
             let confirmed = [&a, &b].iter().filter(|(_, _, o)| o["state"] == "confirmed").count();
             let conflicts = [&a, &b]
@@ -656,7 +658,7 @@ async fn reconciliation_is_safe_alongside_itself() {
     for (i, seat) in seats.iter().enumerate() {
         let fan = app.sign_in(&format!("fan{i}")).await;
         let hold = hold_seats(&app, &fan, e, "h", &[*seat]).await;
-        let (_, _, o) = order(&app, &fan, "o", &hold, "pm_card_flaky").await;
+        let (_, _, o) = order(&app, &fan, "o", &hold, &format!("pm_card_flaky_fan{i}")).await;
         assert_eq!(o["state"], "pending_payment");
         ids.push(o["order_id"].as_str().unwrap().to_string());
     }

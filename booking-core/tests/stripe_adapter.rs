@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use axum::response::IntoResponse;
-use booking_core::checkout::provider::{ChargeRequest, ChargeStatus, PaymentProvider, RefundRequest, WebhookEvent};
+use booking_core::checkout::provider::{
+    ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, WebhookEvent,
+};
 use booking_core::checkout::signature;
 use booking_core::checkout::stripe::StripeProvider;
 use booking_core::config::Config;
@@ -55,7 +57,7 @@ type Seen = Arc<Mutex<Vec<(String, HashMap<String, String>, HeaderMap)>>>;
 /// Answers like Stripe did when these fixtures were recorded.
 async fn recorded_stripe() -> (String, Seen) {
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let (s1, s2) = (seen.clone(), seen.clone());
+    let (s1, s2, s3) = (seen.clone(), seen.clone(), seen.clone());
     let app = axum::Router::new()
         .route(
             "/v1/payment_intents",
@@ -80,6 +82,31 @@ async fn recorded_stripe() -> (String, Seen) {
                     }
                 }
             }),
+        )
+        .route(
+            "/v1/payment_methods/{id}",
+            axum::routing::get(
+                move |headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<String>| {
+                    let seen = s3.clone();
+                    async move {
+                        let query = HashMap::from([("id".to_string(), id.clone())]);
+                        seen.lock()
+                            .unwrap()
+                            .push(("payment_method".into(), query, headers.clone()));
+                        let ok = headers.get("authorization").and_then(|h| h.to_str().ok())
+                            == Some(&format!("Bearer {KEY}"));
+                        if !ok {
+                            return (AxStatus::UNAUTHORIZED, "{}".to_string()).into_response();
+                        }
+                        // Every card the tests pay with is the recorded Visa.
+                        if id.starts_with("pm_card_") || id == "pm_1QfixtureVisa" {
+                            (AxStatus::OK, fixture("payment_method_card.json", "")).into_response()
+                        } else {
+                            (AxStatus::NOT_FOUND, fixture("payment_method_missing.json", "")).into_response()
+                        }
+                    }
+                },
+            ),
         )
         .route(
             "/v1/refunds",
@@ -209,6 +236,34 @@ async fn charges_declines_refunds_and_webhooks_in_stripes_shape() {
 }
 
 #[tokio::test]
+async fn the_card_fingerprint_is_read_from_the_payment_method() {
+    let (base, seen) = recorded_stripe().await;
+    let stripe = provider(&base);
+    let fingerprint = stripe.card_fingerprint("pm_1QfixtureVisa").await.unwrap();
+    assert_eq!(fingerprint.as_deref(), Some("Xt5EWLLDS7FJjR1c"));
+    {
+        let seen = seen.lock().unwrap();
+        let (kind, query, headers) = &seen[0];
+        assert_eq!(
+            (kind.as_str(), query["id"].as_str()),
+            ("payment_method", "pm_1QfixtureVisa")
+        );
+        assert_eq!(headers["stripe-version"], "2024-06-20");
+    }
+    // Stripe does not know it: refused (not "no answer"), with Stripe's code.
+    match stripe.card_fingerprint("pm_1QfixtureUnknown").await {
+        Err(ProviderError::Rejected { code, .. }) => assert_eq!(code, "resource_missing"),
+        other => panic!("{other:?}"),
+    }
+    // An id is one path segment, whatever it holds.
+    assert!(matches!(
+        stripe.card_fingerprint("pm_1QfixtureVisa/../x?y#z").await,
+        Err(ProviderError::Rejected { .. })
+    ));
+    assert_eq!(seen.lock().unwrap()[2].1["id"], "pm_1QfixtureVisa/../x?y#z");
+}
+
+#[tokio::test]
 async fn a_purchase_through_the_core_with_stripe_configured() {
     let (base, seen) = recorded_stripe().await;
     let app = TestApp::start_with_config(Options::default(), |c| {
@@ -236,7 +291,19 @@ async fn a_purchase_through_the_core_with_stripe_configured() {
         .unwrap();
     let o: serde_json::Value = r.json().await.unwrap();
     assert_eq!(o["state"], "confirmed", "{o}");
-    assert_eq!(seen.lock().unwrap()[0].1["amount"], "6000");
+    {
+        // The card was looked up first, then charged.
+        let seen = seen.lock().unwrap();
+        let kinds: Vec<&str> = seen.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(kinds, ["payment_method", "intent"]);
+        assert_eq!(seen[1].1["amount"], "6000");
+    }
+    let card: Option<String> = sqlx::query_scalar("SELECT card_fingerprint FROM orders WHERE id = $1::uuid")
+        .bind(o["order_id"].as_str().unwrap())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(card.as_deref(), Some("Xt5EWLLDS7FJjR1c"));
 
     // Its webhook endpoint takes Stripe's signature header.
     let body = fixture("event_payment_intent_succeeded.json", o["order_id"].as_str().unwrap());

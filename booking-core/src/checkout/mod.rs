@@ -127,8 +127,17 @@ pub enum OrderError {
     InvalidPaymentMethod,
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
+    /// The seats ordered on this card for this event, by any account, would
+    /// pass the event's limit per fan. The hold stays: another card may pay.
+    #[error("this card has already paid for {already} of the {limit} seats one fan may buy for this event")]
+    CardLimitReached { limit: i32, already: i32 },
     #[error("no such order")]
     OrderNotFound,
+    /// The provider could not tell us the card's fingerprint: nothing was
+    /// made, the fan may try again with the same key.
+    #[error("payment provider did not answer")]
+    #[serde(skip)]
+    ProviderUnavailable(String),
     #[error("storage failure")]
     #[serde(skip)]
     Storage(String),

@@ -27,7 +27,13 @@ pub struct NewOrder<'a> {
 
 /// Makes an order from a live hold of this fan, or finds the one this key
 /// already made. Returns the order's id and whether it is a replay.
-pub async fn create(pool: &PgPool, n: NewOrder<'_>) -> Result<(OrderId, bool), OrderError> {
+///
+/// `card` is the provider's fingerprint of the paying card: the seats of
+/// the event's orders on that card, by any fan, plus this hold's must stay
+/// within the event's limit per fan (the hold itself was checked against
+/// the fan's own). Orders being paid, paid, confirmed or refunded count, as
+/// refunded seats count toward the fan's limit; failed payments do not.
+pub async fn create(pool: &PgPool, n: NewOrder<'_>, card: Option<&str>) -> Result<(OrderId, bool), OrderError> {
     let hold_id = n.hold.ok_or(OrderError::AmbiguousRequest)?;
     let mut tx = pool.begin().await?;
     // The hold's row lock orders concurrent requests for one hold (and one
@@ -77,10 +83,45 @@ pub async fn create(pool: &PgPool, n: NewOrder<'_>) -> Result<(OrderId, bool), O
         "released" => return Err(OrderError::HoldReleased),
         _ => return Err(OrderError::HoldNotFound),
     }
+    if let Some(card) = card {
+        // One card's orders for one event are made one at a time, so each
+        // counts every order committed before it: accounts sharing a card
+        // cannot race past the limit together.
+        let scope = format!("card/{}/{card}", hold.event_id);
+        sqlx::query!(
+            r#"SELECT pg_advisory_xact_lock(hashtextextended($1, 7)) AS "locked!: ()""#,
+            scope
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let count = sqlx::query!(
+            r#"SELECT e.max_seats_per_fan AS "limit!",
+                      (SELECT coalesce(sum(cardinality(o.seat_ids)), 0)::int FROM orders o
+                        WHERE o.event_id = e.id AND o.card_fingerprint = $2
+                          AND o.state <> 'payment_failed') AS "already!"
+               FROM events e WHERE e.id = $1"#,
+            hold.event_id,
+            card
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if i64::from(count.already) + hold.seat_ids.len() as i64 > i64::from(count.limit) {
+            tracing::info!(
+                event_id = hold.event_id,
+                limit = count.limit,
+                already = count.already,
+                "order refused: the card's limit for this event"
+            );
+            return Err(OrderError::CardLimitReached {
+                limit: count.limit,
+                already: count.already,
+            });
+        }
+    }
     sqlx::query!(
         r#"INSERT INTO orders (id, hold_id, event_id, fan_id, idempotency_key, fingerprint, seat_ids, prices_cents,
-                               total_cents, currency, payment_method, provider, next_check_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(secs => $13))"#,
+                               total_cents, currency, payment_method, provider, next_check_at, card_fingerprint)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(secs => $13), $14)"#,
         n.id.0,
         hold_id.0,
         hold.event_id,
@@ -94,6 +135,7 @@ pub async fn create(pool: &PgPool, n: NewOrder<'_>) -> Result<(OrderId, bool), O
         n.payment_method,
         n.provider,
         n.reconcile_after_secs as f64,
+        card,
     )
     .execute(&mut *tx)
     .await?;
@@ -101,8 +143,22 @@ pub async fn create(pool: &PgPool, n: NewOrder<'_>) -> Result<(OrderId, bool), O
     Ok((n.id, false))
 }
 
+/// Whether this fan's key already made an order (a retry): then there is
+/// nothing to check about the card again.
+pub async fn exists_for_key(pool: &PgPool, fan: &FanId, key: &str) -> Result<bool, sqlx::Error> {
+    let found = sqlx::query_scalar!(
+        r#"SELECT true AS "found!" FROM orders WHERE fan_id = $1 AND idempotency_key = $2"#,
+        fan.as_str(),
+        key
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// Makes an order for a resale listing, reserving the listing for it while
-/// it pays (as a hold reserves seats), or finds the one this key made.
+/// it pays (as a hold reserves seats), or finds the one this key made. The
+/// limit per fan covers primary sales only, so no card is counted here.
 pub async fn create_for_listing(
     pool: &PgPool,
     n: NewOrder<'_>,

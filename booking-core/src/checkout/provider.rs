@@ -8,6 +8,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use serde::Deserialize;
+
 use crate::ids::{Cents, OrderId};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -90,6 +92,31 @@ impl WebhookEvent {
     }
 }
 
+/// `{base}/v1/payment_methods/{id}`, the id escaped as one path segment.
+pub(crate) fn payment_method_url(base: &str, id: &str) -> Result<reqwest::Url, ProviderError> {
+    let mut url =
+        reqwest::Url::parse(base).map_err(|e| ProviderError::Unknown(format!("bad provider base URL: {e}")))?;
+    url.path_segments_mut()
+        .map_err(|()| ProviderError::Unknown("bad provider base URL".into()))?
+        .pop_if_empty()
+        .extend(["v1", "payment_methods", id]);
+    Ok(url)
+}
+
+/// A payment method as both the sandbox and Stripe describe one: only the
+/// card's fingerprint matters here.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PaymentMethod {
+    #[serde(default)]
+    pub card: Option<PaymentMethodCard>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PaymentMethodCard {
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// No answer (timeout, connection refused, 5xx): the charge may or may
@@ -126,6 +153,12 @@ pub trait PaymentProvider: Send + Sync {
     fn charge<'a>(&'a self, request: &'a ChargeRequest) -> BoxFuture<'a, Result<Charge, ProviderError>>;
 
     fn refund<'a>(&'a self, request: &'a RefundRequest) -> BoxFuture<'a, Result<Refund, ProviderError>>;
+
+    /// The fingerprint of the card behind a payment method: the same card
+    /// gives the same fingerprint whichever account uses it (the limit on
+    /// seats per fan holds per card too). None if the provider has none
+    /// for it (not a card).
+    fn card_fingerprint<'a>(&'a self, payment_method: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>>;
 
     /// Checks a webhook's signature and freshness, then parses it.
     /// `signature` is the provider's signature header; `now_unix` the clock.

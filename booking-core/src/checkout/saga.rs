@@ -97,6 +97,15 @@ impl CheckoutService {
         key: &str,
         request: &OrderRequest,
     ) -> Result<(Order, bool, Duration), OrderError> {
+        PROVIDER_TIME
+            .scope(Cell::new(Duration::ZERO), async {
+                let (order, replayed) = self.place_timed(fan, key, request).await?;
+                Ok((order, replayed, PROVIDER_TIME.with(Cell::get)))
+            })
+            .await
+    }
+
+    async fn place_timed(&self, fan: &FanId, key: &str, request: &OrderRequest) -> Result<(Order, bool), OrderError> {
         let pm = request.payment_method.as_str();
         if pm.is_empty() || pm.len() > 255 || !pm.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(OrderError::InvalidPaymentMethod);
@@ -114,7 +123,10 @@ impl CheckoutService {
             reconcile_after_secs: self.reconcile_after_secs,
         };
         let (order, replayed) = match (request.hold_id, request.listing_id) {
-            (Some(_), None) => orders::create(&self.pool, new).await?,
+            (Some(_), None) => {
+                let card = self.card_of(fan, key, pm).await?;
+                orders::create(&self.pool, new, card.as_deref()).await?
+            }
             (None, Some(listing)) => {
                 orders::create_for_listing(&self.pool, new, listing, LISTING_RESERVATION_SECS).await?
             }
@@ -125,16 +137,33 @@ impl CheckoutService {
             self.crash_point("order_created");
         }
         // A replay drives too: the first request may have died mid-way.
-        let (driven, provider_time) = PROVIDER_TIME
-            .scope(Cell::new(Duration::ZERO), async {
-                let driven = self.drive(order).await;
-                (driven, PROVIDER_TIME.with(Cell::get))
-            })
-            .await;
-        if let Err(e) = driven {
+        if let Err(e) = self.drive(order).await {
             tracing::warn!(error = %e, "order left for reconciliation");
         }
-        Ok((orders::get(&self.pool, fan, order).await?, replayed, provider_time))
+        Ok((orders::get(&self.pool, fan, order).await?, replayed))
+    }
+
+    /// The fingerprint of the card a new order would pay with, asked of the
+    /// provider before anything is made or charged. None for a retry of an
+    /// order already made (it is not checked again), and for a payment
+    /// method the provider does not know (its charge is refused as before).
+    async fn card_of(&self, fan: &FanId, key: &str, pm: &str) -> Result<Option<String>, OrderError> {
+        if orders::exists_for_key(&self.pool, fan, key).await? {
+            return Ok(None);
+        }
+        let asked = Instant::now();
+        let answer = self.provider.card_fingerprint(pm).await;
+        count_provider_time(asked);
+        match answer {
+            Ok(card) => Ok(card),
+            Err(ProviderError::Rejected { code, .. }) => {
+                tracing::info!(%code, "the provider gave no card for the payment method");
+                Ok(None)
+            }
+            // Without the card the limit cannot be checked: nothing is made,
+            // and the fan's retry (same key) asks again.
+            Err(ProviderError::Unknown(why)) => Err(OrderError::ProviderUnavailable(why)),
+        }
     }
 
     /// Takes steps until the order is final or a step cannot be taken now.

@@ -1,8 +1,9 @@
 //! The adapter for `payment-sandbox`, the stand-in card processor of the
 //! local stack and the tests (src/bin/payment-sandbox). JSON over HTTP:
 //! POST /v1/payment_intents (create + confirm + capture), POST
-//! /v1/payment_intents/{id}/refunds, webhooks signed as in `signature.rs`
-//! under the `Sandbox-Signature` header.
+//! /v1/payment_intents/{id}/refunds, GET /v1/payment_methods/{id} (the
+//! card's fingerprint), webhooks signed as in `signature.rs` under the
+//! `Sandbox-Signature` header.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,8 +12,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::checkout::provider::{
-    BoxFuture, Charge, ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, Refund, RefundRequest,
-    WebhookError, WebhookEvent,
+    BoxFuture, Charge, ChargeRequest, ChargeStatus, PaymentMethod, PaymentProvider, ProviderError, Refund,
+    RefundRequest, WebhookError, WebhookEvent, payment_method_url,
 };
 use crate::checkout::signature;
 use crate::config::PaymentsConfig;
@@ -223,6 +224,34 @@ impl PaymentProvider for SandboxProvider {
                 .post(&path, &r.idempotency_key, json!({ "amount_cents": r.amount.0 }))
                 .await?;
             Ok(refund.into())
+        })
+    }
+
+    fn card_fingerprint<'a>(&'a self, pm: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
+        Box::pin(async move {
+            let response = self
+                .http
+                .get(payment_method_url(&self.base, pm)?)
+                .bearer_auth(&self.api_key)
+                .send()
+                .await
+                .map_err(|e| ProviderError::Unknown(without_url(e)))?;
+            let status = response.status();
+            if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Err(ProviderError::Unknown(format!("status {status}")));
+            }
+            if !status.is_success() {
+                let e: ApiErrorBody = response.json().await.unwrap_or_default();
+                return Err(ProviderError::Rejected {
+                    code: e.error.code,
+                    message: e.error.message,
+                });
+            }
+            let method: PaymentMethod = response
+                .json()
+                .await
+                .map_err(|e| ProviderError::Unknown(format!("unreadable answer: {}", without_url(e))))?;
+            Ok(method.card.and_then(|c| c.fingerprint))
         })
     }
 

@@ -1,7 +1,8 @@
 //! The adapter for Stripe's PaymentIntents API: form-encoded requests with
 //! `Idempotency-Key` headers, a PaymentIntent created and confirmed in one
 //! call (`confirm=true`, card only, no redirects), refunds through
-//! `/v1/refunds`, and webhooks verified by the `Stripe-Signature` scheme
+//! `/v1/refunds`, a card's fingerprint from `GET /v1/payment_methods/{id}`,
+//! and webhooks verified by the `Stripe-Signature` scheme
 //! (the same `t=..,v1=..` HMAC as `signature.rs`). Card declines come back
 //! as HTTP 402 with the PaymentIntent inside the error; they are declines,
 //! not failures of the call.
@@ -11,8 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::checkout::provider::{
-    BoxFuture, Charge, ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, Refund, RefundRequest,
-    WebhookError, WebhookEvent,
+    BoxFuture, Charge, ChargeRequest, ChargeStatus, PaymentMethod, PaymentProvider, ProviderError, Refund,
+    RefundRequest, WebhookError, WebhookEvent, payment_method_url,
 };
 use crate::checkout::signature;
 use crate::config::PaymentsConfig;
@@ -234,6 +235,40 @@ impl PaymentProvider for StripeProvider {
                     message: e.message.unwrap_or_default(),
                 }),
             }
+        })
+    }
+
+    fn card_fingerprint<'a>(&'a self, pm: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
+        Box::pin(async move {
+            let response = self
+                .http
+                .get(payment_method_url(&self.base, pm)?)
+                .bearer_auth(&self.api_key)
+                .header("stripe-version", API_VERSION)
+                .send()
+                .await
+                .map_err(|e| ProviderError::Unknown(e.without_url().to_string()))?;
+            let status = response.status();
+            if status.is_server_error() || status.as_u16() == 429 {
+                return Err(ProviderError::Unknown(format!("status {status}")));
+            }
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| ProviderError::Unknown(e.without_url().to_string()))?;
+            if !status.is_success() {
+                // e.g. 404 resource_missing for a payment method Stripe does not know.
+                let e = serde_json::from_slice::<ErrorBody>(&bytes)
+                    .map(|b| b.error)
+                    .unwrap_or_default();
+                return Err(ProviderError::Rejected {
+                    code: e.code.unwrap_or(e.kind),
+                    message: e.message.unwrap_or_default(),
+                });
+            }
+            // Cards have a fingerprint; other kinds of payment method do not.
+            let method: PaymentMethod = serde_json::from_slice(&bytes).map_err(unreadable)?;
+            Ok(method.card.and_then(|c| c.fingerprint))
         })
     }
 

@@ -52,9 +52,10 @@ fn answer(order: Order, replayed: bool, provider_time: Duration) -> Response {
     responses(
         (status = 201, body = Order, description = "Confirmed (tickets issued) or payment_failed (card declined; the hold stays)"),
         (status = 202, body = Order, description = "The processor has not answered yet: poll Location"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "hold_already_ordered, hold_released"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "hold_already_ordered, hold_released, card_limit_reached (with `limit` and `already`: this card has paid for that many of the event's seats per fan, on any account; the hold stays)"),
         (status = 410, body = Problem, content_type = "application/problem+json", description = "hold_expired"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "hold_not_found")))]
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "hold_not_found"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "service_unavailable: the payment provider could not be asked about the card; nothing was made, retry with the same key")))]
 pub async fn create(
     State(state): State<AppState>,
     fan: Fan,

@@ -179,8 +179,9 @@ impl From<OrderError> for ApiError {
             O::ListingUnavailable => (StatusCode::CONFLICT, "listing_unavailable"),
             O::OwnListing => (StatusCode::UNPROCESSABLE_ENTITY, "own_listing"),
             O::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            O::CardLimitReached { .. } => (StatusCode::CONFLICT, "card_limit_reached"),
             O::OrderNotFound => (StatusCode::NOT_FOUND, "order_not_found"),
-            O::Storage(cause) => return ApiError::unavailable(cause),
+            O::ProviderUnavailable(cause) | O::Storage(cause) => return ApiError::unavailable(cause),
         };
         with_fields(ApiError::new(status, code, e.to_string()), &e)
     }

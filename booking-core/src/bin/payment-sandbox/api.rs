@@ -1,5 +1,6 @@
 //! The sandbox's HTTP API: payment intents (create = confirm + capture),
-//! refunds, lookups, and stats. Every money-moving call needs an
+//! refunds, lookups, payment methods (a card's fingerprint, as Stripe
+//! gives it), and stats. Every money-moving call needs an
 //! Idempotency-Key; the same key and body get the first answer again.
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ pub fn router(state: State) -> Router {
         .route("/v1/payment_intents", post(create_intent).get(list_intents))
         .route("/v1/payment_intents/{id}", get(get_intent))
         .route("/v1/payment_intents/{id}/refunds", post(create_refund))
+        .route("/v1/payment_methods/{id}", get(get_payment_method))
         .route("/sandbox/stats", get(stats))
         .with_state(state)
 }
@@ -221,6 +223,29 @@ async fn get_intent(AxState(state): AxState<State>, headers: HeaderMap, Path(id)
         Some(i) => axum::Json(i.clone()).into_response(),
         None => error(StatusCode::NOT_FOUND, "no_such_intent", "no such payment intent"),
     }
+}
+
+/// A payment method as Stripe shows one: the card's brand, last four digits
+/// and fingerprint (one card, one fingerprint, whoever uses it).
+async fn get_payment_method(AxState(state): AxState<State>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = authorised(&state, &headers) {
+        return r.into_response();
+    }
+    let Some((_, card)) = Card::identify(&id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_payment_method",
+            "unknown test payment method",
+        );
+    };
+    let (fingerprint, last4) = card.fingerprint_and_last4();
+    axum::Json(json!({
+        "id": id,
+        "object": "payment_method",
+        "type": "card",
+        "card": { "fingerprint": fingerprint, "brand": "visa", "last4": last4 },
+    }))
+    .into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,8 @@
 //! moves money, and sends HMAC-signed webhooks at least once. Test payment
 //! methods make it decline, answer slowly, time out, fail once, or deliver
 //! its webhook twice, late, never, or before its own answer (see
-//! `store.rs`). It keeps everything in memory: it is a test double of
+//! `store.rs`); `<token>_<name>` is another card with the same behaviour,
+//! and each card has a fingerprint as Stripe's do. It keeps everything in memory: it is a test double of
 //! somebody else's service, not part of Usher's state.
 
 mod api;

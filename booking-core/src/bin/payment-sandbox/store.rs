@@ -24,20 +24,62 @@ pub enum Card {
     NoWebhook,
 }
 
+/// Each behaviour's bare token. `<token>_<suffix>` is another card that
+/// behaves the same (`pm_card_ok_alice`), so tests and the simulator can
+/// model many people's cards.
+const BEHAVIOURS: &[(&str, Card)] = &[
+    ("pm_card_ok", Card::Ok),
+    ("pm_card_declined", Card::Declined),
+    ("pm_card_slow", Card::Slow),
+    ("pm_card_timeout", Card::Timeout),
+    ("pm_card_flaky", Card::Flaky),
+    ("pm_card_webhook_twice", Card::WebhookTwice),
+    ("pm_card_webhook_late", Card::WebhookLate),
+    ("pm_card_webhook_first", Card::WebhookFirst),
+    ("pm_card_no_webhook", Card::NoWebhook),
+];
+
 impl Card {
     pub fn parse(pm: &str) -> Option<Card> {
-        Some(match pm {
-            "pm_card_ok" => Card::Ok,
-            "pm_card_declined" => Card::Declined,
-            "pm_card_slow" => Card::Slow,
-            "pm_card_timeout" => Card::Timeout,
-            "pm_card_flaky" => Card::Flaky,
-            "pm_card_webhook_twice" => Card::WebhookTwice,
-            "pm_card_webhook_late" => Card::WebhookLate,
-            "pm_card_webhook_first" => Card::WebhookFirst,
-            "pm_card_no_webhook" => Card::NoWebhook,
-            _ => return None,
+        Self::identify(pm).map(|(card, _)| card)
+    }
+
+    /// The behaviour of a token and which card it names. The suffix names
+    /// the card, whatever the behaviour: `pm_card_ok_alice` and
+    /// `pm_card_declined_alice` are one card (once declined, once not), so
+    /// they share a fingerprint. A bare token is a card of its own, as each
+    /// test card number is.
+    pub fn identify(pm: &str) -> Option<(Card, CardIdentity<'_>)> {
+        BEHAVIOURS.iter().find_map(|&(token, card)| {
+            if pm == token {
+                return Some((card, CardIdentity::Bare(token)));
+            }
+            let suffix = pm.strip_prefix(token)?.strip_prefix('_')?;
+            (!suffix.is_empty()).then_some((card, CardIdentity::Named(suffix)))
         })
+    }
+}
+
+/// Which card a token names (see `Card::identify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardIdentity<'a> {
+    Bare(&'a str),
+    Named(&'a str),
+}
+
+impl CardIdentity<'_> {
+    /// A stable hash of the card, shaped like Stripe's (16 characters),
+    /// and the last four digits it would show.
+    pub fn fingerprint_and_last4(self) -> (String, String) {
+        use sha2::{Digest, Sha256};
+        let (kind, name) = match self {
+            CardIdentity::Bare(token) => ("bare", token),
+            CardIdentity::Named(suffix) => ("named", suffix),
+        };
+        let digest = Sha256::digest(format!("sandbox card\n{kind}\n{name}").as_bytes());
+        let fingerprint = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let last4 = format!("{:04}", u16::from_be_bytes([digest[8], digest[9]]) % 10_000);
+        (fingerprint, last4)
     }
 }
 
