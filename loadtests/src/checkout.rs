@@ -228,7 +228,10 @@ async fn run_checkout(
             while !stop.load(Ordering::Relaxed) {
                 // Four purchases of two seats per fan, within the limit of 8.
                 let n = next_fan.fetch_add(1, Ordering::Relaxed);
-                let token = &tokens[(n / 4) % tokens.len()];
+                let fan = (n / 4) % tokens.len();
+                let token = &tokens[fan];
+                // The fan's own card: one card shares the limit per fan.
+                let card = format!("pm_card_ok_buyer{fan}");
                 let pick: Vec<i64> = {
                     let mut rng = rand::thread_rng();
                     let a = rng.gen_range(0..seats.len() - 1);
@@ -260,7 +263,7 @@ async fn run_checkout(
                     .post(format!("{base}/v1/orders"))
                     .bearer_auth(token)
                     .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-                    .json(&json!({ "hold_id": hold["hold_id"], "payment_method": "pm_card_ok" }))
+                    .json(&json!({ "hold_id": hold["hold_id"], "payment_method": card }))
                     .send()
                     .await;
                 let took = began.elapsed();

@@ -621,9 +621,17 @@ impl Fan<'_> {
         }
         // A fan takes a few seconds to type a card number.
         tokio::time::sleep(Duration::from_secs_f64(self.rng.gen_range(0.5..2.0))).await;
+        // Each fan pays with a card of their own (`_fan<id>`): accounts that
+        // share a card share the limit per fan. A declining card and the
+        // good one are the same card, declined once.
+        let id = self.plan.id;
         if self.plan.declines {
             let (a, _) = self
-                .order(hold, "pm_card_declined", &uuid::Uuid::new_v4().to_string())
+                .order(
+                    hold,
+                    &format!("pm_card_declined_fan{id}"),
+                    &uuid::Uuid::new_v4().to_string(),
+                )
                 .await;
             if a.as_ref().is_some_and(|a| a.body["state"] == "confirmed") {
                 self.rec.note = Some("a declining card was charged".into());
@@ -632,14 +640,14 @@ impl Fan<'_> {
         }
         let key = uuid::Uuid::new_v4().to_string();
         let card = if self.plan.times_out {
-            "pm_card_timeout"
+            format!("pm_card_timeout_fan{id}")
         } else {
-            "pm_card_ok"
+            format!("pm_card_ok_fan{id}")
         };
         let mut attempts = 0;
         let order_id = loop {
             attempts += 1;
-            let (a, micros) = self.order(hold, card, &key).await;
+            let (a, micros) = self.order(hold, &card, &key).await;
             let Some(a) = a else {
                 // No answer: the fan presses "pay" again, same key.
                 if attempts > 5 {
