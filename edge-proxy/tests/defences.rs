@@ -423,3 +423,57 @@ async fn a_copied_queue_cookie_counts_against_the_client_that_uses_it() {
     edge.stop().await;
     forget_event(event).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_sent_to_the_back_loses_the_places_it_took_before() {
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    let keys = key_dir("takeback");
+    let config = "[defence.risk]\nip_joins_per_minute = 2\nip_points_per_join = 10.0\nheadless_points = 0.0\nno_language_points = 0.0\n\n\
+                  [[defence.rules]]\nname = \"flood\"\nmin_score = 30.0\naction = \"back_of_queue\"\ndelay_secs = 60\n";
+    let edge = Edge::start(upstream.addr, &redis_url(), &[paused(event)], &keys, config).await;
+    let bot = client_from("127.0.11.1");
+    let fan = client_from("127.0.12.1");
+    let url = edge.url(&format!("/queue/{event}/join"));
+    // Four places from one address (the third and fourth already scored).
+    let mut bots = Vec::new();
+    let mut fan_token = String::new();
+    for i in 0..4 {
+        let client = format!("bot-{i}");
+        let (s, p) = answer(browser(bot.post(&url), &client)).await;
+        assert_eq!(s, 200, "{p}");
+        bots.push((client, p["queue_token"].as_str().unwrap().to_owned()));
+        if i == 1 {
+            let (s, p) = answer(browser(fan.post(&url), "fan")).await;
+            assert_eq!((s, p["position"].as_u64()), (200, Some(3)), "{p}");
+            fan_token = p["queue_token"].as_str().unwrap().to_owned();
+        }
+    }
+    // The fifth: sent to the back, and the four places go back.
+    let (s, p) = answer(browser(bot.post(&url), "bot-4")).await;
+    assert_eq!((s, p["code"].as_str()), (429, Some("join_deferred")), "{p}");
+    let m = metrics(&edge).await;
+    assert!(m.contains("usher_places_taken_back_total{rule=\"flood\"} 4"), "{m}");
+    // Every proxy learns it on its next tick: the bot's places are lost, the
+    // fan is first.
+    let status = |http: &reqwest::Client, client: &str, token: &str| {
+        answer(browser(http.get(edge.url(&format!("/queue/{event}/status"))), client).bearer_auth(token.to_owned()))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (s, p) = status(&bot, &bots[0].0, &bots[0].1).await;
+        if s == 410 {
+            assert_eq!(p["code"], "place_lost");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {s} {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (client, token) in &bots {
+        assert_eq!(status(&bot, client, token).await.0, 410);
+    }
+    let (_, p) = status(&fan, "fan", &fan_token).await;
+    assert_eq!(p["position"], 1, "{p}");
+    edge.stop().await;
+    forget_event(event).await;
+}

@@ -69,13 +69,16 @@ pub enum Gate {
         widget_url: String,
     },
     CaptchaUnavailable,
-    /// Come back in this many seconds (the place is taken then).
+    /// Come back in this many seconds (the place is taken then); the
+    /// places this address took lately go back (event, ticket).
     Defer {
         rule: String,
         retry_after_secs: u64,
+        take_back: Vec<(i64, u64)>,
     },
     Block {
         rule: String,
+        take_back: Vec<(i64, u64)>,
     },
 }
 
@@ -94,11 +97,20 @@ pub struct Defences {
     captcha: Option<Arc<dyn CaptchaProvider>>,
     fans: Option<TokenVerifier>,
     deferred: Mutex<HashMap<IpAddr, Deferral>>,
+    /// Places each address took lately (event, ticket, when), so that a
+    /// client found out late loses the places it took before.
+    places: Mutex<HashMap<IpAddr, Vec<Place>>>,
     counters: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
+/// A place an address took: event, ticket, when.
+type Place = (i64, u64, Instant);
+
+/// How long a place stays liable to be taken back.
+const PLACES_KEPT: Duration = Duration::from_secs(600);
+
 /// Counter families: name and help.
-const FAMILIES: [(&str, &str); 5] = [
+const FAMILIES: [(&str, &str); 6] = [
     (
         "usher_challenges_total",
         "Proof-of-work challenges, by result (issued, solved, or why they failed).",
@@ -111,6 +123,10 @@ const FAMILIES: [(&str, &str); 5] = [
     (
         "usher_replays_total",
         "Tokens or challenges presented again or by another client, by kind.",
+    ),
+    (
+        "usher_places_taken_back_total",
+        "Waiting places taken back from addresses sent to the back or blocked, by rule.",
     ),
     (
         "usher_fan_places_total",
@@ -143,6 +159,7 @@ impl Defences {
                 .map(|c| Arc::new(SiteVerify::new(c)) as Arc<dyn CaptchaProvider>),
             fans,
             deferred: Mutex::default(),
+            places: Mutex::default(),
             counters: Mutex::default(),
             config: config.clone(),
         })
@@ -157,6 +174,7 @@ impl Defences {
             captcha: None,
             fans: None,
             deferred: Mutex::default(),
+            places: Mutex::default(),
             counters: Mutex::default(),
         }
     }
@@ -248,6 +266,7 @@ impl Defences {
                     tracing::info!(event_id = knock.event, network = %risk::network_of(ip), score = assessed.score, rule = %rule.name, "join blocked");
                     return Gate::Block {
                         rule: rule.name.clone(),
+                        take_back: self.take_back(ip),
                     };
                 }
                 RiskAction::BackOfQueue => {
@@ -256,6 +275,7 @@ impl Defences {
                         return Gate::Defer {
                             rule: rule.name.clone(),
                             retry_after_secs: wait.as_secs().max(1),
+                            take_back: self.take_back(ip),
                         };
                     }
                 }
@@ -330,6 +350,31 @@ impl Defences {
         self.count("usher_replays_total", format!("kind=\"{kind}\""));
     }
 
+    /// A new place went to this address.
+    pub fn place_taken(&self, ip: Option<IpAddr>, event: i64, ticket: u64) {
+        if !self
+            .config
+            .rules
+            .iter()
+            .any(|r| matches!(r.action, RiskAction::BackOfQueue | RiskAction::Block))
+        {
+            return;
+        }
+        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let mut places = self.places.lock().unwrap_or_else(|e| e.into_inner());
+        let list = places.entry(ip).or_default();
+        // A bound per address: a farm on one address loses its latest places.
+        if list.len() >= 1_000 {
+            list.remove(0);
+        }
+        list.push((event, ticket, Instant::now()));
+    }
+
+    fn take_back(&self, ip: IpAddr) -> Vec<(i64, u64)> {
+        let list = self.places.lock().unwrap_or_else(|e| e.into_inner()).remove(&ip);
+        list.unwrap_or_default().into_iter().map(|(e, t, _)| (e, t)).collect()
+    }
+
     pub fn token_issued(&self, binding: &str) {
         if self.config.any() {
             self.risk.token_issued(binding, Instant::now());
@@ -402,6 +447,11 @@ impl Defences {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, d| d.lets_through_until > now);
+        let mut places = self.places.lock().unwrap_or_else(|e| e.into_inner());
+        places.retain(|_, list| {
+            list.retain(|(_, _, at)| now.saturating_duration_since(*at) < PLACES_KEPT);
+            !list.is_empty()
+        });
     }
 
     /// The Prometheus families.

@@ -272,7 +272,10 @@ async fn join(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room
     }
     let (nonce, fan) = match state.defences.gate(&knock(req, room, ip, &bnd), true).await {
         Gate::Pass { nonce, fan } => (nonce, fan),
-        other => return refused(session, other, headers).await,
+        other => {
+            take_back(state, &other).await;
+            return refused(session, other, headers).await;
+        }
     };
     let Some(store) = state.store().filter(|_| !queue_unavailable(state, room)) else {
         return unavailable(state, session, room, &bnd, headers).await;
@@ -305,6 +308,7 @@ async fn join(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room
     let ticket = match attempt {
         Ok(JoinOutcome::New(t)) => {
             state.defences.token_issued(&bnd);
+            state.defences.place_taken(ip, room.event, t);
             if fan.is_some() {
                 state.defences.count("usher_fan_places_total", "place=\"new\"".into());
             }
@@ -351,6 +355,30 @@ fn knock<'a>(req: &'a Request, room: &Room, ip: Option<std::net::IpAddr>, bnd: &
         proof: req.pow.as_deref(),
         captcha: req.captcha.as_deref(),
         fan_token: req.fan.as_deref(),
+    }
+}
+
+/// A client sent to the back or blocked loses the places it took lately.
+async fn take_back(state: &EdgeState, gate: &Gate) {
+    let (Gate::Defer { rule, take_back, .. } | Gate::Block { rule, take_back }) = gate else {
+        return;
+    };
+    let Some(store) = state.store() else { return };
+    let mut by_event: std::collections::BTreeMap<i64, Vec<u64>> = Default::default();
+    for (event, ticket) in take_back {
+        by_event.entry(*event).or_default().push(*ticket);
+    }
+    for (event, tickets) in by_event {
+        match store.take_back(event, &tickets).await {
+            Ok(n) => {
+                for _ in 0..n {
+                    state
+                        .defences
+                        .count("usher_places_taken_back_total", format!("rule=\"{rule}\""));
+                }
+            }
+            Err(e) => tracing::warn!(event_id = event, error = %e, "taking places back failed: Redis"),
+        }
     }
 }
 
@@ -426,7 +454,9 @@ async fn refused(session: &mut Session, gate: Gate, headers: Vec<(&str, String)>
             )
             .await
         }
-        Gate::Defer { rule, retry_after_secs } => {
+        Gate::Defer {
+            rule, retry_after_secs, ..
+        } => {
             let mut headers = headers;
             headers.push(("retry-after", retry_after_secs.to_string()));
             respond::problem_with(
@@ -439,7 +469,7 @@ async fn refused(session: &mut Session, gate: Gate, headers: Vec<(&str, String)>
             )
             .await
         }
-        Gate::Block { rule } => {
+        Gate::Block { rule, .. } => {
             respond::problem_with(
                 session,
                 403,
@@ -502,7 +532,10 @@ async fn challenge(
             )
             .await
         }
-        other => refused(session, other, headers).await,
+        other => {
+            take_back(state, &other).await;
+            refused(session, other, headers).await
+        }
     }
 }
 

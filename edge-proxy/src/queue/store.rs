@@ -143,6 +143,7 @@ pub struct QueueStore {
     lottery_open: Script,
     lottery_seal: Script,
     adapt: Script,
+    take_back: Script,
 }
 
 pub type StoreResult<T> = Result<T, redis::RedisError>;
@@ -220,6 +221,15 @@ impl QueueStore {
                  return {tonumber(n), redis.call('HGET', KEYS[1], 'secret') or ''}",
             ),
             // One instance per window sets an adaptive room's rate.
+            // Only places still waiting: an admitted fan keeps the session.
+            take_back: Script::new(
+                "local n = 0 \
+                 for _, t in ipairs(ARGV) do \
+                   if redis.call('ZREM', KEYS[1], t) == 1 then \
+                     redis.call('ZREM', KEYS[2], t) redis.call('ZREM', KEYS[3], t) \
+                     redis.call('RPUSH', KEYS[4], t) n = n + 1 end end \
+                 return n",
+            ),
             adapt: Script::new(
                 "if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then \
                    redis.call('HSET', KEYS[1], 'adaptive_rate', ARGV[1]) return 1 end \
@@ -405,6 +415,19 @@ impl QueueStore {
         }
         conn.hset::<_, _, _, ()>(&k.lottery, "state", "drawn").await?;
         Ok(true)
+    }
+
+    /// Takes waiting places back (they are lost, as if their fans had gone):
+    /// returns how many were still waiting.
+    pub async fn take_back(&self, event: i64, tickets: &[u64]) -> StoreResult<u64> {
+        let k = Keys::of(event);
+        let mut conn = self.conn.clone();
+        let mut script = self.take_back.key(&k.waiting);
+        script.key(&k.seen).key(&k.joined).key(&k.removed);
+        for t in tickets {
+            script.arg(*t);
+        }
+        script.invoke_async(&mut conn).await
     }
 
     /// Tickets that lost their place, from position `from` of the list on.
