@@ -50,6 +50,10 @@ enum Command {
         #[arg(long)]
         entrants: u64,
     },
+    /// Solve a proof-of-work puzzle: reads the edge's 428 answer (JSON with
+    /// `challenge` and `bits`) on standard input and prints the value for
+    /// the `usher-pow` header (for curl users and scripts).
+    Solve,
     /// Run the local CAPTCHA test provider: `POST /token` hands out a token
     /// (its "widget"), `POST /siteverify` checks one once.
     CaptchaSandbox {
@@ -75,6 +79,16 @@ fn main() -> anyhow::Result<()> {
         for (k, ticket) in edge_proxy::queue::lottery::order(seed, *entrants).iter().enumerate() {
             writeln!(out, "{} {ticket}", k + 1)?;
         }
+        return Ok(());
+    }
+    if let Some(Command::Solve) = &cli.command {
+        let answer: serde_json::Value =
+            serde_json::from_reader(std::io::stdin().lock()).context("reading the edge's answer (JSON) on stdin")?;
+        let (Some(challenge), Some(bits)) = (answer["challenge"].as_str(), answer["bits"].as_u64()) else {
+            anyhow::bail!("no challenge in that answer: {answer}");
+        };
+        let bits = u8::try_from(bits).context("bits")?;
+        println!("{challenge}:{}", edge_proxy::defence::pow::solve(challenge, bits));
         return Ok(());
     }
     if let Some(Command::CaptchaSandbox { listen, secret }) = &cli.command {
