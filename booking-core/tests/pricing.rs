@@ -653,6 +653,37 @@ async fn operators_set_pricing_with_stable_refusals_and_viewers_only_read() {
     ));
     assert_eq!(price(&app.pool, e, 1).await, 2850);
 
+    // An operator's own price edit is in the history too.
+    let (s, body) = call(
+        &app,
+        "PATCH",
+        &format!("/v1/portal/events/{}", e.0),
+        &editor,
+        Some(json!({"tiers": [{"tier": 1, "name": "Front", "price_cents": 4000}, {"tier": 2, "name": "Back", "price_cents": 2000}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, view) = call(&app, "GET", &path, &viewer, None).await;
+    let h = &view["history"][0];
+    assert_eq!(
+        (h["tier"].as_i64(), h["old_cents"].as_i64(), h["new_cents"].as_i64()),
+        (Some(1), Some(2850), Some(4000)),
+        "{view}"
+    );
+    assert_eq!(h["rule_version"], "operator");
+    assert_eq!(h["inputs"]["source"], "operator");
+    assert_eq!(h["interval_start"], Value::Null);
+    assert_eq!(
+        view["history"].as_array().map(Vec::len),
+        Some(2),
+        "tier 2 kept its price: no row"
+    );
+    sqlx::query("UPDATE event_tiers SET price_cents = 2850 WHERE event_id = $1 AND tier = 1")
+        .bind(e.0)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
     // Fans read the prices too; an unknown event is 404.
     let (s, fan) = app.get(&format!("/v1/events/{}/prices", e.0)).await;
     assert_eq!(s, StatusCode::OK);

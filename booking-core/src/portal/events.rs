@@ -496,15 +496,25 @@ pub async fn update(
         let names: Vec<String> = tiers.iter().map(|t| t.name.clone()).collect();
         let prices: Vec<i64> = tiers.iter().map(|t| t.price_cents.0).collect();
         // New holds take these prices; existing holds and orders keep the
-        // prices they locked.
+        // prices they locked. A price the operator moved goes into the
+        // price history, like the pricing rule's changes.
         sqlx::query!(
-            r#"INSERT INTO event_tiers (event_id, tier, name, price_cents)
-               SELECT $1, * FROM unnest($2::smallint[], $3::text[], $4::bigint[])
-               ON CONFLICT (event_id, tier) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents"#,
+            r#"WITH old AS (SELECT tier, price_cents FROM event_tiers WHERE event_id = $1),
+               up AS (
+                 INSERT INTO event_tiers (event_id, tier, name, price_cents)
+                 SELECT $1, * FROM unnest($2::smallint[], $3::text[], $4::bigint[])
+                 ON CONFLICT (event_id, tier) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents
+                 RETURNING tier, price_cents)
+               INSERT INTO price_changes (event_id, tier, old_cents, new_cents, inputs, rule_version, interval_start, changed_at)
+               SELECT $1, up.tier, old.price_cents, up.price_cents,
+                      jsonb_build_object('source', 'operator', 'organisation_id', $5::bigint), 'operator', NULL, now()
+               FROM up JOIN old USING (tier)
+               WHERE old.price_cents <> up.price_cents"#,
             id.0,
             &numbers,
             &names,
             &prices,
+            org.0,
         )
         .execute(&mut *tx)
         .await?;

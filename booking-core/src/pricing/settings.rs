@@ -44,7 +44,8 @@ pub struct PriceChange {
     #[schema(value_type = Object)]
     pub inputs: serde_json::Value,
     pub rule_version: String,
-    pub interval_start: DateTime<Utc>,
+    /// The run's interval; none for an operator's own edit.
+    pub interval_start: Option<DateTime<Utc>>,
     pub changed_at: DateTime<Utc>,
 }
 
