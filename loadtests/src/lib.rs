@@ -6,6 +6,7 @@
 //! check invariants afterwards.
 
 pub mod baseline;
+pub mod botfarm;
 pub mod browser;
 pub mod checkout;
 pub mod edge_overhead;

@@ -2,7 +2,7 @@
 //! `lib.rs`, for what each does).
 
 use clap::{Parser, Subcommand};
-use loadtests::{checkout, edge_overhead, holds, sim, waiting_fans, web};
+use loadtests::{botfarm, checkout, edge_overhead, holds, sim, waiting_fans, web};
 
 #[derive(Parser)]
 #[command(name = "usher-load", about = "Usher benchmarks, driven over HTTP")]
@@ -36,6 +36,11 @@ enum Command {
     /// 50,000-seat map (first and repeat visit) and the page's weight,
     /// against fetching and parsing the map's data alone.
     Web(web::Args),
+    /// A bot farm against fans: thousands of joins from a few networks
+    /// (puzzle solvers, skippers, replayers, cookie thieves) among fans
+    /// from many, with the edge's defences on and off; who bought the
+    /// seats and which fans were wrongly challenged, checked against goals.
+    Botfarm(botfarm::Args),
 }
 
 #[tokio::main]
@@ -47,5 +52,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Checkout(args) => checkout::run(args).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Web(args) => web::run(args).await,
+        Command::Botfarm(args) => botfarm::run(args).await,
     }
 }

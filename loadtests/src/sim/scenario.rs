@@ -32,6 +32,11 @@ pub struct Scenario {
     /// and put both side by side in the report.
     #[serde(default)]
     pub compare_passthrough: bool,
+    /// More TOML appended to the edge's configuration as it is (the bot
+    /// farm's `[defence]` tables); `{stack_dir}` in it names the run's
+    /// directory, where the dev sign-in's public key `dev-1.pub.pem` is.
+    #[serde(default)]
+    pub edge_extra: String,
 }
 
 fn default_seed() -> u64 {

@@ -134,6 +134,14 @@ impl SimStack {
             on_sale_at.to_rfc3339(),
             key = key.display(),
         );
+        let config = if scenario.edge_extra.is_empty() {
+            config
+        } else {
+            format!(
+                "{config}\n{}\n",
+                scenario.edge_extra.replace("{stack_dir}", &dir.display().to_string())
+            )
+        };
         std::fs::write(dir.join("edge.toml"), config)?;
         let log = std::fs::File::create(dir.join("edge-proxy.log"))?;
         let edge = Command::new(&bins.edge)
