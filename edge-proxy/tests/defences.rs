@@ -46,17 +46,6 @@ async fn answer(r: reqwest::RequestBuilder) -> (u16, Value) {
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn metrics(edge: &Edge) -> String {
-    edge.http
-        .get(edge.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn paused(event: i64) -> edge_proxy::config::RoomSettings {
     let mut r = room(event, 60, 100);
     r.mode = QueueMode::Paused;
@@ -123,7 +112,7 @@ async fn a_join_needs_a_solved_puzzle_good_for_its_client_and_only_once() {
     assert_eq!(s, 200, "{second}");
     assert!(second["ticket"].as_u64() > first["ticket"].as_u64());
 
-    let m = metrics(&a).await;
+    let m = a.metrics().await;
     for line in [
         // The replay on this instance was a valid solution too.
         "usher_challenges_total{result=\"solved\",bits=\"8\"} 2",
@@ -227,7 +216,7 @@ action = \"block\"
     let (s, p) = challenge(&fan, "fan").await;
     assert_eq!((s, p["bits"].as_u64()), (200, Some(8)), "{p}");
 
-    let m = metrics(&edge).await;
+    let m = edge.metrics().await;
     for line in [
         "usher_defence_actions_total{rule=\"fast\",action=\"harder\"} 2",
         "usher_defence_actions_total{rule=\"flood\",action=\"back_of_queue\"} 1",
@@ -296,7 +285,7 @@ async fn a_signed_in_fan_keeps_one_place_from_any_client() {
     distinct.sort_unstable();
     distinct.dedup();
     assert_eq!(distinct.len(), 4, "{tickets:?}");
-    let m = metrics(&edge).await;
+    let m = edge.metrics().await;
     assert!(m.contains("usher_fan_places_total{place=\"again\"} 2"), "{m}");
     assert!(m.contains("usher_fan_places_total{place=\"new\"} 2"), "{m}");
     edge.stop().await;
@@ -380,7 +369,7 @@ secret = \"test-secret\"
     provider.kill().await.unwrap();
     let (s, p) = script(Some("pass-anything")).await;
     assert_eq!((s, p["code"].as_str()), (503, Some("captcha_unavailable")), "{p}");
-    let m = metrics(&edge).await;
+    let m = edge.metrics().await;
     for line in [
         "usher_captcha_total{result=\"passed\"} 1",
         "usher_captcha_total{result=\"failed\"} 1",
@@ -418,7 +407,7 @@ async fn a_copied_queue_cookie_counts_against_the_client_that_uses_it() {
     // The owner keeps its place.
     let (s, again) = answer(browser(owner.post(&url), "owner").bearer_auth(token)).await;
     assert_eq!((s, &again["ticket"]), (200, &place["ticket"]));
-    let m = metrics(&edge).await;
+    let m = edge.metrics().await;
     assert!(m.contains("usher_replays_total{kind=\"queue_token\"} 1"), "{m}");
     edge.stop().await;
     forget_event(event).await;
@@ -452,7 +441,7 @@ async fn an_address_sent_to_the_back_loses_the_places_it_took_before() {
     // The fifth: sent to the back, and the four places go back.
     let (s, p) = answer(browser(bot.post(&url), "bot-4")).await;
     assert_eq!((s, p["code"].as_str()), (429, Some("join_deferred")), "{p}");
-    let m = metrics(&edge).await;
+    let m = edge.metrics().await;
     assert!(m.contains("usher_places_taken_back_total{rule=\"flood\"} 4"), "{m}");
     // Every proxy learns it on its next tick: the bot's places are lost, the
     // fan is first.

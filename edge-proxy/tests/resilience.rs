@@ -168,15 +168,7 @@ async fn clients_that_ask_too_often_get_429() {
         "a burst of six is allowed: {codes:?}"
     );
     assert!(codes.contains(&429), "{codes:?}");
-    let m = edge
-        .http
-        .get(edge.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = edge.metrics().await;
     assert!(
         m.lines()
             .any(|l| l.starts_with("usher_rate_limited_total ") && !l.ends_with(" 0")),

@@ -168,15 +168,7 @@ secret = \"page-secret\"
         )
         .await;
     assert_eq!(place, json!("1"));
-    let metrics = edge
-        .http
-        .get(edge.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = edge.metrics().await;
     for line in [
         "usher_challenges_total{result=\"solved\",bits=\"16\"} 2",
         "usher_captcha_total{result=\"passed\"} 1",

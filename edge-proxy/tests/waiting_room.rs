@@ -387,15 +387,7 @@ async fn operators_change_the_room_live_and_read_metrics() {
     assert_eq!(r.status(), 410);
     assert_eq!(r.json::<Value>().await.unwrap()["message"], "Sold out");
     // Metrics.
-    let m = edge
-        .http
-        .get(edge.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = edge.metrics().await;
     assert!(m.contains(&format!("usher_joined_total{{event=\"{event}\"}} 1")), "{m}");
     assert!(m.contains(&format!("usher_queue_length{{event=\"{event}\"}} 1")), "{m}");
     assert!(m.contains("usher_upstream_seconds_bucket"), "{m}");

@@ -295,6 +295,18 @@ filter = "warn"
         format!("http://127.0.0.1:{}{}", self.admin_port, path)
     }
 
+    /// The Prometheus text on the admin listener.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn admin_get(&self, path: &str) -> Value {
         match self
             .http
