@@ -466,3 +466,41 @@ async fn an_address_sent_to_the_back_loses_the_places_it_took_before() {
     edge.stop().await;
     forget_event(event).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_a_spent_puzzle_can_cost_the_place_it_bought() {
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    let keys = key_dir("replay-takeback");
+    // A replay (25 points) blocks here, and a blocked address loses its places.
+    let config = format!("{POW}\n[[defence.rules]]\nname = \"replayer\"\nmin_score = 20.0\naction = \"block\"\n");
+    let edge = Edge::start(upstream.addr, &redis_url(), &[paused(event)], &keys, &config).await;
+    let bot = client_from("127.0.13.1");
+    let url = edge.url(&format!("/queue/{event}/join"));
+    let (_, p) = answer(browser(bot.get(edge.url(&format!("/queue/{event}/challenge"))), "bot")).await;
+    let c = p["challenge"].as_str().unwrap();
+    let proof = format!("{c}:{}", solve(c, 8));
+    let (s, place) = answer(browser(bot.post(&url), "bot").header("usher-pow", &proof)).await;
+    assert_eq!(s, 200, "{place}");
+    // The same solution again: spent, and the replay blocks the address.
+    let (s, p) = answer(browser(bot.post(&url), "bot").header("usher-pow", &proof)).await;
+    assert_eq!((s, p["code"].as_str()), (403, Some("join_blocked")), "{p}");
+    assert!(
+        edge.metrics()
+            .await
+            .contains("usher_places_taken_back_total{rule=\"replayer\"} 1")
+    );
+    let token = place["queue_token"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (s, _) =
+            answer(browser(bot.get(edge.url(&format!("/queue/{event}/status"))), "bot").bearer_auth(&token)).await;
+        if s == 410 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the place is still {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    edge.stop().await;
+    forget_event(event).await;
+}

@@ -322,6 +322,8 @@ async fn join(state: &Arc<EdgeState>, session: &mut Session, req: &Request, room
         Ok(JoinOutcome::ChallengeSpent) => {
             state.defences.replayed(ip, "challenge");
             let gate = state.defences.gate(&knock(req, room, ip, &bnd), false).await;
+            // The replay may be what tips the address over: its places go.
+            take_back(state, &gate).await;
             return refused(session, with_code(gate, "challenge_spent"), headers).await;
         }
         Err(e) => {
