@@ -117,6 +117,11 @@ impl Browser {
         v["value"].clone()
     }
 
+    /// Forgets every cookie of the current page's site (a new visitor).
+    pub async fn delete_cookies(&self) {
+        self.call(reqwest::Method::DELETE, "/cookie", None).await;
+    }
+
     pub async fn goto(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;

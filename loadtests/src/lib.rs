@@ -9,6 +9,7 @@ pub mod baseline;
 pub mod botfarm;
 pub mod browser;
 pub mod checkout;
+pub mod defences;
 pub mod edge_overhead;
 pub mod fans;
 pub mod holds;

@@ -2,7 +2,7 @@
 //! `lib.rs`, for what each does).
 
 use clap::{Parser, Subcommand};
-use loadtests::{botfarm, checkout, edge_overhead, holds, sim, waiting_fans, web};
+use loadtests::{botfarm, checkout, defences, edge_overhead, holds, sim, waiting_fans, web};
 
 #[derive(Parser)]
 #[command(name = "usher-load", about = "Usher benchmarks, driven over HTTP")]
@@ -41,6 +41,9 @@ enum Command {
     /// from many, with the edge's defences on and off; who bought the
     /// seats and which fans were wrongly challenged, checked against goals.
     Botfarm(botfarm::Args),
+    /// The bot defences' cost: the join puzzle's solve time in headless
+    /// Chromium, and joins/s through one edge with the defences off and on.
+    Defences(defences::Args),
 }
 
 #[tokio::main]
@@ -53,5 +56,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Sim(args) => sim::run(args).await,
         Command::Web(args) => web::run(args).await,
         Command::Botfarm(args) => botfarm::run(args).await,
+        Command::Defences(args) => defences::run(args).await,
     }
 }
