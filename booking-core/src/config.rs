@@ -147,11 +147,21 @@ pub struct HoldsConfig {
     pub max_seats_per_request: usize,
     /// How many times best-available picks again after losing a race.
     pub best_available_attempts: u32,
+    /// Best available chooses first from a reading of the event's claims at
+    /// most this old, plus this process's own choices since (see
+    /// inventory/recent.rs); 0 chooses every time under the scope's lock
+    /// from a fresh read.
+    #[serde(default = "default_recent_claims_ms")]
+    pub recent_claims_ms: u64,
     /// Whether a new hold's commit waits for the WAL to reach the disk.
     /// Off by default: holds are minutes long and carry no money, and a crash
     /// can only lose the last fraction of a second of them (see
     /// migrations/0003_place_hold.sql). Sales always commit durably.
     pub durable_commit: bool,
+}
+
+fn default_recent_claims_ms() -> u64 {
+    500
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -350,6 +360,7 @@ impl Default for Config {
             holds: HoldsConfig {
                 max_seats_per_request: 10,
                 best_available_attempts: 4,
+                recent_claims_ms: default_recent_claims_ms(),
                 durable_commit: false,
             },
             reaper: ReaperConfig {

@@ -61,7 +61,7 @@ pub fn rank(
             // Runs of free, eligible seats with consecutive seat numbers.
             let mut run: Vec<u32> = Vec::new();
             let mut flush = |run: &mut Vec<u32>| {
-                windows_in_run(map, run, quantity, &mut found);
+                windows_in_run(map, run, quantity, limit, &mut found);
                 run.clear();
             };
             for idx in row.seats.clone() {
@@ -80,12 +80,13 @@ pub fn rank(
             flush(&mut run);
         }
     }
-    found.sort_by(|a, b| a.key().partial_cmp(&b.key()).unwrap_or(std::cmp::Ordering::Equal));
-    found.truncate(limit);
     found
 }
 
-fn windows_in_run(map: &VenueMap, run: &[u32], quantity: usize, out: &mut Vec<Window>) {
+/// Keeps `out` the best `limit` windows so far, best first; among equals the
+/// one found first stays ahead. Only a window that makes the cut is built, so
+/// a 50,000-seat map costs a pass over its seats, not 50,000 allocations.
+fn windows_in_run(map: &VenueMap, run: &[u32], quantity: usize, limit: usize, out: &mut Vec<Window>) {
     if run.len() < quantity {
         return;
     }
@@ -102,12 +103,26 @@ fn windows_in_run(map: &VenueMap, run: &[u32], quantity: usize, out: &mut Vec<Wi
             obstructed += usize::from(s.obstructed);
         }
         let (cx, cy) = (sx / quantity as f32, sy / quantity as f32);
-        out.push(Window {
-            seats: seats.to_vec(),
-            orphans: left == 1 || right == 1,
+        let key = (
+            left == 1 || right == 1,
             obstructed,
-            distance: ((cx - fx).powi(2) + (cy - fy).powi(2)).sqrt(),
-        });
+            ((cx - fx).powi(2) + (cy - fy).powi(2)).sqrt(),
+        );
+        let worse = |w: &Window| w.key().partial_cmp(&key).is_some_and(|o| o.is_le());
+        let at = out.partition_point(worse);
+        if at >= limit {
+            continue;
+        }
+        out.insert(
+            at,
+            Window {
+                seats: seats.to_vec(),
+                orphans: key.0,
+                obstructed: key.1,
+                distance: key.2,
+            },
+        );
+        out.truncate(limit);
     }
 }
 

@@ -126,34 +126,6 @@ pub async fn lock_scope(
     Ok(())
 }
 
-/// Seats of one best-available scope with a live claim (held or sold), as
-/// of now: run it after `lock_scope` to see everything committed before.
-pub async fn live_seats_in_scope(
-    tx: &mut PgConnection,
-    event: EventId,
-    section: Option<&str>,
-    tier: Option<i16>,
-    accessible: bool,
-) -> Result<Vec<SeatId>, sqlx::Error> {
-    let ids = sqlx::query_scalar!(
-        r#"SELECT c.seat_id
-           FROM seat_claims c
-           JOIN seats s ON s.id = c.seat_id
-           JOIN sections sc ON sc.id = s.section_id
-           WHERE c.event_id = $1 AND c.during @> now()
-             AND ($2::text IS NULL OR sc.code = $2)
-             AND ($3::smallint IS NULL OR s.tier = $3)
-             AND s.accessible = $4"#,
-        event.0,
-        section,
-        tier,
-        accessible,
-    )
-    .fetch_all(tx)
-    .await?;
-    Ok(ids.into_iter().map(SeatId).collect())
-}
-
 /// Every live claim of an event: (seat, sold?). Read from the primary.
 pub async fn live_claims(
     conn: &mut PgConnection,

@@ -1,9 +1,11 @@
 //! Making, reading and releasing holds: validation against the chart, the
-//! call that claims (see `claims.rs`), best-available's choice under its
-//! scope lock with retries, and idempotent answers for retried keys.
+//! call that claims (see `claims.rs`), best-available's choice (first in
+//! memory, see `recent.rs`, then exactly under its scope lock) with retries,
+//! and idempotent answers for retried keys.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -14,6 +16,7 @@ use crate::idempotency::{self, Answer, Fingerprint, Prior};
 use crate::ids::{Cents, EventId, FanId, HoldId, SeatId};
 use crate::inventory::best_available::{self, Scope};
 use crate::inventory::claims::{self, PlaceArgs, Placed};
+use crate::inventory::recent::RecentClaims;
 use crate::inventory::{Caller, HeldSeat, Hold, HoldError, HoldRequest, HoldState};
 use crate::venues::{SeatMaps, VenueMap};
 
@@ -39,6 +42,8 @@ pub struct HoldService {
     /// requests for one tier takes the whole pool and starves every other
     /// request.
     scopes: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Best available's first choice, from a recent reading of the claims.
+    recent: Option<RecentClaims>,
 }
 
 /// What to claim, once the request has been checked against the chart.
@@ -56,12 +61,14 @@ enum Attempt {
 impl HoldService {
     pub fn new(pool: PgPool, maps: SeatMaps, config: &HoldsConfig) -> Self {
         HoldService {
-            pool,
+            pool: pool.clone(),
             maps,
             max_seats_per_request: config.max_seats_per_request,
             best_available_attempts: config.best_available_attempts,
             durable_commit: config.durable_commit,
             scopes: Arc::default(),
+            recent: (config.recent_claims_ms > 0)
+                .then(|| RecentClaims::new(pool.clone(), Duration::from_millis(config.recent_claims_ms))),
         }
     }
 
@@ -188,9 +195,39 @@ impl HoldService {
             Plan::Seats(seats) => {
                 let mut conn = self.pool.acquire().await?;
                 let placed = claims::place_hold(&mut conn, self.args(caller, event, map, &seats, fingerprint)).await?;
+                if let (Some(recent), Placed::Held { .. }) = (&self.recent, &placed) {
+                    recent.claimed(event, &seats);
+                }
                 settle(map, event, placed)
             }
             Plan::Best { scope, quantity } => {
+                if let Some(recent) = &self.recent {
+                    for _ in 0..self.best_available_attempts {
+                        let Some(choice) = recent.choose(event, map, scope, quantity).await? else {
+                            break;
+                        };
+                        // In a transaction: a lost race must not be
+                        // recorded as the answer to the fan's key.
+                        let placed = self.place_chosen(caller, event, map, &choice.seats, fingerprint).await;
+                        match placed {
+                            Ok(None) => {
+                                // Someone the reading did not know of was
+                                // quicker: those seats are taken; choose again.
+                                recent.settle(choice, true);
+                            }
+                            Ok(Some(placed)) => {
+                                recent.settle(choice, matches!(placed, Placed::Held { .. }));
+                                return settle(map, event, placed);
+                            }
+                            Err(e) => {
+                                recent.settle(choice, false);
+                                return Err(e.into());
+                            }
+                        }
+                    }
+                }
+                // The exact choice: nothing in the recent view, or it kept
+                // losing races.
                 // The choice is made under the scope's lock, so it only loses
                 // a race to a fan who named specific seats; a few attempts
                 // cover that.
@@ -206,12 +243,10 @@ impl HoldService {
                 for _ in 0..self.best_available_attempts {
                     let mut tx = self.pool.begin().await?;
                     claims::lock_scope(&mut tx, event, section, scope.tier, scope.accessible).await?;
-                    let taken: HashSet<u32> =
-                        claims::live_seats_in_scope(&mut tx, event, section, scope.tier, scope.accessible)
-                            .await?
-                            .into_iter()
-                            .filter_map(|id| map.index_of(id))
-                            .collect();
+                    // Every live claim of the event: the ranking itself keeps
+                    // to the scope, from the chart.
+                    let (live, _) = claims::live_claims(&mut tx, event).await?;
+                    let taken: HashSet<u32> = live.into_iter().filter_map(|(id, _)| map.index_of(id)).collect();
                     let Some(window) = best_available::rank(map, |i| taken.contains(&i), scope, quantity, 1)
                         .into_iter()
                         .next()
@@ -234,6 +269,28 @@ impl HoldService {
                 Err(HoldError::NoAdjacentSeats { quantity })
             }
         }
+    }
+
+    /// Claims seats best available chose, in a transaction that a lost race
+    /// rolls back (None), so that the refusal is not kept as the key's answer.
+    async fn place_chosen(
+        &self,
+        caller: &Caller,
+        event: EventId,
+        map: &VenueMap,
+        seats: &[u32],
+        fingerprint: &Fingerprint,
+    ) -> Result<Option<Placed>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let placed = claims::place_hold(&mut tx, self.args(caller, event, map, seats, fingerprint)).await?;
+        if let Placed::Refused(json) = &placed
+            && json["kind"] == "seats_taken"
+        {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(placed))
     }
 
     fn args<'a>(

@@ -10,6 +10,7 @@ pub mod claims;
 pub mod feed;
 pub mod holds;
 pub mod reaper;
+pub mod recent;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,197 @@
+//! Best available's first choice, made in memory.
+//!
+//! On a 50,000-seat map, choosing under the scope's database lock means
+//! reading every live claim of the event for every request, one request at a
+//! time: tens of milliseconds each, so an on-sale's "best two" requests queue
+//! into time-outs. Instead each process keeps, per event, a reading of the
+//! event's live claims no older than `holds.recent_claims_ms` (one read at a
+//! time, however many fans ask) plus the seats it chose itself since, ranks
+//! on that, and claims through the database, which stays the only guarantee:
+//! a choice that meets a claim the reading did not know of is refused there,
+//! marked taken here and ranked again. When this view has nothing to offer,
+//! the caller falls back to the exact choice under the scope lock, so a fan
+//! is told "no seats together" only after a reading of the database itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+use crate::ids::EventId;
+use crate::inventory::best_available::{self, Scope};
+use crate::inventory::claims;
+use crate::venues::VenueMap;
+
+#[derive(Clone)]
+pub struct RecentClaims {
+    pool: PgPool,
+    max_age: Duration,
+    events: Arc<Mutex<HashMap<EventId, Arc<EventView>>>>,
+}
+
+/// Seats this process chose and is claiming (or claimed) since the reading.
+pub struct Choice {
+    pub event: EventId,
+    /// Seat-map indexes, left to right.
+    pub seats: Vec<u32>,
+    id: u64,
+}
+
+#[derive(Default)]
+struct EventView {
+    /// One read of the database at a time.
+    reading: tokio::sync::Mutex<()>,
+    state: Mutex<ViewState>,
+}
+
+#[derive(Default)]
+struct ViewState {
+    /// Seat-map index -> a live claim, as of `read_at`.
+    taken: Vec<bool>,
+    /// When the reading's query started (None: no reading yet).
+    read_at: Option<Instant>,
+    mine: Vec<Mine>,
+    next_id: u64,
+}
+
+struct Mine {
+    id: u64,
+    seats: Vec<u32>,
+    chosen: Instant,
+    /// When the claim was settled in the database (None: still in flight).
+    /// A reading that started after it knows it.
+    settled: Option<Instant>,
+}
+
+impl RecentClaims {
+    pub fn new(pool: PgPool, max_age: Duration) -> RecentClaims {
+        RecentClaims {
+            pool,
+            max_age,
+            events: Arc::default(),
+        }
+    }
+
+    fn view(&self, event: EventId) -> Arc<EventView> {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        events.entry(event).or_default().clone()
+    }
+
+    /// The best window of `quantity` seats as this process sees the event
+    /// now, set aside for the caller until `settle`; None if it sees none.
+    pub async fn choose(
+        &self,
+        event: EventId,
+        map: &VenueMap,
+        scope: Scope,
+        quantity: usize,
+    ) -> Result<Option<Choice>, sqlx::Error> {
+        let view = self.view(event);
+        self.refresh(&view, event, map).await?;
+        let mut st = view.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken = st.taken.clone();
+        for m in &st.mine {
+            for &i in &m.seats {
+                if let Some(t) = taken.get_mut(i as usize) {
+                    *t = true;
+                }
+            }
+        }
+        let Some(window) = best_available::rank(
+            map,
+            |i| taken.get(i as usize).copied().unwrap_or(true),
+            scope,
+            quantity,
+            1,
+        )
+        .into_iter()
+        .next() else {
+            return Ok(None);
+        };
+        st.next_id += 1;
+        let id = st.next_id;
+        st.mine.push(Mine {
+            id,
+            seats: window.seats.clone(),
+            chosen: Instant::now(),
+            settled: None,
+        });
+        Ok(Some(Choice {
+            event,
+            seats: window.seats,
+            id,
+        }))
+    }
+
+    /// The claim of a choice is over. `taken`: its seats now have a live
+    /// claim (the fan's, or the one it lost to), so they stay marked until a
+    /// reading knows; otherwise they are free again here at once.
+    pub fn settle(&self, choice: Choice, taken: bool) {
+        let view = self.view(choice.event);
+        let mut st = view.state.lock().unwrap_or_else(|e| e.into_inner());
+        if taken {
+            if let Some(m) = st.mine.iter_mut().find(|m| m.id == choice.id) {
+                m.settled = Some(Instant::now());
+            }
+        } else {
+            st.mine.retain(|m| m.id != choice.id);
+        }
+    }
+
+    /// Seats this process claimed another way (named by the fan): marked at
+    /// once for the events it keeps a view of.
+    pub fn claimed(&self, event: EventId, seats: &[u32]) {
+        let view = {
+            let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            match events.get(&event) {
+                Some(v) => v.clone(),
+                None => return,
+            }
+        };
+        let mut st = view.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.next_id += 1;
+        let id = st.next_id;
+        st.mine.push(Mine {
+            id,
+            seats: seats.to_vec(),
+            chosen: Instant::now(),
+            settled: Some(Instant::now()),
+        });
+    }
+
+    async fn refresh(&self, view: &EventView, event: EventId, map: &VenueMap) -> Result<(), sqlx::Error> {
+        let fresh = |view: &EventView| {
+            let st = view.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.read_at.is_some_and(|at| at.elapsed() <= self.max_age) && st.taken.len() == map.seats.len()
+        };
+        if fresh(view) {
+            return Ok(());
+        }
+        let _reading = view.reading.lock().await;
+        // Someone else read while this request waited.
+        if fresh(view) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut conn = self.pool.acquire().await?;
+        let (live, _) = claims::live_claims(&mut conn, event).await?;
+        drop(conn);
+        let mut taken = vec![false; map.seats.len()];
+        for (seat, _) in live {
+            if let Some(i) = map.index_of(seat) {
+                taken[i as usize] = true;
+            }
+        }
+        let mut st = view.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.taken = taken;
+        st.read_at = Some(started);
+        // Claims settled before this reading began are in it; a claim still
+        // in flight long after any request's time-out is a leak, not a claim.
+        st.mine.retain(|m| match m.settled {
+            Some(at) => at >= started,
+            None => m.chosen.elapsed() < Duration::from_secs(60),
+        });
+        Ok(())
+    }
+}
