@@ -75,7 +75,10 @@ pub struct World {
     pub event: i64,
     pub map: SeatMap,
     pub clients: Vec<reqwest::Client>,
+    /// Joins and polls in flight.
     pub in_flight: Semaphore,
+    /// Admitted fans' requests in flight: their own lane.
+    pub shop_in_flight: Semaphore,
     pub streams: Semaphore,
     pub rec: Recorder,
     /// When the run stops waiting for fans.
@@ -165,7 +168,12 @@ impl Fan<'_> {
     }
 
     async fn send(&mut self, kind: Kind, rb: RequestBuilder) -> Option<Answer> {
-        let _slot = self.w.in_flight.acquire().await.ok()?;
+        let lane = if self.access.is_some() {
+            &self.w.shop_in_flight
+        } else {
+            &self.w.in_flight
+        };
+        let _slot = lane.acquire().await.ok()?;
         let at_ms = self.w.rec.now_ms();
         let started = std::time::Instant::now();
         let result = rb.send().await;

@@ -145,7 +145,11 @@ async fn herd(scenario: &Scenario, st: &mut SimStack, passthrough: bool) -> anyh
         .map(|i| {
             reqwest::Client::builder()
                 .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, 1 + i as u8)))
-                .pool_max_idle_per_host(scenario.client.max_in_flight / scenario.client.source_addresses as usize + 1)
+                .pool_max_idle_per_host(
+                    (scenario.client.max_in_flight + scenario.client.max_shop_in_flight)
+                        / scenario.client.source_addresses as usize
+                        + 1,
+                )
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -187,6 +191,7 @@ async fn herd(scenario: &Scenario, st: &mut SimStack, passthrough: bool) -> anyh
         map,
         clients,
         in_flight: Semaphore::new(scenario.client.max_in_flight),
+        shop_in_flight: Semaphore::new(scenario.client.max_shop_in_flight),
         streams: Semaphore::new(scenario.client.max_streams),
         rec: Recorder::new(start.into_std()),
         deadline,

@@ -169,8 +169,18 @@ pub struct Client {
     pub source_addresses: u32,
     /// Open SSE streams at most; fans beyond it poll.
     pub max_streams: usize,
-    /// Requests in flight at most (the process may hold 20,000 files).
+    /// Waiting-room requests (joins and position polls) in flight at most
+    /// (the process may hold 20,000 files).
     pub max_in_flight: usize,
+    /// Admitted fans' requests in flight at most: a lane of their own, so
+    /// that a fan who got in never queues in this process behind the
+    /// herd's polls (on real phones nobody shares a connection limit).
+    #[serde(default = "default_shop_in_flight")]
+    pub max_shop_in_flight: usize,
+}
+
+fn default_shop_in_flight() -> usize {
+    1_000
 }
 
 impl Default for Client {
@@ -179,6 +189,7 @@ impl Default for Client {
             source_addresses: 64,
             max_streams: 8_000,
             max_in_flight: 3_000,
+            max_shop_in_flight: default_shop_in_flight(),
         }
     }
 }
@@ -251,11 +262,13 @@ impl Scenario {
             bail!("behaviour.max_poll_secs must be at least 1 and at most half of admission.grace_secs");
         }
         let c = &self.client;
-        if c.source_addresses == 0 || c.source_addresses > 250 || c.max_in_flight == 0 {
-            bail!("client: source_addresses must be 1..=250 and max_in_flight positive");
+        if c.source_addresses == 0 || c.source_addresses > 250 || c.max_in_flight == 0 || c.max_shop_in_flight == 0 {
+            bail!("client: source_addresses must be 1..=250, max_in_flight and max_shop_in_flight positive");
         }
-        if c.max_streams + c.max_in_flight > 16_000 {
-            bail!("client: max_streams + max_in_flight must stay under 16,000 (20,000 open files per process)");
+        if c.max_streams + c.max_in_flight + c.max_shop_in_flight > 16_000 {
+            bail!(
+                "client: max_streams + max_in_flight + max_shop_in_flight must stay under 16,000 (20,000 open files per process)"
+            );
         }
         Ok(())
     }
