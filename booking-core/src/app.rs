@@ -115,6 +115,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         maps,
         holds,
         feed,
+        availability: crate::inventory::availability::Reader::new(pool.clone()),
         checkout: checkout.clone(),
         ticket_signer: Arc::new(ticket_signer),
         edge,

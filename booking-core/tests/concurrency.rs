@@ -377,3 +377,55 @@ async fn holds_and_releases_churning_on_ten_seats_stay_consistent() {
     assert_eq!(actual, expected);
     Arc::try_unwrap(app).ok().unwrap().finish().await;
 }
+
+/// Availability reads are shared between requests that arrive together, yet
+/// every answer must be as fresh as a read of its own: a fan who was just
+/// given a hold, and then asks, sees it (with every hold answered before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn availability_read_together_never_misses_a_hold_answered_before() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let app = app_with_recent_claims(500).await;
+    let v = venue(&app.pool, &small_chart("fresh", &["A", "B"], 5, 12)).await;
+    let e = event(&app.pool, "fresh", "fresh", rules(10)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(seats.len() + 40));
+    let mut tasks = Vec::new();
+    for (i, seat) in seats.iter().copied().enumerate() {
+        let (app, answered, barrier) = (app.clone(), answered.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let token = app.sign_in(&format!("fan-{i}")).await;
+            barrier.wait().await;
+            let (status, body) = app
+                .hold(&token, e, &format!("k-{i}"), &json!({"seat_ids": [seat]}))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            let before = answered.fetch_add(1, Ordering::SeqCst) + 1;
+            let (status, avail) = app.get(&format!("/v1/events/{}/availability", e.0)).await;
+            assert_eq!(status, StatusCode::OK, "{avail}");
+            let held = avail["held"].as_u64().unwrap() as usize;
+            assert!(
+                held >= before,
+                "{before} holds answered before the read, it shows {held}"
+            );
+        }));
+    }
+    // Onlookers keep the reads busy, so the fans' reads are coalesced.
+    for _ in 0..40 {
+        let (app, barrier) = (app.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            for _ in 0..10 {
+                let (status, avail) = app.get(&format!("/v1/events/{}/availability", e.0)).await;
+                assert_eq!(status, StatusCode::OK, "{avail}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (_, avail) = app.get(&format!("/v1/events/{}/availability", e.0)).await;
+    assert_eq!(avail["held"].as_u64(), Some(seats.len() as u64));
+    Arc::try_unwrap(app).ok().unwrap().finish().await;
+}

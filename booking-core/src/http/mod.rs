@@ -36,7 +36,7 @@ use tower_http::trace::TraceLayer;
 use crate::checkout::CheckoutService;
 use crate::config::Config;
 use crate::identity::{Admission, Identity};
-use crate::inventory::{HoldService, SeatFeed};
+use crate::inventory::{HoldService, SeatFeed, availability};
 use crate::portal::EdgeAdmin;
 use crate::tickets::TicketSigner;
 use crate::venues::SeatMaps;
@@ -52,6 +52,8 @@ pub struct AppState {
     pub maps: SeatMaps,
     pub holds: HoldService,
     pub feed: SeatFeed,
+    /// Availability reads, shared by requests that arrive together.
+    pub availability: availability::Reader,
     pub checkout: CheckoutService,
     pub ticket_signer: Arc<TicketSigner>,
     /// The edge's admin API (the portal's waiting rooms), if configured.

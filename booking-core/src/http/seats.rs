@@ -18,7 +18,7 @@ use crate::http::extract::ApiPath;
 use crate::http::problem::{ApiError, Problem};
 use crate::ids::{EventId, VenueId};
 use crate::inventory::feed::{Snapshot, Start};
-use crate::inventory::{Availability, FeedMessage, SeatBatch, SeatFeed, availability};
+use crate::inventory::{Availability, FeedMessage, SeatBatch, SeatFeed};
 use crate::pricing::settings::{self as pricing_settings, EventPrices};
 
 /// A venue's seat map: sections, rows and seats with positions, tiers and
@@ -85,8 +85,8 @@ pub async fn availability(State(state): State<AppState>, ApiPath(id): ApiPath<i6
         .await
         .map_err(|e| ApiError::unavailable(&e))?
         .ok_or_else(|| ApiError::not_found("event_not_found", "no such event"))?;
-    let snapshot = availability::read(&state.pool, &map, event).await?;
-    let mut response = axum::Json(snapshot).into_response();
+    let snapshot = state.availability.read(&map, event).await?;
+    let mut response = axum::Json(&*snapshot).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -1,8 +1,17 @@
 //! Every seat's state for one event, packed two bits a seat in seat-map
 //! order: a 50,000-seat stadium is 12,500 bytes, 16,668 characters of
 //! base64. Read from the primary database, never from a cache.
+//!
+//! Reading a stadium's claims costs tens of milliseconds, and in an on-sale
+//! every admitted fan asks at once, so `Reader` coalesces: one read per
+//! event at a time, and a request is answered by the first read that
+//! *started after it arrived*. Every answer is as fresh as a read of its
+//! own (a fan always sees the hold they were just given), but a thousand
+//! fans asking together cost two reads, not a thousand.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -101,6 +110,45 @@ pub async fn read_states(
 pub async fn read(pool: &PgPool, map: &Arc<VenueMap>, event: EventId) -> Result<Availability, sqlx::Error> {
     let (states, now) = read_states(pool, map, event).await?;
     Ok(Availability::new(event, &states, now))
+}
+
+/// Availability reads shared between the requests that arrive together.
+#[derive(Clone)]
+pub struct Reader {
+    pool: PgPool,
+    events: Arc<Mutex<HashMap<EventId, Arc<LastRead>>>>,
+}
+
+/// One event's latest read, behind the lock that lets one read run at a time.
+type LastRead = tokio::sync::Mutex<Option<(Instant, Arc<Availability>)>>;
+
+impl Reader {
+    pub fn new(pool: PgPool) -> Reader {
+        Reader {
+            pool,
+            events: Arc::default(),
+        }
+    }
+
+    /// The event's availability from a read that started after this call.
+    pub async fn read(&self, map: &Arc<VenueMap>, event: EventId) -> Result<Arc<Availability>, sqlx::Error> {
+        let arrived = Instant::now();
+        let slot = {
+            let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            events.entry(event).or_default().clone()
+        };
+        let mut last = slot.lock().await;
+        if let Some((started, answer)) = &*last
+            && *started >= arrived
+            && answer.seat_count == map.seats.len()
+        {
+            return Ok(answer.clone());
+        }
+        let started = Instant::now();
+        let answer = Arc::new(read(&self.pool, map, event).await?);
+        *last = Some((started, answer.clone()));
+        Ok(answer)
+    }
 }
 
 #[cfg(test)]
