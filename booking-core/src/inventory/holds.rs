@@ -202,9 +202,16 @@ impl HoldService {
             }
             Plan::Best { scope, quantity } => {
                 if let Some(recent) = &self.recent {
+                    let arrived = std::time::Instant::now();
                     for _ in 0..self.best_available_attempts {
-                        let Some(choice) = recent.choose(event, map, scope, quantity).await? else {
-                            break;
+                        let choice = match recent.choose(event, map, scope, quantity, None).await? {
+                            Some(choice) => choice,
+                            // Nothing in a reading from before the request:
+                            // ask one made since, and believe it.
+                            None => match recent.choose(event, map, scope, quantity, Some(arrived)).await? {
+                                Some(choice) => choice,
+                                None => return Err(HoldError::NoAdjacentSeats { quantity }),
+                            },
                         };
                         // In a transaction: a lost race must not be
                         // recorded as the answer to the fan's key.
@@ -226,7 +233,7 @@ impl HoldService {
                         }
                     }
                 }
-                // The exact choice: nothing in the recent view, or it kept
+                // The exact choice: no recent view, or its choices kept
                 // losing races.
                 // The choice is made under the scope's lock, so it only loses
                 // a race to a fan who named specific seats; a few attempts

@@ -9,8 +9,11 @@
 //! on that, and claims through the database, which stays the only guarantee:
 //! a choice that meets a claim the reading did not know of is refused there,
 //! marked taken here and ranked again. When this view has nothing to offer,
-//! the caller falls back to the exact choice under the scope lock, so a fan
-//! is told "no seats together" only after a reading of the database itself.
+//! the caller asks again from a reading that started after its request
+//! arrived (one such read serves every request waiting for it), so a fan is
+//! told "no seats together" only after a reading of the database made for
+//! them, and near a sell-out, when most answers are "no", a thousand fans
+//! asking together cost two reads rather than a thousand reads in a line.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -80,15 +83,17 @@ impl RecentClaims {
 
     /// The best window of `quantity` seats as this process sees the event
     /// now, set aside for the caller until `settle`; None if it sees none.
+    /// `read_since`: only from a reading that started at or after it.
     pub async fn choose(
         &self,
         event: EventId,
         map: &VenueMap,
         scope: Scope,
         quantity: usize,
+        read_since: Option<Instant>,
     ) -> Result<Option<Choice>, sqlx::Error> {
         let view = self.view(event);
-        self.refresh(&view, event, map).await?;
+        self.refresh(&view, event, map, read_since).await?;
         let mut st = view.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut taken = st.taken.clone();
         for m in &st.mine {
@@ -160,10 +165,18 @@ impl RecentClaims {
         });
     }
 
-    async fn refresh(&self, view: &EventView, event: EventId, map: &VenueMap) -> Result<(), sqlx::Error> {
+    async fn refresh(
+        &self,
+        view: &EventView,
+        event: EventId,
+        map: &VenueMap,
+        read_since: Option<Instant>,
+    ) -> Result<(), sqlx::Error> {
         let fresh = |view: &EventView| {
             let st = view.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.read_at.is_some_and(|at| at.elapsed() <= self.max_age) && st.taken.len() == map.seats.len()
+            st.read_at
+                .is_some_and(|at| at.elapsed() <= self.max_age && read_since.is_none_or(|since| at >= since))
+                && st.taken.len() == map.seats.len()
         };
         if fresh(view) {
             return Ok(());
