@@ -123,6 +123,13 @@ async fn nothing_unadmitted_reaches_the_core() {
     assert_eq!(r.status(), 200);
     assert_eq!(upstream.hits(&holds), 1);
     assert_eq!(upstream.access_tokens_seen(), vec![token.clone()]);
+    // The edge marks its own time on what it forwards.
+    let timing = r.headers()["server-timing"].to_str().unwrap();
+    let ms: f64 = timing
+        .strip_prefix("edge;dur=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("server-timing {timing:?}"));
+    assert!((0.0..10_000.0).contains(&ms), "{timing}");
 
     // Unprotected paths pass; a client cannot smuggle an access header in.
     let r = edge

@@ -1,6 +1,8 @@
 //! Reading the `Server-Timing` marks booking-core puts on its answers
-//! (`core;dur=…` on every one, `provider;dur=…` on orders): how the load
-//! tools tell the core's and the payment provider's time from the rest.
+//! (`core;dur=…` on every one, `provider;dur=…` on orders) and the edge adds
+//! to those it forwards (`edge;dur=…`, from reading the request to the
+//! core's answer): how the load tools tell the core's, the edge's and the
+//! payment provider's time from the rest.
 
 use reqwest::header::HeaderMap;
 
@@ -28,5 +30,7 @@ mod tests {
         assert_eq!(timing(&h, "provider"), Some(12_500));
         assert_eq!(timing(&h, "core"), Some(40_000));
         assert_eq!(timing(&h, "edge"), None);
+        h.append("server-timing", "edge;dur=41.5".parse().unwrap());
+        assert_eq!(timing(&h, "edge"), Some(41_500));
     }
 }

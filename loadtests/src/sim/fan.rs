@@ -201,6 +201,7 @@ impl Fan<'_> {
                     core: false,
                     micros: started.elapsed().as_micros() as u32,
                     core_micros: 0,
+                    edge_micros: 0,
                 });
                 return None;
             }
@@ -221,6 +222,7 @@ impl Fan<'_> {
             core: core_micros.is_some(),
             micros: started.elapsed().as_micros() as u32,
             core_micros: core_micros.unwrap_or(0),
+            edge_micros: timing(&headers, "edge").unwrap_or(0),
         });
         Some(Answer { status, headers, body })
     }
@@ -353,6 +355,7 @@ impl Fan<'_> {
                         core: false,
                         micros: 0,
                         core_micros: 0,
+                        edge_micros: 0,
                     });
                     return if status == 401 { Some(Waited::Rejoin) } else { None };
                 }
@@ -365,6 +368,7 @@ impl Fan<'_> {
                 core: false,
                 micros: 0,
                 core_micros: 0,
+                edge_micros: 0,
             });
             self.w.rec.stream_opened();
             let r = self.read_stream(resp, !dropped_once && self.plan.loses_stream).await;

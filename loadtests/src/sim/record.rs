@@ -55,6 +55,9 @@ pub struct Req {
     pub micros: u32,
     /// The core's own time, from its mark.
     pub core_micros: u32,
+    /// The edge's time from reading the request to the core's answer, from
+    /// its mark (0: none, e.g. the edge answered itself).
+    pub edge_micros: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

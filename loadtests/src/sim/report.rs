@@ -320,32 +320,39 @@ pub fn write(
     let _ = writeln!(md, "\n## Requests by kind\n");
     let _ = writeln!(
         md,
-        "As the fans' clients saw them (the edge's own answers included), and the time inside booking-core \
-         (its Server-Timing mark) of those that reached it.\n"
+        "As the fans' clients saw them (the edge's own answers included); the time inside booking-core (its \
+         Server-Timing mark) of those that reached it; and the edge's time on those, from reading the request \
+         to the core's answer (its mark). Client minus edge is time in the fans' own process and the network \
+         (on this one machine, mostly waiting for a CPU).\n"
     );
     let _ = writeln!(
         md,
-        "| request | count | p50 ms | p99 ms | in core: count | p50 ms | p99 ms |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| request | count | p50 ms | p99 ms | in core: count | p50 ms | p99 ms | in edge: p50 ms | p99 ms |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    let mut by_kind: BTreeMap<Kind, (Histogram<u64>, Histogram<u64>)> = BTreeMap::new();
+    let mut by_kind: BTreeMap<Kind, [Histogram<u64>; 3]> = BTreeMap::new();
     for r in main.requests.iter().filter(|r| r.kind != Kind::Stream) {
-        let (client, core) = by_kind.entry(r.kind).or_insert_with(|| (hist(), hist()));
+        let [client, core, edge] = by_kind.entry(r.kind).or_insert_with(|| [hist(), hist(), hist()]);
         let _ = client.record(u64::from(r.micros.max(1)));
         if r.core {
             let _ = core.record(u64::from(r.core_micros.max(1)));
         }
+        if r.edge_micros > 0 {
+            let _ = edge.record(u64::from(r.edge_micros));
+        }
     }
-    for (k, (h, core)) in &by_kind {
+    for (k, [h, core, edge]) in &by_kind {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             k.name(),
             h.len(),
             fmt_ms(ms(h, 0.5)),
             fmt_ms(ms(h, 0.99)),
             core.len(),
             fmt_ms(ms(core, 0.5)),
-            fmt_ms(ms(core, 0.99))
+            fmt_ms(ms(core, 0.99)),
+            fmt_ms(ms(edge, 0.5)),
+            fmt_ms(ms(edge, 0.99))
         );
     }
     let _ = writeln!(md, "\n## Errors by kind\n");
