@@ -75,8 +75,12 @@ pub struct World {
     pub event: i64,
     pub map: SeatMap,
     pub clients: Vec<reqwest::Client>,
-    /// Joins and polls in flight.
+    /// Joins in flight.
     pub in_flight: Semaphore,
+    /// Queued fans' position polls in flight: a lane of their own, so that a
+    /// join spike in this process cannot make a waiting fan's poll late
+    /// enough to lose its place.
+    pub poll_in_flight: Semaphore,
     /// Admitted fans' requests in flight: their own lane.
     pub shop_in_flight: Semaphore,
     pub streams: Semaphore,
@@ -170,6 +174,8 @@ impl Fan<'_> {
     async fn send(&mut self, kind: Kind, rb: RequestBuilder) -> Option<Answer> {
         let lane = if self.access.is_some() {
             &self.w.shop_in_flight
+        } else if kind == Kind::Status {
+            &self.w.poll_in_flight
         } else {
             &self.w.in_flight
         };

@@ -146,7 +146,9 @@ async fn herd(scenario: &Scenario, st: &mut SimStack, passthrough: bool) -> anyh
             reqwest::Client::builder()
                 .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, 1 + i as u8)))
                 .pool_max_idle_per_host(
-                    (scenario.client.max_in_flight + scenario.client.max_shop_in_flight)
+                    (scenario.client.max_in_flight
+                        + scenario.client.max_poll_in_flight
+                        + scenario.client.max_shop_in_flight)
                         / scenario.client.source_addresses as usize
                         + 1,
                 )
@@ -191,6 +193,7 @@ async fn herd(scenario: &Scenario, st: &mut SimStack, passthrough: bool) -> anyh
         map,
         clients,
         in_flight: Semaphore::new(scenario.client.max_in_flight),
+        poll_in_flight: Semaphore::new(scenario.client.max_poll_in_flight),
         shop_in_flight: Semaphore::new(scenario.client.max_shop_in_flight),
         streams: Semaphore::new(scenario.client.max_streams),
         rec: Recorder::new(start.into_std()),

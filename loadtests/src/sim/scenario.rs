@@ -169,9 +169,13 @@ pub struct Client {
     pub source_addresses: u32,
     /// Open SSE streams at most; fans beyond it poll.
     pub max_streams: usize,
-    /// Waiting-room requests (joins and position polls) in flight at most
-    /// (the process may hold 20,000 files).
+    /// Joins in flight at most (the process may hold 20,000 files).
     pub max_in_flight: usize,
+    /// Queued fans' position polls in flight at most: their own lane, so a
+    /// join spike in this one process does not make polls late (on real
+    /// phones nobody shares a connection limit).
+    #[serde(default = "default_poll_in_flight")]
+    pub max_poll_in_flight: usize,
     /// Admitted fans' requests in flight at most: a lane of their own, so
     /// that a fan who got in never queues in this process behind the
     /// herd's polls (on real phones nobody shares a connection limit).
@@ -183,12 +187,17 @@ fn default_shop_in_flight() -> usize {
     1_000
 }
 
+fn default_poll_in_flight() -> usize {
+    2_000
+}
+
 impl Default for Client {
     fn default() -> Self {
         Client {
             source_addresses: 64,
             max_streams: 8_000,
             max_in_flight: 3_000,
+            max_poll_in_flight: default_poll_in_flight(),
             max_shop_in_flight: default_shop_in_flight(),
         }
     }
@@ -262,12 +271,19 @@ impl Scenario {
             bail!("behaviour.max_poll_secs must be at least 1 and at most half of admission.grace_secs");
         }
         let c = &self.client;
-        if c.source_addresses == 0 || c.source_addresses > 250 || c.max_in_flight == 0 || c.max_shop_in_flight == 0 {
-            bail!("client: source_addresses must be 1..=250, max_in_flight and max_shop_in_flight positive");
-        }
-        if c.max_streams + c.max_in_flight + c.max_shop_in_flight > 16_000 {
+        if c.source_addresses == 0
+            || c.source_addresses > 250
+            || c.max_in_flight == 0
+            || c.max_poll_in_flight == 0
+            || c.max_shop_in_flight == 0
+        {
             bail!(
-                "client: max_streams + max_in_flight + max_shop_in_flight must stay under 16,000 (20,000 open files per process)"
+                "client: source_addresses must be 1..=250, and max_in_flight, max_poll_in_flight and max_shop_in_flight positive"
+            );
+        }
+        if c.max_streams + c.max_in_flight + c.max_poll_in_flight + c.max_shop_in_flight > 16_000 {
+            bail!(
+                "client: max_streams + max_in_flight + max_poll_in_flight + max_shop_in_flight must stay under 16,000 (20,000 open files per process)"
             );
         }
         Ok(())
