@@ -136,6 +136,68 @@ async fn without_redis_fans_wait_and_admitted_fans_keep_going() {
     edge.stop().await;
 }
 
+/// Extending an admitted fan's session is Redis's business, not the
+/// request's: with Redis stalled, the fan's first protected request (the one
+/// that extends the session) still goes through at once instead of waiting
+/// for Redis's answer or the 2 s time-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_fans_request_does_not_wait_for_a_stalled_redis() {
+    let upstream = Upstream::start().await;
+    let redis = PrivateRedis::start(free_port());
+    let event = fresh_event();
+    let edge = Edge::start(
+        upstream.addr,
+        &redis.url(),
+        &[room(event, 60_000, 100)],
+        &key_dir("stall"),
+        "",
+    )
+    .await;
+    let base = edge.url("");
+    let mut fan = join(&edge.http, &base, event).await;
+    until("admission", 5, async || {
+        let (code, v) = status(&edge.http, &base, event, &fan).await;
+        if code == 200 && v["status"] == "admitted" {
+            fan.access = v["access_token"].as_str().map(str::to_owned);
+            true
+        } else {
+            false
+        }
+    })
+    .await;
+
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(6_000)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let holds = format!("/v1/events/{event}/holds");
+    let started = Instant::now();
+    let r = edge
+        .http
+        .post(edge.url(&holds))
+        .header("usher-client", &fan.client_id)
+        .header("usher-access", fan.access.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.hits(&holds), 1);
+    assert!(
+        took < Duration::from_millis(1_900),
+        "the request waited {took:?} for a stalled Redis"
+    );
+    edge.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_ask_too_often_get_429() {
     let upstream = Upstream::start().await;
