@@ -198,6 +198,72 @@ async fn an_admitted_fans_request_does_not_wait_for_a_stalled_redis() {
     edge.stop().await;
 }
 
+/// A waiting fan's poll is remembered until Redis has it: a tick whose
+/// write fails keeps the marks for the next one, so a slow Redis does not
+/// turn fans who kept asking into ghosts that lose their places.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_tick_keeps_the_fans_it_heard_from() {
+    use edge_proxy::config::{QueueMode, RoomSettings};
+    use edge_proxy::queue::Room;
+    use edge_proxy::queue::store::QueueStore;
+
+    let event = fresh_event();
+    let store = QueueStore::connect(&redis_url(), &[]).await.unwrap();
+    let room = Room::new(RoomSettings {
+        event_id: event,
+        admit_per_minute: 0,
+        max_active: 0,
+        session_secs: 60,
+        mode: QueueMode::Fifo,
+        on_sale_at: None,
+        message: String::new(),
+        grace_secs: 300,
+        adaptive: None,
+    });
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let seen = format!("usher:{{e{event}}}:seen");
+    // Ticket 7 was last heard from a minute ago; it polls now.
+    room.mark_seen(7);
+    // The write fails (the key is, for now, not a sorted set).
+    let () = redis::cmd("SET")
+        .arg(&seen)
+        .arg("x")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(edge_proxy::queue::ticker::tick(&store, &room, false).await.is_err());
+    let () = redis::cmd("DEL").arg(&seen).query_async(&mut redis).await.unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let () = redis::cmd("ZADD")
+        .arg(&seen)
+        .arg(now_ms - 60_000)
+        .arg(7)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    // The next tick writes the poll the failed one could not.
+    edge_proxy::queue::ticker::tick(&store, &room, false).await.unwrap();
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(&seen)
+        .arg(7)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let score = score.expect("ticket 7 left the queue") as i64;
+    assert!(
+        score >= now_ms,
+        "ticket 7's poll was forgotten: last heard {score}, polled after {now_ms}"
+    );
+    forget_event(event).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_ask_too_often_get_429() {
     let upstream = Upstream::start().await;

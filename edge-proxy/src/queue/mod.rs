@@ -190,6 +190,11 @@ impl Room {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).push(ticket);
     }
 
+    /// Puts back marks `take_seen` gave out that could not be written.
+    pub(crate) fn keep_seen(&self, tickets: Vec<u64>) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).extend(tickets);
+    }
+
     pub(crate) fn take_seen(&self) -> Vec<u64> {
         let mut seen = std::mem::take(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()));
         seen.sort_unstable();

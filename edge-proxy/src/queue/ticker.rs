@@ -120,7 +120,13 @@ pub async fn tick(store: &QueueStore, room: &Room, refresh_settings: bool) -> Re
         let now_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        store.mark_seen(room.event, &seen, now_ms).await?;
+        if let Err(e) = store.mark_seen(room.event, &seen, now_ms).await {
+            // Those fans were heard from: keep them for the next tick, or a
+            // slow Redis turns fans who kept asking into ghosts that lose
+            // their places (and rejoin, and slow Redis further).
+            room.keep_seen(seen);
+            return Err(e);
+        }
     }
     let tick = store.tick(&room.settings()).await?;
     let read = room.removed_read();
