@@ -74,6 +74,23 @@ async fn until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// A fan who joined and was admitted (the room admits at once).
+async fn admitted_fan(edge: &Edge, event: i64) -> Fan {
+    let base = edge.url("");
+    let mut fan = join(&edge.http, &base, event).await;
+    until("admission", 5, async || {
+        let (code, v) = status(&edge.http, &base, event, &fan).await;
+        if code == 200 && v["status"] == "admitted" {
+            fan.access = v["access_token"].as_str().map(str::to_owned);
+            true
+        } else {
+            false
+        }
+    })
+    .await;
+    fan
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_fans_wait_and_admitted_fans_keep_going() {
     let upstream = Upstream::start().await;
@@ -88,17 +105,7 @@ async fn without_redis_fans_wait_and_admitted_fans_keep_going() {
     )
     .await;
     let base = edge.url("");
-    let mut fan = join(&edge.http, &base, event).await;
-    until("admission", 5, async || {
-        let (code, v) = status(&edge.http, &base, event, &fan).await;
-        if code == 200 && v["status"] == "admitted" {
-            fan.access = v["access_token"].as_str().map(str::to_owned);
-            true
-        } else {
-            false
-        }
-    })
-    .await;
+    let fan = admitted_fan(&edge, event).await;
 
     redis.kill();
     until("the edge to notice", 5, async || {
@@ -153,18 +160,7 @@ async fn an_admitted_fans_request_does_not_wait_for_a_stalled_redis() {
         "",
     )
     .await;
-    let base = edge.url("");
-    let mut fan = join(&edge.http, &base, event).await;
-    until("admission", 5, async || {
-        let (code, v) = status(&edge.http, &base, event, &fan).await;
-        if code == 200 && v["status"] == "admitted" {
-            fan.access = v["access_token"].as_str().map(str::to_owned);
-            true
-        } else {
-            false
-        }
-    })
-    .await;
+    let fan = admitted_fan(&edge, event).await;
 
     let mut admin = redis::Client::open(redis.url())
         .unwrap()
