@@ -85,7 +85,7 @@ impl Metrics {
         let mut out = String::new();
         // Each family's HELP and TYPE, then its samples, as one group.
         let rooms = rooms.all();
-        let families: [RoomFamily; 7] = [
+        let families: [RoomFamily; 9] = [
             (
                 "usher_queue_length",
                 "gauge",
@@ -109,6 +109,18 @@ impl Metrics {
                 "gauge",
                 "Queue tickets issued, per event (all instances).",
                 &|r| r.progress().seq.to_string(),
+            ),
+            (
+                "usher_places_lost_total",
+                "counter",
+                "Waiting places lost (fans not heard from within the grace period, or taken back), per event (all instances).",
+                &|r| r.progress().lost_total.to_string(),
+            ),
+            (
+                "usher_ticks_failed_total",
+                "counter",
+                "Admission ticks on this instance that did not reach Redis, per event.",
+                &|r| r.progress().ticks_failed.to_string(),
             ),
             (
                 "usher_queue_healthy",

@@ -194,6 +194,56 @@ async fn an_admitted_fans_request_does_not_wait_for_a_stalled_redis() {
     edge.stop().await;
 }
 
+/// A Redis that answers late (a busy machine in a join spike) is not a
+/// Redis that is gone: while it stalls for longer than three ticks' time-outs
+/// the room holds (no admissions) but stays open for joins, and joins go
+/// through as soon as it answers. Counting it as down refused every join in
+/// the spike (or, failing open, let fans past the queue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_holds_the_queue_without_closing_it() {
+    let upstream = Upstream::start().await;
+    let redis = PrivateRedis::start(free_port());
+    let event = fresh_event();
+    let edge = Edge::start(
+        upstream.addr,
+        &redis.url(),
+        &[room(event, 60_000, 100)],
+        &key_dir("slow"),
+        "",
+    )
+    .await;
+    let _fan = admitted_fan(&edge, event).await;
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Three 2-second tick time-outs fit in the stall.
+    let stall = Duration::from_millis(8_500);
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(stall.as_millis() as u64)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while started.elapsed() < stall {
+        let p = edge.progress(event).await;
+        assert_eq!(p["healthy"], true, "a slow Redis closed the queue: {p}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // It was felt (ticks failed) and is over: a new fan gets a place.
+    until("a tick to fail", 5, async || {
+        edge.progress(event).await["ticks_failed"].as_u64().unwrap_or(0) >= 3
+    })
+    .await;
+    let again = join(&edge.http, &edge.url(""), event).await;
+    assert!(again.ticket >= 2);
+    assert_eq!(edge.progress(event).await["healthy"], true);
+    edge.stop().await;
+}
+
 /// A waiting fan's poll is remembered until Redis has it: a tick whose
 /// write fails keeps the marks for the next one, so a slow Redis does not
 /// turn fans who kept asking into ghosts that lose their places.

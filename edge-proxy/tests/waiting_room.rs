@@ -401,3 +401,63 @@ async fn operators_change_the_room_live_and_read_metrics() {
     edge.stop().await;
     forget_event(event).await;
 }
+
+/// The grace period is a promise both ways: a waiting fan who keeps asking
+/// keeps the place however long the wait, one who goes silent for longer
+/// loses it (to the fans behind), and the edge counts what it dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fans_who_keep_asking_keep_their_places_and_the_silent_lose_theirs() {
+    use edge_proxy::config::QueueMode;
+
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    // Nobody is admitted (paused), so every fan waits the whole test.
+    let mut settings = room(event, 60, 10);
+    settings.mode = QueueMode::Paused;
+    settings.grace_secs = 5;
+    // One address asks for 300 fans: out of the per-address limits' way.
+    let limits = "[rate_limits]\njoin_per_minute = 100000\nstatus_per_minute = 100000\nprotected_per_minute = 100000\n";
+    let edge = Edge::start(upstream.addr, &redis_url(), &[settings], &key_dir("grace"), limits).await;
+    let base = edge.url("");
+    let fans: Vec<Fan> = futures::future::join_all((0..300).map(|_| join(&edge.http, &base, event))).await;
+    let (askers, silent) = fans.split_at(200);
+    // The askers poll every 1.5 s, together, for three grace periods.
+    let until = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < until {
+        let answers = futures::future::join_all(askers.iter().map(|f| status(&edge.http, &base, event, f))).await;
+        for (fan, (code, v)) in askers.iter().zip(answers) {
+            assert_eq!(
+                (code, v["status"].as_str()),
+                (200, Some("waiting")),
+                "ticket {} kept asking and was dropped: {v}",
+                fan.ticket
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
+    for fan in silent {
+        let (code, v) = status(&edge.http, &base, event, fan).await;
+        assert_eq!(
+            (code, v["code"].as_str()),
+            (410, Some("place_lost")),
+            "ticket {}",
+            fan.ticket
+        );
+    }
+    // The last asker in the queue moved up past every silent fan.
+    let last = askers.iter().max_by_key(|f| f.ticket).unwrap();
+    let (_, v) = status(&edge.http, &base, event, last).await;
+    assert_eq!(v["position"], 200, "{v}");
+    assert_eq!(edge.progress(event).await["lost_total"], 100);
+    let m = edge.metrics().await;
+    assert!(
+        m.contains(&format!("usher_places_lost_total{{event=\"{event}\"}} 100")),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!("usher_ticks_failed_total{{event=\"{event}\"}} 0")),
+        "{m}"
+    );
+    edge.stop().await;
+    forget_event(event).await;
+}

@@ -36,6 +36,15 @@ pub struct Progress {
     pub admitted_total: u64,
     /// Admissions per minute in force (an adaptive room's current rate).
     pub rate: u32,
+    /// Admissions per minute actually made over the last minute (0 until
+    /// ten seconds of them are known). Below `rate` when the active cap, not
+    /// the rate, is what holds fans back.
+    pub admitting_per_minute: u32,
+    /// Places lost so far (fans not heard from within the grace period, or
+    /// taken back by the defences), all instances.
+    pub lost_total: u64,
+    /// Ticks on this proxy that failed (Redis slow or away), since start.
+    pub ticks_failed: u64,
     /// Whether the last tick reached Redis.
     pub healthy: bool,
 }
@@ -50,7 +59,8 @@ pub enum Standing {
         ahead: u64,
         queue_length: u64,
         admit_per_minute: u32,
-        /// An estimate at the current rate.
+        /// An estimate at the pace admissions are actually made (the rate,
+        /// until that pace is known).
         eta_secs: u64,
     },
     Admitted,
@@ -68,7 +78,9 @@ pub enum Standing {
 #[derive(Debug, Default)]
 struct Removed {
     sorted: Vec<u64>,
-    places: Vec<u64>,
+    /// The removed tickets' places, once a lottery has drawn them; before
+    /// (and in FIFO) a ticket is its place and `sorted` serves.
+    drawn: Option<Vec<u64>>,
     read: u64,
 }
 
@@ -77,17 +89,51 @@ impl Removed {
         self.sorted.binary_search(&ticket).is_ok()
     }
 
+    fn places(&self) -> &[u64] {
+        self.drawn.as_deref().unwrap_or(&self.sorted)
+    }
+
     /// How many removed places lie strictly between `low` and `high`.
     fn between(&self, low: u64, high: u64) -> u64 {
-        let a = self.places.partition_point(|t| *t <= low);
-        let b = self.places.partition_point(|t| *t < high);
+        let places = self.places();
+        let a = places.partition_point(|t| *t <= low);
+        let b = places.partition_point(|t| *t < high);
         b.saturating_sub(a) as u64
     }
 
-    fn reindex(&mut self, draw: Option<&Draw>) {
-        self.places = self.sorted.iter().map(|t| draw.map_or(*t, |d| d.place(*t))).collect();
-        self.places.sort_unstable();
+    fn reindex(&mut self, draw: &Draw) {
+        let mut places: Vec<u64> = self.sorted.iter().map(|t| draw.place(*t)).collect();
+        places.sort_unstable();
+        self.drawn = Some(places);
     }
+}
+
+/// Two sorted lists as one, without duplicates. Linear: in a big on-sale a
+/// million places can be lost, and sorting the whole list again on every
+/// tick held the lock every fan's status reads for tens of ms.
+fn merged(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 pub struct Room {
@@ -104,6 +150,8 @@ pub struct Room {
     draw: arc_swap::ArcSwapOption<Draw>,
     /// When this proxy last reconsidered an adaptive room's rate.
     pub(crate) adapted_at: Mutex<Option<std::time::Instant>>,
+    /// (Redis time ms, admitted so far) of the last minute's ticks.
+    pace: Mutex<std::collections::VecDeque<(i64, u64)>>,
 }
 
 impl Room {
@@ -118,6 +166,7 @@ impl Room {
             lottery: ArcSwap::from_pointee(LotteryRecord::default()),
             draw: arc_swap::ArcSwapOption::empty(),
             adapted_at: Mutex::new(None),
+            pace: Mutex::default(),
         }
     }
 
@@ -133,7 +182,7 @@ impl Room {
         {
             let draw = Arc::new(Draw::new(seed, entrants));
             let mut removed = self.removed.write().unwrap_or_else(|e| e.into_inner());
-            removed.reindex(Some(&draw));
+            removed.reindex(&draw);
             drop(removed);
             self.draw.store(Some(draw));
             self.lottery.store(Arc::new(record));
@@ -210,14 +259,31 @@ impl Room {
     pub(crate) fn apply(&self, tick: Tick, newly_removed: Vec<u64>) {
         let newly_removed_is_empty = newly_removed.is_empty();
         if !newly_removed.is_empty() {
+            let read = newly_removed.len() as u64;
+            let mut batch = newly_removed;
+            batch.sort_unstable();
+            batch.dedup();
             let draw = self.draw.load_full();
+            // Only the ticker writes, so the new lists are made under the
+            // read lock and fans' status reads wait only for the swap.
+            let (sorted, drawn) = {
+                let removed = self.removed.read().unwrap_or_else(|e| e.into_inner());
+                let sorted = merged(&removed.sorted, &batch);
+                let drawn = draw.as_deref().map(|d| {
+                    let mut places: Vec<u64> = batch.iter().map(|t| d.place(*t)).collect();
+                    places.sort_unstable();
+                    merged(removed.drawn.as_deref().unwrap_or_default(), &places)
+                });
+                (sorted, drawn)
+            };
             let mut removed = self.removed.write().unwrap_or_else(|e| e.into_inner());
-            removed.read += newly_removed.len() as u64;
-            removed.sorted.extend(newly_removed);
-            removed.sorted.sort_unstable();
-            removed.sorted.dedup();
-            removed.reindex(draw.as_deref());
+            removed.read += read;
+            removed.sorted = sorted;
+            if drawn.is_some() {
+                removed.drawn = drawn;
+            }
         }
+        let admitting_per_minute = self.pace(tick.at_ms, tick.admitted_total);
         let moved = !newly_removed_is_empty;
         // Every tick updates the progress, but only a change a fan could see
         // wakes the streams: a queue standing still costs no work per fan.
@@ -231,6 +297,9 @@ impl Room {
                 active: tick.active,
                 admitted_total: tick.admitted_total,
                 rate: tick.rate,
+                admitting_per_minute,
+                lost_total: tick.removed,
+                ticks_failed: p.ticks_failed,
                 healthy: true,
             };
             let visible = moved
@@ -238,6 +307,31 @@ impl Room {
                     != (next.through, next.seq, next.waiting, next.rate, next.healthy);
             *p = next;
             visible
+        });
+    }
+
+    /// Admissions per minute over the last minute of ticks, once at least
+    /// ten seconds of them are known; 0 before.
+    fn pace(&self, at_ms: i64, admitted_total: u64) -> u32 {
+        let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        pace.push_back((at_ms, admitted_total));
+        while pace.front().is_some_and(|(t, _)| *t < at_ms - 60_000) {
+            pace.pop_front();
+        }
+        match pace.front() {
+            Some((t, n)) if at_ms - t >= 10_000 => {
+                (admitted_total.saturating_sub(*n) * 60_000 / (at_ms - t) as u64).min(u32::MAX as u64) as u32
+            }
+            _ => 0,
+        }
+    }
+
+    /// Counts a tick that did not reach Redis (it changes nothing a fan
+    /// sees, so no stream wakes).
+    pub(crate) fn tick_failed(&self) {
+        self.progress.send_if_modified(|p| {
+            p.ticks_failed += 1;
+            false
         });
     }
 
@@ -288,12 +382,19 @@ impl Room {
         } else {
             settings.admit_per_minute.max(1)
         };
+        // The pace actually seen, when known: with the active cap full the
+        // queue moves slower than the rate, and an ETA at the rate would
+        // promise fans minutes that turn into quarter-hours.
+        let pace = match p.admitting_per_minute {
+            0 => rate,
+            seen => seen.min(rate),
+        };
         Standing::Waiting {
             position: ahead + 1,
             ahead,
             queue_length: p.waiting.max(ahead + 1),
             admit_per_minute: rate,
-            eta_secs: (ahead * 60).div_ceil(rate as u64),
+            eta_secs: (ahead * 60).div_ceil(pace as u64),
         }
     }
 }
@@ -378,6 +479,48 @@ mod tests {
     }
 
     #[test]
+    fn the_eta_follows_the_pace_admissions_are_made_at() {
+        let r = room();
+        let tick = |at_ms: i64, admitted_total: u64| Tick {
+            at_ms,
+            through: admitted_total,
+            seq: 1_000,
+            waiting: 500,
+            admitted_total,
+            rate: 60,
+            ..Tick::default()
+        };
+        // The first ten seconds: the pace is not known, the rate counts.
+        r.apply(tick(0, 0), vec![]);
+        r.apply(tick(5_000, 1), vec![]);
+        match r.standing(62) {
+            Standing::Waiting { eta_secs, .. } => assert_eq!(eta_secs, 60, "60 ahead at one a second"),
+            other => panic!("{other:?}"),
+        }
+        // One admission every 4 s (the active cap is full): 15 a minute.
+        r.apply(tick(20_000, 5), vec![]);
+        assert_eq!(r.progress().admitting_per_minute, 15);
+        match r.standing(65) {
+            Standing::Waiting {
+                eta_secs,
+                admit_per_minute,
+                ..
+            } => {
+                assert_eq!(admit_per_minute, 60);
+                assert_eq!(eta_secs, 59 * 4, "59 ahead at one every 4 s");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn merging_keeps_order_and_drops_duplicates() {
+        assert_eq!(merged(&[1, 4, 9], &[2, 4, 10, 11]), vec![1, 2, 4, 9, 10, 11]);
+        assert_eq!(merged(&[], &[3]), vec![3]);
+        assert_eq!(merged(&[3], &[]), vec![3]);
+    }
+
+    #[test]
     fn positions_come_from_the_tick_and_the_removed_list() {
         let r = room();
         r.apply(
@@ -407,5 +550,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A later tick's losses merge with the earlier ones (12 again: once).
+        r.apply(
+            Tick {
+                through: 10,
+                seq: 20,
+                waiting: 7,
+                ..Tick::default()
+            },
+            vec![14, 12],
+        );
+        assert_eq!(r.standing(14), Standing::Lost);
+        assert!(matches!(r.standing(16), Standing::Waiting { position: 3, .. }));
+        assert!(matches!(r.standing(13), Standing::Waiting { position: 2, .. }));
     }
 }

@@ -136,7 +136,14 @@ impl ConnectionLike for Conn {
 
 #[derive(Clone)]
 pub struct QueueStore {
+    /// Fans' calls: joins, sessions, take-backs.
     conn: Conn,
+    /// The admission ticker's own connection. One connection answers in
+    /// order, so on a shared one a tick waited behind every join of a spike
+    /// (thousands in flight) and timed out while Redis itself was idle.
+    ticker: Conn,
+    /// Fans' calls on their way to Redis, at most `FAN_CALLS` at once.
+    fan_calls: std::sync::Arc<tokio::sync::Semaphore>,
     admit: Script,
     join: Script,
     touch: Script,
@@ -169,6 +176,14 @@ pub enum JoinOutcome {
     ChallengeSpent,
 }
 
+/// Fans' calls sent to Redis at once, at most; the rest wait their turn
+/// here. In a join spike thousands were queued on the connection itself,
+/// where the answer's time-out counted the wait behind all the others, and
+/// a Redis working well within its means answered 503s through the edge.
+const FAN_CALLS: usize = 256;
+/// How long a fan's call may wait for its turn before it counts as failed.
+const FAN_CALL_WAIT: Duration = Duration::from_secs(10);
+
 /// The longest stretch of time one tick may make up for: a pause (or an
 /// instance that was down) never turns into a burst of admissions.
 const ALLOWANCE_WINDOW_MS: u64 = 2_000;
@@ -180,22 +195,10 @@ impl QueueStore {
     /// seen to take over one at the peak of a join spike, and a timed-out
     /// join turns a fan away.
     pub async fn connect(url: &str, cluster_nodes: &[String]) -> StoreResult<QueueStore> {
-        let conn = if cluster_nodes.is_empty() {
-            let client = redis::Client::open(url)?;
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_millis(500)))
-                .set_response_timeout(Some(Duration::from_millis(2_000)))
-                .set_number_of_retries(2);
-            Conn::Single(ConnectionManager::new_with_config(client, config).await?)
-        } else {
-            let client = redis::cluster::ClusterClientBuilder::new(cluster_nodes.iter().map(String::as_str))
-                .connection_timeout(Duration::from_millis(500))
-                .response_timeout(Duration::from_millis(2_000))
-                .build()?;
-            Conn::Cluster(client.get_async_connection().await?)
-        };
         Ok(QueueStore {
-            conn,
+            conn: Self::open(url, cluster_nodes).await?,
+            ticker: Self::open(url, cluster_nodes).await?,
+            fan_calls: std::sync::Arc::new(tokio::sync::Semaphore::new(FAN_CALLS)),
             admit: Script::new(include_str!("admit.lua")),
             join: Script::new(include_str!("join.lua")),
             // 1 if the session is (still) active, extended; 0 if not. (Not
@@ -238,6 +241,32 @@ impl QueueStore {
         })
     }
 
+    async fn open(url: &str, cluster_nodes: &[String]) -> StoreResult<Conn> {
+        Ok(if cluster_nodes.is_empty() {
+            let client = redis::Client::open(url)?;
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_millis(500)))
+                .set_response_timeout(Some(Duration::from_millis(2_000)))
+                .set_number_of_retries(2);
+            Conn::Single(ConnectionManager::new_with_config(client, config).await?)
+        } else {
+            let client = redis::cluster::ClusterClientBuilder::new(cluster_nodes.iter().map(String::as_str))
+                .connection_timeout(Duration::from_millis(500))
+                .response_timeout(Duration::from_millis(2_000))
+                .build()?;
+            Conn::Cluster(client.get_async_connection().await?)
+        })
+    }
+
+    /// A turn to send a fan's call.
+    async fn fan_turn(&self) -> StoreResult<tokio::sync::SemaphorePermit<'_>> {
+        match tokio::time::timeout(FAN_CALL_WAIT, self.fan_calls.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // Never closed; and a wait this long is what a time-out means.
+            _ => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+        }
+    }
+
     /// A new place at the back of the queue: the ticket number.
     pub async fn join(&self, event: i64, guard: &JoinGuard<'_>) -> StoreResult<JoinOutcome> {
         let k = Keys::of(event);
@@ -245,6 +274,7 @@ impl QueueStore {
             Some(nonce) => format!("usher:{{e{event}}}:pow:{nonce}"),
             None => format!("usher:{{e{event}}}:pow:-"),
         };
+        let _turn = self.fan_turn().await?;
         let mut conn = self.conn.clone();
         let (ticket, fresh): (u64, i64) = self
             .join
@@ -283,7 +313,7 @@ impl QueueStore {
             Some(a) => ("1", a.min_per_minute, a.max_per_minute),
             None => ("0", 0, 0),
         };
-        let mut conn = self.conn.clone();
+        let mut conn = self.ticker.clone();
         let r: Vec<i64> = self
             .admit
             .key(&k.waiting)
@@ -325,7 +355,7 @@ impl QueueStore {
     /// already done so within `lease_ms`.
     pub async fn adapt_rate(&self, event: i64, rate: u32, lease_ms: u64) -> StoreResult<bool> {
         let k = Keys::of(event);
-        let mut conn = self.conn.clone();
+        let mut conn = self.ticker.clone();
         let set: i64 = self
             .adapt
             .key(&k.progress)
@@ -356,7 +386,7 @@ impl QueueStore {
 
     /// The lottery's public record (the secret seed stays out until drawn).
     pub async fn lottery(&self, event: i64) -> StoreResult<LotteryRecord> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.ticker.clone();
         let raw: std::collections::HashMap<String, String> = conn.hgetall(Keys::of(event).lottery).await?;
         let state = raw.get("state").cloned().unwrap_or_default();
         let drawn = state == "drawn";
@@ -371,7 +401,7 @@ impl QueueStore {
     /// Opens the lottery with this seed, unless it is open already; returns
     /// the published hash of the seed in force.
     pub async fn open_lottery(&self, event: i64, seed: &str, seed_hash: &str) -> StoreResult<String> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.ticker.clone();
         self.lottery_open
             .key(Keys::of(event).lottery)
             .arg(seed)
@@ -386,7 +416,7 @@ impl QueueStore {
     /// places depend only on the seed and the entrants.
     pub async fn draw_lottery(&self, event: i64) -> StoreResult<bool> {
         let k = Keys::of(event);
-        let mut conn = self.conn.clone();
+        let mut conn = self.ticker.clone();
         let leased: Option<String> = redis::cmd("SET")
             .arg(&k.lottery_lease)
             .arg("1")
@@ -421,6 +451,7 @@ impl QueueStore {
     /// returns how many were still waiting.
     pub async fn take_back(&self, event: i64, tickets: &[u64]) -> StoreResult<u64> {
         let k = Keys::of(event);
+        let _turn = self.fan_turn().await?;
         let mut conn = self.conn.clone();
         let mut script = self.take_back.key(&k.waiting);
         script.key(&k.seen).key(&k.joined).key(&k.removed);
@@ -432,28 +463,30 @@ impl QueueStore {
 
     /// Tickets that lost their place, from position `from` of the list on.
     pub async fn removed_since(&self, event: i64, from: u64) -> StoreResult<Vec<u64>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.ticker.clone();
         conn.lrange(Keys::of(event).removed, from as isize, -1).await
     }
 
-    /// Marks waiting fans as heard from, in batches (only those still waiting).
+    /// Marks waiting fans as heard from (only those still waiting), in
+    /// batches of a thousand sent in one round trip.
     pub async fn mark_seen(&self, event: i64, tickets: &[u64], now_ms: i64) -> StoreResult<()> {
         let key = Keys::of(event).seen;
-        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
         for chunk in tickets.chunks(1_000) {
-            let mut cmd = redis::cmd("ZADD");
-            cmd.arg(&key).arg("XX");
+            let cmd = pipe.cmd("ZADD").arg(&key).arg("XX");
             for t in chunk {
                 cmd.arg(now_ms).arg(*t);
             }
-            cmd.query_async::<()>(&mut conn).await?;
+            cmd.ignore();
         }
-        Ok(())
+        let mut conn = self.ticker.clone();
+        pipe.query_async::<()>(&mut conn).await
     }
 
     /// Extends an admitted fan's session; false if it is no longer active
     /// (never claimed in time, ended, or silent too long).
     pub async fn touch_session(&self, event: i64, ticket: u64, session_ms: u64) -> StoreResult<bool> {
+        let _turn = self.fan_turn().await?;
         let mut conn = self.conn.clone();
         let changed: i64 = self
             .touch
@@ -467,6 +500,7 @@ impl QueueStore {
 
     /// Ends an admitted fan's session at once: the slot goes to the next fan.
     pub async fn end_session(&self, event: i64, ticket: u64) -> StoreResult<()> {
+        let _turn = self.fan_turn().await?;
         let mut conn = self.conn.clone();
         conn.zrem::<_, _, ()>(Keys::of(event).active, ticket).await
     }
@@ -474,7 +508,7 @@ impl QueueStore {
     /// Settings an operator set through the admin API, shared by every
     /// instance.
     pub async fn settings(&self, event: i64) -> StoreResult<Option<RoomSettings>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.ticker.clone();
         let raw: Option<String> = conn.get(Keys::of(event).settings).await?;
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }

@@ -22,6 +22,12 @@ use crate::state::EdgeState;
 pub const TICK: Duration = Duration::from_millis(200);
 /// Failed ticks in a row before the room counts as cut off from Redis.
 const UNHEALTHY_AFTER: u32 = 3;
+/// A Redis that only answers late is busy, not gone: until this long
+/// without a tick the queue just holds (nobody is admitted without a tick)
+/// and joins still go to Redis. Counting a busy Redis as down turned a
+/// join spike into refused joins (or, failing open, into admissions past
+/// the queue).
+const SLOW_FOR: Duration = Duration::from_secs(10);
 /// Shared settings are re-read every this many ticks.
 const SETTINGS_EVERY: u64 = 5;
 /// The configuration file is checked for changes every this many ticks.
@@ -44,7 +50,7 @@ impl BackgroundService for Ticker {
         // Failed ticks in a row, per event: one slow answer from Redis on a
         // busy machine is not an outage, and turning joins away for it
         // would be worse than holding admissions for a tick.
-        let mut failed: std::collections::HashMap<i64, u32> = std::collections::HashMap::new();
+        let mut failed: std::collections::HashMap<i64, Failing> = std::collections::HashMap::new();
         loop {
             tokio::select! {
                 _ = interval.tick() => {}
@@ -80,9 +86,9 @@ impl BackgroundService for Ticker {
                         failed.remove(&room.event);
                     }
                     Err(e) => {
-                        let in_a_row = failed.entry(room.event).or_default();
-                        *in_a_row += 1;
-                        if *in_a_row >= UNHEALTHY_AFTER {
+                        room.tick_failed();
+                        let failing = failed.entry(room.event).or_insert_with(Failing::new);
+                        if failing.failed(&e) {
                             if room.progress().healthy {
                                 tracing::warn!(event_id = room.event, error = %e, "admission ticks failing; the queue holds until Redis answers");
                             }
@@ -92,6 +98,33 @@ impl BackgroundService for Ticker {
                 }
             }
         }
+    }
+}
+
+/// A room's run of failed ticks.
+struct Failing {
+    in_a_row: u32,
+    since: std::time::Instant,
+    /// Every failure so far was Redis answering too late.
+    only_slow: bool,
+}
+
+impl Failing {
+    fn new() -> Failing {
+        Failing {
+            in_a_row: 0,
+            since: std::time::Instant::now(),
+            only_slow: true,
+        }
+    }
+
+    /// Counts a failure; whether the room is now cut off from Redis: a few
+    /// in a row that were not time-outs (refused, dropped), or nothing but
+    /// failures for `SLOW_FOR`.
+    fn failed(&mut self, e: &redis::RedisError) -> bool {
+        self.in_a_row += 1;
+        self.only_slow &= e.is_timeout();
+        (!self.only_slow && self.in_a_row >= UNHEALTHY_AFTER) || self.since.elapsed() >= SLOW_FOR
     }
 }
 
