@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::server_timing::timing;
-use crate::sim::record::{FanRecord, Kind, Outcome, Recorder, Req};
+use crate::sim::record::{FanRecord, Kind, Loss, Outcome, Recorder, Req};
 use crate::sim::scenario::Scenario;
 
 /// A row of the seat map: its seats' ids and seat-map indexes, in order.
@@ -125,6 +125,12 @@ struct Fan<'a> {
     queue_token: Option<String>,
     stream_url: Option<String>,
     access: Option<String>,
+    /// When the current place was taken, and when the edge last answered
+    /// this fan on it (the send time of that request), ms into the run.
+    place_ms: u32,
+    heard_ms: u32,
+    /// When the last request left this process.
+    sent_ms: u32,
 }
 
 const USER_AGENT: &str = "Mozilla/5.0 (usher-sim) Fan/1.0";
@@ -142,6 +148,9 @@ pub async fn live(w: Arc<World>, plan: Plan) -> FanRecord {
         queue_token: None,
         stream_url: None,
         access: None,
+        place_ms: 0,
+        heard_ms: 0,
+        sent_ms: 0,
     };
     let outcome = fan.run().await;
     fan.rec.outcome = outcome;
@@ -179,8 +188,11 @@ impl Fan<'_> {
         } else {
             &self.w.in_flight
         };
+        let queued = std::time::Instant::now();
         let _slot = lane.acquire().await.ok()?;
+        let queued_micros = queued.elapsed().as_micros() as u32;
         let at_ms = self.w.rec.now_ms();
+        self.sent_ms = at_ms;
         let started = std::time::Instant::now();
         let result = rb.send().await;
         let (status, headers, body) = match result {
@@ -208,6 +220,7 @@ impl Fan<'_> {
                     micros: started.elapsed().as_micros() as u32,
                     core_micros: 0,
                     edge_micros: 0,
+                    queued_micros,
                 });
                 return None;
             }
@@ -229,6 +242,7 @@ impl Fan<'_> {
             micros: started.elapsed().as_micros() as u32,
             core_micros: core_micros.unwrap_or(0),
             edge_micros: timing(&headers, "edge").unwrap_or(0),
+            queued_micros,
         });
         Some(Answer { status, headers, body })
     }
@@ -292,9 +306,11 @@ impl Fan<'_> {
                     self.queue_token = b["queue_token"].as_str().map(str::to_owned);
                     self.stream_url = b["stream_url"].as_str().map(str::to_owned);
                     let ticket = b["ticket"].as_u64();
+                    self.heard_ms = self.sent_ms;
                     if ticket != self.rec.ticket {
                         // A new place: what the edge said about the old one
                         // no longer counts for its order.
+                        self.place_ms = self.sent_ms;
                         self.rec.places += 1;
                         self.rec.last_waiting_ms = None;
                         self.rec.last_waiting_tick = None;
@@ -362,6 +378,7 @@ impl Fan<'_> {
                         micros: 0,
                         core_micros: 0,
                         edge_micros: 0,
+                        queued_micros: 0,
                     });
                     return if status == 401 { Some(Waited::Rejoin) } else { None };
                 }
@@ -375,6 +392,7 @@ impl Fan<'_> {
                 micros: 0,
                 core_micros: 0,
                 edge_micros: 0,
+                queued_micros: 0,
             });
             self.w.rec.stream_opened();
             let r = self.read_stream(resp, !dropped_once && self.plan.loses_stream).await;
@@ -433,7 +451,8 @@ impl Fan<'_> {
                 }
                 match name {
                     "position" => {
-                        self.rec.last_waiting_ms = Some(self.w.rec.now_ms());
+                        self.heard_ms = self.w.rec.now_ms();
+                        self.rec.last_waiting_ms = Some(self.heard_ms);
                         self.rec.last_waiting_tick = id.or(self.rec.last_waiting_tick);
                         if drop_after_first {
                             return StreamEnd::Dropped;
@@ -470,6 +489,7 @@ impl Fan<'_> {
             match a.as_ref().map(|a| a.status) {
                 Some(StatusCode::OK) => {
                     let Some(a) = a else { continue };
+                    self.heard_ms = self.sent_ms;
                     match a.body["status"].as_str() {
                         Some("admitted") => {
                             self.access = a.body["access_token"].as_str().map(str::to_owned);
@@ -496,7 +516,15 @@ impl Fan<'_> {
                         }
                     }
                 }
-                Some(StatusCode::GONE | StatusCode::UNAUTHORIZED) => return Waited::Rejoin,
+                Some(StatusCode::GONE | StatusCode::UNAUTHORIZED) => {
+                    if a.as_ref().is_some_and(|a| a.body["code"] == "place_lost") {
+                        self.rec.losses.push(Loss {
+                            heard_gap_ms: self.sent_ms.saturating_sub(self.heard_ms),
+                            age_ms: self.sent_ms.saturating_sub(self.place_ms),
+                        });
+                    }
+                    return Waited::Rejoin;
+                }
                 _ => self.back_off(a.as_ref()).await,
             }
         }

@@ -326,6 +326,8 @@ async fn sample(w: Arc<fan::World>, t: SampleTargets, stop: Arc<AtomicBool>) -> 
             s.active = p["active"].as_u64().unwrap_or(0);
             s.admitted_total = p["admitted_total"].as_u64().unwrap_or(0);
             s.rate = p["rate"].as_u64().unwrap_or(0) as u32;
+            s.lost_total = p["lost_total"].as_u64().unwrap_or(0);
+            s.ticks_failed = p["ticks_failed"].as_u64().unwrap_or(0);
         }
         if let Some(conn) = redis.as_mut() {
             s.redis_commands = redis_commands(conn).await.unwrap_or(0);

@@ -58,6 +58,9 @@ pub struct Req {
     /// The edge's time from reading the request to the core's answer, from
     /// its mark (0: none, e.g. the edge answered itself).
     pub edge_micros: u32,
+    /// How long the request waited in this process for a slot in its lane
+    /// before it was sent (not part of `micros`).
+    pub queued_micros: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -114,6 +117,16 @@ pub struct FanRecord {
     pub tickets_seen: u32,
     pub outcome: Outcome,
     pub note: Option<String>,
+    /// Each place this fan was told it had lost (`place_lost`): how long
+    /// before that question the edge had last answered it on that place,
+    /// and how old the place was, in ms.
+    pub losses: Vec<Loss>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Loss {
+    pub heard_gap_ms: u32,
+    pub age_ms: u32,
 }
 
 impl FanRecord {
@@ -135,6 +148,7 @@ impl FanRecord {
             tickets_seen: 0,
             outcome: Outcome::NotAdmitted,
             note: None,
+            losses: Vec::new(),
         }
     }
 }
@@ -151,6 +165,9 @@ pub struct Sample {
     pub redis_commands: u64,
     pub pg_transactions: i64,
     pub sold: i64,
+    /// The edge's count of places lost so far, and of its failed ticks.
+    pub lost_total: u64,
+    pub ticks_failed: u64,
 }
 
 pub struct Recorder {

@@ -323,16 +323,20 @@ pub fn write(
         "As the fans' clients saw them (the edge's own answers included); the time inside booking-core (its \
          Server-Timing mark) of those that reached it; and the edge's time on those, from reading the request \
          to the core's answer (its mark). Client minus edge is time in the fans' own process and the network \
-         (on this one machine, mostly waiting for a CPU).\n"
+         (on this one machine, mostly waiting for a CPU). Lane wait: how long a request waited in the load \
+         generator for a free slot in its lane before it was sent (not part of the client time).\n"
     );
     let _ = writeln!(
         md,
-        "| request | count | p50 ms | p99 ms | in core: count | p50 ms | p99 ms | in edge: p50 ms | p99 ms |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| request | count | p50 ms | p99 ms | in core: count | p50 ms | p99 ms | in edge: p50 ms | p99 ms | lane wait: p99 ms | max ms |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    let mut by_kind: BTreeMap<Kind, [Histogram<u64>; 3]> = BTreeMap::new();
+    let mut by_kind: BTreeMap<Kind, [Histogram<u64>; 4]> = BTreeMap::new();
     for r in main.requests.iter().filter(|r| r.kind != Kind::Stream) {
-        let [client, core, edge] = by_kind.entry(r.kind).or_insert_with(|| [hist(), hist(), hist()]);
+        let [client, core, edge, queued] = by_kind
+            .entry(r.kind)
+            .or_insert_with(|| [hist(), hist(), hist(), hist()]);
         let _ = client.record(u64::from(r.micros.max(1)));
+        let _ = queued.record(u64::from(r.queued_micros.max(1)));
         if r.core {
             let _ = core.record(u64::from(r.core_micros.max(1)));
         }
@@ -340,10 +344,10 @@ pub fn write(
             let _ = edge.record(u64::from(r.edge_micros));
         }
     }
-    for (k, [h, core, edge]) in &by_kind {
+    for (k, [h, core, edge, queued]) in &by_kind {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             k.name(),
             h.len(),
             fmt_ms(ms(h, 0.5)),
@@ -352,9 +356,12 @@ pub fn write(
             fmt_ms(ms(core, 0.5)),
             fmt_ms(ms(core, 0.99)),
             fmt_ms(ms(edge, 0.5)),
-            fmt_ms(ms(edge, 0.99))
+            fmt_ms(ms(edge, 0.99)),
+            fmt_ms(ms(queued, 0.99)),
+            fmt_ms(queued.max() as f64 / 1000.0)
         );
     }
+    lost_places(&mut md, scenario, main);
     let _ = writeln!(md, "\n## Errors by kind\n");
     if main.errors.is_empty() {
         let _ = writeln!(md, "None: every request got a 2xx or 3xx answer.");
@@ -468,6 +475,47 @@ fn opt(v: Option<f64>) -> String {
     v.map_or("did not sell out".into(), |s| format!("{s:.1}"))
 }
 
+/// Places the edge said were lost, against what this process knows: when
+/// the edge had last answered that fan on that place. A fan answered within
+/// the grace period before it asked was lost too early (the edge's fault);
+/// one not answered for longer was away, which here means this process
+/// (or the machine) kept it from asking in time.
+fn lost_places(md: &mut String, scenario: &Scenario, run: &Run) {
+    let losses: Vec<_> = run.fans.iter().flat_map(|f| f.losses.iter().copied()).collect();
+    if losses.is_empty() {
+        return;
+    }
+    let grace_ms = scenario.admission.grace_secs.saturating_mul(1000) as u32;
+    // A proxy's view of who is lost can lag Redis by a slow tick or two,
+    // so an answer in the last 10 s before the sweep proves nothing.
+    let early = losses
+        .iter()
+        .filter(|l| l.heard_gap_ms < grace_ms.saturating_sub(10_000))
+        .count();
+    // In ms, up to an hour: gaps can be longer than `hist`'s two minutes.
+    let ms_hist = || Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).expect("histogram bounds");
+    let (mut gap, mut age) = (ms_hist(), ms_hist());
+    for l in &losses {
+        let _ = gap.record(u64::from(l.heard_gap_ms.clamp(1, 3_600_000)));
+        let _ = age.record(u64::from(l.age_ms.clamp(1, 3_600_000)));
+    }
+    let q = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64;
+    let _ = writeln!(
+        md,
+        "\n## Lost places\n\n{} polls were told `place_lost`. Time since the edge had last answered that fan on \
+         that place: p50 {} ms, p99 {} ms, max {} ms (grace period {} s); age of the place p50 {} ms. \
+         **{early}** of them had been answered more than 10 s within the grace period, so the edge dropped them \
+         early (an answer in the last 10 s can come from a proxy whose view lags Redis by a slow tick); the \
+         others had not been answered for longer.",
+        losses.len(),
+        fmt_ms(q(&gap, 0.5)),
+        fmt_ms(q(&gap, 0.99)),
+        fmt_ms(gap.max() as f64),
+        scenario.admission.grace_secs,
+        fmt_ms(q(&age, 0.5)),
+    );
+}
+
 fn table(scenario: &Scenario, run: &Run, f: &Figures) -> String {
     let mut t = String::new();
     let fi = &run.findings;
@@ -528,6 +576,11 @@ fn table(scenario: &Scenario, run: &Run, f: &Figures) -> String {
         format!("{} / {}", f.requests, f.core_requests),
     );
     row("peak SSE connections (fans' side)", run.streams_peak.to_string());
+    let last = run.samples.last().copied().unwrap_or_default();
+    row(
+        "places lost / failed admission ticks (the edge's counts)",
+        format!("{} / {}", last.lost_total, last.ticks_failed),
+    );
     for p in &run.processes {
         row(&format!("peak RSS, {}", p.name), mib(p.peak_rss));
     }
