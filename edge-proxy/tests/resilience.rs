@@ -52,6 +52,22 @@ impl PrivateRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Stalls every client (the edge's connections) for `ms`.
+    async fn pause(&self, ms: u64) {
+        let mut admin = redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(ms)
+            .arg("ALL")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             c.kill().ok();
@@ -162,18 +178,7 @@ async fn an_admitted_fans_request_does_not_wait_for_a_stalled_redis() {
     .await;
     let fan = admitted_fan(&edge, event).await;
 
-    let mut admin = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(6_000)
-        .arg("ALL")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    redis.pause(6_000).await;
     let holds = format!("/v1/events/{event}/holds");
     let started = Instant::now();
     let r = edge
@@ -213,20 +218,9 @@ async fn a_slow_redis_holds_the_queue_without_closing_it() {
     )
     .await;
     let _fan = admitted_fan(&edge, event).await;
-    let mut admin = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     // Three 2-second tick time-outs fit in the stall.
     let stall = Duration::from_millis(8_500);
-    let () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(stall.as_millis() as u64)
-        .arg("ALL")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    redis.pause(stall.as_millis() as u64).await;
     let started = Instant::now();
     while started.elapsed() < stall {
         let p = edge.progress(event).await;
