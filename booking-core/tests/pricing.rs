@@ -341,7 +341,10 @@ async fn two_instances_recalculate_each_interval_exactly_once() {
         .unwrap();
     let a = runner(&db.pool, Arc::new(NoQueue));
     let b = runner(&other, Arc::new(NoQueue));
-    let t0: DateTime<Utc> = Utc::now();
+    // At an interval's start, so `at` and `at + 1 s` below share an interval
+    // (from a random instant the second could cross into the next one).
+    let now = Utc::now().timestamp();
+    let t0: DateTime<Utc> = DateTime::from_timestamp(now - now.rem_euclid(INTERVAL), 0).unwrap();
     for k in 0..6 {
         // Both at once, a few seconds apart inside one interval.
         let at = t0 + chrono::Duration::seconds(INTERVAL * k);
