@@ -62,6 +62,11 @@ pub enum Standing {
         /// An estimate at the pace admissions are actually made (the rate,
         /// until that pace is known).
         eta_secs: u64,
+        /// When a client that polls should ask again: a quarter of the ETA,
+        /// but never later than a third of the time this room waits for a
+        /// fan (the claim window of a turn that came, the grace for a
+        /// silent place), so an ETA that proves too long costs no turn.
+        poll_after_secs: u64,
     },
     Admitted,
     /// Not heard from within the grace period: the place went to others.
@@ -389,14 +394,22 @@ impl Room {
             0 => rate,
             seen => seen.min(rate),
         };
+        let eta_secs = (ahead * 60).div_ceil(pace as u64);
         Standing::Waiting {
             position: ahead + 1,
             ahead,
             queue_length: p.waiting.max(ahead + 1),
             admit_per_minute: rate,
-            eta_secs: (ahead * 60).div_ceil(pace as u64),
+            eta_secs,
+            poll_after_secs: poll_after(eta_secs, &settings),
         }
     }
+}
+
+/// See `Standing::Waiting::poll_after_secs`.
+fn poll_after(eta_secs: u64, settings: &RoomSettings) -> u64 {
+    let patience = settings.session_secs.min(settings.grace_secs) / 3;
+    (eta_secs / 4).min(patience).max(1)
 }
 
 /// Every waiting room this proxy serves, by event.
@@ -511,6 +524,37 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn pollers_are_told_to_ask_again_before_a_turn_could_lapse() {
+        let r = room();
+        r.apply(
+            Tick {
+                at_ms: 0,
+                through: 0,
+                seq: 1_000,
+                waiting: 1_000,
+                rate: 60,
+                ..Tick::default()
+            },
+            vec![],
+        );
+        let told = |ticket| match r.standing(ticket) {
+            Standing::Waiting { poll_after_secs, .. } => poll_after_secs,
+            other => panic!("{other:?}"),
+        };
+        // At one a second: a quarter of the ETA near the front...
+        assert_eq!(told(9), 2, "8 ahead: ETA 8 s");
+        assert_eq!(told(2), 1, "never sooner than a second");
+        // ...and never more than a third of the grace (30 s) or the claim
+        // window (60 s), however long the wait.
+        assert_eq!(told(1_000), 10);
+        let mut patient = (*r.settings()).clone();
+        patient.grace_secs = 600;
+        patient.session_secs = 300;
+        assert_eq!(poll_after(10_000, &patient), 100, "a third of the 300 s claim window");
+        assert_eq!(poll_after(200, &patient), 50);
     }
 
     #[test]

@@ -136,14 +136,20 @@ impl ConnectionLike for Conn {
 
 #[derive(Clone)]
 pub struct QueueStore {
-    /// Fans' calls: joins, sessions, take-backs.
+    /// Waiting fans' calls (joins, take-backs) and the admin's reads.
     conn: Conn,
+    /// At most `FAN_CALLS` of the waiting fans' calls at once.
+    fan_calls: Lane,
+    /// Admitted fans' sessions: claiming a turn, extending and ending a
+    /// session, on a connection and lane of their own. A fan whose turn came
+    /// never waits behind a join spike: in the stadium run two claims timed
+    /// out behind 256 joins and the fans were told to retry (503).
+    sessions: Conn,
+    session_calls: Lane,
     /// The admission ticker's own connection. One connection answers in
     /// order, so on a shared one a tick waited behind every join of a spike
     /// (thousands in flight) and timed out while Redis itself was idle.
     ticker: Conn,
-    /// Fans' calls on their way to Redis, at most `FAN_CALLS` at once.
-    fan_calls: std::sync::Arc<tokio::sync::Semaphore>,
     admit: Script,
     join: Script,
     touch: Script,
@@ -154,6 +160,25 @@ pub struct QueueStore {
 }
 
 pub type StoreResult<T> = Result<T, redis::RedisError>;
+
+/// Calls of one kind on their way to Redis: at most so many at once, the
+/// rest wait their turn here, in order.
+#[derive(Clone)]
+struct Lane(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Lane {
+    fn new(calls: usize) -> Lane {
+        Lane(std::sync::Arc::new(tokio::sync::Semaphore::new(calls)))
+    }
+
+    async fn turn(&self) -> StoreResult<tokio::sync::SemaphorePermit<'_>> {
+        match tokio::time::timeout(CALL_WAIT, self.0.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // Never closed; and a wait this long is what a time-out means.
+            _ => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+        }
+    }
+}
 
 /// What a join carries besides the event: the proof-of-work challenge it
 /// spends, and the signed-in fan it is for.
@@ -181,8 +206,10 @@ pub enum JoinOutcome {
 /// where the answer's time-out counted the wait behind all the others, and
 /// a Redis working well within its means answered 503s through the edge.
 const FAN_CALLS: usize = 256;
-/// How long a fan's call may wait for its turn before it counts as failed.
-const FAN_CALL_WAIT: Duration = Duration::from_secs(10);
+/// Admitted fans' session calls sent at once, at most.
+const SESSION_CALLS: usize = 64;
+/// How long a call may wait for its turn in a lane before it counts as failed.
+const CALL_WAIT: Duration = Duration::from_secs(10);
 
 /// The longest stretch of time one tick may make up for: a pause (or an
 /// instance that was down) never turns into a burst of admissions.
@@ -197,8 +224,10 @@ impl QueueStore {
     pub async fn connect(url: &str, cluster_nodes: &[String]) -> StoreResult<QueueStore> {
         Ok(QueueStore {
             conn: Self::open(url, cluster_nodes).await?,
+            fan_calls: Lane::new(FAN_CALLS),
+            sessions: Self::open(url, cluster_nodes).await?,
+            session_calls: Lane::new(SESSION_CALLS),
             ticker: Self::open(url, cluster_nodes).await?,
-            fan_calls: std::sync::Arc::new(tokio::sync::Semaphore::new(FAN_CALLS)),
             admit: Script::new(include_str!("admit.lua")),
             join: Script::new(include_str!("join.lua")),
             // 1 if the session is (still) active, extended; 0 if not. (Not
@@ -258,15 +287,6 @@ impl QueueStore {
         })
     }
 
-    /// A turn to send a fan's call.
-    async fn fan_turn(&self) -> StoreResult<tokio::sync::SemaphorePermit<'_>> {
-        match tokio::time::timeout(FAN_CALL_WAIT, self.fan_calls.acquire()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            // Never closed; and a wait this long is what a time-out means.
-            _ => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
-        }
-    }
-
     /// A new place at the back of the queue: the ticket number.
     pub async fn join(&self, event: i64, guard: &JoinGuard<'_>) -> StoreResult<JoinOutcome> {
         let k = Keys::of(event);
@@ -274,7 +294,7 @@ impl QueueStore {
             Some(nonce) => format!("usher:{{e{event}}}:pow:{nonce}"),
             None => format!("usher:{{e{event}}}:pow:-"),
         };
-        let _turn = self.fan_turn().await?;
+        let _turn = self.fan_calls.turn().await?;
         let mut conn = self.conn.clone();
         let (ticket, fresh): (u64, i64) = self
             .join
@@ -451,7 +471,7 @@ impl QueueStore {
     /// returns how many were still waiting.
     pub async fn take_back(&self, event: i64, tickets: &[u64]) -> StoreResult<u64> {
         let k = Keys::of(event);
-        let _turn = self.fan_turn().await?;
+        let _turn = self.fan_calls.turn().await?;
         let mut conn = self.conn.clone();
         let mut script = self.take_back.key(&k.waiting);
         script.key(&k.seen).key(&k.joined).key(&k.removed);
@@ -486,8 +506,8 @@ impl QueueStore {
     /// Extends an admitted fan's session; false if it is no longer active
     /// (never claimed in time, ended, or silent too long).
     pub async fn touch_session(&self, event: i64, ticket: u64, session_ms: u64) -> StoreResult<bool> {
-        let _turn = self.fan_turn().await?;
-        let mut conn = self.conn.clone();
+        let _turn = self.session_calls.turn().await?;
+        let mut conn = self.sessions.clone();
         let changed: i64 = self
             .touch
             .key(Keys::of(event).active)
@@ -500,8 +520,8 @@ impl QueueStore {
 
     /// Ends an admitted fan's session at once: the slot goes to the next fan.
     pub async fn end_session(&self, event: i64, ticket: u64) -> StoreResult<()> {
-        let _turn = self.fan_turn().await?;
-        let mut conn = self.conn.clone();
+        let _turn = self.session_calls.turn().await?;
+        let mut conn = self.sessions.clone();
         conn.zrem::<_, _, ()>(Keys::of(event).active, ticket).await
     }
 
@@ -523,5 +543,46 @@ impl QueueStore {
     pub async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<()>(&mut conn).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With every waiting fan's turn taken (a join spike), a fan whose turn
+    /// came still claims it at once, and its session can be ended.
+    #[tokio::test]
+    async fn a_claim_does_not_wait_behind_a_join_spike() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let store = QueueStore::connect(&url, &[]).await.expect("redis");
+        // A key space of its own: an event id no other test uses.
+        let event = -i64::from(rand::random::<u32>()) - 1;
+        let k = Keys::of(event);
+        let mut conn = store.ticker.clone();
+        let far = chrono::Utc::now().timestamp_millis() + 60_000;
+        conn.zadd::<_, _, _, ()>(&k.active, 7u64, far).await.expect("zadd");
+
+        let spike = store.fan_calls.0.acquire_many(FAN_CALLS as u32).await.expect("permits");
+        let guard = JoinGuard::default();
+        let join = tokio::time::timeout(Duration::from_millis(300), store.join(event, &guard));
+        assert!(join.await.is_err(), "a join waits for its turn");
+        let claimed = tokio::time::timeout(Duration::from_secs(2), store.touch_session(event, 7, 60_000))
+            .await
+            .expect("a claim does not wait behind joins")
+            .expect("redis");
+        assert!(claimed, "the admitted fan's session is there");
+        assert!(
+            !store.touch_session(event, 8, 60_000).await.expect("redis"),
+            "nobody else's"
+        );
+        store.end_session(event, 7).await.expect("redis");
+        assert!(!store.touch_session(event, 7, 60_000).await.expect("redis"), "ended");
+        drop(spike);
+
+        let keys: Vec<String> = conn.keys(format!("usher:{{e{event}}}:*")).await.expect("keys");
+        if !keys.is_empty() {
+            conn.del::<_, ()>(keys).await.expect("del");
+        }
     }
 }
