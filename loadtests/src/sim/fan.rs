@@ -505,12 +505,14 @@ impl Fan<'_> {
                             if let Some(t) = a.body["tick"].as_u64() {
                                 self.rec.last_waiting_tick = Some(t);
                             }
-                            let eta = a.body["eta_secs"].as_f64().unwrap_or(2.0);
+                            // As the edge advises (an older edge: a quarter
+                            // of the ETA), within this fan's own patience.
+                            let after = (a.body["poll_after_secs"].as_f64())
+                                .unwrap_or_else(|| a.body["eta_secs"].as_f64().unwrap_or(2.0) / 4.0);
                             let wait = if self.plan.aggressive {
                                 0.1
                             } else {
-                                (eta / 4.0).clamp(1.0, self.w.scenario.behaviour.max_poll_secs)
-                                    + self.rng.gen_range(0.0..0.5)
+                                after.clamp(1.0, self.w.scenario.behaviour.max_poll_secs) + self.rng.gen_range(0.0..0.5)
                             };
                             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
                         }
