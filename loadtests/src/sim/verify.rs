@@ -255,7 +255,21 @@ pub async fn check(
             ));
         }
         if f.server_errors > 0 {
-            v.push(format!("{} answers were 5xx", f.server_errors));
+            // When they came (from the on-sale) tells a stall from a steady leak.
+            let when: Vec<String> = requests
+                .iter()
+                .filter(|r| r.status >= 500)
+                .take(12)
+                .map(|r| {
+                    let secs = (f64::from(r.at_ms) - f64::from(on_sale_ms)) / 1000.0;
+                    format!("{} {} at {secs:.0} s", r.kind.name(), r.status)
+                })
+                .collect();
+            v.push(format!(
+                "{} answers were 5xx (first: {})",
+                f.server_errors,
+                when.join(", ")
+            ));
         }
     }
     Ok(f)
