@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::db;
 use crate::http::{self, AppState};
 use crate::identity::{Admission, Identity};
+use crate::inventory::availability::Readings;
 use crate::inventory::{HoldService, SeatFeed, reaper};
 use crate::portal::EdgeAdmin;
 use crate::tickets::TicketSigner;
@@ -102,8 +103,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })?;
 
     let maps = SeatMaps::new(pool.clone());
-    let feed = SeatFeed::new(pool.clone(), Duration::from_millis(config.feed.poll_interval_ms));
-    let holds = HoldService::new(pool.clone(), maps.clone(), &config.holds);
+    // One reading of an event's seats at a time serves fans' availability,
+    // best available's view and the seat feed alike.
+    let readings = Readings::new(pool.clone());
+    let feed = SeatFeed::new(
+        pool.clone(),
+        readings.clone(),
+        Duration::from_millis(config.feed.poll_interval_ms),
+    );
+    let holds = HoldService::new(pool.clone(), maps.clone(), readings.clone(), &config.holds);
     let checkout = CheckoutService::new(pool.clone(), provider, &config.payments, &config.checkout);
     let (stop, shutdown) = watch::channel(false);
     let config = Arc::new(config);
@@ -115,7 +123,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         maps,
         holds,
         feed,
-        availability: crate::inventory::availability::Reader::new(pool.clone()),
+        readings,
         checkout: checkout.clone(),
         ticket_signer: Arc::new(ticket_signer),
         edge,

@@ -429,3 +429,83 @@ async fn availability_read_together_never_misses_a_hold_answered_before() {
     assert_eq!(avail["held"].as_u64(), Some(seats.len() as u64));
     Arc::try_unwrap(app).ok().unwrap().finish().await;
 }
+
+/// Best available's view and fans' availability reads take the same
+/// readings of the event (one read at a time, each caller asking for one
+/// fresh enough for it). Fans racing for the best two while onlookers keep
+/// the reads busy: no seat is handed out twice, and a fan's availability
+/// read made after its hold was answered always shows that hold, even when
+/// the reading it gets was started for best available.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn best_available_and_availability_share_readings_without_going_stale() {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let app = app_with_recent_claims(500).await;
+    let v = venue(&app.pool, &small_chart("sharing", &["A", "B"], 5, 12)).await;
+    let e = event(&app.pool, "sharing", "sharing", rules(10)).await;
+    let capacity = seat_ids(&app.pool, v).await.len();
+    let held_seats = Arc::new(AtomicUsize::new(0));
+    let fans = capacity / 2 + 20;
+    let barrier = Arc::new(Barrier::new(fans + 30));
+    let mut tasks = Vec::new();
+    for i in 0..fans {
+        let (app, held_seats, barrier) = (app.clone(), held_seats.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let token = app.sign_in(&format!("fan-{i}")).await;
+            barrier.wait().await;
+            let (status, body) = app
+                .hold(
+                    &token,
+                    e,
+                    &format!("k-{i}"),
+                    &json!({"best_available": {"quantity": 2}}),
+                )
+                .await;
+            if status != StatusCode::CREATED {
+                assert_eq!(status, StatusCode::CONFLICT, "{body}");
+                return Vec::new();
+            }
+            let seats: Vec<String> = body["seats"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["seat_id"].to_string())
+                .collect();
+            let before = held_seats.fetch_add(seats.len(), Ordering::SeqCst) + seats.len();
+            let (status, avail) = app.get(&format!("/v1/events/{}/availability", e.0)).await;
+            assert_eq!(status, StatusCode::OK, "{avail}");
+            let held = avail["held"].as_u64().unwrap() as usize;
+            assert!(
+                held >= before,
+                "{before} seats held in answers before the read, it shows {held}"
+            );
+            seats
+        }));
+    }
+    for _ in 0..30 {
+        let (app, barrier) = (app.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            for _ in 0..10 {
+                let (status, avail) = app.get(&format!("/v1/events/{}/availability", e.0)).await;
+                assert_eq!(status, StatusCode::OK, "{avail}");
+            }
+            Vec::new()
+        }));
+    }
+    let mut given = HashSet::new();
+    for t in tasks {
+        for seat in t.await.unwrap() {
+            assert!(given.insert(seat.clone()), "seat {seat} was handed out twice");
+        }
+    }
+    assert!(
+        given.len() >= capacity / 2,
+        "only {} of {capacity} seats held",
+        given.len()
+    );
+    let (_, avail) = app.get(&format!("/v1/events/{}/availability", e.0)).await;
+    assert_eq!(avail["held"].as_u64(), Some(given.len() as u64));
+    Arc::try_unwrap(app).ok().unwrap().finish().await;
+}

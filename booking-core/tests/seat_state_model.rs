@@ -237,7 +237,12 @@ fn seat_state_machine_matches_the_model() {
         let case = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         rt.block_on(async {
             let event = event(&db.pool, &format!("model-{case}"), "model", rules(LIMIT as i32)).await;
-            let service = HoldService::new(db.pool.clone(), SeatMaps::new(db.pool.clone()), &booking_core::config::Config::default().holds);
+            let service = HoldService::new(
+                db.pool.clone(),
+                SeatMaps::new(db.pool.clone()),
+                booking_core::inventory::availability::Readings::new(db.pool.clone()),
+                &booking_core::config::Config::default().holds,
+            );
             let mut world = World { pool: db.pool.clone(), service, event, seats: seats.clone(), step: 0 };
             let mut model = Model::default();
             for op in &ops {

@@ -52,8 +52,9 @@ pub struct AppState {
     pub maps: SeatMaps,
     pub holds: HoldService,
     pub feed: SeatFeed,
-    /// Availability reads, shared by requests that arrive together.
-    pub availability: availability::Reader,
+    /// Readings of events' seats, shared by requests that arrive together
+    /// (and by best available's view and the seat feed).
+    pub readings: availability::Readings,
     pub checkout: CheckoutService,
     pub ticket_signer: Arc<TicketSigner>,
     /// The edge's admin API (the portal's waiting rooms), if configured.

@@ -85,7 +85,7 @@ pub async fn availability(State(state): State<AppState>, ApiPath(id): ApiPath<i6
         .await
         .map_err(|e| ApiError::unavailable(&e))?
         .ok_or_else(|| ApiError::not_found("event_not_found", "no such event"))?;
-    let snapshot = state.availability.read(&map, event).await?;
+    let snapshot = state.readings.availability(&map, event).await?;
     let mut response = axum::Json(&*snapshot).into_response();
     response
         .headers_mut()

@@ -3,11 +3,12 @@
 //! base64. Read from the primary database, never from a cache.
 //!
 //! Reading a stadium's claims costs tens of milliseconds, and in an on-sale
-//! every admitted fan asks at once, so `Reader` coalesces: one read per
+//! every admitted fan asks at once, so `Readings` coalesces: one read per
 //! event at a time, and a request is answered by the first read that
 //! *started after it arrived*. Every answer is as fresh as a read of its
 //! own (a fan always sees the hold they were just given), but a thousand
-//! fans asking together cost two reads, not a thousand.
+//! fans asking together cost two reads, not a thousand. Best available's
+//! view and the seat-change feed take the same readings.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -107,47 +108,70 @@ pub async fn read_states(
     Ok((States::from_claims(map, &claims), now))
 }
 
-pub async fn read(pool: &PgPool, map: &Arc<VenueMap>, event: EventId) -> Result<Availability, sqlx::Error> {
-    let (states, now) = read_states(pool, map, event).await?;
-    Ok(Availability::new(event, &states, now))
+/// One reading of an event's seats, and the answer a fan gets from it.
+#[derive(Debug)]
+pub struct Reading {
+    /// When the read's query was sent (this process's clock).
+    pub started: Instant,
+    pub states: States,
+    pub availability: Arc<Availability>,
 }
 
-/// Availability reads shared between the requests that arrive together.
+/// The process's readings of each event's seats, shared by everyone who
+/// needs one: fans asking for availability, best available's view and the
+/// seat-change feed. One read per event at a time; a caller names how fresh
+/// its reading must be (started at or after an instant) and gets the latest
+/// one if that is fresh enough, else the next. In an on-sale the three
+/// would otherwise each scan the stadium's 50,000 claims several times a
+/// second.
 #[derive(Clone)]
-pub struct Reader {
+pub struct Readings {
     pool: PgPool,
     events: Arc<Mutex<HashMap<EventId, Arc<LastRead>>>>,
 }
 
-/// One event's latest read, behind the lock that lets one read run at a time.
-type LastRead = tokio::sync::Mutex<Option<(Instant, Arc<Availability>)>>;
+/// One event's latest reading, behind the lock that lets one read run at a time.
+type LastRead = tokio::sync::Mutex<Option<Arc<Reading>>>;
 
-impl Reader {
-    pub fn new(pool: PgPool) -> Reader {
-        Reader {
+impl Readings {
+    pub fn new(pool: PgPool) -> Readings {
+        Readings {
             pool,
             events: Arc::default(),
         }
     }
 
-    /// The event's availability from a read that started after this call.
-    pub async fn read(&self, map: &Arc<VenueMap>, event: EventId) -> Result<Arc<Availability>, sqlx::Error> {
-        let arrived = Instant::now();
+    /// A reading of the event whose read started at or after `since`.
+    pub async fn since(&self, map: &VenueMap, event: EventId, since: Instant) -> Result<Arc<Reading>, sqlx::Error> {
         let slot = {
             let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
             events.entry(event).or_default().clone()
         };
         let mut last = slot.lock().await;
-        if let Some((started, answer)) = &*last
-            && *started >= arrived
-            && answer.seat_count == map.seats.len()
+        if let Some(reading) = &*last
+            && reading.started >= since
+            && reading.states.0.len() == map.seats.len()
         {
-            return Ok(answer.clone());
+            return Ok(reading.clone());
         }
         let started = Instant::now();
-        let answer = Arc::new(read(&self.pool, map, event).await?);
-        *last = Some((started, answer.clone()));
-        Ok(answer)
+        let (states, now) = read_states(&self.pool, map, event).await?;
+        let availability = Arc::new(Availability::new(event, &states, now));
+        let reading = Arc::new(Reading {
+            started,
+            states,
+            availability,
+        });
+        *last = Some(reading.clone());
+        Ok(reading)
+    }
+
+    /// The event's availability from a read that started after this call:
+    /// as fresh as a read of its own (a fan always sees the hold they were
+    /// just given), but a thousand fans asking together cost two reads.
+    pub async fn availability(&self, map: &VenueMap, event: EventId) -> Result<Arc<Availability>, sqlx::Error> {
+        let reading = self.since(map, event, Instant::now()).await?;
+        Ok(reading.availability.clone())
     }
 }
 

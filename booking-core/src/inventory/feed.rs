@@ -1,11 +1,13 @@
 //! The live seat feed behind each event's seat-change stream.
 //!
-//! For every event someone is watching, one task per process reads the
-//! event's live claims every `poll_interval_ms` and compares them with the
-//! previous reading; what changed is broadcast as a batch of seats with their
-//! new states. Nothing is written on the hold path for this, expiries show up
-//! by the clock even before the reaper has been by, and the cost is one read
-//! per watched event per interval, whatever the number of fans or holds.
+//! For every event someone is watching, one task per process takes a
+//! reading of the event's live claims every `poll_interval_ms` (the shared
+//! `Readings`: one made since the last tick, often by fans asking for
+//! availability) and compares it with the previous one; what changed is
+//! broadcast as a batch of seats with their new states. Nothing is written on
+//! the hold path for this, expiries show up by the clock even before the
+//! reaper has been by, and the cost is at most one read per watched event per
+//! interval, whatever the number of fans or holds.
 //!
 //! The same tick reads the event's tier prices (a handful of rows by key)
 //! and, when they changed (the pricing job or an operator moved them),
@@ -18,7 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -73,6 +75,7 @@ struct Watch {
 #[derive(Clone)]
 pub struct SeatFeed {
     pool: PgPool,
+    readings: availability::Readings,
     interval: Duration,
     /// Names this process's numbering, so ids from another instance are
     /// never mistaken for ours.
@@ -99,9 +102,10 @@ pub struct Subscription {
 }
 
 impl SeatFeed {
-    pub fn new(pool: PgPool, interval: Duration) -> SeatFeed {
+    pub fn new(pool: PgPool, readings: availability::Readings, interval: Duration) -> SeatFeed {
         SeatFeed {
             pool,
+            readings,
             interval,
             epoch: rand::random::<u32>() >> 1,
             watches: Arc::default(),
@@ -180,8 +184,11 @@ impl SeatFeed {
                     return;
                 }
             }
-            let (states, now) = match availability::read_states(&self.pool, &map, event).await {
-                Ok(read) => read,
+            // Any reading made since the last tick will do: in an on-sale
+            // fans' availability reads keep one fresh, and this reads nothing.
+            let since = Instant::now().checked_sub(self.interval).unwrap_or_else(Instant::now);
+            let (states, now) = match self.readings.since(&map, event, since).await {
+                Ok(read) => (read.states.clone(), read.availability.server_time),
                 Err(e) => {
                     tracing::warn!(event_id = %event, error = %e, "seat feed read failed; retrying");
                     continue;

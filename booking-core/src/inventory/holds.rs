@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use crate::config::HoldsConfig;
 use crate::idempotency::{self, Answer, Fingerprint, Prior};
 use crate::ids::{Cents, EventId, FanId, HoldId, SeatId};
+use crate::inventory::availability::Readings;
 use crate::inventory::best_available::{self, Scope};
 use crate::inventory::claims::{self, PlaceArgs, Placed};
 use crate::inventory::recent::RecentClaims;
@@ -59,7 +60,7 @@ enum Attempt {
 }
 
 impl HoldService {
-    pub fn new(pool: PgPool, maps: SeatMaps, config: &HoldsConfig) -> Self {
+    pub fn new(pool: PgPool, maps: SeatMaps, readings: Readings, config: &HoldsConfig) -> Self {
         HoldService {
             pool: pool.clone(),
             maps,
@@ -68,7 +69,7 @@ impl HoldService {
             durable_commit: config.durable_commit,
             scopes: Arc::default(),
             recent: (config.recent_claims_ms > 0)
-                .then(|| RecentClaims::new(pool.clone(), Duration::from_millis(config.recent_claims_ms))),
+                .then(|| RecentClaims::new(readings, Duration::from_millis(config.recent_claims_ms))),
         }
     }
 

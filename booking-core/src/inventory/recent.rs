@@ -4,9 +4,11 @@
 //! reading every live claim of the event for every request, one request at a
 //! time: tens of milliseconds each, so an on-sale's "best two" requests queue
 //! into time-outs. Instead each process keeps, per event, a reading of the
-//! event's live claims no older than `holds.recent_claims_ms` (one read at a
-//! time, however many fans ask) plus the seats it chose itself since, ranks
-//! on that, and claims through the database, which stays the only guarantee:
+//! event's live claims no older than `holds.recent_claims_ms` (the process's
+//! shared `Readings`: one read at a time, however many fans ask, and usually
+//! one a fan's availability request already made) plus the seats it chose
+//! itself since, ranks on that, and claims through the database, which stays
+//! the only guarantee:
 //! a choice that meets a claim the reading did not know of is refused there,
 //! marked taken here and ranked again. When this view has nothing to offer,
 //! the caller asks again from a reading that started after its request
@@ -19,16 +21,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
-
 use crate::ids::EventId;
+use crate::inventory::availability::{Readings, SeatState};
 use crate::inventory::best_available::{self, Scope};
-use crate::inventory::claims;
 use crate::venues::VenueMap;
 
 #[derive(Clone)]
 pub struct RecentClaims {
-    pool: PgPool,
+    readings: Readings,
     max_age: Duration,
     events: Arc<Mutex<HashMap<EventId, Arc<EventView>>>>,
 }
@@ -43,8 +43,6 @@ pub struct Choice {
 
 #[derive(Default)]
 struct EventView {
-    /// One read of the database at a time.
-    reading: tokio::sync::Mutex<()>,
     state: Mutex<ViewState>,
 }
 
@@ -68,9 +66,9 @@ struct Mine {
 }
 
 impl RecentClaims {
-    pub fn new(pool: PgPool, max_age: Duration) -> RecentClaims {
+    pub fn new(readings: Readings, max_age: Duration) -> RecentClaims {
         RecentClaims {
-            pool,
+            readings,
             max_age,
             events: Arc::default(),
         }
@@ -172,32 +170,23 @@ impl RecentClaims {
         map: &VenueMap,
         read_since: Option<Instant>,
     ) -> Result<(), sqlx::Error> {
-        let fresh = |view: &EventView| {
+        let now = Instant::now();
+        let oldest = now.checked_sub(self.max_age).unwrap_or(now);
+        let since = read_since.map_or(oldest, |s| s.max(oldest));
+        {
             let st = view.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.read_at
-                .is_some_and(|at| at.elapsed() <= self.max_age && read_since.is_none_or(|since| at >= since))
-                && st.taken.len() == map.seats.len()
-        };
-        if fresh(view) {
-            return Ok(());
-        }
-        let _reading = view.reading.lock().await;
-        // Someone else read while this request waited.
-        if fresh(view) {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let mut conn = self.pool.acquire().await?;
-        let (live, _) = claims::live_claims(&mut conn, event).await?;
-        drop(conn);
-        let mut taken = vec![false; map.seats.len()];
-        for (seat, _) in live {
-            if let Some(i) = map.index_of(seat) {
-                taken[i as usize] = true;
+            if st.read_at.is_some_and(|at| at >= since) && st.taken.len() == map.seats.len() {
+                return Ok(());
             }
         }
+        let reading = self.readings.since(map, event, since).await?;
         let mut st = view.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.taken = taken;
+        // Another request may have applied this reading, or a newer one.
+        if st.read_at.is_some_and(|at| at >= reading.started) && st.taken.len() == map.seats.len() {
+            return Ok(());
+        }
+        let started = reading.started;
+        st.taken = reading.states.0.iter().map(|s| *s != SeatState::Available).collect();
         st.read_at = Some(started);
         // Claims settled before this reading began are in it; a claim still
         // in flight long after any request's time-out is a leak, not a claim.
