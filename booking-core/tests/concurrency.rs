@@ -509,3 +509,53 @@ async fn best_available_and_availability_share_readings_without_going_stale() {
     assert_eq!(avail["held"].as_u64(), Some(given.len() as u64));
     Arc::try_unwrap(app).ok().unwrap().finish().await;
 }
+
+/// Best available's view takes a reading half a second old; it must get the
+/// latest one at once, not queue behind a fan's read that needs a newer one
+/// (in the stadium, reads run back to back and best available waited behind
+/// them). A read held up in the database shows it: the old reading is
+/// handed out while the newer read waits, and the fan's read still gets a
+/// reading started after it asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recent_enough_reading_is_shared_without_waiting_for_a_read_in_progress() {
+    use std::time::{Duration, Instant};
+
+    use booking_core::inventory::availability::Readings;
+    use booking_core::venues::store::load_map;
+
+    let app = app_with_recent_claims(500).await;
+    let v = venue(&app.pool, &small_chart("waitless", &["A"], 2, 6)).await;
+    let e = event(&app.pool, "waitless", "waitless", rules(10)).await;
+    let map = Arc::new(load_map(&app.pool, v).await.unwrap().expect("the venue's map"));
+    let readings = Readings::new(app.pool.clone());
+    let first = readings.since(&map, e, Instant::now()).await.unwrap();
+
+    // Hold every read of the claims up in the database.
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE seat_claims IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let asked = Instant::now();
+    let fan = tokio::spawn({
+        let (readings, map) = (readings.clone(), map.clone());
+        async move { readings.since(&map, e, Instant::now()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!fan.is_finished(), "the fan's read should be held up by the lock");
+
+    let recent = tokio::time::timeout(Duration::from_secs(2), readings.since(&map, e, first.started))
+        .await
+        .expect("a reading recent enough was there, yet the call waited for the read in progress")
+        .unwrap();
+    assert!(Arc::ptr_eq(&recent, &first), "the latest reading is the one handed out");
+
+    blocker.commit().await.unwrap();
+    let newer = tokio::time::timeout(Duration::from_secs(10), fan)
+        .await
+        .expect("the fan's read ends once the lock is gone")
+        .unwrap()
+        .unwrap();
+    assert!(newer.started >= asked, "the fan's reading started after the fan asked");
+    assert!(newer.started > first.started);
+}

@@ -127,11 +127,19 @@ pub struct Reading {
 #[derive(Clone)]
 pub struct Readings {
     pool: PgPool,
-    events: Arc<Mutex<HashMap<EventId, Arc<LastRead>>>>,
+    events: Arc<Mutex<HashMap<EventId, Arc<Slot>>>>,
 }
 
-/// One event's latest reading, behind the lock that lets one read run at a time.
-type LastRead = tokio::sync::Mutex<Option<Arc<Reading>>>;
+/// One event's latest reading, and the gate that lets one read run at a time.
+/// The latest is published apart from the gate: a caller whose need the
+/// latest already meets (best available's half-second-old view) takes it
+/// without queueing behind fans who need a newer one, and everyone waiting
+/// wakes when a reading is published, not one by one through the gate.
+#[derive(Default)]
+struct Slot {
+    gate: tokio::sync::Mutex<()>,
+    latest: tokio::sync::watch::Sender<Option<Arc<Reading>>>,
+}
 
 impl Readings {
     pub fn new(pool: PgPool) -> Readings {
@@ -147,23 +155,40 @@ impl Readings {
             let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
             events.entry(event).or_default().clone()
         };
-        let mut last = slot.lock().await;
-        if let Some(reading) = &*last
-            && reading.started >= since
-            && reading.states.0.len() == map.seats.len()
-        {
-            return Ok(reading.clone());
+        let fresh = |latest: &Option<Arc<Reading>>| {
+            latest
+                .as_ref()
+                .filter(|r| r.started >= since && r.states.0.len() == map.seats.len())
+                .cloned()
+        };
+        let mut published = slot.latest.subscribe();
+        loop {
+            // Marks what was seen, so a reading published from here on wakes
+            // `changed` below: none is missed between the look and the wait.
+            if let Some(r) = fresh(&published.borrow_and_update()) {
+                return Ok(r);
+            }
+            tokio::select! {
+                _gate = slot.gate.lock() => {
+                    if let Some(r) = fresh(&slot.latest.borrow()) {
+                        return Ok(r);
+                    }
+                    let started = Instant::now();
+                    let (states, now) = read_states(&self.pool, map, event).await?;
+                    let availability = Arc::new(Availability::new(event, &states, now));
+                    let reading = Arc::new(Reading {
+                        started,
+                        states,
+                        availability,
+                    });
+                    slot.latest.send_replace(Some(reading.clone()));
+                    return Ok(reading);
+                }
+                // The sender lives in the slot, which this call holds, so
+                // this only ever ends with a new reading.
+                _ = published.changed() => {}
+            }
         }
-        let started = Instant::now();
-        let (states, now) = read_states(&self.pool, map, event).await?;
-        let availability = Arc::new(Availability::new(event, &states, now));
-        let reading = Arc::new(Reading {
-            started,
-            states,
-            availability,
-        });
-        *last = Some(reading.clone());
-        Ok(reading)
     }
 
     /// The event's availability from a read that started after this call:
