@@ -91,6 +91,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
     let pool = db::connect(&config.database).await?;
+    let probe = db::probe(&config.database)?;
     let listener = TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -118,6 +119,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let state = AppState {
         config: config.clone(),
         pool: pool.clone(),
+        probe,
         identity: Arc::new(identity),
         admission: Arc::new(admission),
         maps,

@@ -29,6 +29,19 @@ async fn pool(config: &DatabaseConfig, options: PgConnectOptions) -> Result<PgPo
         .await
 }
 
+/// A pool of one connection of its own for the readiness probe, so that an
+/// instance busy serving an on-sale (every pooled connection in use, fans
+/// queued for one) still answers "the database answers" at once, instead of
+/// queueing the probe behind the fans and being taken out of rotation for
+/// being busy. Connected on first use.
+pub fn probe(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = config.url.parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms.min(2_000)))
+        .connect_lazy_with(options.application_name("booking-core readiness")))
+}
+
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }

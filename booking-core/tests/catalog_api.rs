@@ -190,3 +190,21 @@ async fn openapi_and_health() {
     assert_eq!(app.get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn an_instance_with_every_pooled_connection_busy_is_still_ready() {
+    let app = TestApp::start().await;
+    // Take every connection of the service's pool, as an on-sale's requests
+    // would: the next acquire waits.
+    let mut busy = Vec::new();
+    while let Ok(Ok(conn)) = tokio::time::timeout(std::time::Duration::from_millis(300), app.pool.acquire()).await {
+        busy.push(conn);
+    }
+    assert!(!busy.is_empty());
+    // Before the probe had its own connection, this waited out the pool's
+    // acquire timeout and answered 503.
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    drop(busy);
+    app.finish().await;
+}

@@ -13,9 +13,20 @@ pub async fn healthz() -> axum::Json<serde_json::Value> {
 }
 
 /// The database answers; take this instance out of rotation otherwise.
+/// Asked over the probe's own connection (see `db::probe`): a busy pool is
+/// load, not a fault, and must not take the instance out of rotation.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<serde_json::Value>) {
-    match sqlx::query_scalar!("SELECT 1 AS \"one!\"").fetch_one(&state.pool).await {
+    if state.pool.is_closed() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "shutting down"})),
+        );
+    }
+    match sqlx::query_scalar!("SELECT 1 AS \"one!\"")
+        .fetch_one(&state.probe)
+        .await
+    {
         Ok(_) => (StatusCode::OK, axum::Json(json!({"status": "ready"}))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: database unreachable");

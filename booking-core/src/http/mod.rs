@@ -47,6 +47,8 @@ use problem::ApiError;
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: PgPool,
+    /// The readiness probe's own connection (`db::probe`).
+    pub probe: PgPool,
     pub identity: Arc<Identity>,
     pub admission: Arc<Admission>,
     pub maps: SeatMaps,
