@@ -186,7 +186,7 @@ async fn openapi_and_health() {
     assert_eq!(app.get("/healthz").await.0, StatusCode::OK);
     assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
     // Readiness follows the database.
-    app.pool.close().await;
+    app.cut_off_database().await;
     assert_eq!(app.get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
     app.finish().await;
 }

@@ -17,12 +17,6 @@ pub async fn healthz() -> axum::Json<serde_json::Value> {
 /// load, not a fault, and must not take the instance out of rotation.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<serde_json::Value>) {
-    if state.pool.is_closed() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "shutting down"})),
-        );
-    }
     match sqlx::query_scalar!("SELECT 1 AS \"one!\"")
         .fetch_one(&state.probe)
         .await

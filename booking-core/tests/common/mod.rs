@@ -288,6 +288,24 @@ impl TestApp {
         std::fs::remove_file(&self.key_file).ok();
     }
 
+    /// The database goes away as an outage would take it: it refuses new
+    /// connections and drops the service's open ones.
+    pub async fn cut_off_database(&self) {
+        let mut admin = PgConnection::connect_with(&admin_url().parse::<PgConnectOptions>().unwrap())
+            .await
+            .unwrap();
+        ddl(format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false", self.db))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&self.db)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.ok();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
