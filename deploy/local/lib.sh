@@ -55,6 +55,30 @@ ensure_test_tools() {
   need_packages "${pkgs[@]}"
 }
 
+# PostgreSQL refuses to run as root: as root, run it as the postgres account.
+pg_run_as() {
+  [ "$(id -u)" -eq 0 ] && echo "runuser -u postgres --"
+  return 0
+}
+
+# Where the private cluster lives: target/usher-local/pg, unless we are root
+# and the postgres account cannot get there (a checkout under /root, or in a
+# mode-0700 mktemp directory); then a folder of its own under
+# /var/lib/postgresql named after this checkout, so initdb does not fail
+# with "Permission denied".
+pg_state() {
+  local dir="$STATE/pg"
+  mkdir -p "$dir"
+  if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$STATE" 2>/dev/null; then
+    local tag
+    tag="$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
+    dir="/var/lib/postgresql/usher-local-$tag"
+    mkdir -p "$dir"
+    chown postgres "$dir"
+  fi
+  echo "$dir"
+}
+
 # Sets DATABASE_URL to a reachable server with a database we may create in.
 ensure_postgres() {
   if [ -n "${DATABASE_URL:-}" ]; then
@@ -68,25 +92,25 @@ ensure_postgres() {
     bindir="$(pg_bindir)"
   fi
   command -v psql >/dev/null || need_packages postgresql-client
-  local data="$STATE/pg" sock="$STATE/pgsock" run_as=()
-  if [ "$(id -u)" -eq 0 ]; then
-    # PostgreSQL refuses to run as root: use the postgres account.
-    run_as=(runuser -u postgres --)
-  fi
+  local pg run_as
+  pg="$(pg_state)"
+  read -ra run_as <<<"$(pg_run_as)"
+  local data="$pg/data" sock="$pg/sock" log="$pg/postgres.log"
   mkdir -p "$sock"
+  if [ ${#run_as[@]} -gt 0 ]; then
+    chown postgres "$pg" "$sock"
+    touch "$log" && chown postgres "$log"
+  fi
   if [ ! -s "$data/PG_VERSION" ]; then
     say "creating a private PostgreSQL cluster in $data"
-    mkdir -p "$data"
-    [ ${#run_as[@]} -gt 0 ] && chown postgres "$data" "$sock"
     "${run_as[@]}" "$bindir/initdb" -D "$data" -U postgres -A trust -E UTF8 >"$STATE/logs/initdb.log" 2>&1 \
       || die "initdb failed; see $STATE/logs/initdb.log"
   fi
-  [ ${#run_as[@]} -gt 0 ] && chown postgres "$sock" && touch "$STATE/logs/postgres.log" && chown postgres "$STATE/logs/postgres.log"
   if ! "${run_as[@]}" "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-    "${run_as[@]}" "$bindir/pg_ctl" -D "$data" -w -l "$STATE/logs/postgres.log" \
+    "${run_as[@]}" "$bindir/pg_ctl" -D "$data" -w -t 60 -l "$log" \
       -o "-p $PG_PORT -k $sock -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null \
-      || die "PostgreSQL did not start; see $STATE/logs/postgres.log"
+      || die "PostgreSQL did not start; see $log"
   fi
   export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 }
