@@ -1,6 +1,9 @@
 //! The one `ProxyHttp` impl. A request's life at the edge:
 //!
-//! 1. `request_filter`: the waiting room's own pages answer here; bypass
+//! 1. `request_filter`: the path is rewritten to its one canonical form
+//!    (`usher_shared::paths`), or refused, before anything reads it, so
+//!    what the edge decides on is what the core routes; the waiting room's
+//!    own pages answer here; bypass
 //!    rules let staff and health checks through; a protected path needs a
 //!    valid access token for its event, bound to this client, or it never
 //!    reaches the core.
@@ -22,7 +25,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 use serde_json::json;
-use usher_shared::{ACCESS_HEADER, AccessClaims, SESSION_DONE_HEADER};
+use usher_shared::{ACCESS_HEADER, AccessClaims, SESSION_DONE_HEADER, paths};
 
 use crate::cache::ResponseCache;
 use crate::limits::Kind;
@@ -84,6 +87,15 @@ impl Edge {
                         reason = "token_other_client";
                         continue;
                     }
+                    if self
+                        .state
+                        .rooms
+                        .get(claims.evt)
+                        .is_some_and(|room| room.has_ended(&session_key(&claims)))
+                    {
+                        reason = "session_ended";
+                        continue;
+                    }
                     return Ok((token.to_owned(), claims));
                 }
                 Err(e) => reason = e.code(),
@@ -104,6 +116,9 @@ impl ProxyHttp for Edge {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
         ctx.received = Some(Instant::now());
         let state = &self.state;
+        if canonicalise(session).await? {
+            return Ok(true);
+        }
         if handlers::serve(state, session).await? {
             return Ok(true);
         }
@@ -302,6 +317,37 @@ impl ProxyHttp for Edge {
     }
 }
 
+/// Rewrites the request to its canonical path (the exact bytes that will be
+/// forwarded), or refuses a path that has none with 400. Everything after
+/// this reads, and the core receives, one spelling of each path.
+async fn canonicalise(session: &mut Session) -> pingora::Result<bool> {
+    let req = session.req_header();
+    if !req.raw_path_is_utf8() {
+        respond::problem(session, 400, "bad_path", "the path is not valid UTF-8", json!({})).await?;
+        return Ok(true);
+    }
+    let target = match paths::canonical(req.uri.path()) {
+        Ok(path) => match req.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.into_owned(),
+        },
+        Err(e) => {
+            respond::problem(session, 400, e.code(), &e.to_string(), json!({})).await?;
+            return Ok(true);
+        }
+    };
+    if req.raw_path() != target.as_bytes() {
+        match target.parse::<http::Uri>() {
+            Ok(uri) => session.req_header_mut().set_uri(uri),
+            Err(_) => {
+                respond::problem(session, 400, "bad_path", "the request target cannot be read", json!({})).await?;
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// Answers an unprotected request from the cache if it can; otherwise notes
 /// the key so the core's answer can fill it.
 async fn serve_cached(state: &EdgeState, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
@@ -371,6 +417,20 @@ fn touch(state: &EdgeState, claims: &AccessClaims) {
     });
 }
 
+/// What an ended session is known by: its queue ticket, or for a token
+/// admitted without the queue (ticket 0), the token itself.
+fn session_key(claims: &AccessClaims) -> String {
+    if claims.tkt > 0 {
+        format!("t{}", claims.tkt)
+    } else {
+        format!("j{}", claims.jti)
+    }
+}
+
+/// Ends a fan's session: its slot goes to the next fan, and its access
+/// token stops working here at once and on every other proxy from its next
+/// tick; until then the token would still reach the core, beyond the
+/// active-fan cap.
 async fn end_session(state: &EdgeState, token: &str, claims: &AccessClaims) {
     state.tokens.forget(token);
     state
@@ -378,12 +438,13 @@ async fn end_session(state: &EdgeState, token: &str, claims: &AccessClaims) {
         .event(claims.evt)
         .sessions_ended
         .fetch_add(1, Ordering::Relaxed);
-    if claims.tkt == 0 {
-        return;
+    let key = session_key(claims);
+    if let Some(room) = state.rooms.get(claims.evt) {
+        room.end(key.clone(), claims.exp);
     }
     if let Some(store) = state.store()
-        && let Err(e) = store.end_session(claims.evt, claims.tkt).await
+        && let Err(e) = store.end_session(claims.evt, claims.tkt, &key, claims.exp).await
     {
-        tracing::warn!(error = %e, "could not end a session; it will lapse by itself");
+        tracing::warn!(event_id = claims.evt, error = %e, "could not share a session's end; other proxies accept its token until it expires");
     }
 }

@@ -21,11 +21,12 @@ impl EventPath {
         })
     }
 
-    /// The event id, if the path matches (the path itself or below it).
+    /// The event id, if the (canonical) path matches: the path itself or
+    /// below it.
     fn event_of(&self, path: &str) -> Option<i64> {
         let rest = path.strip_prefix(&self.prefix)?;
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 || digits > 18 {
+        if digits == 0 {
             return None;
         }
         let (id, tail) = rest.split_at(digits);
@@ -77,13 +78,23 @@ impl Protection {
         if let Some(event) = self.event_paths.iter().find_map(|p| p.event_of(path)) {
             return Protected::Event(event);
         }
-        if self.session_prefixes.iter().any(|p| path.starts_with(p.as_str())) {
+        if self.session_prefixes.iter().any(|p| under(path, p)) {
             return Protected::AnySession;
         }
-        if self.optional_prefixes.iter().any(|p| path.starts_with(p.as_str())) {
+        if self.optional_prefixes.iter().any(|p| under(path, p)) {
             return Protected::Optional;
         }
         Protected::No
+    }
+}
+
+/// Whether `path` is `prefix` or below it, segment by segment: a bypass for
+/// `/healthz` does not cover `/healthzx`. A prefix ending in `/` (such as
+/// `/v1/holds/`) covers what is below it.
+fn under(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
     }
 }
 
@@ -153,7 +164,7 @@ impl Bypasses {
 
     pub fn matches(&self, path: &str, header: impl Fn(&str) -> Option<String>, client: Option<IpAddr>) -> bool {
         self.0.iter().any(|rule| match rule {
-            Bypass::Path(p) => path.starts_with(p.as_str()),
+            Bypass::Path(p) => under(path, p),
             Bypass::Header(name, value) => header(name).is_some_and(|v| v == *value),
             Bypass::Network(n) => client.is_some_and(|ip| n.contains(ip)),
         })
@@ -199,6 +210,8 @@ mod tests {
             },
         ]);
         assert!(b.matches("/healthz", |_| None, None));
+        assert!(b.matches("/healthz/deep", |_| None, None));
+        assert!(!b.matches("/healthzx", |_| None, None));
         assert!(b.matches("/v1/x", |h| (h == "x-staff").then(|| "s3cret".to_string()), None));
         assert!(!b.matches("/v1/x", |h| (h == "x-staff").then(|| "nope".to_string()), None));
     }

@@ -275,7 +275,7 @@ async fn a_failed_tick_keeps_the_fans_it_heard_from() {
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert!(edge_proxy::queue::ticker::tick(&store, &room, false).await.is_err());
+    assert!(edge_proxy::queue::ticker::tick(&store, &room).await.is_err());
     let () = redis::cmd("DEL").arg(&seen).query_async(&mut redis).await.unwrap();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -289,7 +289,7 @@ async fn a_failed_tick_keeps_the_fans_it_heard_from() {
         .await
         .unwrap();
     // The next tick writes the poll the failed one could not.
-    edge_proxy::queue::ticker::tick(&store, &room, false).await.unwrap();
+    edge_proxy::queue::ticker::tick(&store, &room).await.unwrap();
     let score: Option<f64> = redis::cmd("ZSCORE")
         .arg(&seen)
         .arg(7)

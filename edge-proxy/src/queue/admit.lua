@@ -10,25 +10,40 @@
 -- KEYS: 1 waiting (zset ticket -> place), 2 active (zset ticket -> session
 --       expiry ms), 3 progress (hash), 4 seen (zset ticket -> last heard ms),
 --       5 removed (list of tickets that lost their place), 6 seq (counter),
---       7 joined (zset ticket -> join ms), 8 fairness (hash), 9 lottery (hash)
+--       7 joined (zset ticket -> join ms), 8 fairness (hash), 9 lottery (hash),
+--       10 admission (hash: the shared settings' fields below, by name),
+--       11 ended (list of ended sessions, see store.rs's `end_session`)
 -- ARGV: 1 admit per minute, 2 max active, 3 session ms, 4 grace ms,
 --       5 mode, 6 largest allowance window ms, 7 on-sale ms (0: none),
 --       8 adaptive ('1' or '0'), 9 adaptive min, 10 adaptive max
-local rate = tonumber(ARGV[1])
-local max_active = tonumber(ARGV[2])
-local session_ms = tonumber(ARGV[3])
-local grace_ms = tonumber(ARGV[4])
-local mode = ARGV[5]
-local window_ms = tonumber(ARGV[6])
-local on_sale = tonumber(ARGV[7])
+--
+-- The shared settings (an operator's change through any instance's admin
+-- API, or a reloaded file), when there are any, rule over the caller's
+-- copy: read here, in the same script as the admission, a newly started
+-- instance or one that has not yet re-read them cannot admit by stale
+-- settings, not even for one tick.
+local a = ARGV
+local shared = redis.call('HGETALL', KEYS[10])
+if #shared > 0 then
+  local s = {}
+  for i = 1, #shared, 2 do s[shared[i]] = shared[i + 1] end
+  a = {s.rate, s.max_active, s.session_ms, s.grace_ms, s.mode, ARGV[6], s.on_sale_ms, s.adaptive, s.min, s.max}
+end
+local rate = tonumber(a[1])
+local max_active = tonumber(a[2])
+local session_ms = tonumber(a[3])
+local grace_ms = tonumber(a[4])
+local mode = a[5]
+local window_ms = tonumber(a[6])
+local on_sale = tonumber(a[7])
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 -- The rate an adaptive room's controller last set, within the bounds.
-if ARGV[8] == '1' then
+if a[8] == '1' then
   local set = tonumber(redis.call('HGET', KEYS[3], 'adaptive_rate') or rate)
-  rate = math.max(tonumber(ARGV[9]), math.min(tonumber(ARGV[10]), set))
+  rate = math.max(tonumber(a[9]), math.min(tonumber(a[10]), set))
 end
 
 -- Admitted fans silent for a whole session stop counting as active.
@@ -117,4 +132,5 @@ redis.call('HSET', KEYS[3], 'last_ms', now, 'carry', carry, 'through', through, 
 local seq = tonumber(redis.call('GET', KEYS[6]) or 0)
 local waiting = redis.call('ZCARD', KEYS[1])
 local removed = redis.call('LLEN', KEYS[5])
-return {now, admitted, through, seq, waiting, active + admitted, total, removed, rate}
+local ended = redis.call('LLEN', KEYS[11])
+return {now, admitted, through, seq, waiting, active + admitted, total, removed, rate, ended}

@@ -157,6 +157,10 @@ pub struct Room {
     pub(crate) adapted_at: Mutex<Option<std::time::Instant>>,
     /// (Redis time ms, admitted so far) of the last minute's ticks.
     pace: Mutex<std::collections::VecDeque<(i64, u64)>>,
+    /// Sessions ended, by session key, with their tokens' expiry (Unix s),
+    /// and how much of the shared list of them this proxy has read.
+    ended: Mutex<HashMap<String, i64>>,
+    ended_read: std::sync::atomic::AtomicU64,
 }
 
 impl Room {
@@ -172,7 +176,33 @@ impl Room {
             draw: arc_swap::ArcSwapOption::empty(),
             adapted_at: Mutex::new(None),
             pace: Mutex::default(),
+            ended: Mutex::default(),
+            ended_read: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Marks a session ended on this proxy at once (every other proxy
+    /// learns it from the shared list at its next tick).
+    pub fn end(&self, session: String, expires: i64) {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).insert(session, expires);
+    }
+
+    pub fn has_ended(&self, session: &str) -> bool {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).contains_key(session)
+    }
+
+    pub(crate) fn ended_read(&self) -> u64 {
+        self.ended_read.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes in ended sessions read from the shared list; forgets those
+    /// whose tokens have expired anyway.
+    pub(crate) fn take_ended(&self, sessions: Vec<(String, i64)>, now: i64) {
+        let read = sessions.len() as u64;
+        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        ended.extend(sessions);
+        ended.retain(|_, expires| *expires > now);
+        self.ended_read.fetch_add(read, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn lottery(&self) -> Arc<LotteryRecord> {

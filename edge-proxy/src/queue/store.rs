@@ -23,6 +23,11 @@ struct Keys {
     seen: String,
     removed: String,
     settings: String,
+    /// The shared settings' admission fields, for the admission script.
+    admission: String,
+    /// Sessions ended (list of `<session key> <expiry s>`), so every
+    /// instance refuses their access tokens.
+    ended: String,
     joined: String,
     fairness: String,
     lottery: String,
@@ -42,6 +47,8 @@ impl Keys {
             seen: k("seen"),
             removed: k("removed"),
             settings: k("settings"),
+            admission: k("admission"),
+            ended: k("ended"),
             joined: k("joined"),
             fairness: k("fairness"),
             lottery: k("lottery"),
@@ -69,6 +76,8 @@ pub struct Tick {
     pub removed: u64,
     /// The admission rate used, per minute (an adaptive room's current one).
     pub rate: u32,
+    /// Length of the list of ended sessions.
+    pub ended: u64,
 }
 
 /// A lottery's public record and progress.
@@ -321,18 +330,7 @@ impl QueueStore {
     /// One admission tick for an event.
     pub async fn tick(&self, room: &RoomSettings) -> StoreResult<Tick> {
         let k = Keys::of(room.event_id);
-        let mode = match room.mode {
-            QueueMode::Fifo => "fifo",
-            QueueMode::Passthrough => "passthrough",
-            QueueMode::Paused => "paused",
-            QueueMode::Closed => "closed",
-            QueueMode::Lottery => "lottery",
-        };
-        let on_sale_ms = room.on_sale_at.map_or(0, |t| t.timestamp_millis().max(1));
-        let (adaptive, min, max) = match &room.adaptive {
-            Some(a) => ("1", a.min_per_minute, a.max_per_minute),
-            None => ("0", 0, 0),
-        };
+        let f = AdmissionFields::of(room);
         let mut conn = self.ticker.clone();
         let r: Vec<i64> = self
             .admit
@@ -345,16 +343,18 @@ impl QueueStore {
             .key(&k.joined)
             .key(&k.fairness)
             .key(&k.lottery)
-            .arg(room.admit_per_minute)
-            .arg(room.max_active)
-            .arg(room.session_secs * 1000)
-            .arg(room.grace_secs * 1000)
-            .arg(mode)
+            .key(&k.admission)
+            .key(&k.ended)
+            .arg(f.rate)
+            .arg(f.max_active)
+            .arg(f.session_ms)
+            .arg(f.grace_ms)
+            .arg(f.mode)
             .arg(ALLOWANCE_WINDOW_MS)
-            .arg(on_sale_ms)
-            .arg(adaptive)
-            .arg(min)
-            .arg(max)
+            .arg(f.on_sale_ms)
+            .arg(f.adaptive)
+            .arg(f.min)
+            .arg(f.max)
             .invoke_async(&mut conn)
             .await?;
         let at = |i: usize| r.get(i).copied().unwrap_or(0).max(0) as u64;
@@ -368,6 +368,7 @@ impl QueueStore {
             admitted_total: at(6),
             removed: at(7),
             rate: at(8).min(u32::MAX as u64) as u32,
+            ended: at(9),
         })
     }
 
@@ -518,31 +519,119 @@ impl QueueStore {
         Ok(changed > 0)
     }
 
-    /// Ends an admitted fan's session at once: the slot goes to the next fan.
-    pub async fn end_session(&self, event: i64, ticket: u64) -> StoreResult<()> {
+    /// Ends an admitted fan's session at once: the slot goes to the next fan
+    /// (`ticket` 0: admitted without the queue, no slot), and the session's
+    /// key goes on the event's ended list, which every instance reads at its
+    /// next tick and from then on refuses the session's tokens.
+    pub async fn end_session(&self, event: i64, ticket: u64, key: &str, expires: i64) -> StoreResult<()> {
         let _turn = self.session_calls.turn().await?;
         let mut conn = self.sessions.clone();
-        conn.zrem::<_, _, ()>(Keys::of(event).active, ticket).await
+        let k = Keys::of(event);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if ticket > 0 {
+            pipe.zrem(&k.active, ticket).ignore();
+        }
+        pipe.rpush(&k.ended, format!("{key} {expires}")).ignore();
+        pipe.query_async(&mut conn).await
     }
 
-    /// Settings an operator set through the admin API, shared by every
-    /// instance.
+    /// Ended sessions from the `from`th on: (session key, expiry in Unix
+    /// seconds).
+    pub async fn ended_since(&self, event: i64, from: u64) -> StoreResult<Vec<(String, i64)>> {
+        let mut conn = self.ticker.clone();
+        let raw: Vec<String> = conn.lrange(Keys::of(event).ended, from as isize, -1).await?;
+        Ok(raw
+            .iter()
+            .map(|entry| {
+                let (key, expires) = entry.rsplit_once(' ').unwrap_or((entry, "0"));
+                (key.to_owned(), expires.parse().unwrap_or(0))
+            })
+            .collect())
+    }
+
+    /// Settings an operator set through the admin API (or a reloaded file),
+    /// shared by every instance.
     pub async fn settings(&self, event: i64) -> StoreResult<Option<RoomSettings>> {
         let mut conn = self.ticker.clone();
         let raw: Option<String> = conn.get(Keys::of(event).settings).await?;
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
+    /// Shares `settings`: the whole of them for every instance's copy, and
+    /// their admission fields for the admission script, in one step.
     pub async fn put_settings(&self, settings: &RoomSettings) -> StoreResult<()> {
         let mut conn = self.conn.clone();
+        let k = Keys::of(settings.event_id);
         // Serialising a plain struct cannot fail.
         let json = serde_json::to_string(settings).expect("serialise settings");
-        conn.set(Keys::of(settings.event_id).settings, json).await
+        let f = AdmissionFields::of(settings);
+        redis::pipe()
+            .atomic()
+            .set(&k.settings, json)
+            .ignore()
+            .hset_multiple(
+                &k.admission,
+                &[
+                    ("rate", f.rate.to_string()),
+                    ("max_active", f.max_active.to_string()),
+                    ("session_ms", f.session_ms.to_string()),
+                    ("grace_ms", f.grace_ms.to_string()),
+                    ("mode", f.mode.to_string()),
+                    ("on_sale_ms", f.on_sale_ms.to_string()),
+                    ("adaptive", f.adaptive.to_string()),
+                    ("min", f.min.to_string()),
+                    ("max", f.max.to_string()),
+                ],
+            )
+            .ignore()
+            .query_async(&mut conn)
+            .await
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<()>(&mut conn).await
+    }
+}
+
+/// The settings the admission script reads, as it reads them (its ARGV, or
+/// the shared `admission` hash).
+struct AdmissionFields {
+    rate: u32,
+    max_active: u32,
+    session_ms: u64,
+    grace_ms: u64,
+    mode: &'static str,
+    on_sale_ms: i64,
+    adaptive: &'static str,
+    min: u32,
+    max: u32,
+}
+
+impl AdmissionFields {
+    fn of(room: &RoomSettings) -> AdmissionFields {
+        let (adaptive, min, max) = match &room.adaptive {
+            Some(a) => ("1", a.min_per_minute, a.max_per_minute),
+            None => ("0", 0, 0),
+        };
+        AdmissionFields {
+            rate: room.admit_per_minute,
+            max_active: room.max_active,
+            session_ms: room.session_secs * 1000,
+            grace_ms: room.grace_secs * 1000,
+            mode: match room.mode {
+                QueueMode::Fifo => "fifo",
+                QueueMode::Passthrough => "passthrough",
+                QueueMode::Paused => "paused",
+                QueueMode::Closed => "closed",
+                QueueMode::Lottery => "lottery",
+            },
+            on_sale_ms: room.on_sale_at.map_or(0, |t| t.timestamp_millis().max(1)),
+            adaptive,
+            min,
+            max,
+        }
     }
 }
 
@@ -576,7 +665,7 @@ mod tests {
             !store.touch_session(event, 8, 60_000).await.expect("redis"),
             "nobody else's"
         );
-        store.end_session(event, 7).await.expect("redis");
+        store.end_session(event, 7, "t7", 0).await.expect("redis");
         assert!(!store.touch_session(event, 7, 60_000).await.expect("redis"), "ended");
         drop(spike);
 

@@ -28,8 +28,6 @@ const UNHEALTHY_AFTER: u32 = 3;
 /// join spike into refused joins (or, failing open, into admissions past
 /// the queue).
 const SLOW_FOR: Duration = Duration::from_secs(10);
-/// Shared settings are re-read every this many ticks.
-const SETTINGS_EVERY: u64 = 5;
 /// The configuration file is checked for changes every this many ticks.
 const CONFIG_EVERY: u64 = 10;
 /// Rate-limit tables forget quiet clients every this many ticks.
@@ -81,7 +79,7 @@ impl BackgroundService for Ticker {
                 if let Err(e) = adapt(state, &store, &room).await {
                     tracing::debug!(event_id = room.event, error = %e, "could not share an adaptive rate");
                 }
-                match tick(&store, &room, n.is_multiple_of(SETTINGS_EVERY)).await {
+                match tick(&store, &room).await {
                     Ok(()) => {
                         failed.remove(&room.event);
                     }
@@ -138,10 +136,11 @@ async fn connect(state: &EdgeState) {
     }
 }
 
-/// One tick of one room.
-pub async fn tick(store: &QueueStore, room: &Room, refresh_settings: bool) -> Result<(), redis::RedisError> {
-    if refresh_settings
-        && let Some(shared) = store.settings(room.event).await?
+/// One tick of one room. The shared settings are re-read every tick, so this
+/// instance's joins, ETAs and lottery follow an operator's change within a
+/// tick (the admission itself reads them in its script).
+pub async fn tick(store: &QueueStore, room: &Room) -> Result<(), redis::RedisError> {
+    if let Some(shared) = store.settings(room.event).await?
         && *room.settings() != shared
     {
         tracing::info!(event_id = room.event, "waiting-room settings changed");
@@ -162,6 +161,10 @@ pub async fn tick(store: &QueueStore, room: &Room, refresh_settings: bool) -> Re
         }
     }
     let tick = store.tick(&room.settings()).await?;
+    if tick.ended > room.ended_read() {
+        let ended = store.ended_since(room.event, room.ended_read()).await?;
+        room.take_ended(ended, tick.at_ms / 1000);
+    }
     let read = room.removed_read();
     let newly_removed = if tick.removed > read {
         store.removed_since(room.event, read).await?
