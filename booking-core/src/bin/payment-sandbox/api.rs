@@ -34,6 +34,7 @@ pub fn router(state: State) -> Router {
         .route("/v1/payment_intents/{id}", get(get_intent))
         .route("/v1/payment_intents/{id}/refunds", post(create_refund))
         .route("/v1/payment_methods/{id}", get(get_payment_method))
+        .route("/sandbox/payment_intents/{id}/{outcome}", post(authenticate))
         .route("/sandbox/stats", get(stats))
         .with_state(state)
 }
@@ -171,12 +172,17 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
         );
     }
     let declined = card == Card::Declined;
+    let status = match card {
+        Card::Declined => "failed",
+        Card::RequiresAction => "requires_action",
+        _ => "succeeded",
+    };
     let intent = Intent {
         id: new_id("pi"),
         amount_cents: req.amount_cents,
         currency: req.currency,
         payment_method: req.payment_method,
-        status: if declined { "failed" } else { "succeeded" }.into(),
+        status: status.into(),
         failure_code: declined.then(|| "card_declined".into()),
         amount_refunded_cents: 0,
         metadata: req.metadata,
@@ -200,7 +206,8 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
     let event = Sender::event(kind, &intent);
     let d = state.delays;
     match card {
-        Card::NoWebhook => {}
+        // Nothing has happened yet: the webhook comes with the fan's answer.
+        Card::NoWebhook | Card::RequiresAction => {}
         Card::WebhookFirst => state.hooks.deliver(&state.store, event).await,
         Card::WebhookTwice => state.hooks.spawn(state.store.clone(), event, Duration::ZERO, 2),
         Card::WebhookLate => state.hooks.spawn(state.store.clone(), event, d.late, 1),
@@ -212,6 +219,57 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
         _ => {}
     }
     answer(&stored, false)
+}
+
+/// The fan's answer to a 3-D Secure challenge (`succeed` or `fail`), as
+/// the card issuer would give it: the intent succeeds (charging the card)
+/// or fails authentication, and the webhook says so. As with Stripe, a
+/// failed authentication may be tried again and succeed on the same
+/// intent, and the create call's stored answer is not changed.
+async fn authenticate(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path((id, outcome)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = authorised(&state, &headers) {
+        return r.into_response();
+    }
+    let succeed = match outcome.as_str() {
+        "succeed" => true,
+        "fail" => false,
+        _ => return error(StatusCode::NOT_FOUND, "not_found", "succeed or fail"),
+    };
+    let intent = {
+        let mut books = state.store.books();
+        let Some(intent) = books.intents.iter_mut().find(|i| i.id == id) else {
+            return error(StatusCode::NOT_FOUND, "no_such_intent", "no such payment intent");
+        };
+        let retried = intent.status == "failed" && intent.failure_code.as_deref() == Some("authentication_failed");
+        if intent.status != "requires_action" && !(succeed && retried) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "intent_not_awaiting_action",
+                "the payment intent is not waiting for authentication",
+            );
+        }
+        if succeed {
+            intent.status = "succeeded".into();
+            intent.failure_code = None;
+        } else {
+            intent.status = "failed".into();
+            intent.failure_code = Some("authentication_failed".into());
+        }
+        intent.clone()
+    };
+    let kind = if succeed {
+        "payment_intent.succeeded"
+    } else {
+        "payment_intent.payment_failed"
+    };
+    state
+        .hooks
+        .spawn(state.store.clone(), Sender::event(kind, &intent), Duration::ZERO, 1);
+    axum::Json(intent).into_response()
 }
 
 async fn get_intent(AxState(state): AxState<State>, headers: HeaderMap, Path(id): Path<String>) -> Response {

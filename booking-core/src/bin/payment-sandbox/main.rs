@@ -3,7 +3,8 @@
 //! in one call, refunds), honours an idempotency key on every call that
 //! moves money, and sends HMAC-signed webhooks at least once. Test payment
 //! methods make it decline, answer slowly, time out, fail once, or deliver
-//! its webhook twice, late, never, or before its own answer (see
+//! its webhook twice, late, never, or before its own answer, or wait for
+//! a 3-D Secure answer that a test gives (see
 //! `store.rs`); `<token>_<name>` is another card with the same behaviour,
 //! and each card has a fingerprint as Stripe's do. It keeps everything in memory: it is a test double of
 //! somebody else's service, not part of Usher's state.

@@ -22,6 +22,10 @@ pub enum Card {
     /// The webhook is delivered (and acknowledged) before the answer.
     WebhookFirst,
     NoWebhook,
+    /// 3-D Secure: the intent waits (`requires_action`, no webhook) until
+    /// the fan's answer, which a test gives through
+    /// `POST /sandbox/payment_intents/{id}/succeed` or `/fail`.
+    RequiresAction,
 }
 
 /// Each behaviour's bare token. `<token>_<suffix>` is another card that
@@ -37,6 +41,7 @@ const BEHAVIOURS: &[(&str, Card)] = &[
     ("pm_card_webhook_late", Card::WebhookLate),
     ("pm_card_webhook_first", Card::WebhookFirst),
     ("pm_card_no_webhook", Card::NoWebhook),
+    ("pm_card_requires_action", Card::RequiresAction),
 ];
 
 impl Card {
