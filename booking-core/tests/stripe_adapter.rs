@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, StatusCode as AxStatus};
@@ -14,8 +15,8 @@ use axum::response::IntoResponse;
 use booking_core::checkout::provider::{
     ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, WebhookEvent,
 };
-use booking_core::checkout::signature;
 use booking_core::checkout::stripe::StripeProvider;
+use booking_core::checkout::{reconcile, signature};
 use booking_core::config::Config;
 use booking_core::ids::{Cents, OrderId};
 use common::*;
@@ -56,8 +57,29 @@ type Seen = Arc<Mutex<Vec<(String, HashMap<String, String>, HeaderMap)>>>;
 
 /// Answers like Stripe did when these fixtures were recorded.
 async fn recorded_stripe() -> (String, Seen) {
+    recorded_stripe_with(Arc::new(AtomicBool::new(false))).await
+}
+
+/// The PaymentIntent each test payment method makes (the `pm_card_*`
+/// names Stripe's test mode knows; `_fixture` ones only this stand-in).
+fn intent_fixture(payment_method: &str) -> (AxStatus, &'static str) {
+    match payment_method {
+        "pm_card_chargeDeclinedInsufficientFunds" => (AxStatus::PAYMENT_REQUIRED, "card_declined.json"),
+        // 3-D Secure: the fan must authenticate before the card is charged.
+        "pm_card_authenticationRequired" => (AxStatus::OK, "payment_intent_requires_action.json"),
+        "pm_processing_fixture" => (AxStatus::OK, "payment_intent_processing.json"),
+        "pm_canceled_fixture" => (AxStatus::OK, "payment_intent_canceled.json"),
+        // Served as the requires_action answer with its status changed.
+        "pm_requires_confirmation_fixture" => (AxStatus::OK, "payment_intent_requires_action.json"),
+        _ => (AxStatus::OK, "payment_intent_succeeded.json"),
+    }
+}
+
+/// As `recorded_stripe`; `authenticated` says whether the fan has finished
+/// 3-D Secure, after which Stripe shows that intent as succeeded.
+async fn recorded_stripe_with(authenticated: Arc<AtomicBool>) -> (String, Seen) {
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let (s1, s2, s3) = (seen.clone(), seen.clone(), seen.clone());
+    let (s1, s2, s3, s4) = (seen.clone(), seen.clone(), seen.clone(), seen.clone());
     let app = axum::Router::new()
         .route(
             "/v1/payment_intents",
@@ -74,14 +96,48 @@ async fn recorded_stripe() -> (String, Seen) {
                     if !ok {
                         return (AxStatus::UNAUTHORIZED, "{}".to_string()).into_response();
                     }
-                    if form.get("payment_method").map(String::as_str) == Some("pm_card_chargeDeclinedInsufficientFunds")
-                    {
-                        (AxStatus::PAYMENT_REQUIRED, fixture("card_declined.json", &order)).into_response()
-                    } else {
-                        (AxStatus::OK, fixture("payment_intent_succeeded.json", &order)).into_response()
+                    let pm = form.get("payment_method").map_or("", String::as_str);
+                    let (status, name) = intent_fixture(pm);
+                    let mut body = fixture(name, &order);
+                    if pm == "pm_requires_confirmation_fixture" {
+                        body = body.replace(r#""status": "requires_action""#, r#""status": "requires_confirmation""#);
                     }
+                    (status, body).into_response()
                 }
             }),
+        )
+        .route(
+            "/v1/payment_intents/{id}",
+            axum::routing::get(
+                move |headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<String>| {
+                    let seen = s4.clone();
+                    let authenticated = authenticated.clone();
+                    async move {
+                        let query = HashMap::from([("id".to_string(), id.clone())]);
+                        seen.lock().unwrap().push(("retrieve".into(), query, headers.clone()));
+                        // The order id comes back from the intent's metadata,
+                        // which the stand-in kept from the create call.
+                        let order = seen
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .filter(|(k, _, _)| k == "intent")
+                            .filter_map(|(_, f, _)| f.get("metadata[order_id]").cloned())
+                            .next_back()
+                            .unwrap_or_default();
+                        let name = match id.as_str() {
+                            "pi_3QfixtureAuthRequired01" if authenticated.load(Ordering::SeqCst) => {
+                                "payment_intent_auth_succeeded.json"
+                            }
+                            "pi_3QfixtureAuthRequired01" => "payment_intent_requires_action.json",
+                            "pi_3QfixtureProcessing01" => "payment_intent_processing.json",
+                            "pi_3QfixtureSucceeded01" => "payment_intent_succeeded.json",
+                            _ => return (AxStatus::NOT_FOUND, "{}".to_string()).into_response(),
+                        };
+                        (AxStatus::OK, fixture(name, &order)).into_response()
+                    }
+                },
+            ),
         )
         .route(
             "/v1/payment_methods/{id}",
@@ -235,6 +291,90 @@ async fn charges_declines_refunds_and_webhooks_in_stripes_shape() {
     assert!(wrong.charge(&r).await.is_err());
 }
 
+/// Only `requires_payment_method` and `canceled` are declines; an intent
+/// waiting for the fan (3-D Secure) or the processor is pending, and is
+/// asked about again by retrieving it.
+#[tokio::test]
+async fn intents_awaiting_the_fan_or_the_processor_are_pending_not_declined() {
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let (base, seen) = recorded_stripe_with(authenticated.clone()).await;
+    let stripe = provider(&base);
+    let order = OrderId::new();
+    let charge = |pm: &'static str| {
+        let stripe = &stripe;
+        async move {
+            stripe
+                .charge(&ChargeRequest {
+                    order,
+                    amount: Cents(6000),
+                    currency: "usd".into(),
+                    payment_method: pm.into(),
+                    idempotency_key: format!("order-{order}-charge-{pm}"),
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let pending = |status: &str| ChargeStatus::Pending { status: status.into() };
+    let tds = charge("pm_card_authenticationRequired").await;
+    assert_eq!(
+        (tds.status.clone(), tds.intent_id.as_str(), tds.order),
+        (pending("requires_action"), "pi_3QfixtureAuthRequired01", Some(order))
+    );
+    assert_eq!(charge("pm_processing_fixture").await.status, pending("processing"));
+    assert_eq!(
+        charge("pm_requires_confirmation_fixture").await.status,
+        pending("requires_confirmation")
+    );
+    assert_eq!(
+        charge("pm_canceled_fixture").await.status,
+        ChargeStatus::Declined {
+            code: "canceled".into()
+        }
+    );
+
+    // Retrieved: pending until the fan authenticates, then succeeded.
+    assert_eq!(
+        stripe.retrieve("pi_3QfixtureAuthRequired01").await.unwrap().status,
+        pending("requires_action")
+    );
+    authenticated.store(true, Ordering::SeqCst);
+    let done = stripe.retrieve("pi_3QfixtureAuthRequired01").await.unwrap();
+    assert_eq!((done.status, done.amount), (ChargeStatus::Succeeded, Cents(6000)));
+    {
+        let seen = seen.lock().unwrap();
+        let (kind, query, headers) = seen.last().unwrap();
+        assert_eq!(
+            (kind.as_str(), query["id"].as_str()),
+            ("retrieve", "pi_3QfixtureAuthRequired01")
+        );
+        assert_eq!(headers["stripe-version"], "2024-06-20");
+        assert_eq!(headers["authorization"], format!("Bearer {KEY}").as_str());
+    }
+    assert!(matches!(
+        stripe.retrieve("pi_3QfixtureUnknown").await,
+        Err(ProviderError::Rejected { .. })
+    ));
+
+    // A cancelled intent's webhook is a decline too.
+    let body = fixture("event_payment_intent_succeeded.json", &order.to_string())
+        .replace("payment_intent.succeeded", "payment_intent.canceled")
+        .replace(r#""status": "succeeded""#, r#""status": "canceled""#);
+    let now = chrono::Utc::now().timestamp();
+    let sig = signature::sign(body.as_bytes(), SECRET.as_bytes(), now);
+    match stripe.verify_webhook(Some(&sig), body.as_bytes(), now).unwrap() {
+        WebhookEvent::Charged { charge, .. } => {
+            assert_eq!(
+                charge.status,
+                ChargeStatus::Declined {
+                    code: "canceled".into()
+                }
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn the_card_fingerprint_is_read_from_the_payment_method() {
     let (base, seen) = recorded_stripe().await;
@@ -331,6 +471,134 @@ async fn a_purchase_through_the_core_with_stripe_configured() {
         r.status(),
         reqwest::StatusCode::NOT_FOUND,
         "only the configured provider's endpoint"
+    );
+    app.finish().await;
+}
+
+/// The hole of issue 23: a PaymentIntent waiting for the fan's 3-D Secure
+/// answer is no decline. The order stays pending with its hold; when the
+/// fan authenticates, the success (delivered twice at once, once more
+/// under another event id, and found by reconciliation at the same time)
+/// sells the seats exactly once. Before the fix the order was recorded
+/// `payment_failed` and the success left the fan charged with nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_charge_awaiting_3d_secure_stays_pending_and_its_late_success_sells_the_seats_once() {
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let (base, seen) = recorded_stripe_with(authenticated.clone()).await;
+    let app = TestApp::start_with_config(
+        Options {
+            reconcile_after_secs: 0,
+            ..Options::default()
+        },
+        |c| {
+            c.payments.provider = "stripe".into();
+            c.payments.base_url = base.clone();
+            c.payments.api_key = KEY.into();
+            c.payments.webhook_secret = SECRET.into();
+        },
+    )
+    .await;
+    let v = venue(&app.pool, &small_chart("tds", &["A"], 1, 4)).await;
+    let e = event(&app.pool, "tds", "tds", rules(4)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let alice = app.sign_in("alice").await;
+    let (_, h) = app
+        .hold(&alice, e, "h", &json!({"seat_ids": [seats[0], seats[1]]}))
+        .await;
+    let r = app
+        .http
+        .post(app.url("/v1/orders"))
+        .bearer_auth(&alice)
+        .header("idempotency-key", "o")
+        .json(&json!({"hold_id": h["hold_id"], "payment_method": "pm_card_authenticationRequired"}))
+        .send()
+        .await
+        .unwrap();
+    let first: serde_json::Value = r.json().await.unwrap();
+    let id = first["order_id"].as_str().unwrap().to_string();
+    let get_order = || async {
+        app.http
+            .get(app.url(&format!("/v1/orders/{id}")))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+
+    // Reconciliation looks while the fan is still authenticating.
+    let checkout = app.running.state.checkout.clone();
+    reconcile::run_once(&checkout, &app.pool, 10).await.unwrap();
+    let waiting = get_order().await;
+    assert_eq!(live_claims(&app.pool, e).await.len(), 2, "the hold is kept");
+
+    // The fan authenticates; Stripe's webhook arrives twice at once and
+    // once more under another event id, while reconciliation runs.
+    authenticated.store(true, Ordering::SeqCst);
+    let body = fixture("event_payment_intent_auth_succeeded.json", &id);
+    let other = body.replace("evt_3QfixtureEvent02", "evt_3QfixtureEvent02b");
+    let deliver = |body: String| {
+        let app = &app;
+        async move {
+            let sig = signature::sign(body.as_bytes(), SECRET.as_bytes(), chrono::Utc::now().timestamp());
+            let r = app
+                .http
+                .post(app.url("/v1/payments/webhooks/stripe"))
+                .header("stripe-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::OK);
+        }
+    };
+    let order = booking_core::ids::OrderId(id.parse().unwrap());
+    let (_, _, _, reconciled, driven) = tokio::join!(
+        deliver(body.clone()),
+        deliver(body),
+        deliver(other),
+        reconcile::run_once(&checkout, &app.pool, 10),
+        checkout.drive(order)
+    );
+    reconciled.unwrap();
+    driven.unwrap();
+
+    let o = get_order().await;
+    assert_eq!(
+        o["state"], "confirmed",
+        "charged by Stripe, so tickets or a refund are owed (first answer {first}, while authenticating {waiting}): {o}"
+    );
+    assert_eq!(o["tickets"].as_array().unwrap().len(), 2, "{o}");
+    assert_eq!(
+        (first["state"].as_str(), waiting["state"].as_str()),
+        (Some("pending_payment"), Some("pending_payment")),
+        "requires_action is not a decline"
+    );
+    let valid: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE event_id = $1 AND state = 'valid'")
+        .bind(e.0)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(valid, 2, "one set of tickets");
+    let confirmations: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE order_id = $1::uuid AND topic = 'order.confirmed'")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(confirmations, 1);
+    let kinds: Vec<String> = seen.lock().unwrap().iter().map(|(k, _, _)| k.clone()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "intent").count(),
+        1,
+        "one charge: {kinds:?}"
+    );
+    assert!(!kinds.iter().any(|k| k == "refund"), "nothing to refund: {kinds:?}");
+    assert!(
+        kinds.iter().any(|k| k == "retrieve"),
+        "reconciliation asked about the intent: {kinds:?}"
     );
     app.finish().await;
 }

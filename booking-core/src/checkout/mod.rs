@@ -3,8 +3,11 @@
 //! or before it answers. The purchase is a saga persisted in `orders`
 //! (`saga.rs` drives it, `orders.rs` holds its SQL); the processor sits
 //! behind the `PaymentProvider` trait (`provider.rs`); `reconcile.rs`
-//! finishes whatever a crash or a lost answer left half done.
+//! finishes whatever a crash or a lost answer left half done; `late.rs`
+//! takes a success that arrives after its order moved on (tickets, or the
+//! money back).
 
+pub mod late;
 pub mod orders;
 pub mod provider;
 pub mod reconcile;

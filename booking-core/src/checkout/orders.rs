@@ -303,23 +303,21 @@ struct RawSaga {
     intent_id: Option<String>,
 }
 
-/// The provider took the money: pending_payment -> paid. Returns whether
-/// this call moved it. Reconciliation finishes it if nothing else does.
-pub async fn mark_paid(
-    conn: &mut PgConnection,
-    order: OrderId,
-    intent: &str,
-    reconcile_after_secs: i64,
-) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query!(
-        r#"UPDATE orders SET state = 'paid', intent_id = $2, updated_at = now(),
-                             next_check_at = now() + make_interval(secs => $3)
+/// The charge is neither taken nor declined yet (3-D Secure, processing):
+/// the order stays pending_payment with its hold, and remembers the
+/// provider's intent so that the next look asks about it instead of
+/// charging again. The next look keeps any later time reconciliation set
+/// (its backoff), so an abandoned challenge is asked about less and less.
+pub async fn mark_pending(pool: &PgPool, order: OrderId, intent: &str, after_secs: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        r#"UPDATE orders SET intent_id = $2, updated_at = now(),
+                             next_check_at = greatest(next_check_at, now() + make_interval(secs => $3))
            WHERE id = $1 AND state = 'pending_payment'"#,
-        order.0,
-        intent,
-        reconcile_after_secs as f64
     )
-    .execute(conn)
+    .bind(order.0)
+    .bind(intent)
+    .bind(after_secs as f64)
+    .execute(pool)
     .await?;
     Ok(r.rows_affected() == 1)
 }
@@ -468,6 +466,16 @@ pub async fn by_intent(pool: &PgPool, intent: &str) -> Result<Option<OrderId>, s
         .fetch_optional(pool)
         .await?;
     Ok(id.map(OrderId))
+}
+
+/// Whether a provider webhook event was acted on before.
+pub async fn webhook_seen(pool: &PgPool, provider: &str, event_id: &str) -> Result<bool, sqlx::Error> {
+    let seen = sqlx::query("SELECT 1 FROM payment_webhooks WHERE provider = $1 AND event_id = $2")
+        .bind(provider)
+        .bind(event_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(seen.is_some())
 }
 
 /// Records a provider webhook event. Returns false if it was seen before.

@@ -29,7 +29,16 @@ pub struct ChargeRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeStatus {
     Succeeded,
-    Declined { code: String },
+    Declined {
+        code: String,
+    },
+    /// Not decided yet: the fan has to authenticate (3-D Secure), or the
+    /// processor is still working on it. It may yet succeed, so it is no
+    /// decline: the order waits, and its hold is kept.
+    Pending {
+        /// The provider's own word for it (`requires_action`, ...).
+        status: String,
+    },
 }
 
 /// The provider's record of a charge.
@@ -103,6 +112,17 @@ pub(crate) fn payment_method_url(base: &str, id: &str) -> Result<reqwest::Url, P
     Ok(url)
 }
 
+/// `{base}/v1/payment_intents/{id}`, the id escaped as one path segment.
+pub(crate) fn payment_intent_url(base: &str, id: &str) -> Result<reqwest::Url, ProviderError> {
+    let mut url =
+        reqwest::Url::parse(base).map_err(|e| ProviderError::Unknown(format!("bad provider base URL: {e}")))?;
+    url.path_segments_mut()
+        .map_err(|()| ProviderError::Unknown("bad provider base URL".into()))?
+        .pop_if_empty()
+        .extend(["v1", "payment_intents", id]);
+    Ok(url)
+}
+
 /// A payment method as both the sandbox and Stripe describe one: only the
 /// card's fingerprint matters here.
 #[derive(Debug, Deserialize)]
@@ -151,6 +171,11 @@ pub trait PaymentProvider: Send + Sync {
     /// Creates, confirms and captures; or, for a key seen before, returns the
     /// first charge made with it.
     fn charge<'a>(&'a self, request: &'a ChargeRequest) -> BoxFuture<'a, Result<Charge, ProviderError>>;
+
+    /// The charge as the provider sees it now. A pending charge is asked
+    /// about this way, not by creating it again: a create retried with the
+    /// same key answers with its first answer, which stays "pending".
+    fn retrieve<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, Result<Charge, ProviderError>>;
 
     fn refund<'a>(&'a self, request: &'a RefundRequest) -> BoxFuture<'a, Result<Refund, ProviderError>>;
 

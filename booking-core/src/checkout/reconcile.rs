@@ -11,7 +11,8 @@ use crate::checkout::orders;
 use crate::checkout::saga::CheckoutService;
 use crate::config::CheckoutConfig;
 
-/// One pass: drives every due order, and every pending refund, once.
+/// One pass: drives every due order, every pending refund, and every
+/// refund of a stray charge (one no order could keep), once.
 /// Returns how many it looked at.
 pub async fn run_once(checkout: &CheckoutService, pool: &sqlx::PgPool, batch: i64) -> Result<usize, sqlx::Error> {
     let due = orders::due_for_reconciliation(pool, batch).await?;
@@ -28,7 +29,14 @@ pub async fn run_once(checkout: &CheckoutService, pool: &sqlx::PgPool, batch: i6
             Err(e) => tracing::warn!(refund_id = %refund, error = %e, "refund retry failed"),
         }
     }
-    Ok(due.len() + refunds.len())
+    let strays = crate::checkout::late::due(pool, checkout.provider().name(), batch).await?;
+    for intent in &strays {
+        match checkout.refund_stray(intent).await {
+            Ok(done) => tracing::info!(%intent, done, "stray charge's refund reconciled"),
+            Err(e) => tracing::warn!(%intent, error = %e, "stray charge's refund retry failed"),
+        }
+    }
+    Ok(due.len() + refunds.len() + strays.len())
 }
 
 pub async fn run(checkout: CheckoutService, pool: sqlx::PgPool, config: CheckoutConfig) {

@@ -3,7 +3,10 @@
 //! after a crash, by the reconciliation job, or because a webhook and the
 //! fan's own request arrived together — and lands in the same place.
 //!
-//!   pending_payment  charge (idempotency key = the order) -> paid | payment_failed
+//!   pending_payment  charge (idempotency key = the order) -> paid | payment_failed,
+//!                    or still pending_payment (the fan must authenticate,
+//!                    or the processor is still at it: the hold is kept and
+//!                    the charge is asked about again, never made again)
 //!   paid             one transaction: sell the seats (or re-claim them, if
 //!                    the hold lapsed and they are still free), issue tickets
 //!                    -> confirmed; or, if the seats are gone -> refunding
@@ -11,7 +14,10 @@
 //!
 //! A charge whose answer never came (timeout, 5xx, crash) is asked again
 //! with the same key later; the provider answers with the first charge,
-//! so a fan is never charged twice for one order.
+//! so a fan is never charged twice for one order. A success that arrives
+//! when the order has moved on (declined meanwhile, or paid by another
+//! charge) is taken by `late.rs`: tickets if the seats can still be had,
+//! otherwise all of the money back, once.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -19,9 +25,10 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
+use crate::checkout::late::{self, Taken};
 use crate::checkout::orders::{self, NewOrder, SagaRow};
 use crate::checkout::provider::{
-    ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, WebhookEvent,
+    Charge, ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, WebhookEvent,
 };
 use crate::checkout::{Order, OrderError, OrderRequest, OrderState, refunds};
 use crate::config::{CheckoutConfig, PaymentsConfig};
@@ -214,20 +221,19 @@ impl CheckoutService {
             idempotency_key: format!("order-{}-charge", row.id),
         };
         let asked = Instant::now();
-        let answer = self.provider.charge(&request).await;
+        // A pending order that already has its intent (waiting for 3-D
+        // Secure, or processing) is asked about, not charged again: the
+        // provider would answer a repeated create with its first answer.
+        let answer = match &row.intent_id {
+            Some(intent) => self.provider.retrieve(intent).await,
+            None => self.provider.charge(&request).await,
+        };
         count_provider_time(asked);
         match answer {
             Ok(charge) => {
                 self.crash_point("charged");
-                match charge.status {
-                    ChargeStatus::Succeeded => {
-                        let mut conn = self.pool.acquire().await?;
-                        orders::mark_paid(&mut conn, row.id, &charge.intent_id, self.reconcile_after_secs).await?;
-                        self.crash_point("paid");
-                    }
-                    ChargeStatus::Declined { code } => {
-                        orders::mark_failed(&self.pool, row.id, Some(&charge.intent_id), &code).await?;
-                    }
+                if self.apply_charge(row.id, &charge).await? == Some(Taken::Paid) {
+                    self.crash_point("paid");
                 }
             }
             Err(ProviderError::Unknown(why)) => {
@@ -304,6 +310,38 @@ impl CheckoutService {
         Ok(())
     }
 
+    /// Records what the provider says of one of the order's charges, in
+    /// whatever state the order is. Returns what became of a success.
+    async fn apply_charge(&self, order: OrderId, charge: &Charge) -> Result<Option<Taken>, SagaError> {
+        match &charge.status {
+            ChargeStatus::Succeeded => {
+                let taken = late::take(
+                    &self.pool,
+                    self.provider.name(),
+                    order,
+                    charge,
+                    self.reconcile_after_secs,
+                )
+                .await?;
+                if taken == Taken::Stray {
+                    let asked = Instant::now();
+                    late::refund_stray(&self.pool, self.provider.as_ref(), &charge.intent_id).await?;
+                    count_provider_time(asked);
+                }
+                Ok(Some(taken))
+            }
+            ChargeStatus::Declined { code } => {
+                orders::mark_failed(&self.pool, order, Some(&charge.intent_id), code).await?;
+                Ok(None)
+            }
+            ChargeStatus::Pending { status } => {
+                tracing::info!(%status, intent = %charge.intent_id, "the charge is pending; the hold is kept");
+                orders::mark_pending(&self.pool, order, &charge.intent_id, self.reconcile_after_secs).await?;
+                Ok(None)
+            }
+        }
+    }
+
     async fn give_back(&self, row: &SagaRow) -> Result<(), SagaError> {
         let Some(intent) = &row.intent_id else {
             // Nothing was charged (a free order): nothing to give back.
@@ -350,40 +388,49 @@ impl CheckoutService {
         refunds::settle(&self.pool, self.provider.as_ref(), refund).await
     }
 
-    /// Applies a verified webhook: records the fact it carries (idempotently)
-    /// and drives the order on. Returns false for a duplicate delivery.
+    /// Retries the refund of a charge no order could keep (reconciliation).
+    pub async fn refund_stray(&self, intent: &str) -> Result<bool, sqlx::Error> {
+        late::refund_stray(&self.pool, self.provider.as_ref(), intent).await
+    }
+
+    /// Applies a verified webhook: acts on the fact it carries and drives
+    /// the order on, then records the event. Returns false for a duplicate
+    /// delivery.
     pub async fn on_webhook(&self, event: WebhookEvent) -> Result<bool, SagaError> {
-        if !orders::record_webhook(&self.pool, self.provider.name(), event.event_id(), event.kind()).await? {
+        let provider = self.provider.name();
+        let (id, kind) = (event.event_id().to_owned(), event.kind().to_owned());
+        if orders::webhook_seen(&self.pool, provider, &id).await? {
             return Ok(false);
         }
+        self.act_on_webhook(event).await?;
+        // Recorded once acted on, not before: if acting failed, the
+        // provider's next delivery acts again (every step is idempotent)
+        // instead of being taken for a duplicate, which would lose a late
+        // success that no reconciliation looks for.
+        Ok(orders::record_webhook(&self.pool, provider, &id, &kind).await?)
+    }
+
+    async fn act_on_webhook(&self, event: WebhookEvent) -> Result<(), SagaError> {
         let order = match event {
             WebhookEvent::Charged { charge, .. } => {
                 let Some(order) = charge.order else {
                     tracing::warn!(intent = %charge.intent_id, "webhook for a charge that names no order");
-                    return Ok(true);
+                    return Ok(());
                 };
-                match charge.status {
-                    ChargeStatus::Succeeded => {
-                        let mut conn = self.pool.acquire().await?;
-                        orders::mark_paid(&mut conn, order, &charge.intent_id, self.reconcile_after_secs).await?;
-                    }
-                    ChargeStatus::Declined { code } => {
-                        orders::mark_failed(&self.pool, order, Some(&charge.intent_id), &code).await?;
-                    }
-                }
+                self.apply_charge(order, &charge).await?;
                 order
             }
             WebhookEvent::Refunded { refund, .. } => {
                 let Some(order) = orders::by_intent(&self.pool, &refund.intent_id).await? else {
-                    return Ok(true);
+                    return Ok(());
                 };
                 orders::mark_refunded(&self.pool, order, &refund.refund_id, refund.amount).await?;
                 order
             }
-            WebhookEvent::Other { .. } => return Ok(true),
+            WebhookEvent::Other { .. } => return Ok(()),
         };
         match self.drive(order).await {
-            Ok(_) | Err(SagaError::NoOrder) => Ok(true),
+            Ok(_) | Err(SagaError::NoOrder) => Ok(()),
             Err(e) => Err(e),
         }
     }

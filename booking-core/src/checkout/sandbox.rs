@@ -1,7 +1,8 @@
 //! The adapter for `payment-sandbox`, the stand-in card processor of the
 //! local stack and the tests (src/bin/payment-sandbox). JSON over HTTP:
-//! POST /v1/payment_intents (create + confirm + capture), POST
-//! /v1/payment_intents/{id}/refunds, GET /v1/payment_methods/{id} (the
+//! POST /v1/payment_intents (create + confirm + capture), GET
+//! /v1/payment_intents/{id}, POST /v1/payment_intents/{id}/refunds,
+//! GET /v1/payment_methods/{id} (the
 //! card's fingerprint), webhooks signed as in `signature.rs` under the
 //! `Sandbox-Signature` header.
 
@@ -13,7 +14,7 @@ use serde_json::json;
 
 use crate::checkout::provider::{
     BoxFuture, Charge, ChargeRequest, ChargeStatus, PaymentMethod, PaymentProvider, ProviderError, Refund,
-    RefundRequest, WebhookError, WebhookEvent, payment_method_url,
+    RefundRequest, WebhookError, WebhookEvent, payment_intent_url, payment_method_url,
 };
 use crate::checkout::signature;
 use crate::config::PaymentsConfig;
@@ -144,12 +145,13 @@ struct Intent {
 
 impl From<Intent> for Charge {
     fn from(i: Intent) -> Charge {
-        let status = if i.status == "succeeded" {
-            ChargeStatus::Succeeded
-        } else {
-            ChargeStatus::Declined {
+        let status = match i.status.as_str() {
+            "succeeded" => ChargeStatus::Succeeded,
+            // Waiting for the fan's authentication: it may still succeed.
+            "requires_action" | "processing" => ChargeStatus::Pending { status: i.status },
+            _ => ChargeStatus::Declined {
                 code: i.failure_code.unwrap_or_else(|| i.status.clone()),
-            }
+            },
         };
         Charge {
             intent_id: i.id,
@@ -213,6 +215,34 @@ impl PaymentProvider for SandboxProvider {
                 "metadata": { "order_id": r.order.to_string() },
             });
             let intent: Intent = self.post("/v1/payment_intents", &r.idempotency_key, body).await?;
+            Ok(intent.into())
+        })
+    }
+
+    fn retrieve<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, Result<Charge, ProviderError>> {
+        Box::pin(async move {
+            let response = self
+                .http
+                .get(payment_intent_url(&self.base, intent_id)?)
+                .bearer_auth(&self.api_key)
+                .send()
+                .await
+                .map_err(|e| ProviderError::Unknown(without_url(e)))?;
+            let status = response.status();
+            if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Err(ProviderError::Unknown(format!("status {status}")));
+            }
+            if !status.is_success() {
+                let e: ApiErrorBody = response.json().await.unwrap_or_default();
+                return Err(ProviderError::Rejected {
+                    code: e.error.code,
+                    message: e.error.message,
+                });
+            }
+            let intent: Intent = response
+                .json()
+                .await
+                .map_err(|e| ProviderError::Unknown(format!("unreadable answer: {}", without_url(e))))?;
             Ok(intent.into())
         })
     }

@@ -5,7 +5,10 @@
 //! and webhooks verified by the `Stripe-Signature` scheme
 //! (the same `t=..,v1=..` HMAC as `signature.rs`). Card declines come back
 //! as HTTP 402 with the PaymentIntent inside the error; they are declines,
-//! not failures of the call.
+//! not failures of the call. An intent that still needs the fan
+//! (`requires_action`: 3-D Secure) or the processor (`processing`) is
+//! pending, not declined: it may succeed later, by webhook or when
+//! reconciliation retrieves it (`GET /v1/payment_intents/{id}`).
 
 use std::time::Duration;
 
@@ -13,7 +16,7 @@ use serde::Deserialize;
 
 use crate::checkout::provider::{
     BoxFuture, Charge, ChargeRequest, ChargeStatus, PaymentMethod, PaymentProvider, ProviderError, Refund,
-    RefundRequest, WebhookError, WebhookEvent, payment_method_url,
+    RefundRequest, WebhookError, WebhookEvent, payment_intent_url, payment_method_url,
 };
 use crate::checkout::signature;
 use crate::config::PaymentsConfig;
@@ -86,12 +89,20 @@ impl PaymentIntent {
     fn into_charge(self) -> Charge {
         let status = match self.status.as_str() {
             "succeeded" => ChargeStatus::Succeeded,
-            other => ChargeStatus::Declined {
+            // The only final failures: the card was refused (a new payment
+            // method is needed) or the intent was cancelled.
+            "requires_payment_method" | "canceled" => ChargeStatus::Declined {
                 code: self
                     .last_payment_error
                     .as_ref()
                     .and_then(|e| e.decline_code.clone().or_else(|| e.code.clone()))
-                    .unwrap_or_else(|| other.to_owned()),
+                    .unwrap_or_else(|| self.status.clone()),
+            },
+            // requires_action, processing, requires_confirmation, and anything
+            // newer: it may still take the money, so calling it a decline
+            // would leave a later success without its tickets.
+            other => ChargeStatus::Pending {
+                status: other.to_owned(),
             },
         };
         Charge {
@@ -156,6 +167,33 @@ impl StripeProvider {
             error: StripeError::default(),
         });
         Ok(Err((status.as_u16(), parsed.error)))
+    }
+
+    /// GETs a resource; Ok(body) on 2xx, or the parsed Stripe error.
+    async fn get(&self, url: reqwest::Url) -> Result<Result<Vec<u8>, StripeError>, ProviderError> {
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.api_key)
+            .header("stripe-version", API_VERSION)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unknown(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(ProviderError::Unknown(format!("status {status}")));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::Unknown(e.without_url().to_string()))?;
+        if status.is_success() {
+            return Ok(Ok(bytes.to_vec()));
+        }
+        // e.g. 404 resource_missing for something Stripe does not know.
+        Ok(Err(serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.error)
+            .unwrap_or_default()))
     }
 }
 
@@ -238,34 +276,31 @@ impl PaymentProvider for StripeProvider {
         })
     }
 
-    fn card_fingerprint<'a>(&'a self, pm: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
+    fn retrieve<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, Result<Charge, ProviderError>> {
         Box::pin(async move {
-            let response = self
-                .http
-                .get(payment_method_url(&self.base, pm)?)
-                .bearer_auth(&self.api_key)
-                .header("stripe-version", API_VERSION)
-                .send()
-                .await
-                .map_err(|e| ProviderError::Unknown(e.without_url().to_string()))?;
-            let status = response.status();
-            if status.is_server_error() || status.as_u16() == 429 {
-                return Err(ProviderError::Unknown(format!("status {status}")));
-            }
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| ProviderError::Unknown(e.without_url().to_string()))?;
-            if !status.is_success() {
-                // e.g. 404 resource_missing for a payment method Stripe does not know.
-                let e = serde_json::from_slice::<ErrorBody>(&bytes)
-                    .map(|b| b.error)
-                    .unwrap_or_default();
-                return Err(ProviderError::Rejected {
+            match self.get(payment_intent_url(&self.base, intent_id)?).await? {
+                Ok(body) => Ok(serde_json::from_slice::<PaymentIntent>(&body)
+                    .map_err(unreadable)?
+                    .into_charge()),
+                Err(e) => Err(ProviderError::Rejected {
                     code: e.code.unwrap_or(e.kind),
                     message: e.message.unwrap_or_default(),
-                });
+                }),
             }
+        })
+    }
+
+    fn card_fingerprint<'a>(&'a self, pm: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
+        Box::pin(async move {
+            let bytes = match self.get(payment_method_url(&self.base, pm)?).await? {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    return Err(ProviderError::Rejected {
+                        code: e.code.unwrap_or(e.kind),
+                        message: e.message.unwrap_or_default(),
+                    });
+                }
+            };
             // Cards have a fingerprint; other kinds of payment method do not.
             let method: PaymentMethod = serde_json::from_slice(&bytes).map_err(unreadable)?;
             Ok(method.card.and_then(|c| c.fingerprint))
@@ -281,7 +316,7 @@ impl PaymentProvider for StripeProvider {
         signature::verify(signature, body, &self.webhook_secret, self.tolerance_secs, now_unix)?;
         let event: Event = serde_json::from_slice(body).map_err(|_| WebhookError::MalformedBody)?;
         Ok(match event.kind.as_str() {
-            "payment_intent.succeeded" | "payment_intent.payment_failed" => {
+            "payment_intent.succeeded" | "payment_intent.payment_failed" | "payment_intent.canceled" => {
                 let pi: PaymentIntent =
                     serde_json::from_value(event.data.object).map_err(|_| WebhookError::MalformedBody)?;
                 WebhookEvent::Charged {
