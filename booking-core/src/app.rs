@@ -19,7 +19,7 @@ use crate::db;
 use crate::http::{self, AppState};
 use crate::identity::{Admission, Identity};
 use crate::inventory::availability::Readings;
-use crate::inventory::{HoldService, SeatFeed, reaper};
+use crate::inventory::{HoldService, SeatFeed, WaitingRooms, reaper};
 use crate::portal::EdgeAdmin;
 use crate::tickets::TicketSigner;
 use crate::venues::SeatMaps;
@@ -112,7 +112,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         readings.clone(),
         Duration::from_millis(config.feed.poll_interval_ms),
     );
-    let holds = HoldService::new(pool.clone(), maps.clone(), readings.clone(), &config.holds);
+    let rooms = WaitingRooms::default();
+    let holds = HoldService::new(
+        pool.clone(),
+        maps.clone(),
+        readings.clone(),
+        rooms.clone(),
+        &config.holds,
+    );
     let checkout = CheckoutService::new(pool.clone(), provider, &config.payments, &config.checkout);
     let (stop, shutdown) = watch::channel(false);
     let config = Arc::new(config);
@@ -133,6 +140,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
 
     let mut workers = Vec::new();
+    if let Some(edge) = &state.edge {
+        workers.push(tokio::spawn(read_rooms(edge.clone(), rooms.clone())));
+    }
     if config.reaper.enabled {
         workers.push(tokio::spawn(reaper::run(pool.clone(), config.reaper.clone())));
     }
@@ -174,6 +184,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         server,
         workers,
     })
+}
+
+/// How often the core reads the edge's list of waiting rooms: a room opened
+/// at the edge binds the core's holds within this long (the edge itself
+/// checks admission from the room's first moment).
+const ROOMS_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps `rooms` to the edge's list. A failed read keeps the last list: a
+/// room is never forgotten because the edge could not be asked.
+async fn read_rooms(edge: EdgeAdmin, rooms: WaitingRooms) {
+    let mut tick = tokio::time::interval(ROOMS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match edge.room_events().await {
+            Ok(events) => rooms.replace(events),
+            Err(e) => tracing::debug!(error = %e, "could not read the edge's waiting rooms; keeping the last list"),
+        }
+    }
 }
 
 /// The key that signs ticket codes: from its file, or (dev only, checked by

@@ -394,9 +394,24 @@ async fn events_are_created_and_edited_with_stable_refusals() {
             "invalid_price",
         ),
         (
-            refused(&|b| b["on_sale_at"] = "2099-01-01T00:00:00Z".into()),
+            refused(&|b| b["on_sale_at"] = (chrono::Utc::now() + chrono::Duration::days(90)).to_rfc3339().into()),
             StatusCode::UNPROCESSABLE_ENTITY,
             "on_sale_after_start",
+        ),
+        (
+            refused(&|b| b["on_sale_at"] = "0057-01-01T00:00:00Z".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            refused(&|b| b["starts_at"] = "9999-12-31T00:00:00Z".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            refused(&|b| b["title"] = "Tour\u{0}2027".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_text",
         ),
         (
             refused(&|b| b["venue_id"] = 999_999.into()),
@@ -522,7 +537,13 @@ async fn events_are_created_and_edited_with_stable_refusals() {
 
     let path = format!("/v1/portal/events/{id}");
     for (patch, want) in [
-        (json!({"on_sale_at": "2099-01-01T00:00:00Z"}), "on_sale_after_start"),
+        (
+            json!({"on_sale_at": (chrono::Utc::now() + chrono::Duration::days(90)).to_rfc3339()}),
+            "on_sale_after_start",
+        ),
+        (json!({"on_sale_at": "0057-03-01T09:00:00Z"}), "invalid_event"),
+        (json!({"starts_at": "2999-03-01T09:00:00Z"}), "invalid_event"),
+        (json!({"description": "a\u{0}b"}), "invalid_text"),
         (
             json!({"tiers": [{"tier": 9, "name": "X", "price_cents": 1}]}),
             "unknown_tier",

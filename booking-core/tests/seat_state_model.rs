@@ -241,6 +241,7 @@ fn seat_state_machine_matches_the_model() {
                 db.pool.clone(),
                 SeatMaps::new(db.pool.clone()),
                 booking_core::inventory::availability::Readings::new(db.pool.clone()),
+                booking_core::inventory::WaitingRooms::default(),
                 &booking_core::config::Config::default().holds,
             );
             let mut world = World { pool: db.pool.clone(), service, event, seats: seats.clone(), step: 0 };

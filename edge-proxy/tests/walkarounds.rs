@@ -23,7 +23,8 @@ fn key_dir(name: &str) -> std::path::PathBuf {
 /// client library would normalise it first): the status and the body.
 async fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: 0\r\n");
+    let mut req =
+        format!("{method} {target} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: 0\r\n");
     for (name, value) in headers {
         req.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -74,7 +75,14 @@ fn spellings_of(event: i64, n: usize) -> Vec<(String, String)> {
 async fn no_spelling_of_a_protected_path_gets_past_the_edge_and_the_core_gets_the_canonical_one() {
     let upstream = Upstream::start().await;
     let event = fresh_event();
-    let edge = Edge::start(upstream.addr, &redis_url(), &[room(event, 60_000, 100)], &key_dir("spell"), "").await;
+    let edge = Edge::start(
+        upstream.addr,
+        &redis_url(),
+        &[room(event, 60_000, 100)],
+        &key_dir("spell"),
+        "",
+    )
+    .await;
     let cases = spellings_of(event, 300);
 
     // Without admission: refused at the edge, whatever the spelling.
@@ -125,7 +133,11 @@ async fn no_spelling_of_a_protected_path_gets_past_the_edge_and_the_core_gets_th
         )
         .await;
         assert_eq!(status, 200, "{raw_path}: {body}");
-        assert_eq!(upstream.hits(canonical), before + 1, "{raw_path} did not reach the core as {canonical}");
+        assert_eq!(
+            upstream.hits(canonical),
+            before + 1,
+            "{raw_path} did not reach the core as {canonical}"
+        );
         assert!(paths::is_canonical(canonical));
     }
     edge.stop().await;
@@ -179,7 +191,10 @@ async fn an_ended_sessions_token_is_refused_on_every_edge() {
             assert_eq!(p["reason"], "session_ended", "{p}");
             break;
         }
-        assert!(Instant::now() < deadline, "the other edge still accepts the ended session's token");
+        assert!(
+            Instant::now() < deadline,
+            "the other edge still accepts the ended session's token"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let leaked = upstream.hits(&holds) - reached;

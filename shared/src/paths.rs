@@ -82,7 +82,11 @@ pub fn canonical(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if out.is_empty() {
         out.push('/');
     }
-    Ok(if out == raw { Cow::Borrowed(raw) } else { Cow::Owned(out) })
+    Ok(if out == raw {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned(out)
+    })
 }
 
 /// Whether `path` is already in canonical form (the core's check).
@@ -96,7 +100,11 @@ fn is_unreserved(b: u8) -> bool {
 
 /// RFC 3986 `pchar` without `%`: may stand in a segment unencoded.
 fn is_plain(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@')
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@'
+        )
 }
 
 fn is_forbidden(b: u8) -> bool {
@@ -202,7 +210,15 @@ mod tests {
 
     #[test]
     fn canonical_paths_stay_as_they_are() {
-        for raw in ["/", "/v1/events/7/holds", "/v1/holds/0190a-b", "/a:b@c", "/-3", "/0", "/caf%C3%A9"] {
+        for raw in [
+            "/",
+            "/v1/events/7/holds",
+            "/v1/holds/0190a-b",
+            "/a:b@c",
+            "/-3",
+            "/0",
+            "/caf%C3%A9",
+        ] {
             assert!(is_canonical(raw), "{raw}");
         }
         assert_eq!(c("/caf%c3%a9"), Ok("/caf%C3%A9".into()));
@@ -222,8 +238,14 @@ mod tests {
         assert_eq!(c("/v1\\events"), Err(PathError::BadCharacter));
         assert_eq!(c("/v1/%4"), Err(PathError::BadEscape));
         assert_eq!(c("/v1/%zz"), Err(PathError::BadEscape));
-        assert_eq!(c("/v1/events/9223372036854775808/holds"), Err(PathError::NumberTooLarge));
-        assert_eq!(c("/v1/events/00009223372036854775807"), Ok("/v1/events/9223372036854775807".into()));
+        assert_eq!(
+            c("/v1/events/9223372036854775808/holds"),
+            Err(PathError::NumberTooLarge)
+        );
+        assert_eq!(
+            c("/v1/events/00009223372036854775807"),
+            Ok("/v1/events/9223372036854775807".into())
+        );
         assert_eq!(c(&format!("/{}", "a".repeat(MAX_PATH_BYTES))), Err(PathError::TooLong));
     }
 }

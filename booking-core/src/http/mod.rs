@@ -13,6 +13,7 @@ pub mod payments;
 pub mod portal;
 pub mod problem;
 pub mod seats;
+pub mod text;
 pub mod tickets;
 pub mod web;
 
@@ -125,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn(canonical_path))
         .layer(axum::middleware::from_fn(server_timing))
         .layer(CatchPanicLayer::custom(panicked))
         .layer(TraceLayer::new_for_http().make_span_with(
@@ -144,6 +146,24 @@ async fn server_timing(req: Request<axum::body::Body>, next: axum::middleware::N
         response.headers_mut().append("server-timing", v);
     }
     response
+}
+
+/// Refuses a path not in its one canonical form (`usher_shared::paths`).
+/// The edge forwards only canonical paths and decides on them; any other
+/// spelling reaching the core came around the edge's reading, and routing it
+/// would let the two services read one path two ways (a waiting room walked
+/// around with `/v1/events/%37/holds`).
+async fn canonical_path(req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
+    match usher_shared::paths::canonical(req.uri().path()) {
+        Ok(std::borrow::Cow::Borrowed(_)) => next.run(req).await,
+        Ok(std::borrow::Cow::Owned(canonical)) => ApiError::bad_request(
+            "non_canonical_path",
+            "the path is not in canonical form: no escapes of plain characters, no dot segments, no empty or trailing segments, numbers without signs or leading zeros",
+        )
+        .with("canonical_path", canonical)
+        .into_response(),
+        Err(e) => ApiError::bad_request(e.code(), e.to_string()).into_response(),
+    }
 }
 
 async fn timed_out(err: BoxError) -> Response {

@@ -123,6 +123,7 @@ pub async fn sign_out(State(state): State<AppState>, op: OperatorAuth) -> Result
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OperatorMe)]
 pub struct Me {
     pub operator: Operator,
     /// When this session ends.
@@ -210,6 +211,7 @@ pub async fn import_venue(
             "the chart is larger than 32 MiB",
         )
     })?;
+    crate::http::text::check_chart(&bytes, csv)?;
     let parsed = if csv {
         charts::from_csv(&bytes, &venue)
     } else {
@@ -339,6 +341,8 @@ pub async fn put_waiting_room(
         .put_room(event, settings)
         .await
         .map_err(PortalError::from)?;
+    // Binds this core's holds at once, not at the next read of the edge's list.
+    state.holds.rooms().insert(event);
     tracing::info!(event_id = id, operator = %op.operator.email, "waiting room changed through the portal");
     Ok(Json(room))
 }

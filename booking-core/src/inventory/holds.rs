@@ -18,6 +18,7 @@ use crate::inventory::availability::Readings;
 use crate::inventory::best_available::{self, Scope};
 use crate::inventory::claims::{self, PlaceArgs, Placed};
 use crate::inventory::recent::RecentClaims;
+use crate::inventory::rooms::WaitingRooms;
 use crate::inventory::{Caller, HeldSeat, Hold, HoldError, HoldRequest, HoldState};
 use crate::venues::{SeatMaps, VenueMap};
 
@@ -45,6 +46,8 @@ pub struct HoldService {
     scopes: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// Best available's first choice, from a recent reading of the claims.
     recent: Option<RecentClaims>,
+    /// Events with a waiting room at the edge: holds need its admission.
+    rooms: WaitingRooms,
 }
 
 /// What to claim, once the request has been checked against the chart.
@@ -60,7 +63,7 @@ enum Attempt {
 }
 
 impl HoldService {
-    pub fn new(pool: PgPool, maps: SeatMaps, readings: Readings, config: &HoldsConfig) -> Self {
+    pub fn new(pool: PgPool, maps: SeatMaps, readings: Readings, rooms: WaitingRooms, config: &HoldsConfig) -> Self {
         HoldService {
             pool: pool.clone(),
             maps,
@@ -70,7 +73,13 @@ impl HoldService {
             scopes: Arc::default(),
             recent: (config.recent_claims_ms > 0)
                 .then(|| RecentClaims::new(readings, Duration::from_millis(config.recent_claims_ms))),
+            rooms,
         }
+    }
+
+    /// The events whose holds need the edge's admission.
+    pub fn rooms(&self) -> &WaitingRooms {
+        &self.rooms
     }
 
     fn scope_turn(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
@@ -93,6 +102,11 @@ impl HoldService {
         event: EventId,
         request: &HoldRequest,
     ) -> Result<Outcome<Hold>, HoldError> {
+        // The `protected` rule is checked where the seats are claimed; a room
+        // opened at the edge alone is checked here, before anything is read.
+        if self.rooms.has(event) && caller.admitted_for != Some(event) {
+            return Err(HoldError::AdmissionRequired);
+        }
         let map = self.chart(event).await?;
         let plan = self.plan(&map, request).await?;
         let fingerprint = Fingerprint::of(&format!("hold.create/{event}"), request);

@@ -11,6 +11,7 @@ pub mod feed;
 pub mod holds;
 pub mod reaper;
 pub mod recent;
+pub mod rooms;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ use crate::ids::{Cents, EventId, FanId, HoldId, SeatId};
 pub use availability::{Availability, SeatState};
 pub use feed::{FeedMessage, SeatBatch, SeatFeed};
 pub use holds::{HoldService, Outcome, get_hold};
+pub use rooms::WaitingRooms;
 
 /// What a fan asks to hold: named seats, or the best N in a section or tier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -169,7 +171,7 @@ pub struct Caller {
     pub fan: FanId,
     pub key: crate::idempotency::IdempotencyKey,
     /// The event the edge admitted this fan to, from a verified admission
-    /// token. The seam for the edge-proxy issue: until the edge issues such
-    /// tokens this is always `None`, and protected events refuse holds.
+    /// token; `None` without one, and then events that are protected or
+    /// have a waiting room refuse holds.
     pub admitted_for: Option<EventId>,
 }

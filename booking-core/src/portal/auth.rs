@@ -23,6 +23,7 @@ pub const MIN_PASSWORD_LEN: usize = 8;
 
 /// What a successful sign-in returns.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = OperatorSignedIn)]
 pub struct SignedIn {
     /// Send as `Authorization: Bearer <token>`. Shown once; only its hash is kept.
     pub token: String,

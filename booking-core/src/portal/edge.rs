@@ -104,6 +104,25 @@ impl EdgeAdmin {
         answer(r).await
     }
 
+    /// Every event with a waiting room at the edge.
+    pub async fn room_events(&self) -> Result<Vec<EventId>, EdgeError> {
+        let url = format!("{}/admin/events", self.base);
+        let r = self.http.get(url).bearer_auth(&self.token).send().await;
+        let rooms = answer(r).await?;
+        let rooms = rooms
+            .as_array()
+            .ok_or_else(|| EdgeError::Unavailable("the edge's room list is not a list".into()))?;
+        rooms
+            .iter()
+            .map(|room| {
+                room["settings"]["event_id"]
+                    .as_i64()
+                    .map(EventId)
+                    .ok_or_else(|| EdgeError::Unavailable("a room without an event id".into()))
+            })
+            .collect()
+    }
+
     /// The dashboard's queue figures; None when the event has no room.
     pub async fn figures(&self, event: EventId) -> Result<Option<EdgeFigures>, EdgeError> {
         let room = match self.room(event).await {

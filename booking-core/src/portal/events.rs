@@ -125,6 +125,21 @@ fn invalid(reason: impl Into<String>) -> PortalError {
     PortalError::InvalidEvent { reason: reason.into() }
 }
 
+/// How far from now an event's dates may be set: an on-sale in the year 57
+/// or 9999 is a typo, not a plan.
+const DATES_BACK: chrono::Duration = chrono::Duration::days(366);
+const DATES_AHEAD: chrono::Duration = chrono::Duration::days(10 * 366);
+
+fn check_date(field: &str, at: DateTime<Utc>) -> Result<(), PortalError> {
+    let now = Utc::now();
+    if at < now - DATES_BACK || at > now + DATES_AHEAD {
+        return Err(invalid(format!(
+            "{field} must be within a year before and ten years after now"
+        )));
+    }
+    Ok(())
+}
+
 fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), PortalError> {
     let n = value.trim().chars().count();
     if n < min || value.chars().count() > max {
@@ -356,6 +371,8 @@ pub async fn create(pool: &PgPool, org: OrganisationId, new: NewEvent) -> Result
     check_text("title", &new.title, 1, 200)?;
     check_text("artist", &new.artist, 1, 200)?;
     check_text("description", &new.description, 0, 10_000)?;
+    check_date("starts_at", new.starts_at)?;
+    check_date("on_sale_at", new.on_sale_at)?;
     if new.on_sale_at > new.starts_at {
         return Err(PortalError::OnSaleAfterStart);
     }
@@ -424,6 +441,12 @@ pub async fn update(
     }
     if let Some(d) = &patch.description {
         check_text("description", d, 0, 10_000)?;
+    }
+    if let Some(at) = patch.starts_at {
+        check_date("starts_at", at)?;
+    }
+    if let Some(at) = patch.on_sale_at {
+        check_date("on_sale_at", at)?;
     }
     let mut tx = pool.begin().await?;
     // The row lock orders two concurrent edits; holds only read the row.

@@ -184,11 +184,17 @@ impl Room {
     /// Marks a session ended on this proxy at once (every other proxy
     /// learns it from the shared list at its next tick).
     pub fn end(&self, session: String, expires: i64) {
-        self.ended.lock().unwrap_or_else(|e| e.into_inner()).insert(session, expires);
+        self.ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(session, expires);
     }
 
     pub fn has_ended(&self, session: &str) -> bool {
-        self.ended.lock().unwrap_or_else(|e| e.into_inner()).contains_key(session)
+        self.ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(session)
     }
 
     pub(crate) fn ended_read(&self) -> u64 {
