@@ -305,3 +305,70 @@ async fn bad_text_is_a_422_with_a_stable_code_never_a_503() {
     assert_eq!(status, 200);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_session_ended_by_a_confirmed_order_is_no_admission_at_the_core() {
+    let app = TestApp::start_with(Options {
+        sandbox: true,
+        ..Options::default()
+    })
+    .await;
+    let v = venue(&app.pool, &small_chart("ve", &["A"], 1, 6)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let guarded = event(
+        &app.pool,
+        "ended",
+        "ve",
+        EventRules {
+            protected: true,
+            ..rules(8)
+        },
+    )
+    .await;
+    let alice = app.sign_in("alice").await;
+    let access = app.access_token(guarded, 900);
+    let hold = |seat: i64, key: &'static str, access: String| {
+        app.http
+            .post(app.url(&format!("/v1/events/{}/holds", guarded.0)))
+            .bearer_auth(&alice)
+            .header("idempotency-key", key)
+            .header("usher-access", access)
+            .json(&json!({"seat_ids": [seat]}))
+            .send()
+    };
+    let r = hold(seats[0], "h1", access.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let held: Value = r.json().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/v1/orders"))
+        .bearer_auth(&alice)
+        .header("idempotency-key", "o1")
+        .header("usher-access", &access)
+        .json(&json!({"hold_id": held["hold_id"], "payment_method": "pm_card_ok"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(r.headers().contains_key("usher-session-done"));
+    // The same session's token again, still unexpired: no admission.
+    let r = hold(seats[1], "h2", access.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "admission_required", "{p}");
+    // Another fan's session (another ticket) is not touched by it.
+    let now = chrono::Utc::now().timestamp();
+    let other = app.edge.sign(&usher_shared::AccessClaims {
+        iss: "usher-edge".into(),
+        aud: usher_shared::ACCESS_AUDIENCE.into(),
+        sub: format!("{}.2", guarded.0),
+        evt: guarded.0,
+        tkt: 2,
+        bnd: "test".into(),
+        iat: now,
+        exp: now + 900,
+        jti: "other".into(),
+    });
+    assert_eq!(hold(seats[2], "h3", other).await.unwrap().status(), StatusCode::CREATED);
+    app.finish().await;
+}

@@ -49,7 +49,7 @@ pub async fn create(
     let caller = Caller {
         fan: fan.id,
         key,
-        admitted_for: admission::admitted_event(&state, &headers),
+        admitted_for: admission::admitted_event(&state, &headers).await,
     };
     let outcome = state.holds.place(&caller, EventId(event_id), &request).await?;
     Ok(answer(StatusCode::CREATED, outcome))

@@ -4,15 +4,15 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::checkout::refunds::RefundState;
 use crate::checkout::{Order, OrderRefund, OrderRequest, OrderState, RefundOrderRequest, orders};
-use crate::http::AppState;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Fan, IdemKey};
 use crate::http::problem::{ApiError, Problem};
+use crate::http::{AppState, admission};
 use crate::ids::OrderId;
 
 fn answer(order: Order, replayed: bool, provider_time: Duration) -> Response {
@@ -60,9 +60,13 @@ pub async fn create(
     State(state): State<AppState>,
     fan: Fan,
     IdemKey(key): IdemKey,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<OrderRequest>,
 ) -> Result<Response, ApiError> {
     let (order, replayed, provider_time) = state.checkout.place(&fan.id, key.as_str(), &request).await?;
+    if order.state == OrderState::Confirmed {
+        admission::end_session(&state, &headers).await;
+    }
     Ok(answer(order, replayed, provider_time))
 }
 

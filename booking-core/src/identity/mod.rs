@@ -3,6 +3,8 @@
 //! development sign-in that signs such tokens itself; it is refused at start
 //! outside `environment = "dev"`.
 
+pub mod ended;
+
 use std::path::Path;
 
 use std::collections::HashMap;
