@@ -81,7 +81,7 @@ async fn the_core_routes_only_the_canonical_spelling_of_a_path() {
         };
         let key = format!("k{i}");
         let (status, answer) = raw(
-            &app.base,
+            &app.direct,
             method,
             &target,
             body,
@@ -110,14 +110,14 @@ async fn the_core_routes_only_the_canonical_spelling_of_a_path() {
         format!("/v1/events/{id}%00"),
         "/v1/events/99999999999999999999".into(),
     ] {
-        let (status, answer) = raw(&app.base, "GET", &bad, &[], &[]).await;
+        let (status, answer) = raw(&app.direct, "GET", &bad, &[], &[]).await;
         assert_eq!(status, 400, "{bad}: {answer}");
         assert!(answer["code"].as_str().is_some(), "{bad}: {answer}");
     }
     // Nothing was held by any of them.
     assert!(live_claims(&app.pool, guarded).await.is_empty());
     // The canonical spelling is served as always.
-    let (status, answer) = raw(&app.base, "GET", &format!("/v1/events/{id}"), &[], &[]).await;
+    let (status, answer) = raw(&app.direct, "GET", &format!("/v1/events/{id}"), &[], &[]).await;
     assert_eq!(status, 200, "{answer}");
     assert!(is_canonical(&format!("/v1/events/{id}/holds")));
     app.finish().await;
@@ -283,12 +283,12 @@ async fn bad_text_is_a_422_with_a_stable_code_never_a_503() {
     );
     let long = serde_json::to_vec(&json!({"fan_id": "x".repeat(20_000)})).unwrap();
     check(
-        raw(&app.base, "POST", "/v1/dev/sign-in", &long, &json_headers).await,
+        raw(&app.direct, "POST", "/v1/dev/sign-in", &long, &json_headers).await,
         "20,000 characters",
     );
     // NUL in a query: the catalog's search.
     check(
-        raw(&app.base, "GET", "/v1/events?q=rock%00", &[], &[]).await,
+        raw(&app.direct, "GET", "/v1/events?q=rock%00", &[], &[]).await,
         "NUL in a search",
     );
     // Ordinary text still works, newlines and all.
@@ -301,7 +301,7 @@ async fn bad_text_is_a_422_with_a_stable_code_never_a_503() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (status, _) = raw(&app.base, "GET", "/v1/events?q=rock", &[], &[]).await;
+    let (status, _) = raw(&app.direct, "GET", "/v1/events?q=rock", &[], &[]).await;
     assert_eq!(status, 200);
     app.finish().await;
 }
@@ -370,5 +370,43 @@ async fn a_session_ended_by_a_confirmed_order_is_no_admission_at_the_core() {
         jti: "other".into(),
     });
     assert_eq!(hold(seats[2], "h3", other).await.unwrap().status(), StatusCode::CREATED);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn answers_match_the_published_schema_and_the_check_can_fail() {
+    let app = TestApp::start().await;
+    // Through the checking pass-through: a fan's sign-in and profile, which
+    // used to point at the portal operator's schemas of the same name.
+    let token = app.sign_in("zed").await;
+    let r = app
+        .http
+        .get(app.url("/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["fan_id"], "zed", "{me}");
+    // The check itself refuses an answer of the wrong shape.
+    let operator =
+        serde_json::to_vec(&json!({"token": "t", "expires_at": "2027-01-01T00:00:00Z", "operator": {}})).unwrap();
+    assert!(conformance::check("POST", "/v1/dev/sign-in", 200, "application/json", &operator).is_err());
+    assert!(conformance::check("GET", "/v1/me", 200, "application/json", b"{\"email\": \"x\"}").is_err());
+    assert!(
+        conformance::check(
+            "GET",
+            "/v1/me",
+            200,
+            "application/json",
+            &serde_json::to_vec(&me).unwrap()
+        )
+        .is_ok()
+    );
+    assert!(
+        conformance::check("GET", "/v1/me", 299, "application/json", b"{}").is_err(),
+        "an undocumented 2xx"
+    );
     app.finish().await;
 }

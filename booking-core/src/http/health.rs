@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::http::AppState;
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Object, description = "`{\"status\": \"ok\"}`")))]
 pub async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(json!({"status": "ok"}))
 }
@@ -15,7 +15,7 @@ pub async fn healthz() -> axum::Json<serde_json::Value> {
 /// The database answers; take this instance out of rotation otherwise.
 /// Asked over the probe's own connection (see `db::probe`): a busy pool is
 /// load, not a fault, and must not take the instance out of rotation.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503)))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object, description = "`{\"status\": \"ready\"}`"), (status = 503, body = Object, description = "`{\"status\": \"database unreachable\"}`")))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<serde_json::Value>) {
     match sqlx::query_scalar!("SELECT 1 AS \"one!\"")
         .fetch_one(&state.probe)

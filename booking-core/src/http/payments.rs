@@ -19,7 +19,7 @@ use crate::http::problem::{ApiError, Problem};
     params(("provider" = String, Path)),
     request_body(content = String, description = "The processor's event, signed in its signature header (Stripe-Signature, Sandbox-Signature)"),
     responses(
-        (status = 200, description = "Acted on, or a duplicate (`duplicate: true`)"),
+        (status = 200, body = Object, description = "Acted on, or a duplicate (`duplicate: true`)"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "webhook_signature_invalid, webhook_timestamp_stale, webhook_malformed")))]
 pub async fn webhook(
     State(state): State<AppState>,

@@ -166,11 +166,21 @@ pub struct ImportParams {
 /// per seat; the venue's fields as query parameters). See
 /// docs/venue-charts.md. `?dry_run=true` answers the preview and stores
 /// nothing. A bad chart: 422 `chart_invalid` with `problems: [{line?, path, message}]`.
+/// A 200 from the import: a dry run's preview, or the very chart stored
+/// before under its slug (`created: false`). Only documents the answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ImportAnswer {
+    Preview(ChartPreview),
+    Stored(Imported),
+}
+
 #[utoipa::path(post, path = "/v1/portal/venues/import", tag = "portal", security(("operator_token" = [])),
     params(ImportParams, VenueFields),
     request_body(content((ChartSpec = "application/json"), (String = "text/csv"))),
     responses((status = 201, description = "stored", body = Imported),
-              (status = 200, description = "a dry run's preview, or the same chart stored before", body = ChartPreview),
+              (status = 200, description = "a dry run's preview, or the same chart stored before", body = ImportAnswer),
               (status = 403, description = "role_forbidden", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "slug_taken", body = Problem, content_type = "application/problem+json"),
               (status = 415, body = Problem, content_type = "application/problem+json"),

@@ -26,7 +26,7 @@ use crate::pricing::settings::{self as pricing_settings, EventPrices};
 /// by ETag.
 #[utoipa::path(get, path = "/v1/venues/{venue_id}/seatmap", tag = "seats",
     params(("venue_id" = i64, Path)),
-    responses((status = 200, description = "The seat map document"), (status = 304, description = "Not modified"),
+    responses((status = 200, body = Object, description = "The seat map document"), (status = 304, description = "Not modified"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn seatmap(
     State(state): State<AppState>,

@@ -3,6 +3,8 @@
 //! signed-in fan or two. Nothing is mocked: real PostgreSQL, real HTTP.
 #![allow(dead_code)]
 
+pub mod conformance;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -188,7 +190,13 @@ impl Default for Options {
 pub struct TestApp {
     /// Signs access tokens as the edge would.
     pub edge: usher_shared::TokenSigner,
+    /// Where tests send requests: a pass-through that checks every JSON
+    /// answer against the OpenAPI document (`conformance.rs`).
     pub base: String,
+    /// The core itself, for requests the pass-through would rewrite (a
+    /// request target sent byte for byte).
+    pub direct: String,
+    pub violations: conformance::Violations,
     pub http: reqwest::Client,
     pub pool: PgPool,
     pub running: Running,
@@ -266,12 +274,16 @@ impl TestApp {
         config.validate().expect("test config");
 
         let running = app::start(config).await.expect("start booking-core");
-        let base = format!("http://{}", running.addr);
+        let direct = format!("http://{}", running.addr);
+        let violations = conformance::Violations::default();
+        let base = conformance::start(running.addr, violations.clone()).await;
         let pool = running.state.pool.clone();
         let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
         TestApp {
             edge,
             base,
+            direct,
+            violations,
             http,
             pool,
             running,
@@ -286,6 +298,12 @@ impl TestApp {
         self.pool.close().await;
         drop_database(&self.db).await;
         std::fs::remove_file(&self.key_file).ok();
+        let violations = self.violations.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert!(
+            violations.is_empty(),
+            "answers that do not match /openapi.json:\n{}",
+            violations.join("\n")
+        );
     }
 
     /// The database goes away as an outage would take it: it refuses new
