@@ -1119,3 +1119,102 @@ async fn operator_add_makes_the_organisation_and_reads_the_password_from_the_env
     assert!(String::from_utf8_lossy(&out.stderr).contains("--role"));
     db.finish().await;
 }
+
+async fn sign_in_from(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    address: &str,
+) -> (StatusCode, Option<String>, Value) {
+    let r = app
+        .http
+        .post(app.url("/v1/portal/sign-in"))
+        .header("x-forwarded-for", address)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (r.status(), retry, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn guessing_a_password_is_slowed_down_but_never_locks_the_owner_out() {
+    let app = TestApp::start().await;
+    let o = org(&app, "Guarded Org").await;
+    operator(&app, o, "owner@guarded.test", Role::Owner).await;
+    // An attacker guesses from one address, many times at once.
+    let passwords: Vec<String> = (0..12).map(|i| format!("guess-{i}")).collect();
+    let guesses = futures::future::join_all(
+        passwords
+            .iter()
+            .map(|p| sign_in_from(&app, "owner@guarded.test", p, "203.0.113.7")),
+    )
+    .await;
+    // Firing them at once gains nothing: each sees the ones before it, and
+    // past five failures the rest must wait (a second or two may pass on a
+    // slow machine, letting one more through).
+    let refused = guesses
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = guesses
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!((5..=6).contains(&refused) && refused + throttled == 12, "{guesses:?}");
+    // Guessing on one at a time: the wait doubles with each failure, so a
+    // guess soon has to wait, and says how long.
+    let mut waited = None;
+    for i in 0..3 {
+        let (s, retry, body) = sign_in_from(&app, "owner@guarded.test", &format!("more-{i}"), "203.0.113.7").await;
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(body["code"], "sign_in_throttled", "{body}");
+            assert_eq!(
+                body["retry_after_secs"].as_u64().map(|s| s.to_string()),
+                retry,
+                "{body}"
+            );
+            waited = retry;
+            break;
+        }
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    let retry = waited;
+    let secs: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=900).contains(&secs), "{secs}");
+    // Even the right password waits from that address: a guess that lands
+    // during the wait is not even checked.
+    let (s, _, _) = sign_in_from(&app, "owner@guarded.test", PASSWORD, "203.0.113.7").await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    // The owner, from an address of their own, signs in at once.
+    let (s, _, body) = sign_in_from(&app, "owner@guarded.test", PASSWORD, "198.51.100.20").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // Every attempt is in the audit log, with its outcome.
+    let outcomes: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT address, outcome, count(*) FROM operator_sign_ins WHERE email = 'owner@guarded.test'
+         GROUP BY address, outcome ORDER BY address, outcome",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let count = |address: &str, outcome: &str| {
+        outcomes
+            .iter()
+            .find(|(a, o, _)| a == address && o == outcome)
+            .map_or(0, |r| r.2)
+    };
+    assert_eq!(count("198.51.100.20", "signed_in"), 1, "{outcomes:?}");
+    assert!(count("203.0.113.7", "refused") >= 5, "{outcomes:?}");
+    assert!(count("203.0.113.7", "throttled") >= 2, "{outcomes:?}");
+    let logged = count("203.0.113.7", "refused") + count("203.0.113.7", "throttled");
+    assert!(
+        (14..=16).contains(&logged),
+        "every attempt is logged once: {outcomes:?}"
+    );
+    app.finish().await;
+}

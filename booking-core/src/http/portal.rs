@@ -106,12 +106,31 @@ pub struct SignInBody {
 /// Operators' sign-in: a session token for `Authorization: Bearer`.
 #[utoipa::path(post, path = "/v1/portal/sign-in", tag = "portal", request_body = SignInBody,
     responses((status = 200, body = SignedIn),
-              (status = 401, description = "invalid_credentials", body = Problem, content_type = "application/problem+json")))]
+              (status = 401, description = "invalid_credentials", body = Problem, content_type = "application/problem+json"),
+              (status = 429, description = "sign_in_throttled: too many failures from this address or for this account; `retry_after_secs` (and Retry-After) says when to try again", body = Problem, content_type = "application/problem+json")))]
 pub async fn sign_in(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<SignInBody>,
 ) -> Result<Json<SignedIn>, ApiError> {
-    Ok(Json(auth::sign_in(&state.pool, &body.email, &body.password).await?))
+    let address = client_address(&headers);
+    Ok(Json(
+        auth::sign_in(&state.pool, &body.email, &body.password, &address).await?,
+    ))
+}
+
+/// The client's address as the edge forwarded it (the edge replaces any
+/// `X-Forwarded-For` a client sent with the address it saw); `direct` for
+/// a request that did not come through an edge.
+fn client_address(headers: &HeaderMap) -> String {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .filter(|a| a.parse::<std::net::IpAddr>().is_ok())
+        .unwrap_or("direct")
+        .to_owned()
 }
 
 /// Ends this session.

@@ -285,6 +285,12 @@ impl From<PortalError> for ApiError {
         use PortalError as P;
         let (status, code) = match &e {
             P::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            P::SignInThrottled { retry_after_secs } => {
+                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "sign_in_throttled", e.to_string())
+                    .with("retry_after_secs", retry_after_secs);
+                api.retry_after_secs = Some(*retry_after_secs);
+                return api;
+            }
             P::AuthRequired => (StatusCode::UNAUTHORIZED, "operator_auth_required"),
             P::RoleForbidden => (StatusCode::FORBIDDEN, "role_forbidden"),
             P::VenueNotFound => (StatusCode::NOT_FOUND, "venue_not_found"),

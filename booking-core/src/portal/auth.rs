@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::ids::{OperatorId, OrganisationId};
+use crate::portal::throttle::{self, Attempt};
 use crate::portal::{Operator, OrganisationRef, PortalError, Role};
 
 /// How long a session lasts: a working day.
@@ -75,9 +76,18 @@ pub fn normalise_email(email: &str) -> String {
 }
 
 /// Checks the password (off the async threads: Argon2 is slow on purpose)
-/// and opens a session.
-pub async fn sign_in(pool: &PgPool, email: &str, password: &str) -> Result<SignedIn, PortalError> {
+/// and opens a session. `address` is the client's, for the throttle and the
+/// audit log (`throttle.rs`): an attempt that must wait is refused before
+/// its password is checked.
+pub async fn sign_in(pool: &PgPool, email: &str, password: &str, address: &str) -> Result<SignedIn, PortalError> {
     let email = normalise_email(email);
+    let attempt = match throttle::attempt(pool, &email, address).await? {
+        Attempt::Go(attempt) => attempt,
+        Attempt::Wait(retry_after_secs) => {
+            tracing::warn!(%address, retry_after_secs, "operator sign-in throttled");
+            return Err(PortalError::SignInThrottled { retry_after_secs });
+        }
+    };
     let row = sqlx::query!(
         r#"SELECT o.id, o.password_hash FROM operators o WHERE lower(o.email) = $1"#,
         email
@@ -93,8 +103,11 @@ pub async fn sign_in(pool: &PgPool, email: &str, password: &str) -> Result<Signe
         .await
         .unwrap_or(false);
     let Some(id) = id.filter(|_| ok) else {
+        tracing::info!(%address, known_account = id.is_some(), "operator sign-in refused");
         return Err(PortalError::InvalidCredentials);
     };
+    throttle::succeeded(pool, attempt).await?;
+    tracing::info!(operator_id = %id.0, %address, "operator signed in");
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let token = URL_SAFE_NO_PAD.encode(raw);

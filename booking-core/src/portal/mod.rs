@@ -9,6 +9,7 @@ pub mod charts;
 pub mod dashboard;
 pub mod edge;
 pub mod events;
+pub mod throttle;
 pub mod venues;
 
 use serde::{Deserialize, Serialize};
@@ -92,6 +93,8 @@ impl Operator {
 pub enum PortalError {
     #[error("the e-mail address or the password is wrong")]
     InvalidCredentials,
+    #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
+    SignInThrottled { retry_after_secs: u64 },
     #[error("sign in to the portal: send Authorization: Bearer <session token>")]
     AuthRequired,
     #[error("your role may only read")]
