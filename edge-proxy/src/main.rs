@@ -181,7 +181,7 @@ fn main() -> anyhow::Result<()> {
     server.add_service(background_service("admission ticker", Ticker { state: state.clone() }));
     server.add_service(background_service(
         "position streams",
-        edge_proxy::queue::streams::Streams { state: state.clone() },
+        edge_proxy::fans::stream_listener::Streams { state: state.clone() },
     ));
     server.add_service(background_service("admin API", Admin { state }));
     tracing::info!(listen = ?config.listen.http, "edge-proxy starting");

@@ -1,13 +1,14 @@
 //! The one `ProxyHttp` impl. A request's life at the edge:
 //!
-//! 1. `request_filter`: the path is rewritten to its one canonical form
-//!    (`usher_shared::paths`), or refused, before anything reads it, so
-//!    what the edge decides on is what the core routes; the waiting room's
-//!    own pages answer here; bypass
-//!    rules let staff and health checks through; a protected path needs a
-//!    valid access token for its event, bound to this client, or it never
-//!    reaches the core.
-//!    Unprotected GETs the core marked public are answered from the cache.
+//! 1. `request_filter`, in steps: the path is rewritten to its one
+//!    canonical form (`usher_shared::paths`), or refused, before anything
+//!    reads it, so what the edge decides on is what the core routes; the
+//!    waiting room's own pages answer (`crate::fans`); the path is
+//!    classified; unprotected GETs the core marked public are answered from
+//!    the cache; bypass rules let staff and health checks through; the
+//!    client's rate is limited; a protected path needs a valid access token
+//!    for its event, bound to this client (`fans::check_access`), or it is
+//!    refused and never reaches the core.
 //! 2. `upstream_peer`: a healthy booking-core, round robin.
 //! 3. `upstream_request_filter`: only the verified access token is
 //!    forwarded (`usher-access`), never one the client made up.
@@ -28,8 +29,9 @@ use serde_json::json;
 use usher_shared::{ACCESS_HEADER, AccessClaims, SESSION_DONE_HEADER, paths};
 
 use crate::cache::ResponseCache;
+use crate::fans::request::{Request, clear_access_cookie, client_ip};
+use crate::fans::{self, Refusal, check_access, session};
 use crate::limits::Kind;
-use crate::queue::handlers::{self, Request, access_cookie};
 use crate::respond;
 use crate::rules::Protected;
 use crate::state::EdgeState;
@@ -53,57 +55,8 @@ pub struct Ctx {
     filling: Option<crate::cache::Filling>,
 }
 
-/// Sessions are extended in Redis at most this often per fan.
-const TOUCH_EVERY: Duration = Duration::from_secs(10);
-
-impl Edge {
-    /// The access token a protected request must carry: the `usher-access`
-    /// header (apps) or the event's cookie (browsers).
-    fn check_access(
-        &self,
-        req: &Request,
-        header: Option<&str>,
-        need: Protected,
-    ) -> Result<(String, AccessClaims), &'static str> {
-        let candidates: Vec<&str> = match need {
-            Protected::Event(event) => header.into_iter().chain(req.cookie(&access_cookie(event))).collect(),
-            _ => header
-                .into_iter()
-                .chain(req.cookies_with_prefix("usher_access_"))
-                .collect(),
-        };
-        let mut reason = "access_token_missing";
-        for token in candidates {
-            match self.state.tokens.verify_access(token) {
-                Ok(claims) => {
-                    if let Protected::Event(event) = need
-                        && claims.evt != event
-                    {
-                        reason = "token_wrong_event";
-                        continue;
-                    }
-                    let bnd = req.binding(req.client_id().unwrap_or(""));
-                    if claims.bnd != bnd {
-                        reason = "token_other_client";
-                        continue;
-                    }
-                    if self
-                        .state
-                        .rooms
-                        .get(claims.evt)
-                        .is_some_and(|room| room.has_ended(&session_key(&claims)))
-                    {
-                        reason = "session_ended";
-                        continue;
-                    }
-                    return Ok((token.to_owned(), claims));
-                }
-                Err(e) => reason = e.code(),
-            }
-        }
-        Err(reason)
-    }
-}
+/// How long the token minted for bypassed traffic to a protected event lasts.
+const BYPASS_TOKEN_SECS: u64 = 60;
 
 #[async_trait]
 impl ProxyHttp for Edge {
@@ -115,103 +68,37 @@ impl ProxyHttp for Edge {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
         ctx.received = Some(Instant::now());
-        let state = &self.state;
         if canonicalise(session).await? {
             return Ok(true);
         }
-        if handlers::serve(state, session).await? {
+        if fans::serve(&self.state, session).await? {
             return Ok(true);
         }
-        let path = session.req_header().uri.path().to_owned();
-        let need = match state.protection.classify(&path) {
-            Protected::Event(event) if !state.rooms.is_protected(event) => Protected::No,
-            Protected::AnySession | Protected::Optional if state.rooms.is_empty() => Protected::No,
-            need => need,
-        };
-        if need == Protected::No {
-            return serve_cached(state, session, ctx).await;
-        }
-        if need == Protected::Optional {
-            let req = Request::of(session);
-            let header = session
-                .req_header()
-                .headers
-                .get(ACCESS_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            if let Ok((token, claims)) = self.check_access(&req, header.as_deref(), Protected::AnySession) {
-                touch(state, &claims);
-                ctx.access = Some((token, claims));
+        let need = self.classify(session);
+        match need {
+            Protected::No => return serve_cached(&self.state, session, ctx).await,
+            Protected::Optional => {
+                self.carry_access_if_any(session, ctx);
+                return Ok(false);
             }
+            Protected::Event(_) | Protected::AnySession => {}
+        }
+        if self.bypass(session, need, ctx) {
             return Ok(false);
         }
-        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        let header = |name: &str| {
-            session
-                .req_header()
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        if state.bypass.matches(&path, header, client) {
-            state.metrics.bypassed.fetch_add(1, Ordering::Relaxed);
-            // Bypassed traffic is not counted, but the core still wants an
-            // admission token for a protected event: mint a short one.
-            if let Protected::Event(event) = need {
-                let (token, claims) = state.tokens.issue_access(event, 0, "bypass", 60);
-                ctx.access = Some((token, claims));
-            }
-            return Ok(false);
-        }
-        if !state.limits.allow(Kind::Protected, client) {
-            state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        if !self.state.limits.allow(Kind::Protected, client_ip(session)) {
+            self.state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
             respond::rate_limited(session).await?;
             return Ok(true);
         }
         let req = Request::of(session);
-        let access_header = header(ACCESS_HEADER);
-        match self.check_access(&req, access_header.as_deref(), need) {
-            Ok((token, claims)) => {
-                state
-                    .metrics
-                    .event(claims.evt)
-                    .protected_requests
-                    .fetch_add(1, Ordering::Relaxed);
-                touch(state, &claims);
-                ctx.access = Some((token, claims));
+        match check_access(&self.state, &req, need) {
+            Ok(access) => {
+                self.admit(access, ctx);
                 Ok(false)
             }
-            Err(reason) => {
-                state.metrics.rejected(reason);
-                if reason == "token_other_client" {
-                    let ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-                    state.defences.replayed(ip, "access_token");
-                }
-                let queue = match need {
-                    Protected::Event(event) => Some(format!("/queue/{event}")),
-                    _ => None,
-                };
-                let wants_html = req.method == "GET" && header("accept").is_some_and(|a| a.contains("text/html"));
-                if let (true, Some(queue)) = (wants_html, &queue) {
-                    respond::send(
-                        session,
-                        303,
-                        "text/plain",
-                        bytes::Bytes::new(),
-                        &[("location", queue.clone())],
-                    )
-                    .await?;
-                } else {
-                    respond::problem(
-                        session,
-                        403,
-                        "admission_required",
-                        "this part of the sale is open to fans admitted from the waiting room",
-                        json!({"reason": reason, "queue_url": queue}),
-                    )
-                    .await?;
-                }
+            Err(refusal) => {
+                self.refuse(session, &req, need, refusal).await?;
                 Ok(true)
             }
         }
@@ -273,12 +160,8 @@ impl ProxyHttp for Edge {
         let done = response.headers.get(SESSION_DONE_HEADER).is_some();
         response.remove_header(SESSION_DONE_HEADER);
         if done && let Some((token, claims)) = &ctx.access {
-            end_session(&self.state, token, claims).await;
-            let cookie = format!(
-                "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
-                access_cookie(claims.evt)
-            );
-            response.append_header("set-cookie", cookie)?;
+            session::end(&self.state, token, claims).await;
+            response.append_header("set-cookie", clear_access_cookie(claims.evt))?;
         }
         Ok(())
     }
@@ -315,6 +198,101 @@ impl ProxyHttp for Edge {
             self.state.core_health.record(latency, failed);
         }
     }
+}
+
+impl Edge {
+    /// What the request's path needs: nothing where no waiting room is
+    /// open for it.
+    fn classify(&self, session: &Session) -> Protected {
+        let state = &self.state;
+        match state.protection.classify(session.req_header().uri.path()) {
+            Protected::Event(event) if !state.rooms.is_protected(event) => Protected::No,
+            Protected::AnySession | Protected::Optional if state.rooms.is_empty() => Protected::No,
+            need => need,
+        }
+    }
+
+    /// A path that takes an access token without needing one: forward it
+    /// if the request carries a good one.
+    fn carry_access_if_any(&self, session: &Session, ctx: &mut Ctx) {
+        let req = Request::of(session);
+        if let Ok((token, claims)) = check_access(&self.state, &req, Protected::AnySession) {
+            session::touch(&self.state, &claims);
+            ctx.access = Some((token, claims));
+        }
+    }
+
+    /// Bypass rules let staff and health checks through uncounted. The core
+    /// still wants an admission token for a protected event: they get a
+    /// short one of their own.
+    fn bypass(&self, session: &Session, need: Protected, ctx: &mut Ctx) -> bool {
+        let state = &self.state;
+        let header = |name: &str| header(session, name).map(str::to_owned);
+        if !state
+            .bypass
+            .matches(session.req_header().uri.path(), header, client_ip(session))
+        {
+            return false;
+        }
+        state.metrics.bypassed.fetch_add(1, Ordering::Relaxed);
+        if let Protected::Event(event) = need {
+            ctx.access = Some(state.tokens.issue_access(event, 0, "bypass", BYPASS_TOKEN_SECS));
+        }
+        true
+    }
+
+    /// A protected request with a good access token: counted, its session
+    /// kept alive, and the token forwarded.
+    fn admit(&self, (token, claims): (String, AccessClaims), ctx: &mut Ctx) {
+        self.state
+            .metrics
+            .event(claims.evt)
+            .protected_requests
+            .fetch_add(1, Ordering::Relaxed);
+        session::touch(&self.state, &claims);
+        ctx.access = Some((token, claims));
+    }
+
+    /// A protected request without admission never reaches the core: a
+    /// browser is sent to the waiting page, anything else gets 403 with the
+    /// refusal's reason.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        req: &Request,
+        need: Protected,
+        refusal: Refusal,
+    ) -> pingora::Result<()> {
+        let state = &self.state;
+        state.metrics.rejected(refusal.code());
+        if refusal == Refusal::OtherClient {
+            state.defences.replayed(client_ip(session), "access_token");
+        }
+        let queue = match need {
+            Protected::Event(event) => Some(format!("/queue/{event}")),
+            _ => None,
+        };
+        let wants_html = req.method == "GET" && header(session, "accept").is_some_and(|a| a.contains("text/html"));
+        match queue {
+            Some(queue) if wants_html => {
+                respond::send(session, 303, "text/plain", bytes::Bytes::new(), &[("location", queue)]).await
+            }
+            queue => {
+                respond::problem(
+                    session,
+                    403,
+                    "admission_required",
+                    "this part of the sale is open to fans admitted from the waiting room",
+                    json!({"reason": refusal.code(), "queue_url": queue}),
+                )
+                .await
+            }
+        }
+    }
+}
+
+fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+    session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Rewrites the request to its canonical path (the exact bytes that will be
@@ -388,63 +366,4 @@ async fn serve_cached(state: &EdgeState, session: &mut Session, ctx: &mut Ctx) -
         session.write_response_body(Some(entry.body.clone()), true).await?;
     }
     Ok(true)
-}
-
-/// Keeps an admitted fan's session alive while they are active.
-/// Extends an admitted fan's session in Redis, in the background: the
-/// answer changes nothing for this request (the token is what admits it),
-/// so the request does not wait for it. Waiting made an admitted fan's first
-/// hold queue behind the join spike's Redis traffic: in the arena run, hold
-/// p99 was 39 ms in the core and 1,100 ms at the edge.
-fn touch(state: &EdgeState, claims: &AccessClaims) {
-    if claims.tkt == 0 {
-        return; // admitted without the queue (Redis was down, fail-open)
-    }
-    let Some(room) = state.rooms.get(claims.evt) else {
-        return;
-    };
-    if !room.should_touch(claims.tkt, TOUCH_EVERY) {
-        return;
-    }
-    let Some(store) = state.store() else {
-        return;
-    };
-    let (event, ticket, session_ms) = (claims.evt, claims.tkt, room.settings().session_secs * 1000);
-    tokio::spawn(async move {
-        if let Err(e) = store.touch_session(event, ticket, session_ms).await {
-            tracing::debug!(event_id = event, error = %e, "could not extend a session; the token still holds");
-        }
-    });
-}
-
-/// What an ended session is known by: its queue ticket, or for a token
-/// admitted without the queue (ticket 0), the token itself.
-fn session_key(claims: &AccessClaims) -> String {
-    if claims.tkt > 0 {
-        format!("t{}", claims.tkt)
-    } else {
-        format!("j{}", claims.jti)
-    }
-}
-
-/// Ends a fan's session: its slot goes to the next fan, and its access
-/// token stops working here at once and on every other proxy from its next
-/// tick; until then the token would still reach the core, beyond the
-/// active-fan cap.
-async fn end_session(state: &EdgeState, token: &str, claims: &AccessClaims) {
-    state.tokens.forget(token);
-    state
-        .metrics
-        .event(claims.evt)
-        .sessions_ended
-        .fetch_add(1, Ordering::Relaxed);
-    let key = session_key(claims);
-    if let Some(room) = state.rooms.get(claims.evt) {
-        room.end(key.clone(), claims.exp);
-    }
-    if let Some(store) = state.store()
-        && let Err(e) = store.end_session(claims.evt, claims.tkt, &key, claims.exp).await
-    {
-        tracing::warn!(event_id = claims.evt, error = %e, "could not share a session's end; other proxies accept its token until it expires");
-    }
 }

@@ -4,7 +4,7 @@
 //! general HTTP server's buffers are not much lighter. This listener does
 //! one thing: read one small request head, check the queue token, and
 //! answer with a close-delimited `text/event-stream`, so a waiting fan costs
-//! a socket and the `handlers::follow` task. That is what lets one instance
+//! a socket and the `stream::follow` task. That is what lets one instance
 //! hold 100,000 waiting fans. Browsers reach it cross-origin (another port
 //! or host): it answers CORS with credentials for the configured origins.
 
@@ -21,8 +21,10 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::access::{JOIN_FIRST, check_queue};
+use super::request::Request;
+use super::stream::{EventSink, follow};
 use crate::limits::Kind;
-use crate::queue::handlers::{EventSink, Request, claims, follow};
 use crate::state::EdgeState;
 
 pub struct Streams {
@@ -169,11 +171,11 @@ async fn serve(state: Arc<EdgeState>, mut sock: TcpStream, peer: SocketAddr) {
     };
     let req = Request::from_parts("GET", &uri, &headers);
     drop(headers);
-    let (claims, bnd) = match claims(&state, &req, &room) {
+    let (claims, bnd) = match check_queue(&state, &req, &room) {
         Ok(c) => c,
-        Err(code) => {
-            state.metrics.rejected(code);
-            refuse(&mut sock, 401, code, "join the queue first (or again)", &cors).await;
+        Err(refusal) => {
+            state.metrics.rejected(refusal.code());
+            refuse(&mut sock, 401, refusal.code(), JOIN_FIRST, &cors).await;
             return;
         }
     };

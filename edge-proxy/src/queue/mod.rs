@@ -1,15 +1,14 @@
 //! Waiting rooms: one per protected event. `store` keeps the shared state
 //! in Redis; `ticker` admits fans on a timer and brings each proxy's local
-//! view up to date; `handlers` serve fans (join, status, the live position
-//! stream and the waiting page). This file holds the local view: where each
-//! ticket stands, worked out in memory from the last tick, so that telling
-//! 100,000 fans their position costs Redis nothing.
+//! view up to date; fans reach it over HTTP through `crate::fans` (join,
+//! status, the live position stream and the waiting page). This file holds
+//! the local view: where each ticket stands, worked out in memory from the
+//! last tick, so that telling 100,000 fans their position costs Redis
+//! nothing.
 
 pub mod adaptive;
-pub mod handlers;
 pub mod lottery;
 pub mod store;
-pub mod streams;
 pub mod ticker;
 
 use std::collections::HashMap;
