@@ -10,8 +10,7 @@ use common::*;
 async fn public_answers_are_served_from_the_edge_and_nothing_else_is() {
     let upstream = Upstream::start().await;
     let event = fresh_event();
-    let dir = std::env::temp_dir().join(format!("usher-edge-keys-cache-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = key_dir("cache");
     let edge = Edge::start(upstream.addr, &redis_url(), &[room(event, 60, 10)], &dir, "").await;
     let http = &edge.http;
 

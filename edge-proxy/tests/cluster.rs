@@ -139,8 +139,7 @@ async fn on_a_three_master_cluster_joiners_are_admitted_in_ticket_order() {
         }
     };
     let rooms = [room(event, 120_000, 100_000), room(other, 120_000, 100_000)];
-    let dir = std::env::temp_dir().join(format!("usher-edge-keys-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = key_dir("cluster");
     let edge = Edge::start(upstream.addr, &cluster.spec(), &rooms, &dir, "").await;
     let base = edge.url("");
 
@@ -195,16 +194,7 @@ async fn on_a_three_master_cluster_joiners_are_admitted_in_ticket_order() {
     assert_ne!(seq_owner(other), owner);
     let mut fan = join(&edge.http, &base, other).await;
     assert_eq!(fan.ticket, 1);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, v) = status(&edge.http, &base, other, &fan).await;
-        if code == 200 && v["status"] == "admitted" {
-            fan.access = v["access_token"].as_str().map(str::to_owned);
-            break;
-        }
-        assert!(Instant::now() < deadline, "{code} {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_admitted(&edge, other, &mut fan).await;
     let healthy = edge.admin_get("/admin/events").await;
     assert!(
         healthy

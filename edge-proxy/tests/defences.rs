@@ -19,12 +19,6 @@ use serde_json::Value;
 const BROWSER_UA: &str =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
 
-fn key_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("usher-edge-keys-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// An HTTP client on its own source address, like a client on that network.
 fn client_from(ip: &str) -> reqwest::Client {
     reqwest::Client::builder()

@@ -16,12 +16,6 @@ use edge_proxy::queue::lottery;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-fn key_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("usher-edge-keys-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 async fn get_json(http: &reqwest::Client, url: &str) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
 }
@@ -35,13 +29,7 @@ async fn join_when_open(http: &reqwest::Client, base: &str, event: i64) -> Fan {
             continue;
         }
         assert_eq!(r.status(), 200);
-        let v: Value = r.json().await.unwrap();
-        return Fan {
-            client_id: v["client_id"].as_str().unwrap().into(),
-            queue_token: v["queue_token"].as_str().unwrap().into(),
-            ticket: v["ticket"].as_u64().unwrap(),
-            access: None,
-        };
+        return Fan::joined(&r.json().await.unwrap());
     }
     panic!("the room never opened");
 }

@@ -8,12 +8,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-fn key_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("usher-edge-keys-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// A private Redis on a free port, so the test can kill it.
 struct PrivateRedis {
     port: u16,
@@ -88,23 +82,6 @@ async fn until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// A fan who joined and was admitted (the room admits at once).
-async fn admitted_fan(edge: &Edge, event: i64) -> Fan {
-    let base = edge.url("");
-    let mut fan = join(&edge.http, &base, event).await;
-    until("admission", 5, async || {
-        let (code, v) = status(&edge.http, &base, event, &fan).await;
-        if code == 200 && v["status"] == "admitted" {
-            fan.access = v["access_token"].as_str().map(str::to_owned);
-            true
-        } else {
-            false
-        }
-    })
-    .await;
-    fan
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,8 +49,7 @@ async fn admitted_over_the_stream(dedicated: bool) {
     } else {
         String::new()
     };
-    let dir = std::env::temp_dir().join(format!("usher-edge-keys-streams-{dedicated}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = key_dir(&format!("streams-{dedicated}"));
     let edge = Edge::start_with_listen(upstream.addr, &redis_url(), &[paused], &dir, "", &listen).await;
     let base = edge.url("");
     let ahead = join(&edge.http, &base, event).await;

@@ -19,8 +19,7 @@ async fn the_waiting_page_shows_the_place_live_and_moves_on_by_itself() {
     let event = fresh_event();
     let mut paused = room(event, 60_000, 100);
     paused.mode = QueueMode::Paused;
-    let dir = std::env::temp_dir().join(format!("usher-edge-keys-page-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = key_dir("page");
     let streams = free_port();
     let listen = format!("streams = \"127.0.0.1:{streams}\"\nstream_origins = [\"http://127.0.0.1:{{port}}\"]");
     let edge = Edge::start_with_listen(upstream.addr, &redis_url(), &[paused], &dir, "", &listen).await;
@@ -120,8 +119,7 @@ async fn the_waiting_page_solves_the_puzzle_and_passes_a_captcha() {
     let event = fresh_event();
     let mut paused = room(event, 60_000, 100);
     paused.mode = QueueMode::Paused;
-    let dir = std::env::temp_dir().join(format!("usher-edge-keys-page-pow-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = key_dir("page-pow");
     let provider_port = free_port();
     let _provider = tokio::process::Command::new(env!("CARGO_BIN_EXE_edge-proxy"))
         .args(["captcha-sandbox", "--listen", &format!("127.0.0.1:{provider_port}")])

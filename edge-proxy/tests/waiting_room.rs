@@ -13,12 +13,6 @@ use edge_proxy::config::TokensConfig;
 use edge_proxy::tokens::EdgeTokens;
 use serde_json::Value;
 
-fn key_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("usher-edge-keys-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// The edge's own token service, from the key the test gave it.
 fn edge_tokens(dir: &std::path::Path) -> EdgeTokens {
     let config = TokensConfig {
@@ -29,19 +23,6 @@ fn edge_tokens(dir: &std::path::Path) -> EdgeTokens {
         secure_cookies: false,
     };
     EdgeTokens::from_config(&config).unwrap()
-}
-
-async fn wait_admitted(edge: &Edge, event: i64, fan: &mut Fan) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, v) = status(&edge.http, &edge.url(""), event, fan).await;
-        if code == 200 && v["status"] == "admitted" {
-            fan.access = Some(v["access_token"].as_str().unwrap().to_string());
-            return;
-        }
-        assert!(Instant::now() < deadline, "not admitted: {code} {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

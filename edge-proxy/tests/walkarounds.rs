@@ -13,12 +13,6 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use usher_shared::paths::{self, spellings};
 
-fn key_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("usher-edge-keys-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// One HTTP/1.1 request with the request target exactly as given (an HTTP
 /// client library would normalise it first): the status and the body.
 async fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
@@ -40,20 +34,6 @@ async fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) ->
         .unwrap_or_else(|| panic!("no status in {text:?}"));
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
     (status, body)
-}
-
-async fn admitted(edge: &Edge, event: i64) -> Fan {
-    let mut fan = join(&edge.http, &edge.url(""), event).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, v) = status(&edge.http, &edge.url(""), event, &fan).await;
-        if code == 200 && v["status"] == "admitted" {
-            fan.access = Some(v["access_token"].as_str().unwrap().to_string());
-            return fan;
-        }
-        assert!(Instant::now() < deadline, "not admitted: {code} {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Random spellings of the protected paths of `event`: escapes, signs and
@@ -121,7 +101,7 @@ async fn no_spelling_of_a_protected_path_gets_past_the_edge_and_the_core_gets_th
 
     // Admitted: through, and what reaches the core is the canonical path
     // (the one the core's router reads, and the only one it accepts).
-    let fan = admitted(&edge, event).await;
+    let fan = admitted_fan(&edge, event).await;
     let token = fan.access.clone().unwrap();
     for (raw_path, canonical) in cases.iter().take(60) {
         let before = upstream.hits(canonical);
@@ -152,7 +132,7 @@ async fn an_ended_sessions_token_is_refused_on_every_edge() {
     let settings = room(event, 60_000, 100);
     let a = Edge::start(upstream.addr, &redis_url(), std::slice::from_ref(&settings), &keys, "").await;
     let b = Edge::start(upstream.addr, &redis_url(), std::slice::from_ref(&settings), &keys, "").await;
-    let fan = admitted(&a, event).await;
+    let fan = admitted_fan(&a, event).await;
     let token = fan.access.clone().unwrap();
     let holds = format!("/v1/events/{event}/holds");
     let hold = |edge: &Edge| {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -22,6 +22,14 @@ use axum::response::IntoResponse;
 use edge_proxy::config::{QueueMode, RoomSettings};
 use serde_json::Value;
 use tokio::process::Child;
+
+/// A directory for a test's edge key (`edge.pem`): the edges of one test
+/// that must accept each other's tokens share it.
+pub fn key_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("usher-edge-keys-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
 
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -339,6 +347,18 @@ pub struct Fan {
     pub access: Option<String>,
 }
 
+impl Fan {
+    /// The fan a join's 200 answer describes.
+    pub fn joined(v: &Value) -> Fan {
+        Fan {
+            client_id: v["client_id"].as_str().unwrap().into(),
+            queue_token: v["queue_token"].as_str().unwrap().into(),
+            ticket: v["ticket"].as_u64().unwrap(),
+            access: None,
+        }
+    }
+}
+
 pub async fn join(http: &reqwest::Client, edge_url: &str, event: i64) -> Fan {
     let r = http
         .post(format!("{edge_url}/queue/{event}/join"))
@@ -346,13 +366,29 @@ pub async fn join(http: &reqwest::Client, edge_url: &str, event: i64) -> Fan {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-    let v: Value = r.json().await.unwrap();
-    Fan {
-        client_id: v["client_id"].as_str().unwrap().into(),
-        queue_token: v["queue_token"].as_str().unwrap().into(),
-        ticket: v["ticket"].as_u64().unwrap(),
-        access: None,
+    Fan::joined(&r.json().await.unwrap())
+}
+
+/// Polls status until the fan is admitted (10 s at most) and keeps its
+/// access token.
+pub async fn wait_admitted(edge: &Edge, event: i64, fan: &mut Fan) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, v) = status(&edge.http, &edge.url(""), event, fan).await;
+        if code == 200 && v["status"] == "admitted" {
+            fan.access = Some(v["access_token"].as_str().unwrap().to_string());
+            return;
+        }
+        assert!(Instant::now() < deadline, "not admitted: {code} {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A fan who joined and was admitted.
+pub async fn admitted_fan(edge: &Edge, event: i64) -> Fan {
+    let mut fan = join(&edge.http, &edge.url(""), event).await;
+    wait_admitted(edge, event, &mut fan).await;
+    fan
 }
 
 /// Polls status once: the JSON answer and its status code.
