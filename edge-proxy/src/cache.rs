@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::locks;
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 
@@ -90,7 +91,7 @@ impl ResponseCache {
 
     /// A fresh entry for the key.
     pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = locks::lock(&self.inner);
         inner.entries.get(key).filter(|e| e.fresh()).cloned()
     }
 
@@ -150,7 +151,7 @@ impl ResponseCache {
             stored: Instant::now(),
             max_age: filling.max_age,
         });
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = locks::lock(&self.inner);
         if let Some(old) = inner.entries.insert(filling.key.clone(), entry) {
             inner.bytes = inner.bytes.saturating_sub(old.body.len() + filling.key.len() + 256);
             inner.order.retain(|k| *k != filling.key);
@@ -168,7 +169,7 @@ impl ResponseCache {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).entries.len()
+        locks::lock(&self.inner).entries.len()
     }
 
     pub fn is_empty(&self) -> bool {

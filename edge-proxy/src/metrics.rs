@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::locks;
 use crate::queue::Rooms;
 
 #[derive(Default)]
@@ -44,21 +45,11 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn event(&self, event: i64) -> std::sync::Arc<EventCounters> {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(event)
-            .or_default()
-            .clone()
+        locks::lock(&self.events).entry(event).or_default().clone()
     }
 
     pub fn rejected(&self, reason: &'static str) {
-        *self
-            .rejections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(reason)
-            .or_default() += 1;
+        *locks::lock(&self.rejections).entry(reason).or_default() += 1;
     }
 
     pub fn response(&self, status: u16) {
@@ -147,7 +138,7 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{event=\"{}\"}} {}", room.event, value(room));
             }
         }
-        let events = self.events.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let events = locks::lock(&self.events).clone();
         let counters: [EventFamily; 4] = [
             (
                 "usher_joined_total",
@@ -180,7 +171,7 @@ impl Metrics {
             out,
             "# HELP usher_token_rejections_total Requests refused for their token, by reason.\n# TYPE usher_token_rejections_total counter"
         );
-        for (reason, n) in self.rejections.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (reason, n) in locks::lock(&self.rejections).iter() {
             let _ = writeln!(out, "usher_token_rejections_total{{reason=\"{reason}\"}} {n}");
         }
         let _ = writeln!(

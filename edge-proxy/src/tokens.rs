@@ -15,6 +15,7 @@ use usher_shared::{
 };
 
 use crate::config::TokensConfig;
+use crate::locks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenSetupError {
@@ -116,13 +117,13 @@ impl EdgeTokens {
     }
 
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        if let Some(claims) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(token)
+        if let Some(claims) = locks::lock(&self.verified).get(token)
             && claims.exp > now()
         {
             return Ok(claims.clone());
         }
         let claims = self.access.verify_access(token)?;
-        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        let mut verified = locks::lock(&self.verified);
         if verified.len() >= VERIFIED_CAPACITY {
             verified.clear();
         }
@@ -132,7 +133,7 @@ impl EdgeTokens {
 
     /// Forgets a token (its session ended), so it is checked afresh.
     pub fn forget(&self, token: &str) {
-        self.verified.lock().unwrap_or_else(|e| e.into_inner()).remove(token);
+        locks::lock(&self.verified).remove(token);
     }
 }
 

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::CaptchaConfig;
+use crate::locks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptchaError {
@@ -104,7 +105,7 @@ struct Sandbox {
 
 async fn token(State(s): State<Arc<Sandbox>>) -> Json<serde_json::Value> {
     let token = format!("pass-{}", uuid::Uuid::new_v4().simple());
-    let mut issued = s.issued.lock().unwrap_or_else(|e| e.into_inner());
+    let mut issued = locks::lock(&s.issued);
     issued.retain(|_, at| at.elapsed() < Duration::from_secs(120));
     issued.insert(token.clone(), Instant::now());
     Json(json!({ "token": token }))
@@ -121,10 +122,7 @@ async fn siteverify(State(s): State<Arc<Sandbox>>, body: String) -> Json<serde_j
     if secret != s.secret {
         return Json(json!({ "success": false, "error-codes": ["invalid-input-secret"] }));
     }
-    let spent = s
-        .issued
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    let spent = locks::lock(&s.issued)
         .remove(&response)
         .is_some_and(|at| at.elapsed() < Duration::from_secs(120));
     if spent {

@@ -21,6 +21,7 @@ use serde::Serialize;
 use usher_shared::{TokenVerifier, VerifyingKeys};
 
 use crate::config::{DefenceConfig, PowConfig, RiskAction, RiskRule};
+use crate::locks;
 use captcha::{CaptchaProvider, SiteVerify};
 use pow::Puzzles;
 use risk::{Misdeed, Risk, Signals};
@@ -180,12 +181,7 @@ impl Defences {
     }
 
     pub fn count(&self, family: &'static str, labels: String) {
-        *self
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((family, labels))
-            .or_default() += 1;
+        *locks::lock(&self.counters).entry((family, labels)).or_default() += 1;
     }
 
     fn rule_for(&self, score: f64) -> Option<&RiskRule> {
@@ -361,7 +357,7 @@ impl Defences {
             return;
         }
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let mut places = self.places.lock().unwrap_or_else(|e| e.into_inner());
+        let mut places = locks::lock(&self.places);
         let list = places.entry(ip).or_default();
         // A bound per address: a farm on one address loses its latest places.
         if list.len() >= 1_000 {
@@ -371,7 +367,7 @@ impl Defences {
     }
 
     fn take_back(&self, ip: IpAddr) -> Vec<(i64, u64)> {
-        let list = self.places.lock().unwrap_or_else(|e| e.into_inner()).remove(&ip);
+        let list = locks::lock(&self.places).remove(&ip);
         list.unwrap_or_default().into_iter().map(|(e, t, _)| (e, t)).collect()
     }
 
@@ -391,7 +387,7 @@ impl Defences {
     /// How long the client must still wait, or None if its deferral is
     /// served and this join goes through.
     fn deferral(&self, ip: IpAddr, delay_secs: u64, now: Instant) -> Option<Duration> {
-        let mut deferred = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+        let mut deferred = locks::lock(&self.deferred);
         if deferred.len() > 100_000 {
             deferred.retain(|_, d| d.lets_through_until > now);
         }
@@ -443,11 +439,8 @@ impl Defences {
     pub fn tidy(&self) {
         let now = Instant::now();
         self.risk.tidy(now);
-        self.deferred
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, d| d.lets_through_until > now);
-        let mut places = self.places.lock().unwrap_or_else(|e| e.into_inner());
+        locks::lock(&self.deferred).retain(|_, d| d.lets_through_until > now);
+        let mut places = locks::lock(&self.places);
         places.retain(|_, list| {
             list.retain(|(_, _, at)| now.saturating_duration_since(*at) < PLACES_KEPT);
             !list.is_empty()
@@ -456,7 +449,7 @@ impl Defences {
 
     /// The Prometheus families.
     pub fn render(&self, out: &mut String) {
-        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let counters = locks::lock(&self.counters).clone();
         for (name, help) in FAMILIES {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for ((family, labels), n) in &counters {
@@ -469,7 +462,7 @@ impl Defences {
 
     /// What the admin API shows.
     pub fn view(&self) -> DefenceView {
-        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let counters = locks::lock(&self.counters);
         DefenceView {
             pow: self.config.pow.clone(),
             rules: self.config.rules.clone(),

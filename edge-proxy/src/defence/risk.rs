@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::config::RiskConfig;
+use crate::locks;
 
 /// A client network: an IPv4 /24 or an IPv6 /64, as text (`10.1.2`,
 /// `2001:db8:0:1`).
@@ -146,12 +147,12 @@ impl Risk {
     /// A join or a challenge request from this client.
     pub fn attempt(&self, ip: IpAddr, now: Instant) {
         let (minute, _) = self.clock(now);
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clients = locks::lock(&self.clients);
         let c = clients.entry(ip).or_default();
         c.joins.add(minute);
         c.seen = Some(now);
         drop(clients);
-        let mut networks = self.networks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut networks = locks::lock(&self.networks);
         let n = networks.entry(network_of(ip)).or_default();
         n.joins.add(minute);
         n.seen = Some(now);
@@ -160,7 +161,7 @@ impl Risk {
     /// A queue token went to this client binding.
     pub fn token_issued(&self, binding: &str, now: Instant) {
         let (minute, _) = self.clock(now);
-        let mut bindings = self.bindings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bindings = locks::lock(&self.bindings);
         bindings.entry(binding.to_owned()).or_default().add(minute);
     }
 
@@ -176,20 +177,9 @@ impl Risk {
             r.at = Some(now);
             r.seen = Some(now);
         };
+        add(locks::lock(&self.clients).entry(ip).or_default(), points);
         add(
-            self.clients
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(ip)
-                .or_default(),
-            points,
-        );
-        add(
-            self.networks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(network_of(ip))
-                .or_default(),
+            locks::lock(&self.networks).entry(network_of(ip)).or_default(),
             points / 4.0,
         );
     }
@@ -199,14 +189,14 @@ impl Risk {
         let (minute, frac) = self.clock(now);
         let mut parts = Vec::new();
         let (ip_rate, ip_points) = {
-            let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+            let mut clients = locks::lock(&self.clients);
             match clients.get_mut(&ip) {
                 Some(r) => (r.joins.rate(minute, frac), self.decayed(r, now)),
                 None => (0.0, 0.0),
             }
         };
         let (net_rate, net_points) = {
-            let mut networks = self.networks.lock().unwrap_or_else(|e| e.into_inner());
+            let mut networks = locks::lock(&self.networks);
             match networks.get_mut(&network_of(ip)) {
                 Some(r) => (r.joins.rate(minute, frac), self.decayed(r, now)),
                 None => (0.0, 0.0),
@@ -216,10 +206,7 @@ impl Risk {
             + (net_rate - f64::from(c.network_joins_per_minute)).max(0.0) * c.network_points_per_join)
             .min(c.velocity_cap);
         parts.push(("velocity", velocity));
-        let tokens = self
-            .bindings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let tokens = locks::lock(&self.bindings)
             .get_mut(binding)
             .map_or(0.0, |w| w.rate(minute, frac));
         parts.push((
@@ -254,19 +241,19 @@ impl Risk {
             r.seen
                 .is_none_or(|s| now.saturating_duration_since(s).as_secs() > 120 && self.decayed(r, now) < 0.5)
         };
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clients = locks::lock(&self.clients);
         clients.retain(|_, r| !quiet(r));
         if clients.len() > MAX_RECORDS {
             clients.clear();
         }
         drop(clients);
-        let mut networks = self.networks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut networks = locks::lock(&self.networks);
         networks.retain(|_, r| !quiet(r));
         if networks.len() > MAX_RECORDS {
             networks.clear();
         }
         drop(networks);
-        let mut bindings = self.bindings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bindings = locks::lock(&self.bindings);
         bindings.retain(|_, w| w.minute + 1 >= minute);
         if bindings.len() > MAX_RECORDS {
             bindings.clear();
@@ -276,7 +263,7 @@ impl Risk {
     /// The networks with the most against them now, for the admin API.
     pub fn worst_networks(&self, n: usize, now: Instant) -> Vec<(String, f64, f64)> {
         let (minute, frac) = self.clock(now);
-        let mut networks = self.networks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut networks = locks::lock(&self.networks);
         let mut all: Vec<(String, f64, f64)> = networks
             .iter_mut()
             .map(|(k, r)| (k.clone(), r.joins.rate(minute, frac), self.decayed(r, now)))

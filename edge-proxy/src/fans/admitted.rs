@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::request::{access_cookie, set_cookie};
 use crate::config::RedisFailure;
+use crate::locks;
 use crate::queue::Room;
 use crate::respond;
 use crate::state::EdgeState;
@@ -113,6 +114,6 @@ pub async fn admit(state: &EdgeState, room: &Room, ticket: u64, bnd: &str) -> Re
 /// With Redis out of reach and the edge configured to fail open, admits
 /// without the queue (no order) at the configured rate per instance.
 pub fn admit_without_queue(state: &EdgeState, room: &Room, bnd: &str) -> Option<Admission> {
-    let open = state.config.redis.on_failure == RedisFailure::Open && crate::locks::lock(&state.fail_open).take();
+    let open = state.config.redis.on_failure == RedisFailure::Open && locks::lock(&state.fail_open).take();
     open.then(|| Admission::issue(state, room.event, 0, bnd, room.settings().session_secs))
 }

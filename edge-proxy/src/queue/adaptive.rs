@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::Adaptive;
+use crate::locks;
 
 /// Recent answers from the core: when, how long, and whether they failed.
 pub struct CoreHealth {
@@ -42,7 +43,7 @@ impl Default for CoreHealth {
 impl CoreHealth {
     pub fn record(&self, latency: Duration, failed: bool) {
         let ms = latency.as_millis().min(u32::MAX as u128) as u32;
-        let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = locks::lock(&self.samples);
         if s.len() == KEEP {
             s.pop_front();
         }
@@ -52,7 +53,7 @@ impl CoreHealth {
     /// The answers received within the last `span`.
     pub fn window(&self, span: Duration) -> Window {
         let since = Instant::now().checked_sub(span);
-        let s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let s = locks::lock(&self.samples);
         let mut latencies: Vec<u32> = Vec::new();
         let mut failed = 0usize;
         for (at, ms, f) in s.iter().rev() {

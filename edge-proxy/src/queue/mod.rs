@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::{QueueMode, RoomSettings};
+use crate::locks;
 use lottery::Draw;
 use store::{LotteryRecord, Tick};
 
@@ -183,17 +184,11 @@ impl Room {
     /// Marks a session ended on this proxy at once (every other proxy
     /// learns it from the shared list at its next tick).
     pub fn end(&self, session: String, expires: i64) {
-        self.ended
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(session, expires);
+        locks::lock(&self.ended).insert(session, expires);
     }
 
     pub fn has_ended(&self, session: &str) -> bool {
-        self.ended
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(session)
+        locks::lock(&self.ended).contains_key(session)
     }
 
     pub(crate) fn ended_read(&self) -> u64 {
@@ -204,7 +199,7 @@ impl Room {
     /// whose tokens have expired anyway.
     pub(crate) fn take_ended(&self, sessions: Vec<(String, i64)>, now: i64) {
         let read = sessions.len() as u64;
-        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ended = locks::lock(&self.ended);
         ended.extend(sessions);
         ended.retain(|_, expires| *expires > now);
         self.ended_read.fetch_add(read, std::sync::atomic::Ordering::Relaxed);
@@ -221,7 +216,7 @@ impl Room {
             && let (Some(seed), Some(entrants)) = (&record.seed, record.entrants)
         {
             let draw = Arc::new(Draw::new(seed, entrants));
-            let mut removed = self.removed.write().unwrap_or_else(|e| e.into_inner());
+            let mut removed = locks::write(&self.removed);
             removed.reindex(&draw);
             drop(removed);
             self.draw.store(Some(draw));
@@ -262,7 +257,7 @@ impl Room {
     /// Whether an admitted session is due to be extended in Redis.
     pub fn should_touch(&self, ticket: u64, every: std::time::Duration) -> bool {
         let now = std::time::Instant::now();
-        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        let mut touched = locks::lock(&self.touched);
         if touched.len() > 200_000 {
             touched.retain(|_, at| now.duration_since(*at) < every);
         }
@@ -276,23 +271,23 @@ impl Room {
     }
 
     pub fn mark_seen(&self, ticket: u64) {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).push(ticket);
+        locks::lock(&self.seen).push(ticket);
     }
 
     /// Puts back marks `take_seen` gave out that could not be written.
     pub(crate) fn keep_seen(&self, tickets: Vec<u64>) {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).extend(tickets);
+        locks::lock(&self.seen).extend(tickets);
     }
 
     pub(crate) fn take_seen(&self) -> Vec<u64> {
-        let mut seen = std::mem::take(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut seen = std::mem::take(&mut *locks::lock(&self.seen));
         seen.sort_unstable();
         seen.dedup();
         seen
     }
 
     pub(crate) fn removed_read(&self) -> u64 {
-        self.removed.read().unwrap_or_else(|e| e.into_inner()).read
+        locks::read(&self.removed).read
     }
 
     /// Takes in a tick and the tickets newly removed since the last one.
@@ -307,7 +302,7 @@ impl Room {
             // Only the ticker writes, so the new lists are made under the
             // read lock and fans' status reads wait only for the swap.
             let (sorted, drawn) = {
-                let removed = self.removed.read().unwrap_or_else(|e| e.into_inner());
+                let removed = locks::read(&self.removed);
                 let sorted = merged(&removed.sorted, &batch);
                 let drawn = draw.as_deref().map(|d| {
                     let mut places: Vec<u64> = batch.iter().map(|t| d.place(*t)).collect();
@@ -316,7 +311,7 @@ impl Room {
                 });
                 (sorted, drawn)
             };
-            let mut removed = self.removed.write().unwrap_or_else(|e| e.into_inner());
+            let mut removed = locks::write(&self.removed);
             removed.read += read;
             removed.sorted = sorted;
             if drawn.is_some() {
@@ -353,7 +348,7 @@ impl Room {
     /// Admissions per minute over the last minute of ticks, once at least
     /// ten seconds of them are known; 0 before.
     fn pace(&self, at_ms: i64, admitted_total: u64) -> u32 {
-        let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pace = locks::lock(&self.pace);
         pace.push_back((at_ms, admitted_total));
         while pace.front().is_some_and(|(t, _)| *t < at_ms - 60_000) {
             pace.pop_front();
@@ -397,7 +392,7 @@ impl Room {
     }
 
     fn standing_in(&self, ticket: u64, p: &Progress) -> Standing {
-        let removed = self.removed.read().unwrap_or_else(|e| e.into_inner());
+        let removed = locks::read(&self.removed);
         if removed.contains(ticket) {
             return Standing::Lost;
         }
@@ -463,28 +458,18 @@ impl Rooms {
     }
 
     pub fn get(&self, event: i64) -> Option<Arc<Room>> {
-        self.rooms
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&event)
-            .cloned()
+        locks::read(&self.rooms).get(&event).cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<Room>> {
-        let mut v: Vec<Arc<Room>> = self
-            .rooms
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let mut v: Vec<Arc<Room>> = locks::read(&self.rooms).values().cloned().collect();
         v.sort_by_key(|r| r.event);
         v
     }
 
     /// Adds a room or changes its settings.
     pub fn upsert(&self, settings: RoomSettings) -> Arc<Room> {
-        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = locks::write(&self.rooms);
         match rooms.get(&settings.event_id) {
             Some(room) => {
                 room.set_settings(settings);
@@ -499,7 +484,7 @@ impl Rooms {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rooms.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+        locks::read(&self.rooms).is_empty()
     }
 
     pub fn is_protected(&self, event: i64) -> bool {

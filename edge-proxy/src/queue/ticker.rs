@@ -15,6 +15,7 @@ use pingora::services::background::BackgroundService;
 
 use crate::config::EdgeConfig;
 use crate::config::QueueMode;
+use crate::locks;
 use crate::queue::store::QueueStore;
 use crate::queue::{Room, adaptive, lottery};
 use crate::state::EdgeState;
@@ -208,7 +209,7 @@ async fn adapt(state: &EdgeState, store: &QueueStore, room: &Room) -> Result<(),
     };
     let span = Duration::from_secs(bounds.window_secs);
     {
-        let mut at = room.adapted_at.lock().unwrap_or_else(|e| e.into_inner());
+        let mut at = locks::lock(&room.adapted_at);
         let now = std::time::Instant::now();
         if at.is_some_and(|t| now.duration_since(t) < span) {
             return Ok(());
