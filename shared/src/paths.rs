@@ -82,6 +82,11 @@ pub fn canonical(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if out.is_empty() {
         out.push('/');
     }
+    // Escaping can make a path longer: the canonical form must itself be
+    // within the limit, or the core would refuse what the edge forwards.
+    if out.len() > MAX_PATH_BYTES {
+        return Err(PathError::TooLong);
+    }
     Ok(if out == raw {
         Cow::Borrowed(raw)
     } else {
@@ -247,6 +252,9 @@ mod tests {
             Ok("/v1/events/9223372036854775807".into())
         );
         assert_eq!(c(&format!("/{}", "a".repeat(MAX_PATH_BYTES))), Err(PathError::TooLong));
+        // Found by fuzzing: short enough as sent, too long once escaped.
+        let grows = format!("/{}", ">".repeat(MAX_PATH_BYTES / 2));
+        assert_eq!(c(&grows), Err(PathError::TooLong));
     }
 }
 
