@@ -31,6 +31,14 @@ pub struct Args {
     /// Worker threads for the edge and worker processes for nginx.
     #[arg(long, default_value_t = 2)]
     pub workers: u32,
+    /// Another edge-proxy build (e.g. the previous commit's) measured in the
+    /// same run on the same paths, for a before/after ratio.
+    #[arg(long)]
+    pub baseline_edge_bin: Option<PathBuf>,
+    /// Also write the figures as a Markdown report here (machine, command,
+    /// date, table), e.g. loadtests/reports/edge-overhead.md.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 struct Wrk {
@@ -138,30 +146,43 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .arg(args.workers.to_string());
     let _minimal = spawn(minimal_cmd).context("starting minimal-pingora (cargo build --release -p loadtests)")?;
 
-    // The edge, with one protected event and a key to sign its token.
-    let (edge, admin) = (port(), port());
+    // The edge, with one protected event and a key to sign its token (and
+    // the baseline build beside it, with the same configuration).
     let pair = usher_shared::keys::generate_pair();
     std::fs::write(dir.join("edge.pem"), &pair.private_pem)?;
     let event = 1_000_000_000_000i64 + i64::from(rand::random::<u32>());
-    std::fs::write(
-        dir.join("edge.toml"),
-        format!(
-            "[listen]\nhttp = [\"127.0.0.1:{edge}\"]\nthreads = {w}\ngrace_period_secs = 1\n\
-             [upstream]\naddrs = [\"127.0.0.1:{upstream}\"]\n\
-             [redis]\nurl = \"{redis}\"\n\
-             [tokens]\nissuer = \"usher-edge\"\nkid = \"bench\"\nprivate_key_file = \"{d}/edge.pem\"\n\
-             [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"bench-admin-token-0123456789\"\n\
-             [rate_limits]\njoin_per_minute = 0\nstatus_per_minute = 0\nprotected_per_minute = 0\n\
-             [log]\nfilter = \"error\"\n\
-             [[events]]\nevent_id = {event}\nadmit_per_minute = 60\nmax_active = 10\nsession_secs = 3600\nmode = \"fifo\"\n",
-            w = args.workers,
-            redis = args.redis_url,
-            d = dir.display()
-        ),
-    )?;
+    let edge_config = |name: &str, edge: u16, admin: u16| -> anyhow::Result<PathBuf> {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[listen]\nhttp = [\"127.0.0.1:{edge}\"]\nthreads = {w}\ngrace_period_secs = 1\n\
+                 [upstream]\naddrs = [\"127.0.0.1:{upstream}\"]\n\
+                 [redis]\nurl = \"{redis}\"\n\
+                 [tokens]\nissuer = \"usher-edge\"\nkid = \"bench\"\nprivate_key_file = \"{d}/edge.pem\"\n\
+                 [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"bench-admin-token-0123456789\"\n\
+                 [rate_limits]\njoin_per_minute = 0\nstatus_per_minute = 0\nprotected_per_minute = 0\n\
+                 [log]\nfilter = \"error\"\n\
+                 [[events]]\nevent_id = {event}\nadmit_per_minute = 60\nmax_active = 10\nsession_secs = 3600\nmode = \"fifo\"\n",
+                w = args.workers,
+                redis = args.redis_url,
+                d = dir.display()
+            ),
+        )?;
+        Ok(path)
+    };
+    let (edge, admin) = (port(), port());
     let mut edge_cmd = Command::new(&args.edge_bin);
-    edge_cmd.arg("--config").arg(dir.join("edge.toml"));
+    edge_cmd.arg("--config").arg(edge_config("edge", edge, admin)?);
     let _edge = spawn(edge_cmd)?;
+    let mut baseline = None;
+    if let Some(bin) = &args.baseline_edge_bin {
+        let (port_b, admin_b) = (port(), port());
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config").arg(edge_config("baseline", port_b, admin_b)?);
+        baseline = Some((port_b, spawn(cmd).context("starting the baseline edge")?));
+        wait_for(port_b).await?;
+    }
     for p in [nginx, minimal, edge] {
         wait_for(p).await?;
     }
@@ -220,6 +241,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             vec![("usher-client", client), ("usher-access", token.as_str())],
         ),
     ];
+    let mut runs = runs.to_vec();
+    if let Some((b, _)) = &baseline {
+        runs.push((
+            "baseline edge-proxy, unprotected path",
+            format!("http://127.0.0.1:{b}/v1/events"),
+            vec![],
+        ));
+        runs.push((
+            "baseline edge-proxy, protected path + token",
+            format!("http://127.0.0.1:{b}{protected}"),
+            vec![("usher-client", client), ("usher-access", token.as_str())],
+        ));
+    }
     let mut results = Vec::new();
     for (name, url, headers) in &runs {
         eprintln!("{name}: wrk -t2 -c{} -d{}s", args.connections, args.secs);
@@ -254,6 +288,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         results[3].1.rps / minimal_rps,
         results[4].1.rps / minimal_rps
     );
+    let mut ratios = vec![
+        format!(
+            "edge / nginx throughput: unprotected {:.2}, protected with token check {:.2} (goal >= 1.00)",
+            results[3].1.rps / nginx_rps,
+            results[4].1.rps / nginx_rps
+        ),
+        format!(
+            "minimal Pingora / nginx: {:.2}; edge / minimal Pingora: unprotected {:.2}, protected {:.2}",
+            minimal_rps / nginx_rps,
+            results[3].1.rps / minimal_rps,
+            results[4].1.rps / minimal_rps
+        ),
+    ];
+    if results.len() > 6 {
+        let line = format!(
+            "edge / baseline edge: unprotected {:.3}, protected {:.3} (goal >= 0.95)",
+            results[3].1.rps / results[5].1.rps,
+            results[4].1.rps / results[6].1.rps
+        );
+        println!("{line}");
+        ratios.push(line);
+    }
+    if let Some(out) = &args.out {
+        write_report(out, &args, &results, &ratios)?;
+        eprintln!("report: {}", out.display());
+    }
     // Killing nginx's master would orphan its workers: ask it to stop.
     let _ = Command::new(&args.nginx_bin)
         .arg("-p")
@@ -268,5 +328,44 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if results.iter().any(|(_, r)| r.errors > 0) {
         bail!("some requests failed");
     }
+    Ok(())
+}
+
+/// The figures as Markdown, with where, when and how they were measured.
+fn write_report(out: &std::path::Path, args: &Args, results: &[(&str, Wrk)], ratios: &[String]) -> anyhow::Result<()> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let command: Vec<String> = std::env::args().collect();
+    let mut md = format!(
+        "# Edge pass-through overhead\n\n- date: {}\n- machine: {cpu}, {cores} cores (shared by wrk, the proxies and the upstream)\n- command: `{}`\n- wrk -t2 -c{} -d{}s per target, one after the other, {} workers each\n\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        command.join(" "),
+        args.connections,
+        args.secs,
+        args.workers
+    );
+    md.push_str("| target | req/s | p50 ms | p99 ms | errors |\n| --- | ---: | ---: | ---: | ---: |\n");
+    for (name, r) in results {
+        md.push_str(&format!(
+            "| {name} | {:.0} | {:.3} | {:.3} | {} |\n",
+            r.rps, r.p50_ms, r.p99_ms, r.errors
+        ));
+    }
+    md.push('\n');
+    for line in ratios {
+        md.push_str(&format!("- {line}\n"));
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(out, md)?;
     Ok(())
 }
