@@ -6,13 +6,19 @@
 //! per waiting fan per update: positions are worked out on each proxy from
 //! what the tick returns.
 
-use std::time::Duration;
+mod connection;
+mod fairness;
+mod lottery;
+mod sessions;
+mod settings;
 
-use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::cluster_async::ClusterConnection;
-use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::{AsyncCommands, Script};
 
-use crate::config::{QueueMode, RoomSettings};
+use crate::config::RoomSettings;
+use connection::{Conn, FAN_CALLS, Lane, SESSION_CALLS};
+pub use fairness::{Fairness, WAIT_BOUNDS_SECS};
+pub use lottery::LotteryRecord;
+use settings::AdmissionFields;
 
 /// One event's Redis keys.
 struct Keys {
@@ -80,69 +86,6 @@ pub struct Tick {
     pub ended: u64,
 }
 
-/// A lottery's public record and progress.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct LotteryRecord {
-    /// SHA-256 of the seed, published before the pre-queue opens.
-    pub seed_hash: Option<String>,
-    /// Revealed once the places are drawn.
-    pub seed: Option<String>,
-    /// Tickets 1..=entrants took part (sealed at the on-sale).
-    pub entrants: Option<u64>,
-    /// "open" (taking entrants), "drawing" or "drawn".
-    pub state: String,
-}
-
-/// Per-event fairness figures, counted by the admission script.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Fairness {
-    pub admitted: u64,
-    /// Admissions of a place below one already admitted (0 in FIFO).
-    pub inversions: u64,
-    pub wait_sum_ms: u64,
-    /// Admissions by time waited: (upper bound in seconds, or None for
-    /// longer, count), not cumulative.
-    pub wait_buckets: Vec<(Option<u64>, u64)>,
-}
-
-pub const WAIT_BOUNDS_SECS: [u64; 10] = [5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600];
-
-/// One Redis, or a Redis Cluster (each event's keys share a slot, so every
-/// script runs on the one master that owns it).
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct QueueStore {
     /// Waiting fans' calls (joins, take-backs) and the admin's reads.
@@ -170,25 +113,6 @@ pub struct QueueStore {
 
 pub type StoreResult<T> = Result<T, redis::RedisError>;
 
-/// Calls of one kind on their way to Redis: at most so many at once, the
-/// rest wait their turn here, in order.
-#[derive(Clone)]
-struct Lane(std::sync::Arc<tokio::sync::Semaphore>);
-
-impl Lane {
-    fn new(calls: usize) -> Lane {
-        Lane(std::sync::Arc::new(tokio::sync::Semaphore::new(calls)))
-    }
-
-    async fn turn(&self) -> StoreResult<tokio::sync::SemaphorePermit<'_>> {
-        match tokio::time::timeout(CALL_WAIT, self.0.acquire()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            // Never closed; and a wait this long is what a time-out means.
-            _ => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
-        }
-    }
-}
-
 /// What a join carries besides the event: the proof-of-work challenge it
 /// spends, and the signed-in fan it is for.
 #[derive(Debug, Clone, Copy, Default)]
@@ -210,16 +134,6 @@ pub enum JoinOutcome {
     ChallengeSpent,
 }
 
-/// Fans' calls sent to Redis at once, at most; the rest wait their turn
-/// here. In a join spike thousands were queued on the connection itself,
-/// where the answer's time-out counted the wait behind all the others, and
-/// a Redis working well within its means answered 503s through the edge.
-const FAN_CALLS: usize = 256;
-/// Admitted fans' session calls sent at once, at most.
-const SESSION_CALLS: usize = 64;
-/// How long a call may wait for its turn in a lane before it counts as failed.
-const CALL_WAIT: Duration = Duration::from_secs(10);
-
 /// The longest stretch of time one tick may make up for: a pause (or an
 /// instance that was down) never turns into a burst of admissions.
 const ALLOWANCE_WINDOW_MS: u64 = 2_000;
@@ -232,11 +146,11 @@ impl QueueStore {
     /// join turns a fan away.
     pub async fn connect(url: &str, cluster_nodes: &[String]) -> StoreResult<QueueStore> {
         Ok(QueueStore {
-            conn: Self::open(url, cluster_nodes).await?,
+            conn: connection::open(url, cluster_nodes).await?,
             fan_calls: Lane::new(FAN_CALLS),
-            sessions: Self::open(url, cluster_nodes).await?,
+            sessions: connection::open(url, cluster_nodes).await?,
             session_calls: Lane::new(SESSION_CALLS),
-            ticker: Self::open(url, cluster_nodes).await?,
+            ticker: connection::open(url, cluster_nodes).await?,
             admit: Script::new(include_str!("admit.lua")),
             join: Script::new(include_str!("join.lua")),
             // 1 if the session is (still) active, extended; 0 if not. (Not
@@ -261,7 +175,6 @@ impl QueueStore {
                    redis.call('HSET', KEYS[1], 'entrants', n, 'state', 'drawing') end \
                  return {tonumber(n), redis.call('HGET', KEYS[1], 'secret') or ''}",
             ),
-            // One instance per window sets an adaptive room's rate.
             // Only places still waiting: an admitted fan keeps the session.
             take_back: Script::new(
                 "local n = 0 \
@@ -271,28 +184,12 @@ impl QueueStore {
                      redis.call('RPUSH', KEYS[4], t) n = n + 1 end end \
                  return n",
             ),
+            // One instance per window sets an adaptive room's rate.
             adapt: Script::new(
                 "if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then \
                    redis.call('HSET', KEYS[1], 'adaptive_rate', ARGV[1]) return 1 end \
                  return 0",
             ),
-        })
-    }
-
-    async fn open(url: &str, cluster_nodes: &[String]) -> StoreResult<Conn> {
-        Ok(if cluster_nodes.is_empty() {
-            let client = redis::Client::open(url)?;
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_millis(500)))
-                .set_response_timeout(Some(Duration::from_millis(2_000)))
-                .set_number_of_retries(2);
-            Conn::Single(ConnectionManager::new_with_config(client, config).await?)
-        } else {
-            let client = redis::cluster::ClusterClientBuilder::new(cluster_nodes.iter().map(String::as_str))
-                .connection_timeout(Duration::from_millis(500))
-                .response_timeout(Duration::from_millis(2_000))
-                .build()?;
-            Conn::Cluster(client.get_async_connection().await?)
         })
     }
 
@@ -388,86 +285,6 @@ impl QueueStore {
         Ok(set == 1)
     }
 
-    pub async fn fairness(&self, event: i64) -> StoreResult<Fairness> {
-        let mut conn = self.conn.clone();
-        let raw: std::collections::HashMap<String, u64> = conn.hgetall(Keys::of(event).fairness).await?;
-        let get = |k: &str| raw.get(k).copied().unwrap_or(0);
-        let mut wait_buckets: Vec<(Option<u64>, u64)> = WAIT_BOUNDS_SECS
-            .iter()
-            .map(|b| (Some(*b), get(&format!("wait_le_{b}"))))
-            .collect();
-        wait_buckets.push((None, get("wait_le_+Inf")));
-        Ok(Fairness {
-            admitted: get("admitted"),
-            inversions: get("inversions"),
-            wait_sum_ms: get("wait_sum_ms"),
-            wait_buckets,
-        })
-    }
-
-    /// The lottery's public record (the secret seed stays out until drawn).
-    pub async fn lottery(&self, event: i64) -> StoreResult<LotteryRecord> {
-        let mut conn = self.ticker.clone();
-        let raw: std::collections::HashMap<String, String> = conn.hgetall(Keys::of(event).lottery).await?;
-        let state = raw.get("state").cloned().unwrap_or_default();
-        let drawn = state == "drawn";
-        Ok(LotteryRecord {
-            seed_hash: raw.get("seed_hash").cloned(),
-            seed: raw.get("secret").filter(|_| drawn).cloned(),
-            entrants: raw.get("entrants").and_then(|n| n.parse().ok()),
-            state,
-        })
-    }
-
-    /// Opens the lottery with this seed, unless it is open already; returns
-    /// the published hash of the seed in force.
-    pub async fn open_lottery(&self, event: i64, seed: &str, seed_hash: &str) -> StoreResult<String> {
-        let mut conn = self.ticker.clone();
-        self.lottery_open
-            .key(Keys::of(event).lottery)
-            .arg(seed)
-            .arg(seed_hash)
-            .invoke_async(&mut conn)
-            .await
-    }
-
-    /// Draws the lottery's places, if this instance wins the lease: seals
-    /// the entrants, gives each waiting pre-queue ticket its drawn place and
-    /// then reveals the seed. Safe to repeat after a crash half-way: the
-    /// places depend only on the seed and the entrants.
-    pub async fn draw_lottery(&self, event: i64) -> StoreResult<bool> {
-        let k = Keys::of(event);
-        let mut conn = self.ticker.clone();
-        let leased: Option<String> = redis::cmd("SET")
-            .arg(&k.lottery_lease)
-            .arg("1")
-            .arg("NX")
-            .arg("PX")
-            .arg(60_000)
-            .query_async(&mut conn)
-            .await?;
-        if leased.is_none() {
-            return Ok(false);
-        }
-        let (entrants, seed): (u64, String) = self
-            .lottery_seal
-            .key(&k.lottery)
-            .key(&k.seq)
-            .invoke_async(&mut conn)
-            .await?;
-        let order = super::lottery::order(&seed, entrants);
-        for (chunk_no, chunk) in order.chunks(5_000).enumerate() {
-            let mut cmd = redis::cmd("ZADD");
-            cmd.arg(&k.waiting).arg("XX");
-            for (i, ticket) in chunk.iter().enumerate() {
-                cmd.arg(chunk_no * 5_000 + i + 1).arg(*ticket);
-            }
-            cmd.query_async::<()>(&mut conn).await?;
-        }
-        conn.hset::<_, _, _, ()>(&k.lottery, "state", "drawn").await?;
-        Ok(true)
-    }
-
     /// Takes waiting places back (they are lost, as if their fans had gone):
     /// returns how many were still waiting.
     pub async fn take_back(&self, event: i64, tickets: &[u64]) -> StoreResult<u64> {
@@ -504,139 +321,16 @@ impl QueueStore {
         pipe.query_async::<()>(&mut conn).await
     }
 
-    /// Extends an admitted fan's session; false if it is no longer active
-    /// (never claimed in time, ended, or silent too long).
-    pub async fn touch_session(&self, event: i64, ticket: u64, session_ms: u64) -> StoreResult<bool> {
-        let _turn = self.session_calls.turn().await?;
-        let mut conn = self.sessions.clone();
-        let changed: i64 = self
-            .touch
-            .key(Keys::of(event).active)
-            .arg(session_ms)
-            .arg(ticket)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(changed > 0)
-    }
-
-    /// Ends an admitted fan's session at once: the slot goes to the next fan
-    /// (`ticket` 0: admitted without the queue, no slot), and the session's
-    /// key goes on the event's ended list, which every instance reads at its
-    /// next tick and from then on refuses the session's tokens.
-    pub async fn end_session(&self, event: i64, ticket: u64, key: &str, expires: i64) -> StoreResult<()> {
-        let _turn = self.session_calls.turn().await?;
-        let mut conn = self.sessions.clone();
-        let k = Keys::of(event);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        if ticket > 0 {
-            pipe.zrem(&k.active, ticket).ignore();
-        }
-        pipe.rpush(&k.ended, format!("{key} {expires}")).ignore();
-        pipe.query_async(&mut conn).await
-    }
-
-    /// Ended sessions from the `from`th on: (session key, expiry in Unix
-    /// seconds).
-    pub async fn ended_since(&self, event: i64, from: u64) -> StoreResult<Vec<(String, i64)>> {
-        let mut conn = self.ticker.clone();
-        let raw: Vec<String> = conn.lrange(Keys::of(event).ended, from as isize, -1).await?;
-        Ok(raw
-            .iter()
-            .map(|entry| {
-                let (key, expires) = entry.rsplit_once(' ').unwrap_or((entry, "0"));
-                (key.to_owned(), expires.parse().unwrap_or(0))
-            })
-            .collect())
-    }
-
-    /// Settings an operator set through the admin API (or a reloaded file),
-    /// shared by every instance.
-    pub async fn settings(&self, event: i64) -> StoreResult<Option<RoomSettings>> {
-        let mut conn = self.ticker.clone();
-        let raw: Option<String> = conn.get(Keys::of(event).settings).await?;
-        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
-    }
-
-    /// Shares `settings`: the whole of them for every instance's copy, and
-    /// their admission fields for the admission script, in one step.
-    pub async fn put_settings(&self, settings: &RoomSettings) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
-        let k = Keys::of(settings.event_id);
-        // Serialising a plain struct cannot fail.
-        let json = serde_json::to_string(settings).expect("serialise settings");
-        let f = AdmissionFields::of(settings);
-        redis::pipe()
-            .atomic()
-            .set(&k.settings, json)
-            .ignore()
-            .hset_multiple(
-                &k.admission,
-                &[
-                    ("rate", f.rate.to_string()),
-                    ("max_active", f.max_active.to_string()),
-                    ("session_ms", f.session_ms.to_string()),
-                    ("grace_ms", f.grace_ms.to_string()),
-                    ("mode", f.mode.to_string()),
-                    ("on_sale_ms", f.on_sale_ms.to_string()),
-                    ("adaptive", f.adaptive.to_string()),
-                    ("min", f.min.to_string()),
-                    ("max", f.max.to_string()),
-                ],
-            )
-            .ignore()
-            .query_async(&mut conn)
-            .await
-    }
-
     pub async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 }
 
-/// The settings the admission script reads, as it reads them (its ARGV, or
-/// the shared `admission` hash).
-struct AdmissionFields {
-    rate: u32,
-    max_active: u32,
-    session_ms: u64,
-    grace_ms: u64,
-    mode: &'static str,
-    on_sale_ms: i64,
-    adaptive: &'static str,
-    min: u32,
-    max: u32,
-}
-
-impl AdmissionFields {
-    fn of(room: &RoomSettings) -> AdmissionFields {
-        let (adaptive, min, max) = match &room.adaptive {
-            Some(a) => ("1", a.min_per_minute, a.max_per_minute),
-            None => ("0", 0, 0),
-        };
-        AdmissionFields {
-            rate: room.admit_per_minute,
-            max_active: room.max_active,
-            session_ms: room.session_secs * 1000,
-            grace_ms: room.grace_secs * 1000,
-            mode: match room.mode {
-                QueueMode::Fifo => "fifo",
-                QueueMode::Passthrough => "passthrough",
-                QueueMode::Paused => "paused",
-                QueueMode::Closed => "closed",
-                QueueMode::Lottery => "lottery",
-            },
-            on_sale_ms: room.on_sale_at.map_or(0, |t| t.timestamp_millis().max(1)),
-            adaptive,
-            min,
-            max,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// With every waiting fan's turn taken (a join spike), a fan whose turn
