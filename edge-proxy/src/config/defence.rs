@@ -254,3 +254,54 @@ impl DefenceConfig {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DefenceConfig;
+
+    #[test]
+    fn rules_that_need_a_missing_part_or_make_no_sense_are_refused_at_start() {
+        let config: DefenceConfig = toml_edit_free(
+            r#"
+            [[rules]]
+            name = "c"
+            min_score = 10.0
+            action = "captcha"
+            [[rules]]
+            name = "h"
+            min_score = 20.0
+            action = "harder"
+            extra_bits = 2
+            [[rules]]
+            name = "b"
+            min_score = 30.0
+            action = "back_of_queue"
+            [[rules]]
+            name = "b"
+            min_score = -1.0
+            action = "block"
+            "#,
+        );
+        let problems = config.problems().join("\n");
+        for expected in [
+            "defence.rules[c]: action captcha needs [defence.captcha]",
+            "defence.rules[h]: action harder needs [defence.pow]",
+            "defence.rules[b]: action back_of_queue needs delay_secs",
+            "defence.rules: \"b\" is named twice",
+            "defence.rules[b].min_score must be positive",
+        ] {
+            assert!(problems.contains(expected), "{expected} not in\n{problems}");
+        }
+        let pow: DefenceConfig = toml_edit_free("[pow]\nbase_bits = 30\nmin_bits = 8\nmax_bits = 20\n");
+        assert!(pow.problems().join("\n").contains("min_bits <= base_bits <= max_bits"));
+        assert!(DefenceConfig::default().problems().is_empty());
+    }
+
+    fn toml_edit_free(s: &str) -> DefenceConfig {
+        use figment::providers::Format;
+        figment::Figment::new()
+            .merge(figment::providers::Toml::string(s))
+            .extract()
+            .unwrap()
+    }
+}

@@ -4,26 +4,28 @@
 //! block), and asks for a solved proof-of-work puzzle (`pow`) whose
 //! difficulty rises with the join rate from the client's network and with
 //! its score. A signed-in fan is named here too, so the join script keeps
-//! one place per fan. Counters for SREs are kept here and rendered with the
-//! rest of the metrics.
+//! one place per fan. `back_of_queue` keeps what deferring and blocking
+//! need; `report` keeps the counters for SREs, rendered with the rest of
+//! the metrics.
 
+mod back_of_queue;
 pub mod captcha;
 pub mod pow;
+mod report;
 pub mod risk;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde::Serialize;
 use usher_shared::{TokenVerifier, VerifyingKeys};
 
 use crate::config::{DefenceConfig, PowConfig, RiskAction, RiskRule};
-use crate::locks;
+use back_of_queue::{Deferral, Place};
 use captcha::{CaptchaProvider, SiteVerify};
 use pow::Puzzles;
+pub use report::{DefenceView, NetworkView};
 use risk::{Misdeed, Risk, Signals};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,14 +85,6 @@ pub enum Gate {
     },
 }
 
-/// A client sent to the back: until when it waits, and until when the
-/// join it then makes is let through.
-#[derive(Debug, Clone, Copy)]
-struct Deferral {
-    until: Instant,
-    lets_through_until: Instant,
-}
-
 pub struct Defences {
     pub config: DefenceConfig,
     puzzles: Option<(Puzzles, PowConfig)>,
@@ -103,37 +97,6 @@ pub struct Defences {
     places: Mutex<HashMap<IpAddr, Vec<Place>>>,
     counters: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
-
-/// A place an address took: event, ticket, when.
-type Place = (i64, u64, Instant);
-
-/// How long a place stays liable to be taken back.
-const PLACES_KEPT: Duration = Duration::from_secs(600);
-
-/// Counter families: name and help.
-const FAMILIES: [(&str, &str); 6] = [
-    (
-        "usher_challenges_total",
-        "Proof-of-work challenges, by result (issued, solved, or why they failed).",
-    ),
-    (
-        "usher_defence_actions_total",
-        "Joins a risk rule acted on, by rule and action.",
-    ),
-    ("usher_captcha_total", "CAPTCHA checks, by result."),
-    (
-        "usher_replays_total",
-        "Tokens or challenges presented again or by another client, by kind.",
-    ),
-    (
-        "usher_places_taken_back_total",
-        "Waiting places taken back from addresses sent to the back or blocked, by rule.",
-    ),
-    (
-        "usher_fan_places_total",
-        "Joins by signed-in fans, by whether they got a new place or their own again.",
-    ),
-];
 
 impl Defences {
     pub fn new(config: &DefenceConfig, secret: &[u8]) -> Result<Defences, DefenceSetupError> {
@@ -178,10 +141,6 @@ impl Defences {
             places: Mutex::default(),
             counters: Mutex::default(),
         }
-    }
-
-    pub fn count(&self, family: &'static str, labels: String) {
-        *locks::lock(&self.counters).entry((family, labels)).or_default() += 1;
     }
 
     fn rule_for(&self, score: f64) -> Option<&RiskRule> {
@@ -346,31 +305,6 @@ impl Defences {
         self.count("usher_replays_total", format!("kind=\"{kind}\""));
     }
 
-    /// A new place went to this address.
-    pub fn place_taken(&self, ip: Option<IpAddr>, event: i64, ticket: u64) {
-        if !self
-            .config
-            .rules
-            .iter()
-            .any(|r| matches!(r.action, RiskAction::BackOfQueue | RiskAction::Block))
-        {
-            return;
-        }
-        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let mut places = locks::lock(&self.places);
-        let list = places.entry(ip).or_default();
-        // A bound per address: a farm on one address loses its latest places.
-        if list.len() >= 1_000 {
-            list.remove(0);
-        }
-        list.push((event, ticket, Instant::now()));
-    }
-
-    fn take_back(&self, ip: IpAddr) -> Vec<(i64, u64)> {
-        let list = locks::lock(&self.places).remove(&ip);
-        list.unwrap_or_default().into_iter().map(|(e, t, _)| (e, t)).collect()
-    }
-
     pub fn token_issued(&self, binding: &str) {
         if self.config.any() {
             self.risk.token_issued(binding, Instant::now());
@@ -382,30 +316,6 @@ impl Defences {
     pub fn fan(&self, token: Option<&str>) -> Option<String> {
         let verifier = self.fans.as_ref()?;
         verifier.verify_fan(token?).ok().map(|c| c.sub)
-    }
-
-    /// How long the client must still wait, or None if its deferral is
-    /// served and this join goes through.
-    fn deferral(&self, ip: IpAddr, delay_secs: u64, now: Instant) -> Option<Duration> {
-        let mut deferred = locks::lock(&self.deferred);
-        if deferred.len() > 100_000 {
-            deferred.retain(|_, d| d.lets_through_until > now);
-        }
-        match deferred.get(&ip) {
-            Some(d) if now < d.until => Some(d.until - now),
-            Some(d) if now < d.lets_through_until => None,
-            _ => {
-                let delay = Duration::from_secs(delay_secs);
-                deferred.insert(
-                    ip,
-                    Deferral {
-                        until: now + delay,
-                        lets_through_until: now + delay * 2,
-                    },
-                );
-                Some(delay)
-            }
-        }
     }
 
     async fn captcha(&self, knock: &Knock<'_>, ip: IpAddr, fresh: bool, now: Instant) -> Option<Gate> {
@@ -435,55 +345,6 @@ impl Defences {
             }
         }
     }
-
-    pub fn tidy(&self) {
-        let now = Instant::now();
-        self.risk.tidy(now);
-        locks::lock(&self.deferred).retain(|_, d| d.lets_through_until > now);
-        let mut places = locks::lock(&self.places);
-        places.retain(|_, list| {
-            list.retain(|(_, _, at)| now.saturating_duration_since(*at) < PLACES_KEPT);
-            !list.is_empty()
-        });
-    }
-
-    /// The Prometheus families.
-    pub fn render(&self, out: &mut String) {
-        let counters = locks::lock(&self.counters).clone();
-        for (name, help) in FAMILIES {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((family, labels), n) in &counters {
-                if *family == name {
-                    let _ = writeln!(out, "{name}{{{labels}}} {n}");
-                }
-            }
-        }
-    }
-
-    /// What the admin API shows.
-    pub fn view(&self) -> DefenceView {
-        let counters = locks::lock(&self.counters);
-        DefenceView {
-            pow: self.config.pow.clone(),
-            rules: self.config.rules.clone(),
-            captcha: self.captcha.is_some(),
-            one_place_per_fan: self.fans.is_some(),
-            counters: counters
-                .iter()
-                .map(|((family, labels), n)| (format!("{family}{{{labels}}}"), *n))
-                .collect(),
-            worst_networks: self
-                .risk
-                .worst_networks(10, Instant::now())
-                .into_iter()
-                .map(|(network, joins_per_minute, misdeed_points)| NetworkView {
-                    network,
-                    joins_per_minute,
-                    misdeed_points,
-                })
-                .collect(),
-        }
-    }
 }
 
 fn action_name(a: RiskAction) -> &'static str {
@@ -494,23 +355,6 @@ fn action_name(a: RiskAction) -> &'static str {
         RiskAction::BackOfQueue => "back_of_queue",
         RiskAction::Block => "block",
     }
-}
-
-#[derive(Debug, Serialize)]
-pub struct DefenceView {
-    pub pow: Option<PowConfig>,
-    pub rules: Vec<RiskRule>,
-    pub captcha: bool,
-    pub one_place_per_fan: bool,
-    pub counters: BTreeMap<String, u64>,
-    pub worst_networks: Vec<NetworkView>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct NetworkView {
-    pub network: String,
-    pub joins_per_minute: f64,
-    pub misdeed_points: f64,
 }
 
 #[cfg(test)]
@@ -543,56 +387,5 @@ mod tests {
                 assert!((12..=22).contains(&Defences::bits(&p, rate, extra)));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod config_tests {
-    use crate::config::DefenceConfig;
-
-    #[test]
-    fn rules_that_need_a_missing_part_or_make_no_sense_are_refused_at_start() {
-        let config: DefenceConfig = toml_edit_free(
-            r#"
-            [[rules]]
-            name = "c"
-            min_score = 10.0
-            action = "captcha"
-            [[rules]]
-            name = "h"
-            min_score = 20.0
-            action = "harder"
-            extra_bits = 2
-            [[rules]]
-            name = "b"
-            min_score = 30.0
-            action = "back_of_queue"
-            [[rules]]
-            name = "b"
-            min_score = -1.0
-            action = "block"
-            "#,
-        );
-        let problems = config.problems().join("\n");
-        for expected in [
-            "defence.rules[c]: action captcha needs [defence.captcha]",
-            "defence.rules[h]: action harder needs [defence.pow]",
-            "defence.rules[b]: action back_of_queue needs delay_secs",
-            "defence.rules: \"b\" is named twice",
-            "defence.rules[b].min_score must be positive",
-        ] {
-            assert!(problems.contains(expected), "{expected} not in\n{problems}");
-        }
-        let pow: DefenceConfig = toml_edit_free("[pow]\nbase_bits = 30\nmin_bits = 8\nmax_bits = 20\n");
-        assert!(pow.problems().join("\n").contains("min_bits <= base_bits <= max_bits"));
-        assert!(DefenceConfig::default().problems().is_empty());
-    }
-
-    fn toml_edit_free(s: &str) -> DefenceConfig {
-        use figment::providers::Format;
-        figment::Figment::new()
-            .merge(figment::providers::Toml::string(s))
-            .extract()
-            .unwrap()
     }
 }

@@ -8,6 +8,8 @@
 
 pub mod adaptive;
 pub mod lottery;
+mod removed;
+mod rooms;
 pub mod store;
 pub mod ticker;
 
@@ -21,6 +23,8 @@ use tokio::sync::watch;
 use crate::config::{QueueMode, RoomSettings};
 use crate::locks;
 use lottery::Draw;
+use removed::{Removed, merged};
+pub use rooms::Rooms;
 use store::{LotteryRecord, Tick};
 
 /// The latest tick, as this proxy saw it.
@@ -76,69 +80,6 @@ pub enum Standing {
         entrants: u64,
         draw_at: Option<chrono::DateTime<chrono::Utc>>,
     },
-}
-
-/// Tickets that lost their place (sorted, and their places sorted), and
-/// how much of Redis's list of them this proxy has read.
-#[derive(Debug, Default)]
-struct Removed {
-    sorted: Vec<u64>,
-    /// The removed tickets' places, once a lottery has drawn them; before
-    /// (and in FIFO) a ticket is its place and `sorted` serves.
-    drawn: Option<Vec<u64>>,
-    read: u64,
-}
-
-impl Removed {
-    fn contains(&self, ticket: u64) -> bool {
-        self.sorted.binary_search(&ticket).is_ok()
-    }
-
-    fn places(&self) -> &[u64] {
-        self.drawn.as_deref().unwrap_or(&self.sorted)
-    }
-
-    /// How many removed places lie strictly between `low` and `high`.
-    fn between(&self, low: u64, high: u64) -> u64 {
-        let places = self.places();
-        let a = places.partition_point(|t| *t <= low);
-        let b = places.partition_point(|t| *t < high);
-        b.saturating_sub(a) as u64
-    }
-
-    fn reindex(&mut self, draw: &Draw) {
-        let mut places: Vec<u64> = self.sorted.iter().map(|t| draw.place(*t)).collect();
-        places.sort_unstable();
-        self.drawn = Some(places);
-    }
-}
-
-/// Two sorted lists as one, without duplicates. Linear: in a big on-sale a
-/// million places can be lost, and sorting the whole list again on every
-/// tick held the lock every fan's status reads for tens of ms.
-fn merged(a: &[u64], b: &[u64]) -> Vec<u64> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => {
-                out.push(a[i]);
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                out.push(b[j]);
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
 }
 
 pub struct Room {
@@ -442,190 +383,5 @@ fn poll_after(eta_secs: u64, settings: &RoomSettings) -> u64 {
     (eta_secs / 4).min(patience).max(1)
 }
 
-/// Every waiting room this proxy serves, by event.
-#[derive(Default)]
-pub struct Rooms {
-    rooms: RwLock<HashMap<i64, Arc<Room>>>,
-}
-
-impl Rooms {
-    pub fn from_settings(settings: &[RoomSettings]) -> Rooms {
-        let rooms = Rooms::default();
-        for s in settings {
-            rooms.upsert(s.clone());
-        }
-        rooms
-    }
-
-    pub fn get(&self, event: i64) -> Option<Arc<Room>> {
-        locks::read(&self.rooms).get(&event).cloned()
-    }
-
-    pub fn all(&self) -> Vec<Arc<Room>> {
-        let mut v: Vec<Arc<Room>> = locks::read(&self.rooms).values().cloned().collect();
-        v.sort_by_key(|r| r.event);
-        v
-    }
-
-    /// Adds a room or changes its settings.
-    pub fn upsert(&self, settings: RoomSettings) -> Arc<Room> {
-        let mut rooms = locks::write(&self.rooms);
-        match rooms.get(&settings.event_id) {
-            Some(room) => {
-                room.set_settings(settings);
-                room.clone()
-            }
-            None => {
-                let room = Arc::new(Room::new(settings));
-                rooms.insert(room.event, room.clone());
-                room
-            }
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        locks::read(&self.rooms).is_empty()
-    }
-
-    pub fn is_protected(&self, event: i64) -> bool {
-        self.get(event).is_some()
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::QueueMode;
-
-    fn room() -> Room {
-        Room::new(RoomSettings {
-            event_id: 1,
-            admit_per_minute: 60,
-            max_active: 10,
-            session_secs: 60,
-            mode: QueueMode::Fifo,
-            on_sale_at: None,
-            message: String::new(),
-            grace_secs: 30,
-            adaptive: None,
-        })
-    }
-
-    #[test]
-    fn the_eta_follows_the_pace_admissions_are_made_at() {
-        let r = room();
-        let tick = |at_ms: i64, admitted_total: u64| Tick {
-            at_ms,
-            through: admitted_total,
-            seq: 1_000,
-            waiting: 500,
-            admitted_total,
-            rate: 60,
-            ..Tick::default()
-        };
-        // The first ten seconds: the pace is not known, the rate counts.
-        r.apply(tick(0, 0), vec![]);
-        r.apply(tick(5_000, 1), vec![]);
-        match r.standing(62) {
-            Standing::Waiting { eta_secs, .. } => assert_eq!(eta_secs, 60, "60 ahead at one a second"),
-            other => panic!("{other:?}"),
-        }
-        // One admission every 4 s (the active cap is full): 15 a minute.
-        r.apply(tick(20_000, 5), vec![]);
-        assert_eq!(r.progress().admitting_per_minute, 15);
-        match r.standing(65) {
-            Standing::Waiting {
-                eta_secs,
-                admit_per_minute,
-                ..
-            } => {
-                assert_eq!(admit_per_minute, 60);
-                assert_eq!(eta_secs, 59 * 4, "59 ahead at one every 4 s");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn pollers_are_told_to_ask_again_before_a_turn_could_lapse() {
-        let r = room();
-        r.apply(
-            Tick {
-                at_ms: 0,
-                through: 0,
-                seq: 1_000,
-                waiting: 1_000,
-                rate: 60,
-                ..Tick::default()
-            },
-            vec![],
-        );
-        let told = |ticket| match r.standing(ticket) {
-            Standing::Waiting { poll_after_secs, .. } => poll_after_secs,
-            other => panic!("{other:?}"),
-        };
-        // At one a second: a quarter of the ETA near the front...
-        assert_eq!(told(9), 2, "8 ahead: ETA 8 s");
-        assert_eq!(told(2), 1, "never sooner than a second");
-        // ...and never more than a third of the grace (30 s) or the claim
-        // window (60 s), however long the wait.
-        assert_eq!(told(1_000), 10);
-        let mut patient = (*r.settings()).clone();
-        patient.grace_secs = 600;
-        patient.session_secs = 300;
-        assert_eq!(poll_after(10_000, &patient), 100, "a third of the 300 s claim window");
-        assert_eq!(poll_after(200, &patient), 50);
-    }
-
-    #[test]
-    fn merging_keeps_order_and_drops_duplicates() {
-        assert_eq!(merged(&[1, 4, 9], &[2, 4, 10, 11]), vec![1, 2, 4, 9, 10, 11]);
-        assert_eq!(merged(&[], &[3]), vec![3]);
-        assert_eq!(merged(&[3], &[]), vec![3]);
-    }
-
-    #[test]
-    fn positions_come_from_the_tick_and_the_removed_list() {
-        let r = room();
-        r.apply(
-            Tick {
-                through: 10,
-                seq: 20,
-                waiting: 8,
-                ..Tick::default()
-            },
-            vec![12, 15, 3],
-        );
-        assert_eq!(r.standing(5), Standing::Admitted);
-        assert_eq!(r.standing(3), Standing::Lost);
-        assert_eq!(r.standing(12), Standing::Lost);
-        // 11 is next; 12 is gone, so 13 is second and 16 is fourth.
-        assert!(matches!(r.standing(11), Standing::Waiting { position: 1, .. }));
-        assert!(matches!(r.standing(13), Standing::Waiting { position: 2, .. }));
-        match r.standing(16) {
-            Standing::Waiting {
-                position,
-                ahead,
-                eta_secs,
-                ..
-            } => {
-                assert_eq!((position, ahead), (4, 3));
-                assert_eq!(eta_secs, 3, "3 ahead at one a second");
-            }
-            other => panic!("{other:?}"),
-        }
-        // A later tick's losses merge with the earlier ones (12 again: once).
-        r.apply(
-            Tick {
-                through: 10,
-                seq: 20,
-                waiting: 7,
-                ..Tick::default()
-            },
-            vec![14, 12],
-        );
-        assert_eq!(r.standing(14), Standing::Lost);
-        assert!(matches!(r.standing(16), Standing::Waiting { position: 3, .. }));
-        assert!(matches!(r.standing(13), Standing::Waiting { position: 2, .. }));
-    }
-}
+mod tests;
