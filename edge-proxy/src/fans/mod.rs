@@ -46,6 +46,7 @@ use crate::limits::Kind;
 use crate::respond;
 use crate::state::EdgeState;
 pub use access::{Refusal, check_access};
+use access::{check_queue, refuse_waiting};
 pub use request::Request;
 use request::client_ip;
 
@@ -83,8 +84,12 @@ pub async fn serve(state: &Arc<EdgeState>, session: &mut Session) -> respond::Re
     match (req.method.as_str(), action) {
         ("GET", "") => page::page(session, &room).await?,
         ("POST", "join") => join::join(state, session, &req, &room).await?,
-        ("GET", "status") => status::status(state, session, &req, &room).await?,
-        ("GET", "events") => stream::stream(state, session, &req, &room).await?,
+        // A waiting fan's own answers need its queue token.
+        ("GET", "status" | "events") => match check_queue(state, &req, &room) {
+            Err(refusal) => refuse_waiting(state, session, refusal).await?,
+            Ok((claims, bnd)) if action == "status" => status::status(state, session, &room, claims.tkt, &bnd).await?,
+            Ok((claims, bnd)) => stream::stream(state, session, &room, claims.tkt, &bnd).await?,
+        },
         ("GET", "lottery") => lottery::record(session, &room).await?,
         ("GET", "challenge") => challenge::challenge(state, session, &req, &room).await?,
         (_, "" | "join" | "status" | "events" | "lottery" | "challenge") => {

@@ -8,9 +8,7 @@ use pingora::proxy::Session;
 use serde::Serialize;
 use serde_json::json;
 
-use super::access::{check_queue, refuse_waiting};
 use super::admitted::{AdmitError, admit};
-use super::request::Request;
 use crate::queue::{Room, Standing};
 use crate::respond;
 use crate::state::EdgeState;
@@ -23,20 +21,18 @@ struct AsOf {
     tick: u64,
 }
 
+/// Answers a fan whose queue token passed (`ticket`, its client's `bnd`).
 pub async fn status(
     state: &Arc<EdgeState>,
     session: &mut Session,
-    req: &Request,
     room: &Arc<Room>,
+    ticket: u64,
+    bnd: &str,
 ) -> respond::Result<()> {
-    let (claims, bnd) = match check_queue(state, req, room) {
-        Ok(c) => c,
-        Err(refusal) => return refuse_waiting(state, session, refusal).await,
-    };
-    room.mark_seen(claims.tkt);
-    let (standing, tick) = room.standing_at(claims.tkt);
+    room.mark_seen(ticket);
+    let (standing, tick) = room.standing_at(ticket);
     match standing {
-        Standing::Admitted => match admit(state, room, claims.tkt, &bnd).await {
+        Standing::Admitted => match admit(state, room, ticket, bnd).await {
             Ok(admission) => admission.send(state, session, Some(tick), Vec::new()).await,
             Err(AdmitError::Expired) => {
                 respond::problem(

@@ -11,9 +11,7 @@ use pingora::proxy::Session;
 use serde::Serialize;
 use serde_json::json;
 
-use super::access::{check_queue, refuse_waiting};
 use super::admitted::admit;
-use super::request::Request;
 use crate::queue::{Progress, Room, Standing};
 use crate::respond;
 use crate::state::EdgeState;
@@ -25,20 +23,18 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 /// and it bounds the work per waiting fan however fast the queue moves.
 const POSITION_EVERY: Duration = Duration::from_secs(1);
 
+/// Streams to a fan whose queue token passed (`ticket`, its client's `bnd`).
 pub async fn stream(
     state: &Arc<EdgeState>,
     session: &mut Session,
-    req: &Request,
     room: &Arc<Room>,
+    ticket: u64,
+    bnd: &str,
 ) -> respond::Result<()> {
-    let (claims, bnd) = match check_queue(state, req, room) {
-        Ok(c) => c,
-        Err(refusal) => return refuse_waiting(state, session, refusal).await,
-    };
     let mut progress = room.watch();
     respond::sse_open(session).await?;
     state.metrics.sse_connections.fetch_add(1, Ordering::Relaxed);
-    let result = follow(state, session, room, claims.tkt, &bnd, &mut progress).await;
+    let result = follow(state, session, room, ticket, bnd, &mut progress).await;
     state.metrics.sse_connections.fetch_sub(1, Ordering::Relaxed);
     result
 }
