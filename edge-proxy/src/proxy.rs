@@ -161,7 +161,7 @@ impl ProxyHttp for Edge {
         response.remove_header(SESSION_DONE_HEADER);
         if done && let Some((token, claims)) = &ctx.access {
             session::end(&self.state, token, claims).await;
-            response.append_header("set-cookie", clear_access_cookie(claims.evt))?;
+            response.append_header("set-cookie", clear_access_cookie(&self.state, claims.evt))?;
         }
         Ok(())
     }

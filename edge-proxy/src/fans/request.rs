@@ -135,9 +135,11 @@ pub fn access_cookies(req: &Request) -> impl Iterator<Item = &str> {
     req.cookies_with_prefix(ACCESS_COOKIE_PREFIX)
 }
 
-/// Clears an event's access cookie (its session ended).
-pub fn clear_access_cookie(event: i64) -> String {
-    format!("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax", access_cookie(event))
+/// Clears an event's access cookie (its session ended), with the same
+/// attributes it was set with (a browser may ignore a clearing cookie that
+/// is not `Secure` over HTTPS).
+pub fn clear_access_cookie(state: &EdgeState, event: i64) -> String {
+    set_cookie(state, &access_cookie(event), "", 0)
 }
 
 pub fn set_cookie(state: &EdgeState, name: &str, value: &str, max_age: u64) -> String {
