@@ -410,3 +410,28 @@ async fn answers_match_the_published_schema_and_the_check_can_fail() {
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn ended_sessions_are_forgotten_once_no_token_of_theirs_can_live() {
+    // The reaper prunes too; without it the count below is this call's.
+    let app = TestApp::start_with(Options {
+        reaper: false,
+        ..Options::default()
+    })
+    .await;
+    use booking_core::identity::ended;
+    let event = booking_core::ids::EventId(7);
+    ended::end(&app.pool, event, 1).await.unwrap();
+    ended::end(&app.pool, event, 2).await.unwrap();
+    sqlx::query("UPDATE ended_admissions SET ended_at = now() - interval '3 days' WHERE ticket = 1")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(ended::prune(&app.pool, ended::KEEP_SECS, 100).await.unwrap(), 1);
+    assert!(!ended::has_ended(&app.pool, event, 1).await.unwrap());
+    assert!(
+        ended::has_ended(&app.pool, event, 2).await.unwrap(),
+        "a recent end is kept"
+    );
+    app.finish().await;
+}

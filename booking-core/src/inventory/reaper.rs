@@ -1,5 +1,6 @@
 //! The reaper: removes the claims of expired holds in small batches and
-//! marks the holds expired, and forgets old idempotency keys. Correctness
+//! marks the holds expired, and forgets old idempotency keys and the ends
+//! of sessions whose tokens have long expired. Correctness
 //! never waits for it: an expired claim blocks nobody, and seat maps see it
 //! end by the clock. It keeps the claims table small. Any number of
 //! instances may run it at once.
@@ -45,6 +46,11 @@ pub async fn run(pool: PgPool, reaper: ReaperConfig) {
             && let Err(e) = crate::idempotency::prune(&pool, IDEMPOTENCY_KEY_AGE_SECS, 5_000).await
         {
             tracing::warn!(error = %e, "pruning idempotency keys failed");
+        }
+        if n.is_multiple_of(PRUNE_EVERY)
+            && let Err(e) = crate::identity::ended::prune(&pool, crate::identity::ended::KEEP_SECS, 5_000).await
+        {
+            tracing::warn!(error = %e, "pruning ended admissions failed");
         }
     }
 }
