@@ -106,6 +106,14 @@ ensure_postgres() {
     "${run_as[@]}" "$bindir/initdb" -D "$data" -U postgres -A trust -E UTF8 >"$STATE/logs/initdb.log" 2>&1 \
       || die "initdb failed; see $STATE/logs/initdb.log"
   fi
+  # A server left running from this data folder on another port (an earlier
+  # run with another USHER_PG_PORT) is not the one DATABASE_URL will name:
+  # stop it and start it where asked.
+  if "${run_as[@]}" "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1 \
+    && [ "$(sed -n 4p "$data/postmaster.pid" 2>/dev/null)" != "$PG_PORT" ]; then
+    say "restarting the private PostgreSQL on port $PG_PORT"
+    "${run_as[@]}" "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+  fi
   if ! "${run_as[@]}" "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     "${run_as[@]}" "$bindir/pg_ctl" -D "$data" -w -t 60 -l "$log" \
