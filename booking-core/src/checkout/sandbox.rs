@@ -78,6 +78,17 @@ impl SandboxProvider {
         })
     }
 
+    async fn get<T: for<'de> Deserialize<'de>>(&self, url: reqwest::Url) -> Result<T, ProviderError> {
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unknown(without_url(e)))?;
+        read_answer(response).await
+    }
+
     async fn post<T: for<'de> Deserialize<'de>>(
         &self,
         path: &str,
@@ -93,22 +104,28 @@ impl SandboxProvider {
             .send()
             .await
             .map_err(|e| ProviderError::Unknown(without_url(e)))?;
-        let status = response.status();
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(ProviderError::Unknown(format!("status {status}")));
-        }
-        if !status.is_success() {
-            let e: ApiErrorBody = response.json().await.unwrap_or_default();
-            return Err(ProviderError::Rejected {
-                code: e.error.code,
-                message: e.error.message,
-            });
-        }
-        response
-            .json()
-            .await
-            .map_err(|e| ProviderError::Unknown(format!("unreadable answer: {}", without_url(e))))
+        read_answer(response).await
     }
+}
+
+/// A sandbox answer: the body on 2xx; its refusal on another 4xx; on a
+/// 5xx or 429 we cannot know what happened.
+async fn read_answer<T: for<'de> Deserialize<'de>>(response: reqwest::Response) -> Result<T, ProviderError> {
+    let status = response.status();
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(ProviderError::Unknown(format!("status {status}")));
+    }
+    if !status.is_success() {
+        let e: ApiErrorBody = response.json().await.unwrap_or_default();
+        return Err(ProviderError::Rejected {
+            code: e.error.code,
+            message: e.error.message,
+        });
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| ProviderError::Unknown(format!("unreadable answer: {}", without_url(e))))
 }
 
 /// reqwest's errors name the URL; ours carries no secrets, but keep logs short.
@@ -221,28 +238,7 @@ impl PaymentProvider for SandboxProvider {
 
     fn retrieve<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, Result<Charge, ProviderError>> {
         Box::pin(async move {
-            let response = self
-                .http
-                .get(payment_intent_url(&self.base, intent_id)?)
-                .bearer_auth(&self.api_key)
-                .send()
-                .await
-                .map_err(|e| ProviderError::Unknown(without_url(e)))?;
-            let status = response.status();
-            if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                return Err(ProviderError::Unknown(format!("status {status}")));
-            }
-            if !status.is_success() {
-                let e: ApiErrorBody = response.json().await.unwrap_or_default();
-                return Err(ProviderError::Rejected {
-                    code: e.error.code,
-                    message: e.error.message,
-                });
-            }
-            let intent: Intent = response
-                .json()
-                .await
-                .map_err(|e| ProviderError::Unknown(format!("unreadable answer: {}", without_url(e))))?;
+            let intent: Intent = self.get(payment_intent_url(&self.base, intent_id)?).await?;
             Ok(intent.into())
         })
     }
@@ -259,28 +255,7 @@ impl PaymentProvider for SandboxProvider {
 
     fn card_fingerprint<'a>(&'a self, pm: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
         Box::pin(async move {
-            let response = self
-                .http
-                .get(payment_method_url(&self.base, pm)?)
-                .bearer_auth(&self.api_key)
-                .send()
-                .await
-                .map_err(|e| ProviderError::Unknown(without_url(e)))?;
-            let status = response.status();
-            if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                return Err(ProviderError::Unknown(format!("status {status}")));
-            }
-            if !status.is_success() {
-                let e: ApiErrorBody = response.json().await.unwrap_or_default();
-                return Err(ProviderError::Rejected {
-                    code: e.error.code,
-                    message: e.error.message,
-                });
-            }
-            let method: PaymentMethod = response
-                .json()
-                .await
-                .map_err(|e| ProviderError::Unknown(format!("unreadable answer: {}", without_url(e))))?;
+            let method: PaymentMethod = self.get(payment_method_url(&self.base, pm)?).await?;
             Ok(method.card.and_then(|c| c.fingerprint))
         })
     }

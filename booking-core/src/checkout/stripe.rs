@@ -169,8 +169,8 @@ impl StripeProvider {
         Ok(Err((status.as_u16(), parsed.error)))
     }
 
-    /// GETs a resource; Ok(body) on 2xx, or the parsed Stripe error.
-    async fn get(&self, url: reqwest::Url) -> Result<Result<Vec<u8>, StripeError>, ProviderError> {
+    /// GETs a resource: its body on 2xx, Stripe's refusal as `Rejected`.
+    async fn get(&self, url: reqwest::Url) -> Result<Vec<u8>, ProviderError> {
         let response = self
             .http
             .get(url)
@@ -188,12 +188,16 @@ impl StripeProvider {
             .await
             .map_err(|e| ProviderError::Unknown(e.without_url().to_string()))?;
         if status.is_success() {
-            return Ok(Ok(bytes.to_vec()));
+            return Ok(bytes.to_vec());
         }
         // e.g. 404 resource_missing for something Stripe does not know.
-        Ok(Err(serde_json::from_slice::<ErrorBody>(&bytes)
+        let e = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|b| b.error)
-            .unwrap_or_default()))
+            .unwrap_or_default();
+        Err(ProviderError::Rejected {
+            code: e.code.unwrap_or(e.kind),
+            message: e.message.unwrap_or_default(),
+        })
     }
 }
 
@@ -278,29 +282,16 @@ impl PaymentProvider for StripeProvider {
 
     fn retrieve<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, Result<Charge, ProviderError>> {
         Box::pin(async move {
-            match self.get(payment_intent_url(&self.base, intent_id)?).await? {
-                Ok(body) => Ok(serde_json::from_slice::<PaymentIntent>(&body)
-                    .map_err(unreadable)?
-                    .into_charge()),
-                Err(e) => Err(ProviderError::Rejected {
-                    code: e.code.unwrap_or(e.kind),
-                    message: e.message.unwrap_or_default(),
-                }),
-            }
+            let body = self.get(payment_intent_url(&self.base, intent_id)?).await?;
+            Ok(serde_json::from_slice::<PaymentIntent>(&body)
+                .map_err(unreadable)?
+                .into_charge())
         })
     }
 
     fn card_fingerprint<'a>(&'a self, pm: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
         Box::pin(async move {
-            let bytes = match self.get(payment_method_url(&self.base, pm)?).await? {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    return Err(ProviderError::Rejected {
-                        code: e.code.unwrap_or(e.kind),
-                        message: e.message.unwrap_or_default(),
-                    });
-                }
-            };
+            let bytes = self.get(payment_method_url(&self.base, pm)?).await?;
             // Cards have a fingerprint; other kinds of payment method do not.
             let method: PaymentMethod = serde_json::from_slice(&bytes).map_err(unreadable)?;
             Ok(method.card.and_then(|c| c.fingerprint))
