@@ -92,6 +92,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let pool = db::connect(&config.database).await?;
     let probe = db::probe(&config.database)?;
+    let reads = db::replicas(&config.database)?.unwrap_or_else(|| pool.clone());
     let listener = TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -127,6 +128,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config: config.clone(),
         pool: pool.clone(),
         probe,
+        reads,
         identity: Arc::new(identity),
         admission: Arc::new(admission),
         maps,

@@ -78,7 +78,16 @@ pub struct HttpConfig {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
+    /// The leader (writes, and every read that decides a sale). Behind a
+    /// failover it names whatever routes to the current leader (HAProxy on
+    /// Patroni's leader check, or several hosts with
+    /// `target_session_attrs=read-write`); a connection that lands on a
+    /// replica is refused and tried again (`db.rs`).
     pub url: String,
+    /// Replicas, for reads that may be a moment stale: catalog search, event
+    /// pages and prices. Absent, those read from the leader too.
+    #[serde(default)]
+    pub read_url: Option<String>,
     pub max_connections: u32,
     pub acquire_timeout_ms: u64,
 }
@@ -337,6 +346,7 @@ impl Default for Config {
             },
             database: DatabaseConfig {
                 url: "postgres://postgres@127.0.0.1:5432/usher".into(),
+                read_url: None,
                 max_connections: 16,
                 acquire_timeout_ms: 5_000,
             },
@@ -443,6 +453,17 @@ impl Config {
         let mut problems = Vec::new();
         if !(self.database.url.starts_with("postgres://") || self.database.url.starts_with("postgresql://")) {
             problems.push("database.url must be a postgres:// URL".to_string());
+        }
+        if let Some(url) = &self.database.read_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            problems.push("database.read_url must be a postgres:// URL".to_string());
+        }
+        if !(100..=60_000).contains(&self.database.acquire_timeout_ms) {
+            problems.push(format!(
+                "database.acquire_timeout_ms must be 100..=60000, got {}",
+                self.database.acquire_timeout_ms
+            ));
         }
         if !(1..=1000).contains(&self.database.max_connections) {
             problems.push(format!(

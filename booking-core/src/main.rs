@@ -167,11 +167,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => {
-            let pool = db::connect(&config.database)
-                .await
-                .context("connecting to the database")?;
-            db::migrate(&pool).await.context("migrating")?;
-            pool.close().await;
+            wait_for_leader(&config.database).await?;
             let running = app::start(config).await.context("starting")?;
             let stop = running.stopper();
             tokio::spawn(async move {
@@ -184,6 +180,44 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Keygen { .. } => unreachable!("handled above"),
     }
+}
+
+/// Waits until a writable database leader answers and the schema is
+/// migrated. Until then the service does not listen: the edge and the
+/// orchestrator see it as not ready, and the log says why, instead of it
+/// serving errors (or exiting in a loop while the cluster elects a leader).
+/// A failed migration is not waited out: it needs a person.
+async fn wait_for_leader(database: &booking_core::config::DatabaseConfig) -> anyhow::Result<()> {
+    const RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+    loop {
+        match db::connect(database).await {
+            Ok(pool) => {
+                let migrated = db::migrate(&pool).await;
+                pool.close().await;
+                match migrated {
+                    Err(sqlx::migrate::MigrateError::Execute(e)) if db_unreachable(&e) => {
+                        tracing::warn!(error = %e, "lost the database leader while migrating; waiting for one");
+                    }
+                    other => return other.context("migrating"),
+                }
+            }
+            Err(e) if db_unreachable(&e) => {
+                tracing::warn!(error = %e, "not serving yet: no writable database leader answers")
+            }
+            // Refused outright (a wrong password, no such database): a
+            // setting to fix, not an outage to wait out.
+            Err(e) => return Err(anyhow::Error::new(e).context("connecting to the database")),
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// A database that went away, as opposed to one that refused a statement.
+fn db_unreachable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_)
+    )
 }
 
 /// Reads a venue chart and, optionally, an event from JSON files.

@@ -113,14 +113,50 @@ pub struct TlsListener {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// booking-core instances; requests are spread over the healthy ones.
-    pub addrs: Vec<SocketAddr>,
+    /// booking-core instances as `host:port` (a name or an IP); requests are
+    /// spread over the ready ones (`upstreams.rs`).
+    pub addrs: Vec<String>,
+    /// How often each core's readiness path is asked.
     #[serde(default = "default_health_interval")]
     pub health_check_interval_ms: u64,
+    /// A check not answered 200 within this is a failed one.
+    #[serde(default = "default_health_timeout")]
+    pub health_check_timeout_ms: u64,
+    /// booking-core answers 200 here only while it reaches a writable
+    /// database leader.
+    #[serde(default = "default_health_path")]
+    pub health_check_path: String,
+    /// How often the names in `addrs` are looked up again.
+    #[serde(default = "default_discovery_interval")]
+    pub discovery_interval_ms: u64,
+    /// Connecting to a core; a refused or timed-out connect is tried once
+    /// more on another core (nothing was sent yet).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// The longest wait for a core's next bytes. Above the core's own request
+    /// deadline (10 s) and its streams' heartbeat (15 s), so it only ends
+    /// requests to a core that has stopped answering altogether.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_ms: u64,
 }
 
 fn default_health_interval() -> u64 {
     1000
+}
+fn default_health_timeout() -> u64 {
+    1000
+}
+fn default_health_path() -> String {
+    "/readyz".into()
+}
+fn default_discovery_interval() -> u64 {
+    5000
+}
+fn default_connect_timeout() -> u64 {
+    1000
+}
+fn default_read_timeout() -> u64 {
+    30_000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -335,6 +371,28 @@ impl EdgeConfig {
         }
         if self.upstream.addrs.is_empty() {
             problems.push("upstream.addrs must name at least one booking-core".into());
+        }
+        for addr in &self.upstream.addrs {
+            if !crate::upstreams::valid_name(addr) {
+                problems.push(format!("upstream.addrs: {addr:?} is not host:port"));
+            }
+        }
+        let u = &self.upstream;
+        for (name, ms) in [
+            ("health_check_interval_ms", u.health_check_interval_ms),
+            ("health_check_timeout_ms", u.health_check_timeout_ms),
+            ("discovery_interval_ms", u.discovery_interval_ms),
+            ("connect_timeout_ms", u.connect_timeout_ms),
+        ] {
+            if !(50..=60_000).contains(&ms) {
+                problems.push(format!("upstream.{name} must be 50..=60000"));
+            }
+        }
+        if !(1_000..=600_000).contains(&u.read_timeout_ms) {
+            problems.push("upstream.read_timeout_ms must be 1000..=600000".into());
+        }
+        if !u.health_check_path.starts_with('/') || u.health_check_path.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+            problems.push("upstream.health_check_path must be a path starting with /".into());
         }
         let redis_url = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
         if !redis_url(&self.redis.url) {

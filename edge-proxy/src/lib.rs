@@ -20,3 +20,4 @@ pub mod respond;
 pub mod rules;
 pub mod state;
 pub mod tokens;
+pub mod upstreams;

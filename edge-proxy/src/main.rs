@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwapOption;
@@ -19,7 +18,6 @@ use edge_proxy::queue::ticker::Ticker;
 use edge_proxy::rules::{Bypasses, Protection};
 use edge_proxy::state::{Bucket, EdgeState};
 use edge_proxy::tokens::EdgeTokens;
-use pingora::lb::{LoadBalancer, health_check};
 use pingora::listeners::{DEFAULT_L4_WRITE_BUFFER_SIZE, L4BufferSettings, ListenerConfig};
 use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
@@ -110,11 +108,10 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let mut upstreams = LoadBalancer::try_from_iter(config.upstream.addrs.iter().map(|a| a.to_string()))
-        .context("upstream addresses")?;
-    upstreams.set_health_check(health_check::TcpHealthCheck::new());
-    upstreams.health_check_frequency = Some(Duration::from_millis(config.upstream.health_check_interval_ms));
-    let health = background_service("upstream health checks", upstreams);
+    let health = background_service(
+        "upstream health checks",
+        edge_proxy::upstreams::balancer(&config.upstream),
+    );
 
     let state = Arc::new(EdgeState {
         rooms: Rooms::from_settings(&config.events),

@@ -50,6 +50,8 @@ pub struct Ctx {
     upstream_started: Option<Instant>,
     upstream_latency: Option<Duration>,
     upstream_failed: bool,
+    /// Connections to a core that failed and were tried on another.
+    connect_retries: u8,
     /// The cache key of a cacheable request that missed.
     cache_key: Option<String>,
     filling: Option<crate::cache::Filling>,
@@ -57,6 +59,9 @@ pub struct Ctx {
 
 /// How long the token minted for bypassed traffic to a protected event lasts.
 const BYPASS_TOKEN_SECS: u64 = 60;
+/// Connect failures retried on the next core before the fan gets a 502:
+/// enough to step over one or two dead cores between health checks.
+const CONNECT_RETRIES: u8 = 2;
 
 #[async_trait]
 impl ProxyHttp for Edge {
@@ -105,12 +110,34 @@ impl ProxyHttp for Edge {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> pingora::Result<Box<HttpPeer>> {
-        let upstream =
-            self.state.upstreams.select(b"", 256).ok_or_else(|| {
-                pingora::Error::explain(pingora::ErrorType::ConnectNoRoute, "no healthy booking-core")
-            })?;
+        let upstream = self
+            .state
+            .upstreams
+            .select(b"", 256)
+            .ok_or_else(|| pingora::Error::explain(pingora::ErrorType::ConnectNoRoute, "no ready booking-core"))?;
         ctx.upstream_started = Some(Instant::now());
-        Ok(Box::new(HttpPeer::new(upstream, false, String::new())))
+        let mut peer = HttpPeer::new(upstream, false, String::new());
+        let limits = &self.state.config.upstream;
+        peer.options.connection_timeout = Some(Duration::from_millis(limits.connect_timeout_ms));
+        peer.options.read_timeout = Some(Duration::from_millis(limits.read_timeout_ms));
+        Ok(Box::new(peer))
+    }
+
+    /// A core that refused or did not take the connection got nothing of
+    /// the request: send it to the next core (round robin moves on) rather
+    /// than fail the fan in the second before the health check notices.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
+        if ctx.connect_retries < CONNECT_RETRIES {
+            ctx.connect_retries += 1;
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(

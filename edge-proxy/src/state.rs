@@ -4,8 +4,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
-use pingora::lb::LoadBalancer;
-use pingora::lb::selection::RoundRobin;
 
 use crate::config::EdgeConfig;
 use crate::limits::Limits;
@@ -32,7 +30,7 @@ pub struct EdgeState {
     pub limits: Limits,
     /// Bot defences on joining.
     pub defences: crate::defence::Defences,
-    pub upstreams: Arc<LoadBalancer<RoundRobin>>,
+    pub upstreams: crate::upstreams::Cores,
     /// Admissions without Redis, when configured to fail open.
     pub fail_open: Mutex<Bucket>,
 }

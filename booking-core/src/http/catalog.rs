@@ -102,7 +102,7 @@ pub async fn search(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Response, ApiError> {
     let query = to_query(params)?;
-    let page = catalog::search_events(&state.pool, &query).await?;
+    let page = catalog::search_events(&state.reads, &query).await?;
     Ok(cacheable(axum::Json(page).into_response(), 30))
 }
 
@@ -111,7 +111,7 @@ pub async fn search(
     params(("event_id" = i64, Path)),
     responses((status = 200, body = EventDetail), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn event(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Response, ApiError> {
-    let detail = catalog::get_event(&state.pool, EventId(id))
+    let detail = catalog::get_event(&state.reads, EventId(id))
         .await?
         .ok_or_else(|| ApiError::not_found("event_not_found", "no such event"))?;
     Ok(cacheable(axum::Json(detail).into_response(), 5))

@@ -50,6 +50,9 @@ pub struct AppState {
     pub pool: PgPool,
     /// The readiness probe's own connection (`db::probe`).
     pub probe: PgPool,
+    /// Replicas, for reads that may be a moment stale (catalog search, event
+    /// pages, prices); the leader's pool when none is configured.
+    pub reads: PgPool,
     pub identity: Arc<Identity>,
     pub admission: Arc<Admission>,
     pub maps: SeatMaps,

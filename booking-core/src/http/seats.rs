@@ -99,7 +99,7 @@ pub async fn availability(State(state): State<AppState>, ApiPath(id): ApiPath<i6
     params(("event_id" = i64, Path)),
     responses((status = 200, body = EventPrices), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn prices(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Response, ApiError> {
-    let prices = pricing_settings::event_prices(&state.pool, EventId(id))
+    let prices = pricing_settings::event_prices(&state.reads, EventId(id))
         .await?
         .ok_or_else(|| ApiError::not_found("event_not_found", "no such event"))?;
     let mut response = axum::Json(prices).into_response();

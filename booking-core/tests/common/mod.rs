@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod db_link;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -168,6 +169,9 @@ pub struct Options {
     pub operator_webhook: Option<String>,
     pub email: String,
     pub max_attempts: i32,
+    /// Reach PostgreSQL through a link the test can cut or stall
+    /// (`TestApp::link`), as a failover would.
+    pub db_link: bool,
 }
 
 impl Default for Options {
@@ -183,6 +187,7 @@ impl Default for Options {
             operator_webhook: None,
             email: "log".into(),
             max_attempts: 12,
+            db_link: false,
         }
     }
 }
@@ -201,6 +206,8 @@ pub struct TestApp {
     pub pool: PgPool,
     pub running: Running,
     pub sandbox: Option<Sandbox>,
+    /// The service's way to PostgreSQL, when `Options::db_link`.
+    pub link: Option<db_link::DbLink>,
     db: String,
     key_file: std::path::PathBuf,
 }
@@ -253,7 +260,23 @@ impl TestApp {
             id: "gate-a".into(),
             key: SCANNER_KEY.into(),
         }];
-        config.database.url = url_for(&db).to_url_lossy().to_string();
+        let link = if options.db_link {
+            let server = url_for(&db);
+            let target = tokio::net::lookup_host((server.get_host(), server.get_port()))
+                .await
+                .unwrap()
+                .next()
+                .unwrap();
+            Some(db_link::DbLink::start(target).await)
+        } else {
+            None
+        };
+        config.database.url = match &link {
+            Some(l) => url_for(&db).host("127.0.0.1").port(l.addr.port()),
+            None => url_for(&db),
+        }
+        .to_url_lossy()
+        .to_string();
         config.database.max_connections = options.pool_size;
         config.identity.dev_sign_in.enabled = true;
         config.identity.dev_sign_in.private_key_file = Some(key_file.clone());
@@ -277,7 +300,16 @@ impl TestApp {
         let direct = format!("http://{}", running.addr);
         let violations = conformance::Violations::default();
         let base = conformance::start(running.addr, violations.clone()).await;
-        let pool = running.state.pool.clone();
+        // The test's own reads go straight to PostgreSQL, whatever the
+        // service's link is doing.
+        let pool = match &link {
+            Some(_) => PgPoolOptions::new()
+                .max_connections(4)
+                .connect_with(url_for(&db))
+                .await
+                .unwrap(),
+            None => running.state.pool.clone(),
+        };
         let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
         TestApp {
             edge,
@@ -288,6 +320,7 @@ impl TestApp {
             pool,
             running,
             sandbox,
+            link,
             db,
             key_file,
         }

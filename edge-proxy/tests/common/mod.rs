@@ -92,6 +92,39 @@ impl Edge {
         extra: &str,
         listen: &str,
     ) -> Edge {
+        Edge::start_full(
+            &[upstream],
+            redis,
+            rooms,
+            key_dir,
+            extra,
+            listen,
+            "health_check_interval_ms = 200",
+        )
+        .await
+    }
+
+    /// The edge in front of several cores; `upstream` holds more keys for
+    /// the `[upstream]` table (health check timings).
+    pub async fn start_before_cores(
+        cores: &[SocketAddr],
+        redis: &str,
+        key_dir: &std::path::Path,
+        upstream: &str,
+    ) -> Edge {
+        Edge::start_full(cores, redis, &[], key_dir, "", "", upstream).await
+    }
+
+    async fn start_full(
+        cores: &[SocketAddr],
+        redis: &str,
+        rooms: &[RoomSettings],
+        key_dir: &std::path::Path,
+        extra: &str,
+        listen: &str,
+        upstream: &str,
+    ) -> Edge {
+        let addrs = cores.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
         let port = free_port();
         let admin_port = free_port();
         let listen = listen.replace("{port}", &port.to_string());
@@ -110,8 +143,8 @@ grace_period_secs = 1
 {listen}
 
 [upstream]
-addrs = ["{upstream}"]
-health_check_interval_ms = 200
+addrs = [{addrs}]
+{upstream}
 
 [redis]
 {redis_keys}

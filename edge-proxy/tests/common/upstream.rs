@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,22 +15,47 @@ use axum::response::IntoResponse;
 /// with `x-slow-ms` waits that long; a path under `/public/` is marked
 /// cacheable (`public, max-age=60`, an ETag); one with `x-load-ms-per-rps: k` waits
 /// k ms for every such request in the last second, like a core that slows
-/// down as load rises.
+/// down as load rises. `/readyz` answers 503 while `set_ready(false)`;
+/// `hang` stops it answering anything (a paused host); `kill` stops it
+/// listening (a dead process) and `restart` brings it back on its port.
 pub struct Upstream {
     pub addr: SocketAddr,
     hits: Arc<Mutex<HashMap<String, u64>>>,
     seen_access: Arc<Mutex<Vec<String>>>,
+    ready: Arc<AtomicBool>,
+    hung: Arc<AtomicBool>,
+    server: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Upstream {
     pub async fn start() -> Upstream {
-        let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-        let seen_access: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (h, s) = (hits.clone(), seen_access.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut upstream = Upstream {
+            addr: listener.local_addr().unwrap(),
+            hits: Arc::default(),
+            seen_access: Arc::default(),
+            ready: Arc::new(AtomicBool::new(true)),
+            hung: Arc::default(),
+            server: None,
+        };
+        upstream.serve(listener);
+        upstream
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let (h, s) = (self.hits.clone(), self.seen_access.clone());
+        let (ready, hung) = (self.ready.clone(), self.hung.clone());
         let recent: Arc<Mutex<std::collections::VecDeque<std::time::Instant>>> = Arc::default();
         let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
             let (h, s, recent) = (h.clone(), s.clone(), recent.clone());
+            let (ready, hung) = (ready.clone(), hung.clone());
             async move {
+                if hung.load(Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                if uri.path() == "/readyz" && !ready.load(Ordering::SeqCst) {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "{\"status\":\"not ready\"}").into_response();
+                }
                 if let Some(k) = headers
                     .get("x-load-ms-per-rps")
                     .and_then(|v| v.to_str().ok())
@@ -72,14 +98,40 @@ impl Upstream {
                 r
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-        Upstream {
-            addr,
-            hits,
-            seen_access,
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .ok();
+        });
+        self.server = Some((stop, task));
+    }
+
+    /// Readiness as the edge's health check reads it.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Stops answering anything, on open and new connections alike.
+    pub fn hang(&self, hung: bool) {
+        self.hung.store(hung, Ordering::SeqCst);
+    }
+
+    /// Stops listening and closes its connections: connects are refused.
+    pub async fn kill(&mut self) {
+        if let Some((stop, task)) = self.server.take() {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
     }
 
     pub fn hits(&self, path: &str) -> u64 {
