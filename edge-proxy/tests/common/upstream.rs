@@ -53,8 +53,13 @@ impl Upstream {
                 if hung.load(Ordering::SeqCst) {
                     std::future::pending::<()>().await;
                 }
-                if uri.path() == "/readyz" && !ready.load(Ordering::SeqCst) {
-                    return (StatusCode::SERVICE_UNAVAILABLE, "{\"status\":\"not ready\"}").into_response();
+                // The edge's health check: answered, not counted as a
+                // request that reached the core.
+                if uri.path() == "/readyz" {
+                    return match ready.load(Ordering::SeqCst) {
+                        true => (StatusCode::OK, "{\"status\":\"ready\"}").into_response(),
+                        false => (StatusCode::SERVICE_UNAVAILABLE, "{\"status\":\"not ready\"}").into_response(),
+                    };
                 }
                 if let Some(k) = headers
                     .get("x-load-ms-per-rps")
