@@ -32,6 +32,11 @@ enum Command {
     /// wait, hold, pay, ticket), the invariants checked from the database
     /// and the processor's books, and a report with charts.
     Sim(sim::Args),
+    /// The on-sale against the cluster (deploy/cluster) while faults strike
+    /// one node at a time: the PostgreSQL leader killed and paused, the
+    /// queue's Redis master stopped, an edge and a core killed, a core cut
+    /// off from the database; each fault timed, the invariants checked.
+    Chaos(sim::chaos::Args),
     /// The fan web app in headless Chromium: navigation to an interactive
     /// 50,000-seat map (first and repeat visit) and the page's weight,
     /// against fetching and parsing the map's data alone.
@@ -54,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         Command::WaitingFans(args) => waiting_fans::run(args).await,
         Command::Checkout(args) => checkout::run(args).await,
         Command::Sim(args) => sim::run(args).await,
+        Command::Chaos(args) => sim::chaos::run(args).await,
         Command::Web(args) => web::run(args).await,
         Command::Botfarm(args) => botfarm::run(args).await,
         Command::Defences(args) => defences::run(args).await,

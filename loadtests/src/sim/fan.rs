@@ -745,7 +745,7 @@ impl Fan<'_> {
                 return Outcome::Failed;
             }
         };
-        let _ = order_id;
+        self.rec.confirmed_order = Some(order_id);
         self.fetch_tickets().await;
         Outcome::Bought
     }

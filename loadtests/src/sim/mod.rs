@@ -4,6 +4,7 @@
 //! report with charts. With `compare_passthrough`, the same herd runs again
 //! with the waiting room in passthrough, side by side in the report.
 
+pub mod chaos;
 pub mod chart;
 pub mod fan;
 pub mod record;
@@ -27,6 +28,40 @@ use crate::process::{cpu_secs, peak_rss, redis_commands};
 use record::{FanRecord, Recorder, Req, Sample};
 use scenario::Scenario;
 use stack::{ADMIN_TOKEN, Bins, SimStack};
+
+/// What the herd is let loose on: the simulator's own stack, or the
+/// cluster (`chaos`).
+pub struct Target {
+    /// Fans' entry (the edge, or the balancer in front of the edges).
+    pub edge: String,
+    pub admin: String,
+    pub admin_token: String,
+    /// The core past the edge: sign-in, the seat map, readiness.
+    pub core: String,
+    pub sandbox: String,
+    /// Sampled for its command count, when reachable.
+    pub redis: Option<String>,
+    /// The database, for set-up, samples and the invariants.
+    pub pool: sqlx::PgPool,
+    pub event: i64,
+    pub venue: i64,
+}
+
+impl SimStack {
+    fn target(&self) -> Target {
+        Target {
+            edge: self.edge_base.clone(),
+            admin: self.admin_base.clone(),
+            admin_token: ADMIN_TOKEN.into(),
+            core: self.core.base.clone(),
+            sandbox: self.sandbox.url.clone(),
+            redis: Some(self.redis_url.clone()),
+            pool: self.core.pool.clone(),
+            event: self.event,
+            venue: self.venue,
+        }
+    }
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -62,6 +97,9 @@ pub struct Run {
     pub stack_secs: f64,
     pub streams_peak: i64,
     pub core_ready_fail: u64,
+    /// The faults a chaos run struck, and their windows on the run's clock.
+    pub faults: Vec<chaos::faults::Struck>,
+    pub fault_windows: Vec<(u32, u32)>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -103,7 +141,7 @@ async fn run_once(scenario: &Scenario, bins: &Bins, database_url: &str, passthro
     let fans_cpu = cpu_secs(std::process::id());
     let began = Instant::now();
     let mut st = SimStack::start(scenario, bins, database_url, passthrough, later).await?;
-    let result = herd(scenario, &mut st, passthrough).await;
+    let result = herd(scenario, &st.target(), passthrough, None).await;
     if result.is_err() {
         eprintln!("logs: {}", st.dir.display());
     }
@@ -127,20 +165,25 @@ async fn run_once(scenario: &Scenario, bins: &Bins, database_url: &str, passthro
     Ok(run)
 }
 
-async fn herd(scenario: &Scenario, st: &mut SimStack, passthrough: bool) -> anyhow::Result<Run> {
+async fn herd(
+    scenario: &Scenario,
+    st: &Target,
+    passthrough: bool,
+    chaos: Option<&chaos::Injector>,
+) -> anyhow::Result<Run> {
     let setup = reqwest::Client::new();
     // Starts from the past for the core: the edge alone decides when fans
     // get in.
     sqlx::query("UPDATE events SET on_sale_at = now() - interval '1 minute' WHERE id = $1")
         .bind(st.event)
-        .execute(&st.core.pool)
+        .execute(&st.pool)
         .await?;
-    let map = fan::SeatMap::read(&setup, &st.core.base, st.venue).await?;
+    let map = fan::SeatMap::read(&setup, &st.core, st.venue).await?;
     eprintln!(
         "signing in {} fans; {} seats on sale (event {})...",
         scenario.fans, map.seat_count, st.event
     );
-    let tokens = crate::fans::sign_in_many(&setup, &st.core.base, "fan", scenario.fans).await?;
+    let tokens = crate::fans::sign_in_many(&setup, &st.core, "fan", scenario.fans).await?;
     let clients: Vec<reqwest::Client> = (0..scenario.client.source_addresses)
         .map(|i| {
             reqwest::Client::builder()
@@ -173,8 +216,8 @@ async fn herd(scenario: &Scenario, st: &mut SimStack, passthrough: bool) -> anyh
         "on_sale_at": on_sale_wall,
     });
     let r = setup
-        .put(format!("{}/admin/events/{}", st.admin_base, st.event))
-        .bearer_auth(ADMIN_TOKEN)
+        .put(format!("{}/admin/events/{}", st.admin, st.event))
+        .bearer_auth(&st.admin_token)
         .json(&settings)
         .send()
         .await?;
@@ -188,7 +231,7 @@ async fn herd(scenario: &Scenario, st: &mut SimStack, passthrough: bool) -> anyh
     let deadline = on_sale + Duration::from_secs(scenario.max_secs);
     let world = Arc::new(fan::World {
         scenario: scenario.clone(),
-        edge: st.edge_base.clone(),
+        edge: st.edge.clone(),
         event: st.event,
         map,
         clients,
@@ -203,6 +246,9 @@ async fn herd(scenario: &Scenario, st: &mut SimStack, passthrough: bool) -> anyh
     let plans = fan::plans(scenario, start, on_sale, &tokens);
     drop(tokens);
 
+    if let Some(chaos) = chaos {
+        chaos.begin(start, on_sale);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = tokio::spawn(sample(world.clone(), SampleTargets::of(st), stop.clone()));
     // Each fan's task starts when the fan arrives: a fan not yet here costs
@@ -239,14 +285,18 @@ async fn herd(scenario: &Scenario, st: &mut SimStack, passthrough: bool) -> anyh
     }
     let elapsed = start.elapsed();
     stop.store(true, Ordering::Relaxed);
+    let (faults, fault_windows) = match chaos {
+        Some(chaos) => chaos.finish().await,
+        None => (Vec::new(), Vec::new()),
+    };
     let (samples, core_ready_fail) = sampler.await.context("sampler")?;
     fans.sort_by_key(|f| f.id);
     let requests = world.rec.take_requests();
     eprintln!("fans done after {:.0} s; checking the books...", elapsed.as_secs_f64());
     let findings = verify::check(
         scenario,
-        &st.core.pool,
-        &st.sandbox.url,
+        &st.pool,
+        &st.sandbox,
         st.event,
         &verify::Observed {
             fans: &fans,
@@ -254,6 +304,7 @@ async fn herd(scenario: &Scenario, st: &mut SimStack, passthrough: bool) -> anyh
             passthrough,
             clock: &world.rec,
             on_sale_ms: (on_sale - start).as_millis() as u32,
+            fault_windows: &fault_windows,
         },
     )
     .await?;
@@ -269,25 +320,29 @@ async fn herd(scenario: &Scenario, st: &mut SimStack, passthrough: bool) -> anyh
         stack_secs: 0.0,
         streams_peak: world.rec.streams_peak.load(Ordering::Relaxed),
         core_ready_fail,
+        faults,
+        fault_windows,
     })
 }
 
 struct SampleTargets {
     admin: String,
+    admin_token: String,
     event: i64,
-    redis: String,
+    redis: Option<String>,
     core: String,
     pool: sqlx::PgPool,
 }
 
 impl SampleTargets {
-    fn of(st: &SimStack) -> SampleTargets {
+    fn of(st: &Target) -> SampleTargets {
         SampleTargets {
-            admin: st.admin_base.clone(),
+            admin: st.admin.clone(),
+            admin_token: st.admin_token.clone(),
             event: st.event,
-            redis: st.redis_url.clone(),
-            core: st.core.base.clone(),
-            pool: st.core.pool.clone(),
+            redis: st.redis.clone(),
+            core: st.core.clone(),
+            pool: st.pool.clone(),
         }
     }
 }
@@ -300,9 +355,9 @@ async fn sample(w: Arc<fan::World>, t: SampleTargets, stop: Arc<AtomicBool>) -> 
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap_or_default();
-    let mut redis = match redis::Client::open(t.redis.as_str()) {
-        Ok(c) => c.get_multiplexed_async_connection().await.ok(),
-        Err(_) => None,
+    let mut redis = match t.redis.as_deref().map(redis::Client::open) {
+        Some(Ok(c)) => c.get_multiplexed_async_connection().await.ok(),
+        _ => None,
     };
     let mut samples = Vec::new();
     let mut ready_fail = 0;
@@ -316,7 +371,7 @@ async fn sample(w: Arc<fan::World>, t: SampleTargets, stop: Arc<AtomicBool>) -> 
         };
         if let Ok(r) = http
             .get(format!("{}/admin/events/{}", t.admin, t.event))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(&t.admin_token)
             .send()
             .await
             && let Ok(v) = r.json::<Value>().await

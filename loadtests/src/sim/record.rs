@@ -114,6 +114,9 @@ pub struct FanRecord {
     /// confirmed.
     pub confirm: Option<(u32, u32, u32)>,
     pub seats_bought: u32,
+    /// The order the fan was told is confirmed: it must be, with its
+    /// tickets, when the run is over (whatever failed over meanwhile).
+    pub confirmed_order: Option<String>,
     pub tickets_seen: u32,
     pub outcome: Outcome,
     pub note: Option<String>,
@@ -145,6 +148,7 @@ impl FanRecord {
             holds: Vec::new(),
             confirm: None,
             seats_bought: 0,
+            confirmed_order: None,
             tickets_seen: 0,
             outcome: Outcome::NotAdmitted,
             note: None,

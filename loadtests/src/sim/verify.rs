@@ -42,8 +42,19 @@ pub struct Findings {
     pub allowed_new_sessions: f64,
     pub window_secs: u32,
     pub server_errors: u64,
+    /// Orders a fan was told were confirmed that are not, with all their
+    /// tickets, after the run.
+    pub confirmed_lost: Vec<String>,
+    /// Fans' requests that failed (5xx, or no answer) inside a fault's
+    /// window, and in the whole run; and all requests.
+    pub failed_in_faults: u64,
+    pub failed: u64,
+    pub requests: u64,
     pub violations: Vec<String>,
 }
+
+/// The share of fans' requests that may fail across a chaos run.
+pub const CHAOS_MAX_FAILED_SHARE: f64 = 0.01;
 
 /// Waits (up to `secs`) for orders to leave the intermediate states: the
 /// sandbox's late webhooks and the reconciliation job finish them.
@@ -73,6 +84,9 @@ pub struct Observed<'a> {
     pub clock: &'a Recorder,
     /// When the on-sale opened, on the run's clock.
     pub on_sale_ms: u32,
+    /// When faults were injected (`chaos`), on the run's clock: from the
+    /// fault to its recovery. A 5xx inside one is counted, not a violation.
+    pub fault_windows: &'a [(u32, u32)],
 }
 
 pub async fn check(
@@ -88,6 +102,7 @@ pub async fn check(
         passthrough,
         clock,
         on_sale_ms,
+        fault_windows,
     } = *seen;
     let mut f = Findings {
         unsettled_orders: settle(pool, event, 60).await?,
@@ -213,7 +228,16 @@ pub async fn check(
     f.peak_new_sessions = peak;
     f.allowed_new_sessions = allowed;
     f.window_secs = window;
-    f.server_errors = requests.iter().filter(|r| r.status >= 500).count() as u64;
+    let in_fault = |at: u32| fault_windows.iter().any(|&(from, to)| (from..=to).contains(&at));
+    let failed = |r: &&Req| r.status >= 500 || r.status == 0;
+    f.requests = requests.len() as u64;
+    f.failed = requests.iter().filter(failed).count() as u64;
+    f.failed_in_faults = requests.iter().filter(failed).filter(|r| in_fault(r.at_ms)).count() as u64;
+    f.server_errors = requests
+        .iter()
+        .filter(|r| r.status >= 500 && !in_fault(r.at_ms))
+        .count() as u64;
+    f.confirmed_lost = confirmed_lost(pool, fans).await?;
 
     let v = &mut f.violations;
     if f.oversold > 0 {
@@ -227,6 +251,21 @@ pub async fn check(
     }
     if !f.charged_twice.is_empty() {
         v.push(format!("{} double charges", f.charged_twice.len()));
+    }
+    if !f.confirmed_lost.is_empty() {
+        v.push(format!(
+            "{} orders fans were told are confirmed are not (first: {})",
+            f.confirmed_lost.len(),
+            f.confirmed_lost[0]
+        ));
+    }
+    if !fault_windows.is_empty() && f.failed as f64 > CHAOS_MAX_FAILED_SHARE * f.requests as f64 {
+        v.push(format!(
+            "{} of {} fans' requests failed across the chaos run (goal: under {:.0}%)",
+            f.failed,
+            f.requests,
+            CHAOS_MAX_FAILED_SHARE * 100.0
+        ));
     }
     if f.unsettled_orders > 0 {
         v.push(format!(
@@ -273,6 +312,41 @@ pub async fn check(
         }
     }
     Ok(f)
+}
+
+/// Each order a fan was told is confirmed, read back: confirmed, with a
+/// valid ticket for each of its seats.
+async fn confirmed_lost(pool: &PgPool, fans: &[FanRecord]) -> anyhow::Result<Vec<String>> {
+    let told: Vec<uuid::Uuid> = fans
+        .iter()
+        .filter_map(|f| f.confirmed_order.as_deref())
+        .filter_map(|id| uuid::Uuid::parse_str(id).ok())
+        .collect();
+    let found: Vec<(uuid::Uuid, String, i32, i64)> = sqlx::query_as(
+        "SELECT o.id, o.state, cardinality(o.seat_ids),
+                (SELECT count(*) FROM tickets t WHERE t.order_id = o.id AND t.state = 'valid')
+         FROM orders o WHERE o.id = ANY($1)",
+    )
+    .bind(&told)
+    .fetch_all(pool)
+    .await?;
+    let found: HashMap<uuid::Uuid, (String, i32, i64)> = found
+        .into_iter()
+        .map(|(id, state, seats, tickets)| (id, (state, seats, tickets)))
+        .collect();
+    let mut lost = Vec::new();
+    for id in told {
+        match found.get(&id) {
+            None => lost.push(format!("order {id}: gone")),
+            // A confirmed order refunded afterwards by the operator would be
+            // `refunded`; nothing in a run refunds, so anything else is lost.
+            Some((state, seats, tickets)) if state != "confirmed" || *tickets != i64::from(*seats) => {
+                lost.push(format!("order {id}: {state}, {tickets} of {seats} tickets"))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(lost)
 }
 
 /// Fans told they were in while a fan with an earlier place was, at a
