@@ -17,6 +17,7 @@ use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use usher_shared::admin::{Progress, RoomView};
 use usher_shared::paths::{is_canonical, spellings};
 
 /// One HTTP/1.1 request with its target exactly as given (an HTTP client
@@ -134,13 +135,13 @@ async fn edge_admin(rooms: Arc<Mutex<Vec<i64>>>) -> String {
                 if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer edge-admin-token") {
                     return (axum::http::StatusCode::UNAUTHORIZED, axum::Json(json!({}))).into_response();
                 }
-                let list: Vec<Value> = rooms
+                let list: Vec<RoomView> = rooms
                     .lock()
                     .unwrap()
                     .iter()
-                    .map(|e| json!({"settings": {"event_id": e, "mode": "fifo"}, "progress": {}}))
+                    .map(|e| edge_room(*e, 60, Progress::default()))
                     .collect();
-                (axum::http::StatusCode::OK, axum::Json(json!(list))).into_response()
+                (axum::http::StatusCode::OK, axum::Json(list)).into_response()
             }
         }),
     );

@@ -17,6 +17,7 @@ use booking_core::portal::auth::{self, NewOperator};
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use usher_shared::admin::{AdminCode, AdminProblem, Progress};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -744,14 +745,24 @@ async fn fake_edge(seen: Arc<Mutex<EdgeSeen>>) -> String {
         if event == "404" {
             return (
                 axum::http::StatusCode::NOT_FOUND,
-                axum::Json(json!({"code": "queue_not_found", "detail": "no waiting room for that event"})),
+                axum::Json(AdminProblem::new(
+                    404,
+                    "Not Found",
+                    AdminCode::QueueNotFound,
+                    "no waiting room for that event",
+                )),
             )
                 .into_response();
         }
         if method == axum::http::Method::PUT && body["admit_per_minute"] == 0 {
             let mut r = (
                 axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                axum::Json(json!({"code": "invalid_settings", "detail": "admit_per_minute must be at least 1"})),
+                axum::Json(AdminProblem::new(
+                    422,
+                    "Unprocessable Entity",
+                    AdminCode::InvalidSettings,
+                    "admit_per_minute must be at least 1",
+                )),
             )
                 .into_response();
             r.headers_mut().insert(
@@ -760,17 +771,22 @@ async fn fake_edge(seen: Arc<Mutex<EdgeSeen>>) -> String {
             );
             return r;
         }
-        let settings = if method == axum::http::Method::PUT {
-            body
-        } else {
-            json!({"event_id": event.parse::<i64>().unwrap(), "admit_per_minute": 600, "max_active": 1000, "session_secs": 600, "mode": "fifo"})
+        let progress = Progress {
+            tick: 7,
+            through: 40,
+            seq: 50,
+            waiting: 10,
+            active: 30,
+            admitted_total: 40,
+            rate: 600,
+            healthy: true,
+            ..Progress::default()
         };
-        axum::Json(json!({
-            "settings": settings,
-            "progress": {"tick": 7, "at_ms": 0, "through": 40, "seq": 50, "waiting": 10, "active": 30, "admitted_total": 40, "rate": 600, "healthy": true},
-            "listeners": 3
-        }))
-        .into_response()
+        let mut room = edge_room(event.parse().unwrap(), 600, progress);
+        if method == axum::http::Method::PUT {
+            room.settings = serde_json::from_value(body).unwrap();
+        }
+        axum::Json(room).into_response()
     }
     let app = axum::Router::new()
         .route("/admin/events/{event}", axum::routing::get(handle).put(handle))
@@ -815,8 +831,9 @@ async fn waiting_room_settings_are_forwarded_to_the_edge() {
         let (method, id, auth, body) = seen.requests.last().unwrap().clone();
         assert_eq!((method.as_str(), id), ("PUT", event.to_string()));
         assert_eq!(auth.as_deref(), Some("Bearer edge-test-token"));
-        let mut want = settings.clone();
-        want["event_id"] = event.into();
+        // The edge's settings in full: what the body left out at its defaults.
+        let want = json!({"event_id": event, "admit_per_minute": 120, "max_active": 500, "session_secs": 600, "mode": "fifo",
+                          "on_sale_at": null, "message": "Doors at 10", "grace_secs": 60, "adaptive": null});
         assert_eq!(body, want);
     }
 
@@ -826,7 +843,7 @@ async fn waiting_room_settings_are_forwarded_to_the_edge() {
         "PUT",
         &path,
         &t,
-        Some(json!({"admit_per_minute": 0, "mode": "fifo"})),
+        Some(json!({"admit_per_minute": 0, "max_active": 500, "session_secs": 600, "mode": "fifo"})),
     )
     .await;
     assert_eq!(
@@ -837,6 +854,18 @@ async fn waiting_room_settings_are_forwarded_to_the_edge() {
     assert_eq!(p["problems"], json!(["admit_per_minute must be at least 1"]));
     let (s, p) = call(&app, "PUT", &path, &t, Some(json!([1, 2]))).await;
     assert_eq!((s, code(&p)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"), "{p}");
+    // Settings the edge could not read are refused the same way, unsent.
+    let sent = seen.lock().unwrap().requests.len();
+    let (s, p) = call(
+        &app,
+        "PUT",
+        &path,
+        &t,
+        Some(json!({"admit_per_minute": 0, "mode": "fifo"})),
+    )
+    .await;
+    assert_eq!((s, code(&p)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"), "{p}");
+    assert_eq!(seen.lock().unwrap().requests.len(), sent);
 
     // The dashboard's first figures include the edge's.
     let mut sse = Sse::open(

@@ -14,37 +14,25 @@ use axum::routing::get;
 use axum::{Json, Router};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use serde::Serialize;
-use serde_json::json;
+use usher_shared::admin::{
+    AdminCode, AdminProblem, FairnessView, PROBLEMS_HEADER, ROOMS_PATH, RoomView, WaitBucket, WaitingTime,
+};
 
 use crate::config::RoomSettings;
-use crate::queue::Progress;
-use crate::queue::store::{Fairness, LotteryRecord, WAIT_BOUNDS_SECS};
+use crate::queue::store::{Fairness, WAIT_BOUNDS_SECS};
 use crate::state::EdgeState;
 
 pub struct Admin {
     pub state: Arc<EdgeState>,
 }
 
-#[derive(Serialize)]
-struct RoomView {
-    settings: RoomSettings,
-    progress: Progress,
-    /// Position streams open on this instance.
-    listeners: usize,
-    /// A lottery room's public record.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lottery: Option<LotteryRecord>,
-}
-
-fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
-    let body = json!({
-        "type": format!("https://usher.dev/problems/{code}"),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail.into(),
-        "code": code,
-    });
+fn problem(status: StatusCode, code: AdminCode, detail: impl Into<String>) -> Response {
+    let body = AdminProblem::new(
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        code,
+        detail,
+    );
     let mut r = (status, Json(body)).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -69,7 +57,7 @@ fn authorised(state: &EdgeState, headers: &HeaderMap) -> bool {
 fn unauthorised() -> Response {
     problem(
         StatusCode::UNAUTHORIZED,
-        "unauthenticated",
+        AdminCode::Unauthenticated,
         "send Authorization: Bearer <admin token>",
     )
 }
@@ -92,14 +80,14 @@ async fn fairness(State(state): State<Arc<EdgeState>>, headers: HeaderMap, Path(
     let Some(room) = event.parse::<i64>().ok().and_then(|e| state.rooms.get(e)) else {
         return problem(
             StatusCode::NOT_FOUND,
-            "queue_not_found",
+            AdminCode::QueueNotFound,
             "no waiting room for that event",
         );
     };
     let Some(store) = state.store() else {
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
-            "queue_unavailable",
+            AdminCode::QueueUnavailable,
             "Redis is not reachable",
         );
     };
@@ -108,34 +96,37 @@ async fn fairness(State(state): State<Arc<EdgeState>>, headers: HeaderMap, Path(
         Err(e) => {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "queue_unavailable",
+                AdminCode::QueueUnavailable,
                 format!("Redis: {e}"),
             );
         }
     };
     let p = room.progress();
-    Json(json!({
-        "event_id": room.event,
-        "mode": room.settings().mode,
-        "admitted": f.admitted,
-        "inversions": f.inversions,
-        "abandoned_before_admission": p.seq.saturating_sub(p.admitted_total + p.waiting),
-        "waiting": p.waiting,
-        "waiting_time": waiting_time(&f),
-    }))
+    Json(FairnessView {
+        event_id: room.event,
+        mode: room.settings().mode,
+        admitted: f.admitted,
+        inversions: f.inversions,
+        abandoned_before_admission: p.seq.saturating_sub(p.admitted_total + p.waiting),
+        waiting: p.waiting,
+        waiting_time: waiting_time(&f),
+    })
     .into_response()
 }
 
 /// The waiting-time distribution: buckets (cumulative, like Prometheus),
 /// the mean, and percentiles read off the buckets (upper bounds).
-fn waiting_time(f: &Fairness) -> serde_json::Value {
+fn waiting_time(f: &Fairness) -> WaitingTime {
     let total: u64 = f.wait_buckets.iter().map(|(_, n)| n).sum();
     let mut cumulative = 0;
     let mut buckets = Vec::new();
     for (bound, n) in &f.wait_buckets {
         cumulative += n;
-        let le = bound.map_or("+Inf".to_owned(), |b| b.to_string());
-        buckets.push(json!({"le_secs": le, "admitted": cumulative}));
+        let le_secs = bound.map_or("+Inf".to_owned(), |b| b.to_string());
+        buckets.push(WaitBucket {
+            le_secs,
+            admitted: cumulative,
+        });
     }
     let percentile = |q: f64| -> Option<String> {
         if total == 0 {
@@ -155,13 +146,17 @@ fn waiting_time(f: &Fairness) -> serde_json::Value {
         }
         None
     };
-    json!({
-        "mean_secs": if total == 0 { 0.0 } else { f.wait_sum_ms as f64 / total as f64 / 1000.0 },
-        "p50_secs": percentile(0.5),
-        "p90_secs": percentile(0.9),
-        "p99_secs": percentile(0.99),
-        "buckets": buckets,
-    })
+    WaitingTime {
+        mean_secs: if total == 0 {
+            0.0
+        } else {
+            f.wait_sum_ms as f64 / total as f64 / 1000.0
+        },
+        p50_secs: percentile(0.5),
+        p90_secs: percentile(0.9),
+        p99_secs: percentile(0.99),
+        buckets,
+    }
 }
 
 async fn list(State(state): State<Arc<EdgeState>>, headers: HeaderMap) -> Response {
@@ -179,7 +174,7 @@ async fn one(State(state): State<Arc<EdgeState>>, headers: HeaderMap, Path(event
         Some(room) => Json(view(&room)).into_response(),
         None => problem(
             StatusCode::NOT_FOUND,
-            "queue_not_found",
+            AdminCode::QueueNotFound,
             "no waiting room for that event",
         ),
     }
@@ -197,18 +192,18 @@ async fn put(
     let Ok(event) = event.parse::<i64>() else {
         return problem(
             StatusCode::BAD_REQUEST,
-            "invalid_path_parameter",
+            AdminCode::InvalidPathParameter,
             "the event id must be a number",
         );
     };
     let settings: RoomSettings = match serde_json::from_slice(&body) {
         Ok(s) => s,
-        Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.to_string()),
+        Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, AdminCode::InvalidBody, e.to_string()),
     };
     if settings.event_id != event {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "event_mismatch",
+            AdminCode::EventMismatch,
             "event_id in the body differs from the path",
         );
     }
@@ -216,12 +211,12 @@ async fn put(
     if !problems.is_empty() {
         let mut r = problem(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_settings",
+            AdminCode::InvalidSettings,
             problems.join("; "),
         );
         if let Ok(v) = serde_json::to_string(&problems) {
             r.headers_mut().insert(
-                "x-problems",
+                PROBLEMS_HEADER,
                 v.parse().unwrap_or(header::HeaderValue::from_static("[]")),
             );
         }
@@ -233,7 +228,7 @@ async fn put(
             if let Err(e) = store.put_settings(&settings).await {
                 return problem(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "queue_unavailable",
+                    AdminCode::QueueUnavailable,
                     format!("Redis: {e}"),
                 );
             }
@@ -241,7 +236,7 @@ async fn put(
         None => {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "queue_unavailable",
+                AdminCode::QueueUnavailable,
                 "Redis is not reachable",
             );
         }
@@ -268,9 +263,9 @@ async fn metrics(State(state): State<Arc<EdgeState>>) -> Response {
 
 pub fn router(state: Arc<EdgeState>) -> Router {
     Router::new()
-        .route("/admin/events", get(list))
-        .route("/admin/events/{event}", get(one).put(put))
-        .route("/admin/events/{event}/fairness", get(fairness))
+        .route(ROOMS_PATH, get(list))
+        .route(&format!("{ROOMS_PATH}/{{event}}"), get(one).put(put))
+        .route(&format!("{ROOMS_PATH}/{{event}}/fairness"), get(fairness))
         .route("/admin/defence", get(defence))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))

@@ -5,7 +5,6 @@
 //! restart.
 
 mod defence;
-mod rooms;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,8 @@ use serde::{Deserialize, Serialize};
 pub use defence::{
     CaptchaConfig, DefenceConfig, FanIdentityConfig, PowConfig, PublicKeyFile, RiskAction, RiskConfig, RiskRule,
 };
-pub use rooms::{Adaptive, QueueMode, RoomSettings};
+// The `[[events]]` entries: the same settings the admin API takes.
+pub use usher_shared::admin::{Adaptive, QueueMode, RoomSettings};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -26,7 +26,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
+use usher_shared::admin::QueueMode;
 
+use crate::edge_admin;
 use crate::sandbox::API_KEY;
 use crate::sim::scenario::{self, Scenario};
 use crate::sim::stack::{ADMIN_TOKEN, Bins, SimStack, StackPlace};
@@ -1148,29 +1150,10 @@ async fn farm(sc: &FarmScenario, st: &SimStack, defences: bool) -> anyhow::Resul
     let on_sale = start + Duration::from_secs_f64(sc.sale.on_sale_after_secs);
     let on_sale_wall =
         chrono::Utc::now() + chrono::Duration::milliseconds((sc.sale.on_sale_after_secs * 1000.0) as i64);
-    let ad = &sc.admission;
-    let settings = json!({
-        "event_id": st.event,
-        "admit_per_minute": ad.admit_per_minute,
-        "max_active": ad.max_active,
-        "session_secs": ad.session_secs,
-        "mode": "fifo",
-        "grace_secs": ad.grace_secs,
-        "on_sale_at": on_sale_wall,
-    });
-    let r = setup
-        .put(format!("{}/admin/events/{}", st.admin_base, st.event))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&settings)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!(
-            "setting the on-sale: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        );
-    }
+    let room = sc.admission.room(st.event, QueueMode::Fifo, on_sale_wall);
+    edge_admin::put_room(&setup, &st.admin_base, ADMIN_TOKEN, &room)
+        .await
+        .context("setting the on-sale")?;
     let deadline = on_sale + Duration::from_secs(sc.max_secs);
     let w = Arc::new(World {
         sc: sc.clone(),

@@ -10,6 +10,7 @@ pub mod botfarm;
 pub mod browser;
 pub mod checkout;
 pub mod defences;
+pub mod edge_admin;
 pub mod edge_overhead;
 pub mod fans;
 pub mod holds;

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+use usher_shared::admin::{QueueMode, RoomSettings};
 
+use crate::edge_admin;
 use crate::process::{cpu_secs, port, private_redis, redis_commands, rss, spawn, wait_for};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -93,21 +95,22 @@ async fn hold_stream(
     open.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn set_room(http: &reqwest::Client, admin: u16, event: i64, mode: &str, rate: u32) -> anyhow::Result<()> {
-    let body = serde_json::json!({
-        "event_id": event, "admit_per_minute": rate, "max_active": 10_000_000,
-        "session_secs": 3600, "mode": mode, "grace_secs": 3600
-    });
-    let r = http
-        .put(format!("http://127.0.0.1:{admin}/admin/events/{event}"))
-        .bearer_auth("bench-admin-token-0123456789")
-        .json(&body)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("admin API: {}", r.status());
-    }
-    Ok(())
+/// The edge's admin token in this benchmark's configuration.
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+
+async fn set_room(http: &reqwest::Client, admin: u16, event: i64, mode: QueueMode, rate: u32) -> anyhow::Result<()> {
+    let room = RoomSettings {
+        event_id: event,
+        admit_per_minute: rate,
+        max_active: 10_000_000,
+        session_secs: 3600,
+        mode,
+        on_sale_at: None,
+        message: String::new(),
+        grace_secs: 3600,
+        adaptive: None,
+    };
+    edge_admin::put_room(http, &format!("http://127.0.0.1:{admin}"), ADMIN_TOKEN, &room).await
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -144,7 +147,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
              [upstream]\naddrs = [\"127.0.0.1:{upstream}\"]\n\
              [redis]\nurl = \"{redis_url}\"\n\
              [tokens]\nissuer = \"usher-edge\"\nkid = \"bench\"\nprivate_key_file = \"{d}/edge.pem\"\n\
-             [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"bench-admin-token-0123456789\"\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{ADMIN_TOKEN}\"\n\
              [rate_limits]\njoin_per_minute = 0\nstatus_per_minute = 0\nprotected_per_minute = 0\n\
              [log]\nfilter = \"error\"\n\
              [[events]]\nevent_id = {event}\nadmit_per_minute = 60\nmax_active = 10000000\nsession_secs = 3600\nmode = \"paused\"\ngrace_secs = 3600\n",
@@ -181,7 +184,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut held = 0usize;
     for &n in &args.fans {
-        set_room(&admin_http, admin, event, "paused", args.admit_per_minute).await?;
+        set_room(&admin_http, admin, event, QueueMode::Paused, args.admit_per_minute).await?;
         // Join the fans this step adds (64 at a time per source address).
         let new = n.saturating_sub(held);
         let joined: Vec<Joined> = {
@@ -243,7 +246,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
         // Moving: admissions at the operator's rate, every fan's position
         // pushed on every tick.
-        set_room(&admin_http, admin, event, "fifo", args.admit_per_minute).await?;
+        set_room(&admin_http, admin, event, QueueMode::Fifo, args.admit_per_minute).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (c0, cpu0, e0, t0) = (
             redis_commands(&mut redis_conn).await?,
@@ -258,7 +261,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             events.load(Ordering::Relaxed),
             Instant::now(),
         );
-        set_room(&admin_http, admin, event, "paused", args.admit_per_minute).await?;
+        set_room(&admin_http, admin, event, QueueMode::Paused, args.admit_per_minute).await?;
         let secs = (t1 - t0).as_secs_f64();
         let moving_cmds = (c1 - c0) as f64 / secs;
         let moving_cpu = (cpu1 - cpu0) / secs;

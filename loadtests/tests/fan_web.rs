@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use loadtests::browser::{Browser, DESKTOP, PHONE};
 use serde_json::json;
+use usher_shared::admin::QueueMode;
 
 const ARROW_RIGHT: &str = "\u{E014}";
 const ENTER: &str = "\u{E007}";
@@ -38,7 +39,7 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
     let (seat1, seat2) = (first_row[0][0].as_i64().unwrap(), first_row[1][0].as_i64().unwrap());
 
     // Doors shut: two fans already in line ahead.
-    set_mode(&stack, "paused").await;
+    set_mode(&stack, QueueMode::Paused).await;
     for _ in 0..2 {
         let r = http.post(format!("{base}/queue/{event}/join")).send().await.unwrap();
         assert_eq!(r.status(), 200);
@@ -87,7 +88,7 @@ async fn a_fan_waits_picks_two_seats_is_declined_then_pays_and_another_fan_sees_
     a.resize(DESKTOP).await;
 
     // The operator opens the doors: A moves on into the seat map by itself.
-    set_mode(&stack, "fifo").await;
+    set_mode(&stack, QueueMode::Fifo).await;
     a.wait_for(
         &format!("return location.pathname === '/events/{event}/seats' && document.documentElement.dataset.seatmap === 'ready'"),
         Duration::from_secs(20),

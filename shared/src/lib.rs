@@ -1,7 +1,8 @@
 //! What edge-proxy and booking-core agree on, and nothing else: the Ed25519
 //! keys that sign tokens, the claims those tokens carry, and the headers
-//! that carry them between the two, and the one reading of a request path
-//! both apply (so they never disagree on which route a path names). Neither
+//! that carry them between the two, the one reading of a request path
+//! both apply (so they never disagree on which route a path names), and the
+//! edge's admin API that the core's portal and the load tests call. Neither
 //! service is known here; both depend on this crate.
 
 /// The header in which the edge forwards a verified access token to
@@ -11,6 +12,7 @@ pub const ACCESS_HEADER: &str = "usher-access";
 /// confirmed, or left): the edge ends the fan's session and admits the next.
 pub const SESSION_DONE_HEADER: &str = "usher-session-done";
 
+pub mod admin;
 pub mod keys;
 pub mod paths;
 pub mod tokens;

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt, stream};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use usher_shared::admin::{RoomSettings, RoomView};
 
 use crate::http::AppState;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
@@ -94,6 +94,49 @@ impl FromRequestParts<AppState> for OperatorAuth {
             expires_at: session.expires_at,
             token,
         })
+    }
+}
+
+/// An event of the signed-in operator's organisation, named by the path's
+/// `{event_id}`: another organisation's event is 404 `event_not_found`, as
+/// one that does not exist.
+pub struct OwnedEvent {
+    pub op: OperatorAuth,
+    pub event: EventId,
+}
+
+/// An [`OwnedEvent`] the operator may change: a viewer is refused (403
+/// `role_forbidden`) before the event is looked up.
+pub struct EventToChange(pub OwnedEvent);
+
+impl OwnedEvent {
+    /// Who, then which event (401, 400), then whether a change is allowed
+    /// (403), and only then whether the event is theirs (404).
+    async fn extract(parts: &mut Parts, state: &AppState, change: bool) -> Result<OwnedEvent, ApiError> {
+        let op = OperatorAuth::from_request_parts(parts, state).await?;
+        let ApiPath(id) = ApiPath::<i64>::from_request_parts(parts, state).await?;
+        if change {
+            op.operator.must_change()?;
+        }
+        let event = EventId(id);
+        portal::events::owned(&state.pool, op.operator.org(), event).await?;
+        Ok(OwnedEvent { op, event })
+    }
+}
+
+impl FromRequestParts<AppState> for OwnedEvent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        OwnedEvent::extract(parts, state, false).await
+    }
+}
+
+impl FromRequestParts<AppState> for EventToChange {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        OwnedEvent::extract(parts, state, true).await.map(EventToChange)
     }
 }
 
@@ -334,14 +377,8 @@ fn edge(state: &AppState) -> Result<&portal::EdgeAdmin, ApiError> {
               (status = 404, description = "event_not_found, or queue_not_found (no room)", body = Problem, content_type = "application/problem+json"),
               (status = 502, description = "edge_unavailable", body = Problem, content_type = "application/problem+json"),
               (status = 503, description = "edge_not_configured", body = Problem, content_type = "application/problem+json")))]
-pub async fn waiting_room(
-    State(state): State<AppState>,
-    op: OperatorAuth,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
-    let event = EventId(id);
-    portal::events::owned(&state.pool, op.operator.org(), event).await?;
-    let room = edge(&state)?.room(event).await.map_err(PortalError::from)?;
+pub async fn waiting_room(State(state): State<AppState>, owned: OwnedEvent) -> Result<Json<RoomView>, ApiError> {
+    let room = edge(&state)?.room(owned.event).await.map_err(PortalError::from)?;
     Ok(Json(room))
 }
 
@@ -359,20 +396,16 @@ pub async fn waiting_room(
               (status = 503, description = "edge_not_configured", body = Problem, content_type = "application/problem+json")))]
 pub async fn put_waiting_room(
     State(state): State<AppState>,
-    op: OperatorAuth,
-    ApiPath(id): ApiPath<i64>,
-    ApiJson(settings): ApiJson<Value>,
-) -> Result<Json<Value>, ApiError> {
-    op.operator.must_change()?;
-    let event = EventId(id);
-    portal::events::owned(&state.pool, op.operator.org(), event).await?;
+    EventToChange(OwnedEvent { op, event }): EventToChange,
+    ApiJson(settings): ApiJson<RoomSettings<Option<i64>>>,
+) -> Result<Json<RoomView>, ApiError> {
     let room = edge(&state)?
         .put_room(event, settings)
         .await
         .map_err(PortalError::from)?;
     // Binds this core's holds at once, not at the next read of the edge's list.
     state.holds.rooms().insert(event);
-    tracing::info!(event_id = id, operator = %op.operator.email, "waiting room changed through the portal");
+    tracing::info!(event_id = event.0, operator = %op.operator.email, "waiting room changed through the portal");
     Ok(Json(room))
 }
 
@@ -397,11 +430,8 @@ async fn figures(state: &AppState, event: EventId) -> Result<Stats, sqlx::Error>
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn dashboard(
     State(state): State<AppState>,
-    op: OperatorAuth,
-    ApiPath(id): ApiPath<i64>,
+    OwnedEvent { event, .. }: OwnedEvent,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let event = EventId(id);
-    portal::events::owned(&state.pool, op.operator.org(), event).await?;
     let mut ticks = tokio::time::interval(DASHBOARD_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = state.shutdown.clone();
@@ -451,6 +481,7 @@ pub async fn history(
     if !(1..=1440).contains(&minutes) {
         return Err(ApiError::bad_request("invalid_minutes", "minutes must be 1 to 1440"));
     }
+    // The query is checked before the event is looked up, so not `OwnedEvent`.
     let event = EventId(id);
     portal::events::owned(&state.pool, op.operator.org(), event).await?;
     Ok(Json(dashboard::history(&state.pool, event, minutes).await?))
@@ -474,11 +505,8 @@ async fn pricing_view(state: &AppState, event: EventId) -> Result<PricingView, A
     responses((status = 200, body = PricingView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn pricing(
     State(state): State<AppState>,
-    op: OperatorAuth,
-    ApiPath(id): ApiPath<i64>,
+    OwnedEvent { event, .. }: OwnedEvent,
 ) -> Result<Json<PricingView>, ApiError> {
-    let event = EventId(id);
-    portal::events::owned(&state.pool, op.operator.org(), event).await?;
     Ok(Json(pricing_view(&state, event).await?))
 }
 
@@ -499,6 +527,7 @@ pub async fn put_pricing(
     ApiPath(id): ApiPath<i64>,
     ApiJson(update): ApiJson<PricingUpdate>,
 ) -> Result<Json<PricingView>, ApiError> {
+    // The body is read before the event is looked up, so not `EventToChange`.
     op.operator.must_change()?;
     let event = EventId(id);
     portal::events::owned(&state.pool, op.operator.org(), event).await?;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde::Serialize;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use usher_shared::admin::{AdminProblem, PROBLEMS_HEADER, ROOMS_PATH, RoomSettings, RoomView, room_path};
 
 use crate::config::EdgeConfig;
 use crate::ids::EventId;
@@ -71,34 +72,25 @@ impl EdgeAdmin {
     }
 
     fn url(&self, event: EventId) -> String {
-        format!("{}/admin/events/{}", self.base, event.0)
+        format!("{}{}", self.base, room_path(event.0))
     }
 
     /// The room's settings and progress, as the edge gives them.
     #[tracing::instrument(skip(self), fields(event_id = event.0))]
-    pub async fn room(&self, event: EventId) -> Result<Value, EdgeError> {
+    pub async fn room(&self, event: EventId) -> Result<RoomView, EdgeError> {
         let r = self.http.get(self.url(event)).bearer_auth(&self.token).send().await;
         answer(r).await
     }
 
-    /// Replaces the room's settings; `event_id` in the body is set to the
-    /// event's (the edge wants both to agree).
+    /// Replaces the room's settings; their `event_id` is the event's (the
+    /// edge wants both to agree).
     #[tracing::instrument(skip(self, settings), fields(event_id = event.0))]
-    pub async fn put_room(&self, event: EventId, mut settings: Value) -> Result<Value, EdgeError> {
-        let Some(fields) = settings.as_object_mut() else {
-            return Err(EdgeError::Refused {
-                status: 422,
-                code: "invalid_body".into(),
-                detail: "the settings must be a JSON object".into(),
-                problems: None,
-            });
-        };
-        fields.insert("event_id".into(), event.0.into());
+    pub async fn put_room(&self, event: EventId, settings: RoomSettings<Option<i64>>) -> Result<RoomView, EdgeError> {
         let r = self
             .http
             .put(self.url(event))
             .bearer_auth(&self.token)
-            .json(&settings)
+            .json(&settings.for_event(event.0))
             .send()
             .await;
         answer(r).await
@@ -106,21 +98,10 @@ impl EdgeAdmin {
 
     /// Every event with a waiting room at the edge.
     pub async fn room_events(&self) -> Result<Vec<EventId>, EdgeError> {
-        let url = format!("{}/admin/events", self.base);
+        let url = format!("{}{ROOMS_PATH}", self.base);
         let r = self.http.get(url).bearer_auth(&self.token).send().await;
-        let rooms = answer(r).await?;
-        let rooms = rooms
-            .as_array()
-            .ok_or_else(|| EdgeError::Unavailable("the edge's room list is not a list".into()))?;
-        rooms
-            .iter()
-            .map(|room| {
-                room["settings"]["event_id"]
-                    .as_i64()
-                    .map(EventId)
-                    .ok_or_else(|| EdgeError::Unavailable("a room without an event id".into()))
-            })
-            .collect()
+        let rooms: Vec<RoomView> = answer(r).await?;
+        Ok(rooms.iter().map(|room| EventId(room.settings.event_id)).collect())
     }
 
     /// The dashboard's queue figures; None when the event has no room.
@@ -130,18 +111,17 @@ impl EdgeAdmin {
             Err(EdgeError::Refused { status: 404, .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let p = &room["progress"];
-        let n = |k: &str| p[k].as_u64().unwrap_or(0);
+        let p = room.progress;
         Ok(Some(EdgeFigures {
-            queue_length: n("waiting"),
-            admitted_total: n("admitted_total"),
-            admitted_per_minute: u32::try_from(n("rate")).unwrap_or(u32::MAX),
-            active: n("active"),
+            queue_length: p.waiting,
+            admitted_total: p.admitted_total,
+            admitted_per_minute: p.rate,
+            active: p.active,
         }))
     }
 }
 
-async fn answer(r: Result<reqwest::Response, reqwest::Error>) -> Result<Value, EdgeError> {
+async fn answer<T: DeserializeOwned>(r: Result<reqwest::Response, reqwest::Error>) -> Result<T, EdgeError> {
     let r = r.map_err(|e| EdgeError::Unavailable(e.to_string()))?;
     let status = r.status();
     if status.is_success() {
@@ -153,17 +133,17 @@ async fn answer(r: Result<reqwest::Response, reqwest::Error>) -> Result<Value, E
     }
     let problems = r
         .headers()
-        .get("x-problems")
+        .get(PROBLEMS_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| serde_json::from_str::<Vec<String>>(v).ok());
-    let body: Value = r.json().await.unwrap_or(Value::Null);
+    let (code, detail) = match r.json::<AdminProblem>().await {
+        Ok(p) => (p.code, p.detail),
+        Err(_) => ("edge_refused".to_owned(), "the edge refused the request".to_owned()),
+    };
     Err(EdgeError::Refused {
         status: status.as_u16(),
-        code: body["code"].as_str().unwrap_or("edge_refused").to_owned(),
-        detail: body["detail"]
-            .as_str()
-            .unwrap_or("the edge refused the request")
-            .to_owned(),
+        code,
+        detail,
         problems,
     })
 }

@@ -20,6 +20,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use usher_shared::admin::{Progress, QueueMode, RoomSettings, RoomView};
 
 pub fn admin_url() -> String {
     std::env::var("USHER_TEST_DATABASE_URL")
@@ -429,6 +430,27 @@ pub const SANDBOX_API_KEY: &str = "sk_test_harness";
 pub const SANDBOX_WEBHOOK_SECRET: &str = "whsec_test_harness";
 pub const SCANNER_KEY: &str = "scanner-key-for-gate-a";
 pub const OPERATOR_SECRET: &str = "whsec_operator_test";
+
+/// A waiting room as the edge's admin API shows it, for stand-ins of the
+/// edge: FIFO, `admit_per_minute` a minute, with this progress.
+pub fn edge_room(event: i64, admit_per_minute: u32, progress: Progress) -> RoomView {
+    RoomView {
+        settings: RoomSettings {
+            event_id: event,
+            admit_per_minute,
+            max_active: 1000,
+            session_secs: 600,
+            mode: QueueMode::Fifo,
+            on_sale_at: None,
+            message: String::new(),
+            grace_secs: 60,
+            adaptive: None,
+        },
+        progress,
+        listeners: 3,
+        lottery: None,
+    }
+}
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -27,31 +27,8 @@ use removed::{Removed, merged};
 pub use rooms::Rooms;
 use store::{LotteryRecord, Tick};
 
-/// The latest tick, as this proxy saw it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Progress {
-    /// Counts this proxy's ticks; also the id of stream events.
-    pub tick: u64,
-    pub at_ms: i64,
-    pub through: u64,
-    pub seq: u64,
-    pub waiting: u64,
-    pub active: u64,
-    pub admitted_total: u64,
-    /// Admissions per minute in force (an adaptive room's current rate).
-    pub rate: u32,
-    /// Admissions per minute actually made over the last minute (0 until
-    /// ten seconds of them are known). Below `rate` when the active cap, not
-    /// the rate, is what holds fans back.
-    pub admitting_per_minute: u32,
-    /// Places lost so far (fans not heard from within the grace period, or
-    /// taken back by the defences), all instances.
-    pub lost_total: u64,
-    /// Ticks on this proxy that failed (Redis slow or away), since start.
-    pub ticks_failed: u64,
-    /// Whether the last tick reached Redis.
-    pub healthy: bool,
-}
+/// The latest tick, as this proxy saw it (the admin API shows it as is).
+pub use usher_shared::admin::Progress;
 
 /// Where one ticket stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use usher_shared::admin::QueueMode;
 
+use crate::edge_admin;
 use crate::process::{cpu_secs, peak_rss, redis_commands};
 
 use record::{FanRecord, Recorder, Req, Sample};
@@ -205,29 +206,15 @@ async fn herd(
     let on_sale = start + Duration::from_secs_f64(scenario.sale.on_sale_after_secs);
     let on_sale_wall =
         chrono::Utc::now() + chrono::Duration::milliseconds((scenario.sale.on_sale_after_secs * 1000.0) as i64);
-    let ad = &scenario.admission;
-    let settings = serde_json::json!({
-        "event_id": st.event,
-        "admit_per_minute": ad.admit_per_minute,
-        "max_active": ad.max_active,
-        "session_secs": ad.session_secs,
-        "mode": if passthrough { "passthrough" } else { "fifo" },
-        "grace_secs": ad.grace_secs,
-        "on_sale_at": on_sale_wall,
-    });
-    let r = setup
-        .put(format!("{}/admin/events/{}", st.admin, st.event))
-        .bearer_auth(&st.admin_token)
-        .json(&settings)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!(
-            "setting the on-sale: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        );
-    }
+    let mode = if passthrough {
+        QueueMode::Passthrough
+    } else {
+        QueueMode::Fifo
+    };
+    let room = scenario.admission.room(st.event, mode, on_sale_wall);
+    edge_admin::put_room(&setup, &st.admin, &st.admin_token, &room)
+        .await
+        .context("setting the on-sale")?;
     let deadline = on_sale + Duration::from_secs(scenario.max_secs);
     let world = Arc::new(fan::World {
         scenario: scenario.clone(),
@@ -369,20 +356,14 @@ async fn sample(w: Arc<fan::World>, t: SampleTargets, stop: Arc<AtomicBool>) -> 
             streams: w.rec.streams_open.load(Ordering::Relaxed),
             ..Sample::default()
         };
-        if let Ok(r) = http
-            .get(format!("{}/admin/events/{}", t.admin, t.event))
-            .bearer_auth(&t.admin_token)
-            .send()
-            .await
-            && let Ok(v) = r.json::<Value>().await
-        {
-            let p = &v["progress"];
-            s.waiting = p["waiting"].as_u64().unwrap_or(0);
-            s.active = p["active"].as_u64().unwrap_or(0);
-            s.admitted_total = p["admitted_total"].as_u64().unwrap_or(0);
-            s.rate = p["rate"].as_u64().unwrap_or(0) as u32;
-            s.lost_total = p["lost_total"].as_u64().unwrap_or(0);
-            s.ticks_failed = p["ticks_failed"].as_u64().unwrap_or(0);
+        if let Ok(room) = edge_admin::room(&http, &t.admin, &t.admin_token, t.event).await {
+            let p = room.progress;
+            s.waiting = p.waiting;
+            s.active = p.active;
+            s.admitted_total = p.admitted_total;
+            s.rate = p.rate;
+            s.lost_total = p.lost_total;
+            s.ticks_failed = p.ticks_failed;
         }
         if let Some(conn) = redis.as_mut() {
             s.redis_commands = redis_commands(conn).await.unwrap_or(0);

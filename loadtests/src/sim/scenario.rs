@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use usher_shared::admin::{QueueMode, RoomSettings};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +116,23 @@ pub struct Admission {
     /// before the run fails (ticks are 200 ms; fans arrive in bursts).
     #[serde(default = "default_margin")]
     pub rate_margin: f64,
+}
+
+impl Admission {
+    /// The event's waiting room for this scenario, opening at `on_sale_at`.
+    pub fn room(&self, event: i64, mode: QueueMode, on_sale_at: DateTime<Utc>) -> RoomSettings {
+        RoomSettings {
+            event_id: event,
+            admit_per_minute: self.admit_per_minute,
+            max_active: self.max_active,
+            session_secs: self.session_secs,
+            mode,
+            on_sale_at: Some(on_sale_at),
+            message: String::new(),
+            grace_secs: self.grace_secs,
+            adaptive: None,
+        }
+    }
 }
 
 fn default_grace() -> u64 {

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use loadtests::browser::Browser;
+use loadtests::edge_admin;
 use loadtests::sim::scenario::Scenario;
 use loadtests::sim::stack::{ADMIN_TOKEN, Bins, SimStack};
 use serde_json::{Value, json};
+use usher_shared::admin::QueueMode;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -57,20 +59,16 @@ pub async fn start() -> SimStack {
 }
 
 /// The operator's switch, through the edge's admin API.
-pub async fn set_mode(stack: &SimStack, mode: &str) {
+pub async fn set_mode(stack: &SimStack, mode: QueueMode) {
     let http = reqwest::Client::new();
-    let url = format!("{}/admin/events/{}", stack.admin_base, stack.event);
-    let current = get_json(&url, Some(ADMIN_TOKEN)).await;
-    let mut settings = current.get("settings").cloned().unwrap_or(current);
-    settings["mode"] = json!(mode);
-    let r = http
-        .put(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&settings)
-        .send()
+    let mut settings = edge_admin::room(&http, &stack.admin_base, ADMIN_TOKEN, stack.event)
+        .await
+        .unwrap()
+        .settings;
+    settings.mode = mode;
+    edge_admin::put_room(&http, &stack.admin_base, ADMIN_TOKEN, &settings)
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
 }
 
 pub async fn sign_in(browser: &Browser, base: &str, fan: &str, next: &str) {

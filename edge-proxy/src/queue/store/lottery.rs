@@ -10,18 +10,7 @@ const DRAW_LEASE_MS: u64 = 60_000;
 /// Drawn places are written this many per command.
 const DRAW_CHUNK: usize = 5_000;
 
-/// A lottery's public record and progress.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct LotteryRecord {
-    /// SHA-256 of the seed, published before the pre-queue opens.
-    pub seed_hash: Option<String>,
-    /// Revealed once the places are drawn.
-    pub seed: Option<String>,
-    /// Tickets 1..=entrants took part (sealed at the on-sale).
-    pub entrants: Option<u64>,
-    /// "open" (taking entrants), "drawing" or "drawn".
-    pub state: String,
-}
+pub use usher_shared::admin::LotteryRecord;
 
 impl QueueStore {
     /// The lottery's public record (the secret seed stays out until drawn).
