@@ -213,8 +213,7 @@ fn ticket_signer(config: &Config) -> Result<TicketSigner, StartError> {
     let t = &config.tickets;
     match &t.signing_key_file {
         Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .map_err(|e| StartError::Tickets(format!("cannot read {}: {e}", path.display())))?;
+            let pem = usher_shared::read_pem(path).map_err(|e| StartError::Tickets(e.to_string()))?;
             TicketSigner::from_pem(&t.kid, &pem).map_err(|e| StartError::Tickets(e.to_string()))
         }
         None => {

@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use subtle::ConstantTimeEq;
 use usher_shared::admin::{
     AdminCode, AdminProblem, FairnessView, PROBLEMS_HEADER, ROOMS_PATH, RoomView, WaitBucket, WaitingTime,
 };
@@ -41,17 +42,13 @@ fn problem(status: StatusCode, code: AdminCode, detail: impl Into<String>) -> Re
     r
 }
 
-/// Compares in constant time, so the token cannot be guessed byte by byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn authorised(state: &EdgeState, headers: &HeaderMap) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    given.is_some_and(|t| same(t.as_bytes(), state.config.admin.token.as_bytes()))
+    // In constant time, so the token cannot be guessed byte by byte.
+    given.is_some_and(|t| t.as_bytes().ct_eq(state.config.admin.token.as_bytes()).into())
 }
 
 fn unauthorised() -> Response {

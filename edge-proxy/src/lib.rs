@@ -12,7 +12,6 @@ pub mod config;
 pub mod defence;
 pub mod fans;
 pub mod limits;
-pub mod locks;
 pub mod metrics;
 pub mod proxy;
 pub mod queue;
@@ -20,4 +19,7 @@ pub mod respond;
 pub mod rules;
 pub mod state;
 pub mod tokens;
+
+/// Taking a lock past a poisoning, as the core does.
+pub use usher_shared::locks;
 pub mod upstreams;

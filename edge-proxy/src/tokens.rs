@@ -4,23 +4,20 @@
 //! refused. Verified access tokens are remembered, since every protected
 //! request carries one.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 use usher_shared::{
-    ACCESS_AUDIENCE, AccessClaims, QUEUE_AUDIENCE, QueueClaims, SigningKey, TokenError, TokenSigner, TokenVerifier,
-    VerifyingKeys,
+    ACCESS_AUDIENCE, AccessClaims, KeyFileError, QUEUE_AUDIENCE, QueueClaims, SigningKey, TokenError, TokenSigner,
+    TokenVerifier, VerifiedTokens, VerifyingKeys,
 };
 
 use crate::config::TokensConfig;
-use crate::locks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenSetupError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Read(#[from] KeyFileError),
     #[error("edge key: {0}")]
     Key(#[from] usher_shared::KeyError),
 }
@@ -33,7 +30,7 @@ pub struct EdgeTokens {
     queue_ttl_secs: i64,
     /// A secret every instance with this key shares (keys the puzzles).
     secret: [u8; 32],
-    verified: Mutex<HashMap<String, AccessClaims>>,
+    verified: VerifiedTokens<AccessClaims>,
 }
 
 const VERIFIED_CAPACITY: usize = 200_000;
@@ -46,7 +43,7 @@ pub fn binding(client_cookie: &str, user_agent: &str, accept_language: &str) -> 
         h.update(part.as_bytes());
         h.update([0]);
     }
-    h.finalize()[..12].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&h.finalize()[..12])
 }
 
 fn now() -> i64 {
@@ -55,10 +52,7 @@ fn now() -> i64 {
 
 impl EdgeTokens {
     pub fn from_config(config: &TokensConfig) -> Result<EdgeTokens, TokenSetupError> {
-        let pem = std::fs::read_to_string(&config.private_key_file).map_err(|source| TokenSetupError::Read {
-            path: config.private_key_file.display().to_string(),
-            source,
-        })?;
+        let pem = usher_shared::read_pem(&config.private_key_file)?;
         Self::from_pem(config, &pem)
     }
 
@@ -73,7 +67,7 @@ impl EdgeTokens {
             signer: TokenSigner::new(key),
             queue_ttl_secs: config.queue_token_ttl_secs as i64,
             secret: Sha256::digest(private_pem.as_bytes()).into(),
-            verified: Mutex::new(HashMap::new()),
+            verified: VerifiedTokens::new(VERIFIED_CAPACITY),
         })
     }
 
@@ -117,23 +111,12 @@ impl EdgeTokens {
     }
 
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        if let Some(claims) = locks::lock(&self.verified).get(token)
-            && claims.exp > now()
-        {
-            return Ok(claims.clone());
-        }
-        let claims = self.access.verify_access(token)?;
-        let mut verified = locks::lock(&self.verified);
-        if verified.len() >= VERIFIED_CAPACITY {
-            verified.clear();
-        }
-        verified.insert(token.to_owned(), claims.clone());
-        Ok(claims)
+        self.verified.get_or_verify(token, |t| self.access.verify_access(t))
     }
 
     /// Forgets a token (its session ended), so it is checked afresh.
     pub fn forget(&self, token: &str) {
-        locks::lock(&self.verified).remove(token);
+        self.verified.forget(token);
     }
 }
 

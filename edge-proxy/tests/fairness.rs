@@ -78,15 +78,7 @@ async fn the_pre_queue_lottery_is_a_permutation_anyone_can_recompute() {
     let seed = after["seed"].as_str().unwrap();
     let entrants = after["entrants"].as_u64().unwrap();
     assert_eq!(after["seed_hash"].as_str(), Some(seed_hash.as_str()));
-    let recomputed_hash: String = Sha256::digest(
-        (0..seed.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&seed[i..i + 2], 16).unwrap())
-            .collect::<Vec<u8>>(),
-    )
-    .iter()
-    .map(|b| format!("{b:02x}"))
-    .collect();
+    let recomputed_hash = hex::encode(Sha256::digest(hex::decode(seed).unwrap()));
     assert_eq!(recomputed_hash, seed_hash, "the revealed seed is the one committed to");
     assert_eq!(entrants, 150, "everyone who joined before the on-sale is in the draw");
 

@@ -200,10 +200,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        h.finalize()[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        hex::encode(&h.finalize()[..12])
     };
     let token = signer.sign(&usher_shared::AccessClaims {
         iss: "usher-edge".into(),

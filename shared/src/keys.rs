@@ -3,6 +3,7 @@
 //! keys can be rotated without a flag day.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
@@ -17,6 +18,22 @@ pub enum KeyError {
     BadPublicKey(String),
     #[error("key id must be 1 to 64 characters of [A-Za-z0-9._-], got {0:?}")]
     BadKeyId(String),
+}
+
+/// A key file that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {path}: {source}")]
+pub struct KeyFileError {
+    pub path: String,
+    pub source: std::io::Error,
+}
+
+/// The text of a PEM key file.
+pub fn read_pem(path: &Path) -> Result<String, KeyFileError> {
+    std::fs::read_to_string(path).map_err(|source| KeyFileError {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// A freshly generated key pair, both halves PEM-encoded.

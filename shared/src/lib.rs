@@ -14,10 +14,12 @@ pub const SESSION_DONE_HEADER: &str = "usher-session-done";
 
 pub mod admin;
 pub mod keys;
+pub mod locks;
 pub mod paths;
 pub mod tokens;
 
-pub use keys::{KeyError, SigningKey, VerifyingKeys};
+pub use keys::{KeyError, KeyFileError, SigningKey, VerifyingKeys, read_pem};
 pub use tokens::{
     ACCESS_AUDIENCE, AccessClaims, FanClaims, QUEUE_AUDIENCE, QueueClaims, TokenError, TokenSigner, TokenVerifier,
+    VerifiedTokens,
 };

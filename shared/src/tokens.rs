@@ -8,10 +8,14 @@
 //!   edge checks it on every protected request and booking-core checks it
 //!   again with the edge's public key alone.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::keys::{SigningKey, VerifyingKeys};
+use crate::locks;
 
 /// Who the fan is, as asserted by an identity issuer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +166,77 @@ impl TokenVerifier {
     }
 }
 
+/// Claims that end: a remembered token is good until then.
+pub trait Expiring {
+    /// Unix seconds.
+    fn exp(&self) -> i64;
+}
+
+impl Expiring for FanClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
+
+impl Expiring for AccessClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
+
+/// Tokens remembered as verified, with their claims. A client sends the
+/// same token with every request, and an Ed25519 verification costs more
+/// than the rest of most requests' work; the memory is emptied when full.
+pub struct VerifiedTokens<C> {
+    capacity: usize,
+    tokens: Mutex<HashMap<String, C>>,
+}
+
+impl<C: Expiring + Clone> VerifiedTokens<C> {
+    pub fn new(capacity: usize) -> Self {
+        VerifiedTokens {
+            capacity,
+            tokens: Mutex::default(),
+        }
+    }
+
+    /// The claims of `token`: remembered ones until they expire, otherwise
+    /// what `verify` says (remembered when good).
+    pub fn get_or_verify(
+        &self,
+        token: &str,
+        verify: impl FnOnce(&str) -> Result<C, TokenError>,
+    ) -> Result<C, TokenError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(claims) = locks::lock(&self.tokens).get(token)
+            && claims.exp() > now
+        {
+            return Ok(claims.clone());
+        }
+        let claims = verify(token)?;
+        let mut tokens = locks::lock(&self.tokens);
+        if tokens.len() >= self.capacity {
+            tokens.clear();
+        }
+        tokens.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    /// Forgets a token, so that it is verified afresh.
+    pub fn forget(&self, token: &str) {
+        locks::lock(&self.tokens).remove(token);
+    }
+}
+
+impl<C> std::fmt::Debug for VerifiedTokens<C> {
+    // Never print the tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedTokens")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +266,25 @@ mod tests {
             exp: now() + exp_in,
             name: None,
         }
+    }
+
+    #[test]
+    fn verified_tokens_are_remembered_until_they_expire() {
+        let (signer, verifier) = setup();
+        let cache = VerifiedTokens::new(2);
+        let good = signer.sign(&claims(60));
+        let calls = std::cell::Cell::new(0);
+        let verify = |t: &str| {
+            calls.set(calls.get() + 1);
+            verifier.verify_fan(t)
+        };
+        assert_eq!(cache.get_or_verify(&good, verify).unwrap().sub, "fan-1");
+        assert_eq!(cache.get_or_verify(&good, verify).unwrap().sub, "fan-1");
+        assert_eq!(calls.get(), 1, "the second time from memory");
+        cache.forget(&good);
+        cache.get_or_verify(&good, verify).unwrap();
+        assert_eq!(calls.get(), 2, "forgotten, verified again");
+        assert_eq!(cache.get_or_verify("not.a.jwt", verify), Err(TokenError::Malformed));
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl Web {
         let mut assets = HashMap::new();
         let mut hashed = HashMap::new();
         for (name, body, content_type) in FILES {
-            let digest: String = Sha256::digest(body)[..6].iter().map(|b| format!("{b:02x}")).collect();
+            let digest = hex::encode(&Sha256::digest(body)[..6]);
             let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
             let versioned = format!("{stem}.{digest}.{ext}");
             hashed.insert(*name, format!("/assets/{versioned}"));

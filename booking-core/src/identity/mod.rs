@@ -5,14 +5,12 @@
 
 pub mod ended;
 
-use std::path::Path;
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use usher_shared::{
-    ACCESS_AUDIENCE, AccessClaims, FanClaims, SigningKey, TokenError, TokenSigner, TokenVerifier, VerifyingKeys,
+    ACCESS_AUDIENCE, AccessClaims, FanClaims, KeyFileError, SigningKey, TokenError, TokenSigner, TokenVerifier,
+    VerifiedTokens, VerifyingKeys, read_pem,
 };
 
 use crate::config::{AdmissionConfig, IdentityConfig, PublicKeyConfig};
@@ -20,8 +18,8 @@ use crate::ids::FanId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentitySetupError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Read(#[from] KeyFileError),
     #[error("identity key {kid}: {source}")]
     Key {
         kid: String,
@@ -33,12 +31,12 @@ pub enum IdentitySetupError {
 pub struct Identity {
     verifier: TokenVerifier,
     dev: Option<DevIssuer>,
-    verified: Arc<Mutex<HashMap<String, FanClaims>>>,
+    verified: Arc<VerifiedTokens<FanClaims>>,
 }
 
-/// Tokens remembered as verified. A fan's client sends the same token with
-/// every request, and an Ed25519 verification costs more than the rest of
-/// a hold's work in this process; the cache is emptied when it fills.
+/// How many tokens are remembered as verified. A fan's client sends the
+/// same token with every request, and an Ed25519 verification costs more
+/// than the rest of a hold's work in this process.
 const VERIFIED_CAPACITY: usize = 100_000;
 
 #[derive(Clone, Debug)]
@@ -49,19 +47,12 @@ struct DevIssuer {
     ttl_secs: i64,
 }
 
-fn read(path: &Path) -> Result<String, IdentitySetupError> {
-    std::fs::read_to_string(path).map_err(|source| IdentitySetupError::Read {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
 fn key_ring(configured: &[PublicKeyConfig]) -> Result<VerifyingKeys, IdentitySetupError> {
     let mut keys = VerifyingKeys::new();
     for key in configured {
         let pem = match (&key.pem, &key.pem_file) {
             (Some(pem), _) => pem.clone(),
-            (None, Some(path)) => read(path)?,
+            (None, Some(path)) => read_pem(path)?,
             (None, None) => String::new(),
         };
         keys.insert_pem(&key.kid, &pem)
@@ -100,7 +91,7 @@ impl Identity {
         let dev = match (&config.dev_sign_in.enabled, &config.dev_sign_in.private_key_file) {
             (true, Some(path)) => {
                 let kid = &config.dev_sign_in.kid;
-                let key = SigningKey::from_pem(kid, &read(path)?).map_err(|source| IdentitySetupError::Key {
+                let key = SigningKey::from_pem(kid, &read_pem(path)?).map_err(|source| IdentitySetupError::Key {
                     kid: kid.clone(),
                     source,
                 })?;
@@ -123,28 +114,19 @@ impl Identity {
         Ok(Identity {
             verifier,
             dev,
-            verified: Arc::default(),
+            verified: Arc::new(VerifiedTokens::new(VERIFIED_CAPACITY)),
         })
     }
 
     /// The fan a bearer token names, if the token is good.
     pub fn authenticate(&self, token: &str) -> Result<FanClaims, TokenError> {
-        let now = Utc::now().timestamp();
-        if let Some(claims) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(token)
-            && claims.exp > now
-        {
-            return Ok(claims.clone());
-        }
-        let claims = self.verifier.verify_fan(token)?;
-        if claims.sub.is_empty() || claims.sub.len() > 128 || claims.sub.chars().any(char::is_control) {
-            return Err(TokenError::Malformed);
-        }
-        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        if verified.len() >= VERIFIED_CAPACITY {
-            verified.clear();
-        }
-        verified.insert(token.to_owned(), claims.clone());
-        Ok(claims)
+        self.verified.get_or_verify(token, |token| {
+            let claims = self.verifier.verify_fan(token)?;
+            if claims.sub.is_empty() || claims.sub.len() > 128 || claims.sub.chars().any(char::is_control) {
+                return Err(TokenError::Malformed);
+            }
+            Ok(claims)
+        })
     }
 
     pub fn dev_sign_in_enabled(&self) -> bool {

@@ -126,10 +126,7 @@ pub fn rotating(static_code: &str, secret: &[u8], window: i64) -> String {
 fn window_code(secret: &[u8], window: i64) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
     mac.update(&window.to_be_bytes());
-    mac.finalize().into_bytes()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&mac.finalize().into_bytes()[..8])
 }
 
 /// Whether a rotating code's HMAC is right for its window, and the window is

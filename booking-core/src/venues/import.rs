@@ -209,7 +209,7 @@ impl ChartSpec {
         // Serialising plain structs cannot fail.
         let bytes = serde_json::to_vec(&geometry).expect("serialise chart");
         let digest = Sha256::digest(&bytes);
-        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(&digest[..12]);
         format!("g-{hex}")
     }
 }

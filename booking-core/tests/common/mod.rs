@@ -54,10 +54,7 @@ pub async fn fresh_database() -> String {
     for m in booking_core::db::MIGRATOR.iter() {
         h.update(&m.checksum);
     }
-    let template = format!(
-        "usher_tmpl_{}",
-        h.finalize()[..6].iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let template = format!("usher_tmpl_{}", hex::encode(&h.finalize()[..6]));
     // One process at a time makes the template and copies it.
     sqlx::query("SELECT pg_advisory_lock(72747201)")
         .execute(&mut admin)

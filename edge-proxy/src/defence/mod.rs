@@ -30,8 +30,8 @@ use risk::{Misdeed, Risk, Signals};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefenceSetupError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Read(#[from] usher_shared::KeyFileError),
     #[error("defence.fans key: {0}")]
     Key(#[from] usher_shared::KeyError),
 }
@@ -104,11 +104,7 @@ impl Defences {
             Some(f) => {
                 let mut keys = VerifyingKeys::new();
                 for k in &f.public_keys {
-                    let pem = std::fs::read_to_string(&k.pem_file).map_err(|source| DefenceSetupError::Read {
-                        path: k.pem_file.display().to_string(),
-                        source,
-                    })?;
-                    keys.insert_pem(&k.kid, &pem)?;
+                    keys.insert_pem(&k.kid, &usher_shared::read_pem(&k.pem_file)?)?;
                 }
                 Some(TokenVerifier::new(keys, &f.issuer, &f.audience, 30))
             }

@@ -94,10 +94,10 @@ impl Puzzles {
     }
 
     pub fn issue(&self, event: i64, bits: u8, ttl_ms: i64, binding: &str, network: &str, now_ms: i64) -> String {
-        let nonce: String = rand::random::<[u8; 12]>().iter().map(|b| format!("{b:02x}")).collect();
+        let nonce = hex::encode(rand::random::<[u8; 12]>());
         let body = format!("{event}.{}.{bits}.{nonce}", now_ms + ttl_ms);
         let tag = self.mac(&body, binding, network).finalize().into_bytes();
-        let tag: String = tag[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let tag = hex::encode(&tag[..16]);
         format!("{body}.{tag}")
     }
 
@@ -147,14 +147,12 @@ impl Puzzles {
     }
 }
 
+/// A tag is 16 bytes in hex.
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if s.len() != 32 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    hex::decode(s).ok()
 }
 
 #[cfg(test)]

@@ -19,14 +19,14 @@ use sha2::{Digest, Sha256};
 /// A fresh secret seed (hex) and its published hash (hex).
 pub fn new_seed() -> (String, String) {
     let seed: [u8; 32] = rand::random();
-    let seed = hex(&seed);
+    let seed = hex::encode(seed);
     let hash = seed_hash(&seed);
     (seed, hash)
 }
 
 /// SHA-256 of the seed's bytes (the seed is given in hex), in hex.
 pub fn seed_hash(seed_hex: &str) -> String {
-    hex(&Sha256::digest(unhex(seed_hex)))
+    hex::encode(Sha256::digest(unhex(seed_hex)))
 }
 
 /// The drawn order: `order[k]` is the ticket at place `k + 1`.
@@ -74,21 +74,10 @@ impl Draw {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Hex to bytes; anything that is not hex is taken as raw bytes, so a seed
 /// is always usable.
 fn unhex(s: &str) -> Vec<u8> {
-    let valid = s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if !valid {
-        return s.as_bytes().to_vec();
-    }
-    (0..s.len())
-        .step_by(2)
-        .filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
+    hex::decode(s).unwrap_or_else(|_| s.as_bytes().to_vec())
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, Refusal> {
 
 fn fingerprint(path: &str, body: &Value) -> String {
     let digest = Sha256::digest(format!("{path}\n{body}").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest)
 }
 
 fn answer(a: &Answer, replayed: bool) -> Response {

@@ -82,7 +82,7 @@ impl CardIdentity<'_> {
             CardIdentity::Named(suffix) => ("named", suffix),
         };
         let digest = Sha256::digest(format!("sandbox card\n{kind}\n{name}").as_bytes());
-        let fingerprint = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let fingerprint = hex::encode(&digest[..8]);
         let last4 = format!("{:04}", u16::from_be_bytes([digest[8], digest[9]]) % 10_000);
         (fingerprint, last4)
     }

@@ -89,7 +89,7 @@ impl Sender {
         mac.update(t.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
-        let tag: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let tag = hex::encode(mac.finalize().into_bytes());
         format!("t={t},v1={tag}")
     }
 }
