@@ -19,5 +19,6 @@ pub mod outbox;
 pub mod portal;
 pub mod pricing;
 pub mod seed;
+pub mod signature;
 pub mod tickets;
 pub mod venues;

@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use booking_core::catalog::EventRules;
-use booking_core::checkout::{reconcile, signature};
+use booking_core::checkout::reconcile;
+use booking_core::signature;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

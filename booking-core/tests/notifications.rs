@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
-use booking_core::checkout::signature;
+use booking_core::signature;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -15,10 +15,11 @@ use axum::response::IntoResponse;
 use booking_core::checkout::provider::{
     ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, WebhookEvent,
 };
+use booking_core::checkout::reconcile;
 use booking_core::checkout::stripe::StripeProvider;
-use booking_core::checkout::{reconcile, signature};
 use booking_core::config::Config;
 use booking_core::ids::{Cents, OrderId};
+use booking_core::signature;
 use common::*;
 use serde_json::json;
 

@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 
 use booking_core::checkout::sandbox::SandboxProvider;
 use booking_core::checkout::stripe::StripeProvider;
-use booking_core::checkout::{PaymentProvider, signature};
+use booking_core::checkout::PaymentProvider;
+use booking_core::signature;
 use booking_core::config::Config;
 use libfuzzer_sys::fuzz_target;
 

@@ -14,7 +14,6 @@ pub mod reconcile;
 pub mod refunds;
 pub mod saga;
 pub mod sandbox;
-pub mod signature;
 pub mod stripe;
 
 use chrono::{DateTime, Utc};

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use serde::Deserialize;
 
 use crate::ids::{Cents, OrderId};
+use crate::signature::SignatureError;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -158,6 +159,16 @@ pub enum WebhookError {
     StaleTimestamp,
     #[error("the webhook's body is not an event we understand")]
     MalformedBody,
+}
+
+impl From<SignatureError> for WebhookError {
+    fn from(e: SignatureError) -> Self {
+        match e {
+            SignatureError::Malformed => WebhookError::MalformedSignature,
+            SignatureError::Mismatch => WebhookError::BadSignature,
+            SignatureError::Stale => WebhookError::StaleTimestamp,
+        }
+    }
 }
 
 /// A card processor.

@@ -19,7 +19,6 @@
 //! charge) is taken by `late.rs`: tickets if the seats can still be had,
 //! otherwise all of the money back, once.
 
-use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,27 +31,24 @@ use crate::checkout::provider::{
 };
 use crate::checkout::{Order, OrderError, OrderRequest, OrderState, refunds};
 use crate::config::{CheckoutConfig, PaymentsConfig};
-use crate::idempotency::Fingerprint;
+use crate::idempotency::{Fingerprint, Outcome};
 use crate::ids::{Cents, FanId, OrderId};
 use crate::inventory::claims;
 use crate::tickets;
 
-tokio::task_local! {
-    /// Time this request spent waiting for the payment provider, so the
-    /// answer can say how much of its latency was ours (Server-Timing).
-    static PROVIDER_TIME: Cell<Duration>;
-}
-
-fn count_provider_time(since: Instant) {
-    let _ = PROVIDER_TIME.try_with(|t| t.set(t.get() + since.elapsed()));
-}
-
-/// Where the crash tests may stop the process (`checkout.crash_after`):
-/// after each step's effect, before the next.
 /// How long a buyer's order keeps a resale listing from other buyers while
 /// it pays (a decline releases it at once).
 const LISTING_RESERVATION_SECS: i64 = 600;
 
+/// What driving an order came to: its state, and how long the payment
+/// provider took over it.
+struct Driven {
+    state: OrderState,
+    provider_time: Duration,
+}
+
+/// Where the crash tests may stop the process (`checkout.crash_after`):
+/// after each step's effect, before the next.
 pub const STEPS: &[&str] = &["order_created", "charged", "paid", "settled", "refund_sent"];
 
 #[derive(Clone)]
@@ -96,23 +92,15 @@ impl CheckoutService {
     /// takes it as far as it goes now: usually to `confirmed` or
     /// `payment_failed`; to `pending_payment` if the provider did not answer
     /// (the webhook or reconciliation finish it). Also returns the time spent
-    /// waiting for the provider.
+    /// waiting for the provider, so the answer can say how much of its
+    /// latency was ours (Server-Timing).
     #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty))]
     pub async fn place(
         &self,
         fan: &FanId,
         key: &str,
         request: &OrderRequest,
-    ) -> Result<(Order, bool, Duration), OrderError> {
-        PROVIDER_TIME
-            .scope(Cell::new(Duration::ZERO), async {
-                let (order, replayed) = self.place_timed(fan, key, request).await?;
-                Ok((order, replayed, PROVIDER_TIME.with(Cell::get)))
-            })
-            .await
-    }
-
-    async fn place_timed(&self, fan: &FanId, key: &str, request: &OrderRequest) -> Result<(Order, bool), OrderError> {
+    ) -> Result<(Outcome<Order>, Duration), OrderError> {
         let pm = request.payment_method.as_str();
         if pm.is_empty() || pm.len() > 255 || !pm.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(OrderError::InvalidPaymentMethod);
@@ -129,9 +117,11 @@ impl CheckoutService {
             provider: self.provider.name(),
             reconcile_after_secs: self.reconcile_after_secs,
         };
+        let mut provider_time = Duration::ZERO;
         let (order, replayed) = match (request.hold_id, request.listing_id) {
             (Some(_), None) => {
-                let card = self.card_of(fan, key, pm).await?;
+                let (card, asking) = self.card_of(fan, key, pm).await?;
+                provider_time += asking;
                 orders::create(&self.pool, new, card.as_deref()).await?
             }
             (None, Some(listing)) => {
@@ -144,28 +134,31 @@ impl CheckoutService {
             self.crash_point("order_created");
         }
         // A replay drives too: the first request may have died mid-way.
-        if let Err(e) = self.drive(order).await {
-            tracing::warn!(error = %e, "order left for reconciliation");
+        match self.steps(order).await {
+            Ok(driven) => provider_time += driven.provider_time,
+            Err(e) => tracing::warn!(error = %e, "order left for reconciliation"),
         }
-        Ok((orders::get(&self.pool, fan, order).await?, replayed))
+        let order = orders::get(&self.pool, fan, order).await?;
+        Ok((Outcome { value: order, replayed }, provider_time))
     }
 
     /// The fingerprint of the card a new order would pay with, asked of the
     /// provider before anything is made or charged. None for a retry of an
     /// order already made (it is not checked again), and for a payment
     /// method the provider does not know (its charge is refused as before).
-    async fn card_of(&self, fan: &FanId, key: &str, pm: &str) -> Result<Option<String>, OrderError> {
+    /// Also the time the provider took to answer.
+    async fn card_of(&self, fan: &FanId, key: &str, pm: &str) -> Result<(Option<String>, Duration), OrderError> {
         if orders::exists_for_key(&self.pool, fan, key).await? {
-            return Ok(None);
+            return Ok((None, Duration::ZERO));
         }
         let asked = Instant::now();
         let answer = self.provider.card_fingerprint(pm).await;
-        count_provider_time(asked);
+        let asking = asked.elapsed();
         match answer {
-            Ok(card) => Ok(card),
+            Ok(card) => Ok((card, asking)),
             Err(ProviderError::Rejected { code, .. }) => {
                 tracing::info!(%code, "the provider gave no card for the payment method");
-                Ok(None)
+                Ok((None, asking))
             }
             // Without the card the limit cannot be checked: nothing is made,
             // and the fan's retry (same key) asks again.
@@ -176,6 +169,11 @@ impl CheckoutService {
     /// Takes steps until the order is final or a step cannot be taken now.
     #[tracing::instrument(skip(self), fields(order_id = %order))]
     pub async fn drive(&self, order: OrderId) -> Result<OrderState, SagaError> {
+        self.steps(order).await.map(|driven| driven.state)
+    }
+
+    async fn steps(&self, order: OrderId) -> Result<Driven, SagaError> {
+        let mut provider_time = Duration::ZERO;
         loop {
             let mut conn = self.pool.acquire().await?;
             let row = orders::saga_row(&mut conn, order, false)
@@ -184,10 +182,15 @@ impl CheckoutService {
             drop(conn);
             let before = row.state;
             match row.state {
-                OrderState::PendingPayment => self.charge(&row).await?,
+                OrderState::PendingPayment => provider_time += self.charge(&row).await?,
                 OrderState::Paid => self.settle(order).await?,
-                OrderState::Refunding => self.give_back(&row).await?,
-                done => return Ok(done),
+                OrderState::Refunding => provider_time += self.give_back(&row).await?,
+                done => {
+                    return Ok(Driven {
+                        state: done,
+                        provider_time,
+                    });
+                }
             }
             let mut conn = self.pool.acquire().await?;
             let after = orders::saga_row(&mut conn, order, false)
@@ -196,12 +199,17 @@ impl CheckoutService {
                 .state;
             if after == before {
                 // The step could not be taken now (no answer from the provider).
-                return Ok(after);
+                return Ok(Driven {
+                    state: after,
+                    provider_time,
+                });
             }
         }
     }
 
-    async fn charge(&self, row: &SagaRow) -> Result<(), SagaError> {
+    /// Charges the order (or asks about its charge); returns how long the
+    /// provider took.
+    async fn charge(&self, row: &SagaRow) -> Result<Duration, SagaError> {
         if row.total == Cents(0) {
             // Nothing to charge (complimentary seats): straight to the sale.
             let mut conn = self.pool.acquire().await?;
@@ -211,7 +219,7 @@ impl CheckoutService {
             )
             .execute(&mut *conn)
             .await?;
-            return Ok(());
+            return Ok(Duration::ZERO);
         }
         let request = ChargeRequest {
             order: row.id,
@@ -228,11 +236,13 @@ impl CheckoutService {
             Some(intent) => self.provider.retrieve(intent).await,
             None => self.provider.charge(&request).await,
         };
-        count_provider_time(asked);
+        let mut waited = asked.elapsed();
         match answer {
             Ok(charge) => {
                 self.crash_point("charged");
-                if self.apply_charge(row.id, &charge).await? == Some(Taken::Paid) {
+                let (taken, refunding) = self.apply_charge(row.id, &charge).await?;
+                waited += refunding;
+                if taken == Some(Taken::Paid) {
                     self.crash_point("paid");
                 }
             }
@@ -247,7 +257,7 @@ impl CheckoutService {
                 orders::mark_failed(&self.pool, row.id, None, &code).await?;
             }
         }
-        Ok(())
+        Ok(waited)
     }
 
     /// paid -> confirmed (seats sold, tickets issued) or -> refunding, in one
@@ -311,8 +321,9 @@ impl CheckoutService {
     }
 
     /// Records what the provider says of one of the order's charges, in
-    /// whatever state the order is. Returns what became of a success.
-    async fn apply_charge(&self, order: OrderId, charge: &Charge) -> Result<Option<Taken>, SagaError> {
+    /// whatever state the order is. Returns what became of a success, and
+    /// how long the provider took to refund a charge no order could keep.
+    async fn apply_charge(&self, order: OrderId, charge: &Charge) -> Result<(Option<Taken>, Duration), SagaError> {
         match &charge.status {
             ChargeStatus::Succeeded => {
                 let taken = late::take(
@@ -323,30 +334,32 @@ impl CheckoutService {
                     self.reconcile_after_secs,
                 )
                 .await?;
+                let mut refunding = Duration::ZERO;
                 if taken == Taken::Stray {
                     let asked = Instant::now();
                     late::refund_stray(&self.pool, self.provider.as_ref(), &charge.intent_id).await?;
-                    count_provider_time(asked);
+                    refunding = asked.elapsed();
                 }
-                Ok(Some(taken))
+                Ok((Some(taken), refunding))
             }
             ChargeStatus::Declined { code } => {
                 orders::mark_failed(&self.pool, order, Some(&charge.intent_id), code).await?;
-                Ok(None)
+                Ok((None, Duration::ZERO))
             }
             ChargeStatus::Pending { status } => {
                 tracing::info!(%status, intent = %charge.intent_id, "the charge is pending; the hold is kept");
                 orders::mark_pending(&self.pool, order, &charge.intent_id, self.reconcile_after_secs).await?;
-                Ok(None)
+                Ok((None, Duration::ZERO))
             }
         }
     }
 
-    async fn give_back(&self, row: &SagaRow) -> Result<(), SagaError> {
+    /// Refunds the order's charge; returns how long the provider took.
+    async fn give_back(&self, row: &SagaRow) -> Result<Duration, SagaError> {
         let Some(intent) = &row.intent_id else {
             // Nothing was charged (a free order): nothing to give back.
             orders::mark_refunded(&self.pool, row.id, "", Cents(0)).await?;
-            return Ok(());
+            return Ok(Duration::ZERO);
         };
         let request = RefundRequest {
             intent_id: intent.clone(),
@@ -355,7 +368,7 @@ impl CheckoutService {
         };
         let asked = Instant::now();
         let answer = self.provider.refund(&request).await;
-        count_provider_time(asked);
+        let waited = asked.elapsed();
         match answer {
             Ok(refund) => {
                 self.crash_point("refund_sent");
@@ -366,7 +379,7 @@ impl CheckoutService {
                 orders::defer(&self.pool, row.id, self.reconcile_after_secs).await?;
             }
         }
-        Ok(())
+        Ok(waited)
     }
 
     /// Refunds some or all of a confirmed order's tickets (see `refunds.rs`).
@@ -377,10 +390,14 @@ impl CheckoutService {
         key: &str,
         order: OrderId,
         request: &refunds::RefundOrderRequest,
-    ) -> Result<(refunds::OrderRefund, bool), refunds::RefundError> {
+    ) -> Result<Outcome<refunds::OrderRefund>, refunds::RefundError> {
         let (id, replayed) = refunds::open(&self.pool, fan, key, order, request).await?;
         refunds::settle(&self.pool, self.provider.as_ref(), id).await?;
-        Ok((refunds::get(&self.pool, fan, id).await?, replayed))
+        let refund = refunds::get(&self.pool, fan, id).await?;
+        Ok(Outcome {
+            value: refund,
+            replayed,
+        })
     }
 
     /// Retries a pending refund (reconciliation).

@@ -16,9 +16,9 @@ use crate::checkout::provider::{
     BoxFuture, Charge, ChargeRequest, ChargeStatus, PaymentMethod, PaymentProvider, ProviderError, Refund,
     RefundRequest, WebhookError, WebhookEvent, payment_intent_url, payment_method_url,
 };
-use crate::checkout::signature;
 use crate::config::PaymentsConfig;
 use crate::ids::{Cents, OrderId};
+use crate::signature;
 
 pub const SIGNATURE_HEADER: &str = "sandbox-signature";
 

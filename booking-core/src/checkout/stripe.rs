@@ -3,7 +3,7 @@
 //! call (`confirm=true`, card only, no redirects), refunds through
 //! `/v1/refunds`, a card's fingerprint from `GET /v1/payment_methods/{id}`,
 //! and webhooks verified by the `Stripe-Signature` scheme
-//! (the same `t=..,v1=..` HMAC as `signature.rs`). Card declines come back
+//! (the same `t=..,v1=..` HMAC as `crate::signature`). Card declines come back
 //! as HTTP 402 with the PaymentIntent inside the error; they are declines,
 //! not failures of the call. An intent that still needs the fan
 //! (`requires_action`: 3-D Secure) or the processor (`processing`) is
@@ -18,9 +18,9 @@ use crate::checkout::provider::{
     BoxFuture, Charge, ChargeRequest, ChargeStatus, PaymentMethod, PaymentProvider, ProviderError, Refund,
     RefundRequest, WebhookError, WebhookEvent, payment_intent_url, payment_method_url,
 };
-use crate::checkout::signature;
 use crate::config::PaymentsConfig;
 use crate::ids::{Cents, OrderId};
+use crate::signature;
 
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
 /// The API version these shapes were written against.

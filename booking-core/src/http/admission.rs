@@ -8,16 +8,30 @@
 //! session this core has ended (its fan's order confirmed) is no admission
 //! either, whatever its token's expiry says.
 
-use axum::http::HeaderMap;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use std::convert::Infallible;
 use usher_shared::AccessClaims;
 
 use crate::http::AppState;
 use crate::identity::ended;
 use crate::ids::EventId;
 
-/// The claims of the request's verified access token, if it has one.
-pub fn access_claims(state: &AppState, headers: &HeaderMap) -> Option<AccessClaims> {
-    let token = headers.get(usher_shared::ACCESS_HEADER)?.to_str().ok()?;
+/// The request's admission: the claims of its access token, when it carries
+/// one that verifies (never a rejection: a request without is simply not
+/// admitted).
+pub struct Admission(pub Option<AccessClaims>);
+
+impl FromRequestParts<AppState> for Admission {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Admission(access_claims(state, parts)))
+    }
+}
+
+fn access_claims(state: &AppState, parts: &Parts) -> Option<AccessClaims> {
+    let token = parts.headers.get(usher_shared::ACCESS_HEADER)?.to_str().ok()?;
     match state.admission.verify(token)? {
         Ok(claims) => Some(claims),
         Err(e) => {
@@ -27,35 +41,37 @@ pub fn access_claims(state: &AppState, headers: &HeaderMap) -> Option<AccessClai
     }
 }
 
-/// The event the request is admitted to: a good token whose session has
-/// not ended. A failed look-up counts as not admitted (the fan retries).
-pub async fn admitted_event(state: &AppState, headers: &HeaderMap) -> Option<EventId> {
-    let claims = access_claims(state, headers)?;
-    let event = EventId(claims.evt);
-    // Ticket 0: admitted without the queue (bypass, fail-open); no session.
-    if claims.tkt == 0 {
-        return Some(event);
-    }
-    match ended::has_ended(&state.pool, event, claims.tkt).await {
-        Ok(false) => Some(event),
-        Ok(true) => {
-            tracing::info!(event_id = event.0, "access token of an ended session refused");
-            None
+impl Admission {
+    /// The event the request is admitted to: a good token whose session has
+    /// not ended. A failed look-up counts as not admitted (the fan retries).
+    pub async fn event(&self, state: &AppState) -> Option<EventId> {
+        let claims = self.0.as_ref()?;
+        let event = EventId(claims.evt);
+        // Ticket 0: admitted without the queue (bypass, fail-open); no session.
+        if claims.tkt == 0 {
+            return Some(event);
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not check whether a session ended");
-            None
+        match ended::has_ended(&state.pool, event, claims.tkt).await {
+            Ok(false) => Some(event),
+            Ok(true) => {
+                tracing::info!(event_id = event.0, "access token of an ended session refused");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check whether a session ended");
+                None
+            }
         }
     }
-}
 
-/// Records the end of the request's session, if it was admitted from the
-/// queue: called when the core tells the edge the fan is done.
-pub async fn end_session(state: &AppState, headers: &HeaderMap) {
-    let Some(claims) = access_claims(state, headers).filter(|c| c.tkt > 0) else {
-        return;
-    };
-    if let Err(e) = ended::end(&state.pool, EventId(claims.evt), claims.tkt).await {
-        tracing::warn!(event_id = claims.evt, error = %e, "could not record an ended session; the edge still ends it");
+    /// Records the end of the request's session, if it was admitted from the
+    /// queue: called when the core tells the edge the fan is done.
+    pub async fn end_session(&self, state: &AppState) {
+        let Some(claims) = self.0.as_ref().filter(|c| c.tkt > 0) else {
+            return;
+        };
+        if let Err(e) = ended::end(&state.pool, EventId(claims.evt), claims.tkt).await {
+            tracing::warn!(event_id = claims.evt, error = %e, "could not record an ended session; the edge still ends it");
+        }
     }
 }

@@ -4,8 +4,8 @@
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::http::AppState;
@@ -112,6 +112,17 @@ where
     }
 }
 
+/// The token of `Authorization: Bearer <token>` (the scheme in either
+/// case), trimmed; None without one. Fans, operators and scanners all send
+/// theirs this way.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
 /// The signed-in fan, from `Authorization: Bearer <fan token>`.
 #[derive(Debug, Clone)]
 pub struct Fan {
@@ -123,18 +134,14 @@ impl FromRequestParts<AppState> for Fan {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::new(
+        if !parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
                 "sign in: send Authorization: Bearer <token>",
-            )
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
+            ));
+        }
+        let token = bearer(&parts.headers)
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "use the Bearer scheme"))?;
         let claims = state
             .identity

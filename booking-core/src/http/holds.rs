@@ -2,28 +2,21 @@
 //! release it. Thin: the rules live in `inventory`.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 
 use crate::http::AppState;
-use crate::http::admission;
+use crate::http::admission::Admission;
+use crate::http::answer::{idempotent, located, no_store_json};
 use crate::http::extract::{ApiJson, ApiPath, Fan, IdemKey};
 use crate::http::problem::{ApiError, Problem};
+use crate::idempotency::Outcome;
 use crate::ids::{EventId, HoldId};
-use crate::inventory::{self, Caller, Hold, HoldRequest, Outcome};
+use crate::inventory::{self, Caller, Hold, HoldRequest};
 
 fn answer(status: StatusCode, outcome: Outcome<Hold>) -> Response {
     let location = format!("/v1/holds/{}", outcome.value.hold_id);
-    let mut response = (status, axum::Json(outcome.value)).into_response();
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        headers.insert(header::LOCATION, v);
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if outcome.replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    response
+    located(idempotent(status, outcome), &location)
 }
 
 /// Hold seats: either `seat_ids`, or `best_available` (quantity, and a
@@ -43,13 +36,13 @@ pub async fn create(
     fan: Fan,
     IdemKey(key): IdemKey,
     ApiPath(event_id): ApiPath<i64>,
-    headers: HeaderMap,
+    admission: Admission,
     ApiJson(request): ApiJson<HoldRequest>,
 ) -> Result<Response, ApiError> {
     let caller = Caller {
         fan: fan.id,
         key,
-        admitted_for: admission::admitted_event(&state, &headers).await,
+        admitted_for: admission.event(&state).await,
     };
     let outcome = state.holds.place(&caller, EventId(event_id), &request).await?;
     Ok(answer(StatusCode::CREATED, outcome))
@@ -66,11 +59,7 @@ pub async fn get(
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Response, ApiError> {
     let hold = inventory::get_hold(&state.pool, &state.maps, &fan.id, HoldId(id)).await?;
-    let mut response = axum::Json(hold).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store_json(StatusCode::OK, hold))
 }
 
 /// Release a hold now; its seats go back on sale at once.

@@ -2,6 +2,7 @@
 //! to problem+json. Handlers are thin: parse, call the domain, answer.
 
 pub mod admission;
+pub mod answer;
 pub mod catalog;
 pub mod extract;
 pub mod health;

@@ -4,34 +4,31 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 
 use crate::checkout::refunds::RefundState;
 use crate::checkout::{Order, OrderRefund, OrderRequest, OrderState, RefundOrderRequest, orders};
+use crate::http::AppState;
+use crate::http::admission::Admission;
+use crate::http::answer::{idempotent, located, no_store_json};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Fan, IdemKey};
 use crate::http::problem::{ApiError, Problem};
-use crate::http::{AppState, admission};
+use crate::idempotency::Outcome;
 use crate::ids::OrderId;
 
-fn answer(order: Order, replayed: bool, provider_time: Duration) -> Response {
+fn answer(outcome: Outcome<Order>, provider_time: Duration) -> Response {
     // 201: bought; 202: the processor has not answered yet, poll the order.
+    let order = &outcome.value;
     let status = match order.state {
         OrderState::PendingPayment | OrderState::Paid | OrderState::Refunding => StatusCode::ACCEPTED,
         _ => StatusCode::CREATED,
     };
     let confirmed = order.state == OrderState::Confirmed;
     let location = format!("/v1/orders/{}", order.order_id);
-    let mut response = (status, axum::Json(order)).into_response();
+    let mut response = located(idempotent(status, outcome), &location);
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        headers.insert(header::LOCATION, v);
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
     // How much of this answer's time was the payment provider's.
     let timing = format!("provider;dur={:.1}", provider_time.as_secs_f64() * 1000.0);
     if let Ok(v) = HeaderValue::from_str(&timing) {
@@ -60,14 +57,14 @@ pub async fn create(
     State(state): State<AppState>,
     fan: Fan,
     IdemKey(key): IdemKey,
-    headers: HeaderMap,
+    admission: Admission,
     ApiJson(request): ApiJson<OrderRequest>,
 ) -> Result<Response, ApiError> {
-    let (order, replayed, provider_time) = state.checkout.place(&fan.id, key.as_str(), &request).await?;
-    if order.state == OrderState::Confirmed {
-        admission::end_session(&state, &headers).await;
+    let (outcome, provider_time) = state.checkout.place(&fan.id, key.as_str(), &request).await?;
+    if outcome.value.state == OrderState::Confirmed {
+        admission.end_session(&state).await;
     }
-    Ok(answer(order, replayed, provider_time))
+    Ok(answer(outcome, provider_time))
 }
 
 /// One of your orders, with its state now.
@@ -81,11 +78,7 @@ pub async fn get(
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Response, ApiError> {
     let order = orders::get(&state.pool, &fan.id, OrderId(id)).await?;
-    let mut response = axum::Json(order).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store_json(StatusCode::OK, order))
 }
 
 /// Refund your whole order, or some of its tickets (`ticket_ids`). The
@@ -107,21 +100,15 @@ pub async fn refund(
     ApiPath(id): ApiPath<uuid::Uuid>,
     ApiJson(request): ApiJson<RefundOrderRequest>,
 ) -> Result<Response, ApiError> {
-    let (refund, replayed) = state
+    let outcome = state
         .checkout
         .refund_tickets(&fan.id, key.as_str(), OrderId(id), &request)
         .await?;
-    let status = match refund.state {
+    let status = match outcome.value.state {
         RefundState::Succeeded => StatusCode::CREATED,
         RefundState::Pending => StatusCode::ACCEPTED,
     };
-    let mut response = (status, axum::Json(refund)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    Ok(idempotent(status, outcome))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -158,9 +145,5 @@ pub async fn mine(
     let next_before = (orders.len() as i64 == limit)
         .then(|| orders.last().map(|o| o.order_id))
         .flatten();
-    let mut response = axum::Json(OrderPage { orders, next_before }).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store_json(StatusCode::OK, OrderPage { orders, next_before }))
 }

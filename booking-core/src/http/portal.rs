@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use usher_shared::admin::{RoomSettings, RoomView};
 
 use crate::http::AppState;
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, bearer};
 use crate::http::problem::{ApiError, Problem};
 use crate::ids::EventId;
 use crate::portal::charts::{self, ChartPreview, VenueFields};
@@ -64,14 +64,8 @@ pub struct OperatorAuth {
     token: String,
 }
 
-fn bearer(parts: &Parts) -> Option<String> {
-    let from_header = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-        .map(|t| t.trim().to_owned());
-    from_header.or_else(|| {
+fn session_token(parts: &Parts) -> Option<String> {
+    bearer(&parts.headers).map(str::to_owned).or_else(|| {
         if !parts.uri.path().ends_with("/dashboard") {
             return None;
         }
@@ -87,7 +81,7 @@ impl FromRequestParts<AppState> for OperatorAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or(PortalError::AuthRequired)?;
+        let token = session_token(parts).ok_or(PortalError::AuthRequired)?;
         let session = auth::authenticate(&state.pool, &token).await?;
         Ok(OperatorAuth {
             operator: session.operator,

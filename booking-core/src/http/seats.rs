@@ -14,6 +14,7 @@ use futures::stream::{self, Stream, StreamExt};
 
 use crate::catalog::TierPrice;
 use crate::http::AppState;
+use crate::http::answer::no_store_json;
 use crate::http::extract::ApiPath;
 use crate::http::problem::{ApiError, Problem};
 use crate::ids::{EventId, VenueId};
@@ -86,11 +87,7 @@ pub async fn availability(State(state): State<AppState>, ApiPath(id): ApiPath<i6
         .map_err(|e| ApiError::unavailable(&e))?
         .ok_or_else(|| ApiError::not_found("event_not_found", "no such event"))?;
     let snapshot = state.readings.availability(&map, event).await?;
-    let mut response = axum::Json(&*snapshot).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store_json(StatusCode::OK, &*snapshot))
 }
 
 /// The event's tier prices now, and whether they are recalculated on an
@@ -102,11 +99,7 @@ pub async fn prices(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) ->
     let prices = pricing_settings::event_prices(&state.reads, EventId(id))
         .await?
         .ok_or_else(|| ApiError::not_found("event_not_found", "no such event"))?;
-    let mut response = axum::Json(prices).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store_json(StatusCode::OK, prices))
 }
 
 /// A snapshot as sent: the availability document plus the tier prices.

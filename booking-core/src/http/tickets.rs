@@ -9,20 +9,14 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::http::AppState;
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Fan, IdemKey};
+use crate::http::answer::{idempotent, no_store};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Fan, IdemKey, bearer};
 use crate::http::problem::{ApiError, Problem};
 use crate::ids::EventId;
 use crate::ids::TicketId;
 use crate::tickets::{
     self, CheckIn, ListRequest, Listing, Ticket, Transfer, TransferRequest, qr, render, resale, transfers,
 };
-
-fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
 
 /// One of your tickets, with its signed code.
 #[utoipa::path(get, path = "/v1/tickets/{ticket_id}", tag = "tickets",
@@ -63,14 +57,8 @@ pub async fn transfer(
     ApiPath(id): ApiPath<uuid::Uuid>,
     ApiJson(request): ApiJson<TransferRequest>,
 ) -> Result<Response, ApiError> {
-    let (done, replayed) = transfers::transfer(&state.pool, &fan.id, key.as_str(), TicketId(id), &request).await?;
-    let mut response = no_store((StatusCode::CREATED, axum::Json(done)).into_response());
-    if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    let outcome = transfers::transfer(&state.pool, &fan.id, key.as_str(), TicketId(id), &request).await?;
+    Ok(idempotent(StatusCode::CREATED, outcome))
 }
 
 /// List your ticket for resale, at no more than the event's cap.
@@ -89,14 +77,8 @@ pub async fn list_for_resale(
     ApiPath(id): ApiPath<uuid::Uuid>,
     ApiJson(request): ApiJson<ListRequest>,
 ) -> Result<Response, ApiError> {
-    let (listing, replayed) = resale::list(&state.pool, &fan.id, key.as_str(), TicketId(id), &request).await?;
-    let mut response = no_store((StatusCode::CREATED, axum::Json(listing)).into_response());
-    if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    let outcome = resale::list(&state.pool, &fan.id, key.as_str(), TicketId(id), &request).await?;
+    Ok(idempotent(StatusCode::CREATED, outcome))
 }
 
 /// Resale listings of an event that can be bought now, cheapest first. Buy
@@ -281,12 +263,7 @@ pub async fn checkin(
 
 /// The scanner named by `Authorization: Bearer <scanner key>`.
 fn scanner_id(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
+    let presented = bearer(headers).unwrap_or_default();
     state
         .config
         .tickets

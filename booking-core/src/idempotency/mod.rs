@@ -13,6 +13,27 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::ids::{FanId, HoldId};
 
+/// The answer to a call made with an Idempotency-Key (a hold, a release, an
+/// order, a refund, a transfer, a resale listing), and whether it is the
+/// first answer to that key given again.
+#[derive(Debug)]
+pub struct Outcome<T> {
+    pub value: T,
+    pub replayed: bool,
+}
+
+impl<T> Outcome<T> {
+    /// What this call did.
+    pub fn new(value: T) -> Self {
+        Outcome { value, replayed: false }
+    }
+
+    /// What the first call with this key did.
+    pub fn replay(value: T) -> Self {
+        Outcome { value, replayed: true }
+    }
+}
+
 /// A client's Idempotency-Key: 1 to 255 visible ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);

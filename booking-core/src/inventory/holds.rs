@@ -12,7 +12,7 @@ use rand::Rng;
 use sqlx::PgPool;
 
 use crate::config::HoldsConfig;
-use crate::idempotency::{self, Answer, Fingerprint, Prior};
+use crate::idempotency::{self, Answer, Fingerprint, Outcome, Prior};
 use crate::ids::{Cents, EventId, FanId, HoldId, SeatId};
 use crate::inventory::availability::Readings;
 use crate::inventory::best_available::{self, Scope};
@@ -21,14 +21,6 @@ use crate::inventory::recent::RecentClaims;
 use crate::inventory::rooms::WaitingRooms;
 use crate::inventory::{Caller, HeldSeat, Hold, HoldError, HoldRequest, HoldState};
 use crate::venues::{SeatMaps, VenueMap};
-
-/// The answer to a mutating call, and whether it is a replay of the first
-/// answer given to its Idempotency-Key.
-#[derive(Debug)]
-pub struct Outcome<T> {
-    pub value: T,
-    pub replayed: bool,
-}
 
 #[derive(Clone)]
 pub struct HoldService {

@@ -20,7 +20,7 @@ use crate::ids::{Cents, EventId, FanId, HoldId, SeatId};
 
 pub use availability::{Availability, SeatState};
 pub use feed::{FeedMessage, SeatBatch, SeatFeed};
-pub use holds::{HoldService, Outcome, get_hold};
+pub use holds::{HoldService, get_hold};
 pub use rooms::WaitingRooms;
 
 /// What a fan asks to hold: named seats, or the best N in a section or tier.

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::checkout::signature;
 use crate::config::NotificationsConfig;
 use crate::outbox::mail::{self, Message, Sink};
+use crate::signature;
 
 /// How long a taken delivery is left alone before another worker may take
 /// it again (a worker that died mid-send).

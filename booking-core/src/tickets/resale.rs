@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
-use crate::idempotency::Fingerprint;
+use crate::idempotency::{Fingerprint, Outcome};
 use crate::ids::{Cents, EventId, FanId, OrderId, SeatId, TicketId};
 use crate::outbox::{notify, topic};
 use crate::tickets::policy;
@@ -73,7 +73,7 @@ pub async fn list(
     key: &str,
     ticket: TicketId,
     request: &ListRequest,
-) -> Result<(Listing, bool), ResaleError> {
+) -> Result<Outcome<Listing>, ResaleError> {
     if request.price_cents.0 <= 0 {
         return Err(ResaleError::InvalidPrice);
     }
@@ -99,7 +99,7 @@ pub async fn list(
             return Err(ResaleError::IdempotencyKeyReused);
         }
         tx.rollback().await?;
-        return Ok((get(pool, prior.id).await?, true));
+        return Ok(Outcome::replay(get(pool, prior.id).await?));
     }
     let t = t
         .filter(|t| t.owner_fan_id == seller.as_str())
@@ -154,7 +154,7 @@ pub async fn list(
         });
     }
     tx.commit().await?;
-    Ok((get(pool, id).await?, false))
+    Ok(Outcome::new(get(pool, id).await?))
 }
 
 pub async fn get(pool: &PgPool, listing: uuid::Uuid) -> Result<Listing, ResaleError> {

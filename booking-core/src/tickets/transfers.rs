@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
-use crate::idempotency::Fingerprint;
+use crate::idempotency::{Fingerprint, Outcome};
 use crate::ids::{EventId, FanId, OrderId, TicketId};
 use crate::outbox::{notify, topic};
 use crate::tickets::policy;
@@ -61,7 +61,7 @@ pub async fn transfer(
     key: &str,
     ticket: TicketId,
     request: &TransferRequest,
-) -> Result<(Transfer, bool), TransferError> {
+) -> Result<Outcome<Transfer>, TransferError> {
     let to = request.to_fan_id.trim();
     if to.is_empty() || to.len() > 255 || to == from.as_str() {
         return Err(TransferError::InvalidRecipient);
@@ -79,7 +79,7 @@ pub async fn transfer(
     // first one's row.
     if let Some(prior) = by_key(&mut tx, from, key).await? {
         return if prior.1 == fingerprint.0 {
-            Ok((prior.0, true))
+            Ok(Outcome::replay(prior.0))
         } else {
             Err(TransferError::IdempotencyKeyReused)
         };
@@ -138,17 +138,14 @@ pub async fn transfer(
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        Transfer {
-            transfer_id: id,
-            ticket_id: ticket,
-            from_fan_id: from.as_str().to_owned(),
-            to_fan_id: to.to_owned(),
-            version,
-            created_at,
-        },
-        false,
-    ))
+    Ok(Outcome::new(Transfer {
+        transfer_id: id,
+        ticket_id: ticket,
+        from_fan_id: from.as_str().to_owned(),
+        to_fan_id: to.to_owned(),
+        version,
+        created_at,
+    }))
 }
 
 async fn by_key(conn: &mut PgConnection, from: &FanId, key: &str) -> Result<Option<(Transfer, Vec<u8>)>, sqlx::Error> {
