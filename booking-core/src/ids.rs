@@ -88,9 +88,18 @@ uuid_id!(
 #[serde(transparent)]
 pub struct FanId(pub String);
 
+/// The longest fan id a token may name, in bytes.
+pub const MAX_FAN_ID_LEN: usize = 128;
+
 impl FanId {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `id` can name a fan: 1 to [`MAX_FAN_ID_LEN`] bytes, no
+    /// control characters.
+    pub fn is_valid(id: &str) -> bool {
+        !id.is_empty() && id.len() <= MAX_FAN_ID_LEN && !id.chars().any(char::is_control)
     }
 }
 

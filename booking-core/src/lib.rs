@@ -20,5 +20,6 @@ pub mod portal;
 pub mod pricing;
 pub mod seed;
 pub mod signature;
+pub mod states;
 pub mod tickets;
 pub mod venues;

@@ -32,6 +32,7 @@ use crate::edge_admin;
 use crate::sandbox::API_KEY;
 use crate::sim::scenario::{self, Scenario};
 use crate::sim::stack::{ADMIN_TOKEN, Bins, SimStack, StackPlace};
+use usher_shared::locks;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -439,14 +440,11 @@ impl World {
 
     fn refused(&self, addr: Ipv4Addr) {
         let now = self.now_ms();
-        self.refused_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(addr, now);
+        locks::lock(&self.refused_at).insert(addr, now);
     }
 
     fn take(&self, next: &AtomicUsize, spent: &Mutex<HashSet<usize>>, n: usize) -> Option<usize> {
-        let spent = spent.lock().unwrap_or_else(|e| e.into_inner());
+        let spent = locks::lock(spent);
         if spent.len() >= n {
             self.farm_spent.store(true, Ordering::Relaxed);
             return None;
@@ -460,7 +458,7 @@ impl World {
     }
 
     fn spend(&self, spent: &Mutex<HashSet<usize>>, i: usize, n: usize) {
-        let mut spent = spent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut spent = locks::lock(spent);
         spent.insert(i);
         if spent.len() >= n {
             self.farm_spent.store(true, Ordering::Relaxed);
@@ -978,10 +976,7 @@ async fn bot(w: Arc<World>, p: BotPlan) -> BotOut {
     };
     out.place = true;
     out.placed_ms = Some(w.now_ms());
-    w.tokens
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((p.client, token.clone()));
+    locks::lock(&w.tokens).push((p.client, token.clone()));
     let access = match wait(&w, &who, &token, &w.farm_spent).await {
         Waited::Admitted(a) => a,
         Waited::Lost => {
@@ -1022,7 +1017,7 @@ async fn ring_solution(w: &World, who: &Who<'_>) -> Option<String> {
 async fn stolen(w: &World, client: usize) -> Option<String> {
     for _ in 0..15 {
         {
-            let tokens = w.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            let tokens = locks::lock(&w.tokens);
             let others: Vec<&String> = tokens.iter().filter(|(c, _)| *c != client).map(|(_, t)| t).collect();
             if !others.is_empty() {
                 return Some(others[rand::thread_rng().gen_range(0..others.len())].clone());
@@ -1282,7 +1277,7 @@ async fn farm(sc: &FarmScenario, st: &SimStack, defences: bool) -> anyhow::Resul
         elapsed_secs: 0.0,
         farm_solves: w.farm_solves.load(Ordering::Relaxed),
         farm_hashes: w.farm_hashes.load(Ordering::Relaxed),
-        refused_at: w.refused_at.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        refused_at: locks::lock(&w.refused_at).clone(),
     })
 }
 

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Cents, EventId, HoldId, OrderId, SeatId, TicketId};
+use crate::states::UnknownState;
 
 pub use provider::{PaymentProvider, ProviderError, WebhookError, WebhookEvent};
 pub use refunds::{OrderRefund, RefundError, RefundOrderRequest};
@@ -55,14 +56,16 @@ pub enum OrderState {
 }
 
 impl OrderState {
-    pub fn parse(s: &str) -> OrderState {
+    /// The state an `orders.state` column names.
+    pub fn parse(s: &str) -> Result<OrderState, UnknownState> {
         match s {
-            "paid" => OrderState::Paid,
-            "confirmed" => OrderState::Confirmed,
-            "payment_failed" => OrderState::PaymentFailed,
-            "refunding" => OrderState::Refunding,
-            "refunded" => OrderState::Refunded,
-            _ => OrderState::PendingPayment,
+            "pending_payment" => Ok(OrderState::PendingPayment),
+            "paid" => Ok(OrderState::Paid),
+            "confirmed" => Ok(OrderState::Confirmed),
+            "payment_failed" => Ok(OrderState::PaymentFailed),
+            "refunding" => Ok(OrderState::Refunding),
+            "refunded" => Ok(OrderState::Refunded),
+            other => Err(UnknownState::new("order", other)),
         }
     }
 

@@ -272,20 +272,23 @@ pub async fn saga_row(conn: &mut PgConnection, order: OrderId, lock: bool) -> Re
         .fetch_optional(conn)
         .await?
     };
-    Ok(r.map(|r| SagaRow {
-        id: OrderId(r.id),
-        hold: r.hold_id.map(HoldId),
-        listing: r.listing_id,
-        event: EventId(r.event_id),
-        fan: FanId(r.fan_id),
-        state: OrderState::parse(&r.state),
-        seats: r.seat_ids.into_iter().map(SeatId).collect(),
-        prices: r.prices_cents,
-        total: Cents(r.total_cents),
-        currency: r.currency,
-        payment_method: r.payment_method,
-        intent_id: r.intent_id,
-    }))
+    r.map(|r| {
+        Ok(SagaRow {
+            id: OrderId(r.id),
+            hold: r.hold_id.map(HoldId),
+            listing: r.listing_id,
+            event: EventId(r.event_id),
+            fan: FanId(r.fan_id),
+            state: OrderState::parse(&r.state)?,
+            seats: r.seat_ids.into_iter().map(SeatId).collect(),
+            prices: r.prices_cents,
+            total: Cents(r.total_cents),
+            currency: r.currency,
+            payment_method: r.payment_method,
+            intent_id: r.intent_id,
+        })
+    })
+    .transpose()
 }
 
 struct RawSaga {
@@ -529,40 +532,41 @@ pub async fn list(
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Order {
-            order_id: OrderId(r.id),
-            hold_id: r.hold_id.map(HoldId),
-            listing_id: r.listing_id,
-            event_id: EventId(r.event_id),
-            state: OrderState::parse(&r.state),
-            seats: r
-                .seat_ids
-                .iter()
-                .zip(&r.prices_cents)
-                .map(|(s, p)| OrderSeat {
-                    seat_id: SeatId(*s),
-                    price_cents: Cents(*p),
-                })
-                .collect(),
-            total_cents: Cents(r.total_cents),
-            currency: r.currency,
-            failure_code: r.failure_code,
-            refund_reason: r.refund_reason,
-            tickets: r
-                .ticket_ids
-                .into_iter()
-                .zip(r.ticket_seats)
-                .map(|(t, s)| TicketRef {
-                    ticket_id: TicketId(t),
-                    seat_id: SeatId(s),
-                })
-                .collect(),
-            created_at: r.created_at,
-            confirmed_at: r.confirmed_at,
+    rows.into_iter()
+        .map(|r| {
+            Ok(Order {
+                order_id: OrderId(r.id),
+                hold_id: r.hold_id.map(HoldId),
+                listing_id: r.listing_id,
+                event_id: EventId(r.event_id),
+                state: OrderState::parse(&r.state)?,
+                seats: r
+                    .seat_ids
+                    .iter()
+                    .zip(&r.prices_cents)
+                    .map(|(s, p)| OrderSeat {
+                        seat_id: SeatId(*s),
+                        price_cents: Cents(*p),
+                    })
+                    .collect(),
+                total_cents: Cents(r.total_cents),
+                currency: r.currency,
+                failure_code: r.failure_code,
+                refund_reason: r.refund_reason,
+                tickets: r
+                    .ticket_ids
+                    .into_iter()
+                    .zip(r.ticket_seats)
+                    .map(|(t, s)| TicketRef {
+                        ticket_id: TicketId(t),
+                        seat_id: SeatId(s),
+                    })
+                    .collect(),
+                created_at: r.created_at,
+                confirmed_at: r.confirmed_at,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// For tests and the crash checks: (state, intent) of every order.
@@ -570,8 +574,7 @@ pub async fn all_states(pool: &PgPool) -> Result<Vec<(OrderId, OrderState, Optio
     let rows = sqlx::query!("SELECT id, state, intent_id FROM orders ORDER BY id")
         .fetch_all(pool)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (OrderId(r.id), OrderState::parse(&r.state), r.intent_id))
-        .collect())
+    rows.into_iter()
+        .map(|r| Ok((OrderId(r.id), OrderState::parse(&r.state)?, r.intent_id)))
+        .collect()
 }

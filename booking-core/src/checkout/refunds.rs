@@ -15,6 +15,7 @@ use crate::idempotency::Fingerprint;
 use crate::ids::{Cents, EventId, FanId, OrderId, SeatId, TicketId};
 use crate::inventory::claims;
 use crate::outbox::{notify, topic};
+use crate::states::UnknownState;
 use crate::tickets::policy;
 
 /// What a fan sends: which tickets, or none for the whole order.
@@ -31,6 +32,17 @@ pub enum RefundState {
     /// Tickets voided; the money is on its way back.
     Pending,
     Succeeded,
+}
+
+impl RefundState {
+    /// The state a `refunds.state` column names.
+    pub fn parse(s: &str) -> Result<RefundState, UnknownState> {
+        match s {
+            "pending" => Ok(RefundState::Pending),
+            "succeeded" => Ok(RefundState::Succeeded),
+            other => Err(UnknownState::new("refund", other)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -189,7 +201,7 @@ pub async fn settle(pool: &PgPool, provider: &dyn PaymentProvider, refund: uuid:
     )
     .fetch_one(pool)
     .await?;
-    if r.state == "succeeded" {
+    if RefundState::parse(&r.state)? == RefundState::Succeeded {
         return Ok(true);
     }
     let provider_refund = match (&r.intent_id, r.amount_cents) {
@@ -254,11 +266,7 @@ pub async fn get(pool: &PgPool, fan: &FanId, refund: uuid::Uuid) -> Result<Order
         order_id: OrderId(r.order_id),
         ticket_ids: r.ticket_ids.into_iter().map(TicketId).collect(),
         amount_cents: Cents(r.amount_cents),
-        state: if r.state == "succeeded" {
-            RefundState::Succeeded
-        } else {
-            RefundState::Pending
-        },
+        state: RefundState::parse(&r.state).map_err(sqlx::Error::from)?,
         created_at: r.created_at,
     })
 }

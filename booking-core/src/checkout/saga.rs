@@ -40,6 +40,9 @@ use crate::tickets;
 /// it pays (a decline releases it at once).
 const LISTING_RESERVATION_SECS: i64 = 600;
 
+/// The longest payment-method token (the provider's) an order takes.
+const MAX_PAYMENT_METHOD_LEN: usize = 255;
+
 /// What driving an order came to: its state, and how long the payment
 /// provider took over it.
 struct Driven {
@@ -102,7 +105,7 @@ impl CheckoutService {
         request: &OrderRequest,
     ) -> Result<(Outcome<Order>, Duration), OrderError> {
         let pm = request.payment_method.as_str();
-        if pm.is_empty() || pm.len() > 255 || !pm.bytes().all(|b| b.is_ascii_graphic()) {
+        if pm.is_empty() || pm.len() > MAX_PAYMENT_METHOD_LEN || !pm.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(OrderError::InvalidPaymentMethod);
         }
         let fingerprint = Fingerprint::of("order.create", request);

@@ -34,8 +34,7 @@ pub async fn dev_sign_in(
     ApiJson(body): ApiJson<DevSignIn>,
 ) -> Result<axum::Json<SignedIn>, ApiError> {
     let fan_id = body.fan_id.trim();
-    let ok = !fan_id.is_empty() && fan_id.len() <= 128 && !fan_id.chars().any(char::is_control);
-    if !ok {
+    if !FanId::is_valid(fan_id) {
         return Err(ApiError::new(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_fan_id",

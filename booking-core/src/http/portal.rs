@@ -38,6 +38,10 @@ const IMPORT_LIMIT: usize = 32 * 1024 * 1024;
 /// How often the dashboard stream sends figures.
 const DASHBOARD_EVERY: Duration = Duration::from_secs(2);
 
+/// How often an idle dashboard stream sends a comment, so that proxies keep
+/// it open.
+const DASHBOARD_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/portal/sign-in", post(sign_in))
@@ -450,7 +454,7 @@ pub async fn dashboard(
         let _ = shutdown.wait_for(|stop| *stop).await;
     })
     .map(Ok::<_, Infallible>);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(DASHBOARD_KEEP_ALIVE)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

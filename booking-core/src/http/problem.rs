@@ -16,6 +16,9 @@ use crate::tickets::{CheckInError, ResaleError, TicketError, TransferError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// When an operator may try the edge's admin API again after it failed.
+const EDGE_RETRY_AFTER_SECS: u64 = 5;
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -345,7 +348,7 @@ fn edge_problem(e: &EdgeError) -> ApiError {
                 "edge_unavailable",
                 "the edge's admin API did not answer; nothing was changed, try again shortly",
             );
-            api.retry_after_secs = Some(5);
+            api.retry_after_secs = Some(EDGE_RETRY_AFTER_SECS);
             api
         }
         EdgeError::Refused {

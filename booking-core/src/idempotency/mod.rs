@@ -34,6 +34,9 @@ impl<T> Outcome<T> {
     }
 }
 
+/// The longest Idempotency-Key taken, in characters.
+const MAX_KEY_LEN: usize = 255;
+
 /// A client's Idempotency-Key: 1 to 255 visible ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
@@ -44,7 +47,7 @@ pub struct BadKey;
 
 impl IdempotencyKey {
     pub fn parse(raw: &str) -> Result<Self, BadKey> {
-        let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
+        let ok = !raw.is_empty() && raw.len() <= MAX_KEY_LEN && raw.bytes().all(|b| b.is_ascii_graphic());
         if ok {
             Ok(IdempotencyKey(raw.to_owned()))
         } else {

@@ -122,7 +122,7 @@ impl Identity {
     pub fn authenticate(&self, token: &str) -> Result<FanClaims, TokenError> {
         self.verified.get_or_verify(token, |token| {
             let claims = self.verifier.verify_fan(token)?;
-            if claims.sub.is_empty() || claims.sub.len() > 128 || claims.sub.chars().any(char::is_control) {
+            if !FanId::is_valid(&claims.sub) {
                 return Err(TokenError::Malformed);
             }
             Ok(claims)

@@ -23,6 +23,7 @@ use sqlx::PgPool;
 use crate::ids::{EventId, SeatId};
 use crate::inventory::claims;
 use crate::venues::VenueMap;
+use usher_shared::locks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -152,7 +153,7 @@ impl Readings {
     /// A reading of the event whose read started at or after `since`.
     pub async fn since(&self, map: &VenueMap, event: EventId, since: Instant) -> Result<Arc<Reading>, sqlx::Error> {
         let slot = {
-            let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            let mut events = locks::lock(&self.events);
             events.entry(event).or_default().clone()
         };
         let fresh = |latest: &Option<Arc<Reading>>| {

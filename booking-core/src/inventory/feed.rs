@@ -31,6 +31,7 @@ use crate::catalog::TierPrice;
 use crate::ids::{EventId, SeatId};
 use crate::inventory::availability::{self, SeatState, States};
 use crate::venues::VenueMap;
+use usher_shared::locks;
 
 /// One event's seats at one version.
 #[derive(Debug)]
@@ -113,7 +114,7 @@ impl SeatFeed {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EventId, Watch>> {
-        self.watches.lock().unwrap_or_else(|e| e.into_inner())
+        locks::lock(&self.watches)
     }
 
     /// A stream id for a batch or snapshot version: `<epoch>.<version>`.

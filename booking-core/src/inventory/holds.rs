@@ -21,6 +21,7 @@ use crate::inventory::recent::RecentClaims;
 use crate::inventory::rooms::WaitingRooms;
 use crate::inventory::{Caller, HeldSeat, Hold, HoldError, HoldRequest, HoldState};
 use crate::venues::{SeatMaps, VenueMap};
+use usher_shared::locks;
 
 #[derive(Clone)]
 pub struct HoldService {
@@ -75,7 +76,7 @@ impl HoldService {
     }
 
     fn scope_turn(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
-        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut scopes = locks::lock(&self.scopes);
         scopes.entry(key).or_default().clone()
     }
 
@@ -439,7 +440,7 @@ async fn why_not_active(tx: &mut sqlx::PgConnection, hold: HoldId, fan: &FanId) 
     .await?;
     Ok(match row {
         None => HoldError::HoldNotFound,
-        Some(r) => match HoldState::parse(&r.state) {
+        Some(r) => match HoldState::parse(&r.state).map_err(sqlx::Error::from)? {
             HoldState::Released => HoldError::HoldReleased,
             HoldState::Converted => HoldError::HoldConverted,
             HoldState::Expired => HoldError::HoldExpired {
@@ -521,7 +522,7 @@ pub async fn get_hold(pool: &PgPool, maps: &SeatMaps, fan: &FanId, hold: HoldId)
         .await
         .map_err(|e| HoldError::Storage(e.to_string()))?
         .ok_or(HoldError::EventNotFound)?;
-    let state = match HoldState::parse(&r.state) {
+    let state = match HoldState::parse(&r.state).map_err(sqlx::Error::from)? {
         HoldState::Active if r.lapsed => HoldState::Expired,
         s => s,
     };

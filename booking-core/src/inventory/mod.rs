@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Cents, EventId, FanId, HoldId, SeatId};
+use crate::states::UnknownState;
 
 pub use availability::{Availability, SeatState};
 pub use feed::{FeedMessage, SeatBatch, SeatFeed};
@@ -88,12 +89,14 @@ pub enum HoldState {
 }
 
 impl HoldState {
-    pub fn parse(s: &str) -> HoldState {
+    /// The state a `holds.state` column names.
+    pub fn parse(s: &str) -> Result<HoldState, UnknownState> {
         match s {
-            "released" => HoldState::Released,
-            "expired" => HoldState::Expired,
-            "converted" => HoldState::Converted,
-            _ => HoldState::Active,
+            "active" => Ok(HoldState::Active),
+            "released" => Ok(HoldState::Released),
+            "expired" => Ok(HoldState::Expired),
+            "converted" => Ok(HoldState::Converted),
+            other => Err(UnknownState::new("hold", other)),
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::ids::EventId;
 use crate::inventory::availability::{Readings, SeatState};
 use crate::inventory::best_available::{self, Scope};
 use crate::venues::VenueMap;
+use usher_shared::locks;
 
 #[derive(Clone)]
 pub struct RecentClaims {
@@ -75,7 +76,7 @@ impl RecentClaims {
     }
 
     fn view(&self, event: EventId) -> Arc<EventView> {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut events = locks::lock(&self.events);
         events.entry(event).or_default().clone()
     }
 
@@ -92,7 +93,7 @@ impl RecentClaims {
     ) -> Result<Option<Choice>, sqlx::Error> {
         let view = self.view(event);
         self.refresh(&view, event, map, read_since).await?;
-        let mut st = view.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = locks::lock(&view.state);
         let mut taken = st.taken.clone();
         for m in &st.mine {
             for &i in &m.seats {
@@ -132,7 +133,7 @@ impl RecentClaims {
     /// reading knows; otherwise they are free again here at once.
     pub fn settle(&self, choice: Choice, taken: bool) {
         let view = self.view(choice.event);
-        let mut st = view.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = locks::lock(&view.state);
         if taken {
             if let Some(m) = st.mine.iter_mut().find(|m| m.id == choice.id) {
                 m.settled = Some(Instant::now());
@@ -146,13 +147,13 @@ impl RecentClaims {
     /// once for the events it keeps a view of.
     pub fn claimed(&self, event: EventId, seats: &[u32]) {
         let view = {
-            let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            let events = locks::lock(&self.events);
             match events.get(&event) {
                 Some(v) => v.clone(),
                 None => return,
             }
         };
-        let mut st = view.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = locks::lock(&view.state);
         st.next_id += 1;
         let id = st.next_id;
         st.mine.push(Mine {
@@ -174,13 +175,13 @@ impl RecentClaims {
         let oldest = now.checked_sub(self.max_age).unwrap_or(now);
         let since = read_since.map_or(oldest, |s| s.max(oldest));
         {
-            let st = view.state.lock().unwrap_or_else(|e| e.into_inner());
+            let st = locks::lock(&view.state);
             if st.read_at.is_some_and(|at| at >= since) && st.taken.len() == map.seats.len() {
                 return Ok(());
             }
         }
         let reading = self.readings.since(map, event, since).await?;
-        let mut st = view.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = locks::lock(&view.state);
         // Another request may have applied this reading, or a newer one.
         if st.read_at.is_some_and(|at| at >= reading.started) && st.taken.len() == map.seats.len() {
             return Ok(());

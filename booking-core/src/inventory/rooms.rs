@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use crate::ids::EventId;
+use usher_shared::locks;
 
 #[derive(Debug, Clone, Default)]
 pub struct WaitingRooms {
@@ -18,17 +19,17 @@ pub struct WaitingRooms {
 
 impl WaitingRooms {
     pub fn has(&self, event: EventId) -> bool {
-        self.events.read().unwrap_or_else(|e| e.into_inner()).contains(&event.0)
+        locks::read(&self.events).contains(&event.0)
     }
 
     /// The edge's whole list, as just read from it.
     pub fn replace(&self, events: impl IntoIterator<Item = EventId>) {
         let fresh: HashSet<i64> = events.into_iter().map(|e| e.0).collect();
-        *self.events.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *locks::write(&self.events) = fresh;
     }
 
     /// One room the core has just opened through the edge (the portal).
     pub fn insert(&self, event: EventId) {
-        self.events.write().unwrap_or_else(|e| e.into_inner()).insert(event.0);
+        locks::write(&self.events).insert(event.0);
     }
 }

@@ -55,6 +55,9 @@ impl From<sqlx::Error> for TransferError {
     }
 }
 
+/// The longest recipient fan id a transfer takes, in bytes.
+const MAX_RECIPIENT_LEN: usize = 255;
+
 pub async fn transfer(
     pool: &PgPool,
     from: &FanId,
@@ -63,7 +66,7 @@ pub async fn transfer(
     request: &TransferRequest,
 ) -> Result<Outcome<Transfer>, TransferError> {
     let to = request.to_fan_id.trim();
-    if to.is_empty() || to.len() > 255 || to == from.as_str() {
+    if to.is_empty() || to.len() > MAX_RECIPIENT_LEN || to == from.as_str() {
         return Err(TransferError::InvalidRecipient);
     }
     let fingerprint = Fingerprint::of(&format!("ticket.transfer/{ticket}"), request);

@@ -12,6 +12,7 @@ use tokio::sync::OnceCell;
 use crate::ids::{EventId, VenueId};
 use crate::venues::chart::VenueMap;
 use crate::venues::store::{LoadError, load_map};
+use usher_shared::locks;
 
 /// A venue's chart, loaded by the first request that needs it.
 type Slot = Arc<OnceCell<Arc<VenueMap>>>;
@@ -34,7 +35,7 @@ impl SeatMaps {
 
     pub async fn venue(&self, venue_id: VenueId) -> Result<Option<Arc<VenueMap>>, LoadError> {
         let cell = {
-            let mut venues = self.venues.lock().unwrap_or_else(|e| e.into_inner());
+            let mut venues = locks::lock(&self.venues);
             venues.entry(venue_id).or_default().clone()
         };
         if let Some(map) = cell.get() {
@@ -53,7 +54,7 @@ impl SeatMaps {
             Ok(map) => Ok(Some(map.clone())),
             Err(failure) => {
                 // Do not let lookups of ids that do not exist grow the cache.
-                let mut venues = self.venues.lock().unwrap_or_else(|e| e.into_inner());
+                let mut venues = locks::lock(&self.venues);
                 if venues.get(&venue_id).is_some_and(|c| c.get().is_none()) {
                     venues.remove(&venue_id);
                 }
@@ -63,12 +64,7 @@ impl SeatMaps {
     }
 
     pub async fn event_venue(&self, event_id: EventId) -> Result<Option<VenueId>, sqlx::Error> {
-        if let Some(v) = self
-            .event_venue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&event_id)
-        {
+        if let Some(v) = locks::lock(&self.event_venue).get(&event_id) {
             return Ok(Some(*v));
         }
         let venue = sqlx::query_scalar!("SELECT venue_id FROM events WHERE id = $1", event_id.0)
@@ -76,10 +72,7 @@ impl SeatMaps {
             .await?
             .map(VenueId);
         if let Some(v) = venue {
-            self.event_venue
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(event_id, v);
+            locks::lock(&self.event_venue).insert(event_id, v);
         }
         Ok(venue)
     }

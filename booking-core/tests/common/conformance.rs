@@ -96,10 +96,7 @@ async fn forward(
     }
     let bytes = answer.bytes().await.unwrap_or_default();
     if let Err(why) = check(method.as_str(), uri.path(), status.as_u16(), &content_type, &bytes) {
-        violations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(format!("{method} {} {status}: {why}", uri.path()));
+        usher_shared::locks::lock(violations).push(format!("{method} {} {status}: {why}", uri.path()));
     }
     builder.body(Body::from(bytes)).expect("response")
 }

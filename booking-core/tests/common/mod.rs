@@ -329,7 +329,7 @@ impl TestApp {
         self.pool.close().await;
         drop_database(&self.db).await;
         std::fs::remove_file(&self.key_file).ok();
-        let violations = self.violations.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let violations = usher_shared::locks::lock(&self.violations).clone();
         assert!(
             violations.is_empty(),
             "answers that do not match /openapi.json:\n{}",

@@ -6,6 +6,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
+use usher_shared::locks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -199,16 +200,16 @@ impl Recorder {
     }
 
     pub fn request(&self, r: Req) {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+        locks::lock(&self.requests).push(r);
     }
 
     pub fn error(&self, kind: Kind, status: u16, code: &str) {
-        let mut e = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        let mut e = locks::lock(&self.errors);
         *e.entry((kind, status, code.to_owned())).or_default() += 1;
     }
 
     pub fn take_errors(&self) -> std::collections::BTreeMap<(Kind, u16, String), u64> {
-        std::mem::take(&mut *self.errors.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *locks::lock(&self.errors))
     }
 
     pub fn stream_opened(&self) {
@@ -221,6 +222,6 @@ impl Recorder {
     }
 
     pub fn take_requests(&self) -> Vec<Req> {
-        std::mem::take(&mut *self.requests.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *locks::lock(&self.requests))
     }
 }

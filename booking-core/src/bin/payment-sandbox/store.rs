@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use usher_shared::locks;
 
 /// How a test payment method behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,16 +154,16 @@ pub struct Store {
 
 impl Store {
     pub fn key_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.key_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(key.to_owned()).or_default().clone()
+        let mut key_locks = locks::lock(&self.key_locks);
+        key_locks.entry(key.to_owned()).or_default().clone()
     }
 
     pub fn books(&self) -> std::sync::MutexGuard<'_, Books> {
-        self.books.lock().unwrap_or_else(|p| p.into_inner())
+        locks::lock(&self.books)
     }
 
     pub fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+        locks::lock(&self.stats)
     }
 }
 
