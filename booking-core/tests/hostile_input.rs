@@ -16,32 +16,16 @@ use common::*;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use usher_shared::admin::{Progress, RoomView};
 use usher_shared::paths::{is_canonical, spellings};
 
 /// One HTTP/1.1 request with its target exactly as given (an HTTP client
-/// library normalises it first): the status and the body as JSON.
+/// library normalises it first): the status and the body as JSON (null
+/// when it is not).
 async fn raw(base: &str, method: &str, target: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, Value) {
     let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!(
-        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        req.push_str(&format!("{name}: {value}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
-    stream.write_all(&bytes).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, body) = usher_test_kit::raw(addr, method, target, body, headers).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 #[tokio::test]

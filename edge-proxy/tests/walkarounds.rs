@@ -10,31 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use rand::Rng;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use usher_shared::paths::{self, spellings};
-
-/// One HTTP/1.1 request with the request target exactly as given (an HTTP
-/// client library would normalise it first): the status and the body.
-async fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut req =
-        format!("{method} {target} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: 0\r\n");
-    for (name, value) in headers {
-        req.push_str(&format!("{name}: {value}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
-    (status, body)
-}
+use usher_test_kit::raw;
 
 /// Random spellings of the protected paths of `event`: escapes, signs and
 /// zeros, dot segments, doubled and trailing slashes.
@@ -63,11 +40,12 @@ async fn no_spelling_of_a_protected_path_gets_past_the_edge_and_the_core_gets_th
         "",
     )
     .await;
+    let edge_addr = format!("127.0.0.1:{}", edge.port);
     let cases = spellings_of(event, 300);
 
     // Without admission: refused at the edge, whatever the spelling.
     for (raw_path, _) in &cases {
-        let (status, body) = raw(edge.port, "POST", raw_path, &[("usher-client", "c")]).await;
+        let (status, body) = raw(&edge_addr, "POST", raw_path, b"", &[("usher-client", "c")]).await;
         let code = serde_json::from_str::<Value>(&body).unwrap_or(Value::Null)["code"].clone();
         assert_eq!(
             (status, code.as_str()),
@@ -84,7 +62,7 @@ async fn no_spelling_of_a_protected_path_gets_past_the_edge_and_the_core_gets_th
         format!("/v1/events/{event}/%zz"),
         format!("/healthz/../v1/events/{event}/holds"),
     ] {
-        let (status, body) = raw(edge.port, "POST", &bad, &[("usher-client", "c")]).await;
+        let (status, body) = raw(&edge_addr, "POST", &bad, b"", &[("usher-client", "c")]).await;
         assert!(matches!(status, 400 | 403), "{bad}: {status} {body}");
     }
     // An absolute-form target is read by its path, like any other.
@@ -95,7 +73,7 @@ async fn no_spelling_of_a_protected_path_gets_past_the_edge_and_the_core_gets_th
         id.as_bytes()[0],
         &id[1..]
     );
-    let (status, _) = raw(edge.port, "POST", &absolute, &[("usher-client", "c")]).await;
+    let (status, _) = raw(&edge_addr, "POST", &absolute, b"", &[("usher-client", "c")]).await;
     assert!(matches!(status, 400 | 403), "{absolute}: {status}");
     assert_eq!(upstream.total_hits(), 0, "an unadmitted spelling reached the core");
 
@@ -106,9 +84,10 @@ async fn no_spelling_of_a_protected_path_gets_past_the_edge_and_the_core_gets_th
     for (raw_path, canonical) in cases.iter().take(60) {
         let before = upstream.hits(canonical);
         let (status, body) = raw(
-            edge.port,
+            &edge_addr,
             "POST",
             raw_path,
+            b"",
             &[("usher-client", &fan.client_id), ("usher-access", &token)],
         )
         .await;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 use tokio::process::Child;
+use usher_test_kit::free_port;
 
 pub struct Browser {
     driver: Child,
@@ -35,13 +36,6 @@ pub const DESKTOP: Size = Size {
     width: 1280,
     height: 900,
 };
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 impl Browser {
     pub async fn start() -> Browser {

@@ -9,12 +9,7 @@ use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
 /// A port free right now on 127.0.0.1.
-pub(crate) fn port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
+pub(crate) use usher_test_kit::free_port as port;
 
 /// Waits up to ten seconds for something to listen on `port`.
 pub(crate) async fn wait_for(port: u16) -> anyhow::Result<()> {

@@ -449,13 +449,7 @@ pub fn edge_room(event: i64, admit_per_minute: u32, progress: Progress) -> RoomV
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use usher_test_kit::free_port;
 
 /// The payment sandbox, as a child process (killed on drop).
 pub struct Sandbox {

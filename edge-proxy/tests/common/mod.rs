@@ -32,13 +32,7 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use usher_test_kit::free_port;
 
 /// A fresh event id, unused by any earlier run.
 pub fn fresh_event() -> i64 {
