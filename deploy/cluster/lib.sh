@@ -128,3 +128,22 @@ write_env_file() {
   } >"$STATE/cluster.env"
   chmod 600 "$STATE/cluster.env"
 }
+
+# The containers' names and the backup repository's volume (compose.yml's;
+# the overrides are for a drill against another copy of the cluster).
+NODE_PREFIX="${USHER_CLUSTER_CONTAINER_PREFIX:-usher-}"
+BACKUP_VOLUME="${USHER_CLUSTER_BACKUP_VOLUME:-${PROJECT}_pgbackrest}"
+PG_IMAGE="${USHER_CLUSTER_PG_IMAGE:-usher/patroni:dev}"
+
+# The PostgreSQL leader's member name (pg-1..3), as Patroni sees it, asked of
+# the first node that answers; fails when there is none.
+pg_leader() {
+  local n out leader
+  for n in 1 2 3; do
+    out=$(docker exec "${NODE_PREFIX}pg-$n" patronictl list -f json 2>/dev/null) || continue
+    leader=$(python3 -c 'import json, sys
+print(next((m["Member"] for m in json.load(sys.stdin) if m["Role"] == "Leader" and m["State"] == "running"), ""))' <<<"$out") || continue
+    [ -n "$leader" ] && { echo "$leader"; return 0; }
+  done
+  return 1
+}
