@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -15,7 +15,7 @@ use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 struct Core {
-    child: Child,
+    child: ChildGuard,
     base: String,
 }
 
@@ -52,7 +52,7 @@ impl Core {
         if let Some(step) = crash_after {
             c.env("USHER_CORE__CHECKOUT__CRASH_AFTER", step);
         }
-        let child = c.spawn().expect("start booking-core");
+        let child = ChildGuard::new(c.spawn().expect("start booking-core"));
         let base = format!("http://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while !reqwest::get(format!("{base}/readyz"))
@@ -69,7 +69,8 @@ impl Core {
     async fn wait_for_crash(&mut self, step: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            let child = self.child.child().expect("not killed");
+            if let Some(status) = child.try_wait().unwrap() {
                 assert!(!status.success(), "the core should have aborted");
                 return;
             }
@@ -79,13 +80,6 @@ impl Core {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-impl Drop for Core {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
     }
 }
 

@@ -7,73 +7,22 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
+use usher_test_kit::PrivateRedis;
 
-/// A private Redis on a free port, so the test can kill it.
-struct PrivateRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> PrivateRedis {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian's redis-server package) must be installed");
-        for _ in 0..50 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        PrivateRedis {
-            port,
-            child: Some(child),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Stalls every client (the edge's connections) for `ms`.
-    async fn pause(&self, ms: u64) {
-        let mut admin = redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        let () = redis::cmd("CLIENT")
-            .arg("PAUSE")
-            .arg(ms)
-            .arg("ALL")
-            .query_async(&mut admin)
-            .await
-            .unwrap();
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().ok();
-            c.wait().ok();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Stalls every client of `redis` (the edge's connections) for `ms`.
+async fn pause(redis: &PrivateRedis, ms: u64) {
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
 }
 
 async fn until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
@@ -155,7 +104,7 @@ async fn an_admitted_fans_request_does_not_wait_for_a_stalled_redis() {
     .await;
     let fan = admitted_fan(&edge, event).await;
 
-    redis.pause(6_000).await;
+    pause(&redis, 6_000).await;
     let holds = format!("/v1/events/{event}/holds");
     let started = Instant::now();
     let r = edge
@@ -197,7 +146,7 @@ async fn a_slow_redis_holds_the_queue_without_closing_it() {
     let _fan = admitted_fan(&edge, event).await;
     // Three 2-second tick time-outs fit in the stall.
     let stall = Duration::from_millis(8_500);
-    redis.pause(stall.as_millis() as u64).await;
+    pause(&redis, stall.as_millis() as u64).await;
     let started = Instant::now();
     while started.elapsed() < stall {
         let p = edge.progress(event).await;

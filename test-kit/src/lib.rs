@@ -42,3 +42,70 @@ pub async fn raw(addr: &str, method: &str, target: &str, body: &[u8], headers: &
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
     (status, body)
 }
+
+/// A child process that is killed and reaped when this is dropped, so that
+/// a failing test leaves nothing running.
+pub struct ChildGuard(Option<std::process::Child>);
+
+impl ChildGuard {
+    pub fn new(child: std::process::Child) -> ChildGuard {
+        ChildGuard(Some(child))
+    }
+
+    /// The process, unless it was killed here.
+    pub fn child(&mut self) -> Option<&mut std::process::Child> {
+        self.0.as_mut()
+    }
+
+    /// Kills and reaps it now (again: nothing).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A private, diskless redis-server on `port` (so a test can stop it, or
+/// start it again on the same port), listening when returned; stopped when
+/// dropped. Needs Debian's redis-server package.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: ChildGuard,
+}
+
+impl PrivateRedis {
+    pub fn start(port: u16) -> PrivateRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's redis-server package) must be installed");
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        PrivateRedis {
+            port,
+            child: ChildGuard::new(child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it now, as a crash would.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+}

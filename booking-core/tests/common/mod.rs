@@ -449,12 +449,12 @@ pub fn edge_room(event: i64, admit_per_minute: u32, progress: Progress) -> RoomV
     }
 }
 
-pub use usher_test_kit::free_port;
+pub use usher_test_kit::{ChildGuard, free_port};
 
 /// The payment sandbox, as a child process (killed on drop).
 pub struct Sandbox {
     pub base: String,
-    child: std::process::Child,
+    _child: ChildGuard,
 }
 
 impl Sandbox {
@@ -474,7 +474,7 @@ impl Sandbox {
         assert!(line.contains("listening on"), "sandbox said {line:?}");
         Sandbox {
             base: format!("http://{addr}"),
-            child,
+            _child: ChildGuard::new(child),
         }
     }
 
@@ -500,13 +500,6 @@ impl Sandbox {
             .json()
             .await
             .unwrap()
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
     }
 }
 
