@@ -33,6 +33,9 @@ const SLOW_FOR: Duration = Duration::from_secs(10);
 const CONFIG_EVERY: u64 = 10;
 /// Rate-limit tables forget quiet clients every this many ticks.
 const TIDY_EVERY: u64 = 300;
+/// Rooms opened on another instance are served here within this many ticks
+/// (a second): until then this instance would not guard their paths.
+const ROOMS_EVERY: u64 = 5;
 
 pub struct Ticker {
     pub state: Arc<EdgeState>,
@@ -62,6 +65,9 @@ impl BackgroundService for Ticker {
             if n.is_multiple_of(TIDY_EVERY) {
                 state.limits.tidy();
                 state.defences.tidy();
+            }
+            if n.is_multiple_of(ROOMS_EVERY) {
+                discover_rooms(state).await;
             }
             if n.is_multiple_of(CONFIG_EVERY) {
                 let stamp = modified(&state.config_path);
@@ -134,6 +140,35 @@ async fn connect(state: &EdgeState) {
             state.store.store(Some(Arc::new(store)));
         }
         Err(e) => tracing::warn!(error = %e, "cannot reach Redis yet"),
+    }
+}
+
+/// Takes on the rooms another instance opened (through its admin API):
+/// every instance guards every room's paths, whichever one a fan reaches.
+async fn discover_rooms(state: &EdgeState) {
+    let Some(store) = state.store() else { return };
+    let events = match store.room_events().await {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the rooms other instances opened");
+            return;
+        }
+    };
+    for event in events {
+        if state.rooms.get(event).is_some() {
+            continue;
+        }
+        match store.settings(event).await {
+            Ok(Some(settings)) => {
+                tracing::info!(
+                    event_id = event,
+                    "waiting room opened on another instance: serving it here too"
+                );
+                state.rooms.upsert(settings);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(event_id = event, error = %e, "cannot read a room's settings"),
+        }
     }
 }
 

@@ -15,8 +15,17 @@ impl QueueStore {
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
+    /// Every event with a room opened through the admin API, on any
+    /// instance: each instance serves them all.
+    pub async fn room_events(&self) -> StoreResult<Vec<i64>> {
+        let mut conn = self.ticker.clone();
+        conn.smembers(ROOMS_KEY).await
+    }
+
     /// Shares `settings`: the whole of them for every instance's copy, and
-    /// their admission fields for the admission script, in one step.
+    /// their admission fields for the admission script, in one step; then
+    /// names the event among the rooms (a key of its own slot, so apart:
+    /// a room found there always has its settings).
     pub async fn put_settings(&self, settings: &RoomSettings) -> StoreResult<()> {
         let mut conn = self.conn.clone();
         let k = Keys::of(settings.event_id);
@@ -42,10 +51,14 @@ impl QueueStore {
                 ],
             )
             .ignore()
-            .query_async(&mut conn)
-            .await
+            .query_async::<()>(&mut conn)
+            .await?;
+        conn.sadd(ROOMS_KEY, settings.event_id).await
     }
 }
+
+/// The events that have rooms (`room_events`).
+const ROOMS_KEY: &str = "usher:rooms";
 
 /// The settings the admission script reads, as it reads them (its ARGV, or
 /// the shared `admission` hash).
