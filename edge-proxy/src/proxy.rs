@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use serde_json::json;
 use usher_shared::{ACCESS_HEADER, AccessClaims, SESSION_DONE_HEADER, paths};
 
@@ -121,6 +121,60 @@ impl ProxyHttp for Edge {
         peer.options.connection_timeout = Some(Duration::from_millis(limits.connect_timeout_ms));
         peer.options.read_timeout = Some(Duration::from_millis(limits.read_timeout_ms));
         Ok(Box::new(peer))
+    }
+
+    /// The edge's own answer when the core could not give one, as a
+    /// problem (never Pingora's bare 500): no ready core or a refused
+    /// connection is 503 with Retry-After (nothing reached a core: safe to
+    /// send again), a core that stopped answering is 504, anything else 502.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut Ctx) -> FailToProxy {
+        use pingora::ErrorType as E;
+        if matches!(
+            e.esource(),
+            pingora::ErrorSource::Upstream | pingora::ErrorSource::Unset
+        ) {
+            ctx.upstream_failed = true;
+        }
+        let (status, code, detail) = match e.etype() {
+            E::HTTPStatus(status) => (*status, "edge_error", "the edge could not complete this request"),
+            E::ConnectNoRoute => (
+                503,
+                "no_ready_core",
+                "no booking-core is ready to serve this right now (the database may be failing over); nothing was sent, try again shortly",
+            ),
+            E::ConnectTimedout | E::ConnectRefused | E::ConnectError | E::TLSHandshakeFailure => (
+                503,
+                "core_unreachable",
+                "no booking-core took the request; nothing was sent, try again shortly",
+            ),
+            E::ReadTimedout | E::WriteTimedout => (
+                504,
+                "core_timeout",
+                "the booking-core stopped answering; the request may or may not have been done: retry with the same Idempotency-Key",
+            ),
+            _ if e.esource() == &pingora::ErrorSource::Downstream => {
+                return FailToProxy {
+                    error_code: 0,
+                    can_reuse_downstream: false,
+                };
+            }
+            _ => (
+                502,
+                "bad_gateway",
+                "the booking-core's answer was cut off; retry with the same Idempotency-Key",
+            ),
+        };
+        // Once the core's answer has begun, nothing else can be said.
+        if session.response_written().is_none() {
+            let retry = vec![("retry-after", "1".to_string())];
+            if let Err(e) = respond::problem_with(session, status, code, detail, json!({}), retry).await {
+                tracing::debug!(error = %e, "could not tell the client the core failed");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
     }
 
     /// A core that refused or did not take the connection got nothing of

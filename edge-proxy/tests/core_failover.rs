@@ -137,7 +137,12 @@ async fn a_hung_core_is_bounded_and_leaves_the_rotation() {
             .send()
             .await
             .expect("the edge answers");
-        assert!(r.status() == 200 || r.status().is_server_error(), "{}", r.status());
+        if r.status() != 200 {
+            assert_eq!(r.status(), 504, "a silent core is a gateway time-out");
+            assert_eq!(r.headers()["content-type"], "application/problem+json");
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["code"], "core_timeout");
+        }
         answered += 1;
     }
     assert_eq!(answered, 4);
@@ -154,5 +159,23 @@ async fn a_hung_core_is_bounded_and_leaves_the_rotation() {
     assert_eq!(send(&edge, "/v1/events", 10).await, 10, "fans go to the live core");
     a.hang(false);
     wait_ready(&edge, &[(&a, true), (&b, true)]).await;
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn with_no_ready_core_fans_get_a_503_problem_to_retry() {
+    let (a, b, edge) = two_cores().await;
+    a.set_ready(false);
+    b.set_ready(false);
+    wait_ready(&edge, &[(&a, false), (&b, false)]).await;
+    let r = edge.http.get(edge.url("/v1/events")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "no_ready_core");
+    a.set_ready(true);
+    wait_ready(&edge, &[(&a, true)]).await;
+    assert_eq!(send(&edge, "/v1/events", 5).await, 5);
     edge.stop().await;
 }
