@@ -23,7 +23,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 use usher_shared::admin::QueueMode;
@@ -509,35 +508,7 @@ impl Who<'_> {
     }
 }
 
-/// Finds a counter such that SHA-256(`<challenge>:<counter>`) starts with
-/// `bits` zero bits (the edge's rule); also says how many hashes it took.
-pub fn solve(challenge: &str, bits: u8) -> (u64, u64) {
-    let mut prefix = Sha256::new();
-    prefix.update(challenge.as_bytes());
-    prefix.update(b":");
-    let mut digits = String::new();
-    for counter in 0u64.. {
-        digits.clear();
-        let _ = write!(digits, "{counter}");
-        let mut h = prefix.clone();
-        h.update(digits.as_bytes());
-        if zero_bits(&h.finalize()) >= u32::from(bits) {
-            return (counter, counter + 1);
-        }
-    }
-    (0, 0)
-}
-
-fn zero_bits(hash: &[u8]) -> u32 {
-    let mut n = 0;
-    for b in hash {
-        if *b != 0 {
-            return n + b.leading_zeros();
-        }
-        n += 8;
-    }
-    n
-}
+pub use crate::puzzle::solve;
 
 /// How a joiner deals with a puzzle.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
 use crate::browser::{Browser, DESKTOP};
@@ -93,25 +92,6 @@ async fn start_edge(args: &Args, dir: &std::path::Path, redis: &str, event: i64,
     })
 }
 
-fn solve(challenge: &str, bits: u8) -> String {
-    let counter = (0u64..)
-        .find(|c| {
-            let h = Sha256::digest(format!("{challenge}:{c}"));
-            let mut zeros = 0;
-            for b in h {
-                if b == 0 {
-                    zeros += 8;
-                } else {
-                    zeros += b.leading_zeros();
-                    break;
-                }
-            }
-            zeros >= u32::from(bits)
-        })
-        .unwrap_or(0);
-    format!("{challenge}:{counter}")
-}
-
 /// One join as a client does it: with the defences on, a puzzle first.
 async fn join(http: &reqwest::Client, base: &str, event: i64, client: &str, defended: bool) -> anyhow::Result<()> {
     let url = format!("{base}/queue/{event}/join");
@@ -139,7 +119,7 @@ async fn join(http: &reqwest::Client, base: &str, event: i64, client: &str, defe
         let (Some(c), Some(bits)) = (v["challenge"].as_str(), v["bits"].as_u64()) else {
             bail!("no challenge: {v}");
         };
-        Some(solve(c, bits as u8))
+        Some(crate::puzzle::proof(c, bits as u8))
     } else {
         None
     };

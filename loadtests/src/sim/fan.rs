@@ -109,6 +109,16 @@ pub struct Plan {
     pub quantity: u32,
 }
 
+/// A cookie's value from an answer's `set-cookie` headers.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get_all("set-cookie").iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        let (pair, _) = v.split_once(';').unwrap_or((v, ""));
+        let (k, value) = pair.split_once('=')?;
+        (k.trim() == name).then(|| value.trim().to_owned())
+    })
+}
+
 struct Answer {
     status: StatusCode,
     headers: HeaderMap,
@@ -292,13 +302,37 @@ impl Fan<'_> {
 
     async fn join(&mut self) -> bool {
         let url = format!("{}/queue/{}/join", self.base(), self.w.event);
+        let mut proof: Option<String> = None;
         while !self.past_deadline() {
-            let mut rb = self.with_client(self.http.post(&url));
+            // Signed in: the fan's token goes along, as the fan's page sends
+            // it (an edge that allows one place per fan reads it).
+            let mut rb = self
+                .with_client(self.http.post(&url))
+                .header("usher-fan", &self.plan.token);
             if let Some(t) = &self.queue_token {
                 rb = rb.bearer_auth(t);
             }
+            if let Some(p) = proof.take() {
+                rb = rb.header("usher-pow", p);
+            }
             let a = self.send(Kind::Join, rb).await;
             match a.as_ref().map(|a| a.status) {
+                // The join puzzle, solved as the fan's browser would.
+                Some(StatusCode::PRECONDITION_REQUIRED)
+                    if a.as_ref().is_some_and(|a| a.body["challenge"].is_string()) =>
+                {
+                    let Some(a) = a else { return false };
+                    // The puzzle is bound to the client the edge just named
+                    // (its cookie, which a browser keeps): keep it too.
+                    if self.client_id.is_none() {
+                        self.client_id = cookie(&a.headers, "usher_client");
+                    }
+                    let challenge = a.body["challenge"].as_str().unwrap_or_default().to_owned();
+                    let bits = a.body["bits"].as_u64().unwrap_or(0).min(32) as u8;
+                    proof = tokio::task::spawn_blocking(move || crate::puzzle::proof(&challenge, bits))
+                        .await
+                        .ok();
+                }
                 Some(StatusCode::OK) => {
                     let Some(a) = a else { return false };
                     let b = &a.body;

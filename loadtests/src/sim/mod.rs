@@ -202,10 +202,11 @@ async fn herd(
         })
         .collect::<Result<_, _>>()?;
 
-    let start = Instant::now();
-    let on_sale = start + Duration::from_secs_f64(scenario.sale.on_sale_after_secs);
-    let on_sale_wall =
-        chrono::Utc::now() + chrono::Duration::milliseconds((scenario.sale.on_sale_after_secs * 1000.0) as i64);
+    // Every edge takes on a room opened through any one's admin API within
+    // a second; the herd starts once they all have.
+    let on_sale_wall = chrono::Utc::now()
+        + chrono::Duration::from_std(ROOM_SPREAD)?
+        + chrono::Duration::milliseconds((scenario.sale.on_sale_after_secs * 1000.0) as i64);
     let mode = if passthrough {
         QueueMode::Passthrough
     } else {
@@ -215,6 +216,9 @@ async fn herd(
     edge_admin::put_room(&setup, &st.admin, &st.admin_token, &room)
         .await
         .context("setting the on-sale")?;
+    tokio::time::sleep(ROOM_SPREAD).await;
+    let start = Instant::now();
+    let on_sale = start + Duration::from_secs_f64(scenario.sale.on_sale_after_secs);
     let deadline = on_sale + Duration::from_secs(scenario.max_secs);
     let world = Arc::new(fan::World {
         scenario: scenario.clone(),
@@ -311,6 +315,10 @@ async fn herd(
         fault_windows,
     })
 }
+
+/// How long a room opened through one edge takes to reach the others
+/// (their tickers look once a second), with a margin.
+const ROOM_SPREAD: Duration = Duration::from_millis(1_500);
 
 struct SampleTargets {
     admin: String,

@@ -226,36 +226,46 @@ async fn set_up_sale(
     import_ids(&mut import, dir).await
 }
 
-/// The scenario's generated venue and event, imported into the database at
-/// `database_url` with `booking-core import` (the chaos run's set-up: the
-/// cluster's cores then serve it). The seeded stadium is not offered here.
-pub async fn import_sale(
+/// The scenario's generated venue and event, imported by one of the
+/// cluster's own cores (`booking-core import` in its container, with its
+/// configuration): the chaos run's set-up. The seeded stadium is not
+/// offered here.
+pub async fn import_sale_in(
     scenario: &Scenario,
-    bin_dir: &Path,
-    database_url: &str,
+    container: &str,
     dir: &Path,
     on_sale_at: DateTime<Utc>,
 ) -> anyhow::Result<(i64, i64)> {
     if scenario.venue.seeded.is_some() {
         bail!("the scenario sells the seeded stadium; a cluster run needs a generated venue");
     }
-    let bin = bin_dir.join("booking-core");
-    if !bin.exists() {
-        bail!(
-            "{} not found (build with cargo build --release -p booking-core, or pass --bin-dir)",
-            bin.display()
-        );
-    }
     let (chart, event) = generated(scenario, on_sale_at);
     std::fs::write(dir.join("venue.json"), serde_json::to_vec(&chart)?)?;
     std::fs::write(dir.join("event.json"), serde_json::to_vec(&event)?)?;
-    let mut import = Command::new(bin);
-    import
-        .args(["--config", "/nonexistent/booking-core.toml", "import"])
-        .env("DATABASE_URL", database_url)
-        .env("USHER_CORE__ENVIRONMENT", "dev")
-        .env("RUST_LOG", "warn");
-    import_ids(&mut import, dir).await
+    for file in ["venue.json", "event.json"] {
+        let copied = Command::new("docker")
+            .arg("cp")
+            .arg(dir.join(file))
+            .arg(format!("{container}:/tmp/{file}"))
+            .status()
+            .await
+            .context("running docker cp")?;
+        if !copied.success() {
+            bail!("docker cp {file} to {container} failed");
+        }
+    }
+    let mut import = Command::new("docker");
+    import.args([
+        "exec",
+        "-e",
+        "RUST_LOG=warn",
+        container,
+        "booking-core",
+        "--config",
+        "/etc/usher/booking-core.toml",
+        "import",
+    ]);
+    import_ids(&mut import, Path::new("/tmp")).await
 }
 
 async fn import_ids(import: &mut Command, dir: &Path) -> anyhow::Result<(i64, i64)> {
