@@ -177,7 +177,9 @@ impl RoomSettings {
 /// A room's latest tick, as one edge instance saw it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
-    /// Counts this proxy's ticks; also the id of stream events.
+    /// The room's admission ticks, counted across every proxy (in Redis),
+    /// so answers from different edges can be ordered; also the id of
+    /// stream events (never backwards on one proxy).
     pub tick: u64,
     pub at_ms: i64,
     pub through: u64,

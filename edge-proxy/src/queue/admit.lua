@@ -129,8 +129,11 @@ end
 total = total + admitted
 redis.call('HSET', KEYS[3], 'last_ms', now, 'carry', carry, 'through', through, 'admitted_total', total)
 
+-- The room's tick, counted across every instance: answers from two edges
+-- can then be ordered by it (which state each one told).
+local tick = redis.call('HINCRBY', KEYS[3], 'tick', 1)
 local seq = tonumber(redis.call('GET', KEYS[6]) or 0)
 local waiting = redis.call('ZCARD', KEYS[1])
 local removed = redis.call('LLEN', KEYS[5])
 local ended = redis.call('LLEN', KEYS[11])
-return {now, admitted, through, seq, waiting, active + admitted, total, removed, rate, ended}
+return {now, admitted, through, seq, waiting, active + admitted, total, removed, rate, ended, tick}

@@ -242,7 +242,10 @@ impl Room {
         // wakes the streams: a queue standing still costs no work per fan.
         self.progress.send_if_modified(|p| {
             let next = Progress {
-                tick: p.tick + 1,
+                // The shared count, so that answers from every edge are
+                // ordered alike; never backwards here (stream event ids),
+                // even should Redis lose the count in a failover.
+                tick: tick.shared_tick.max(p.tick + 1),
                 at_ms: tick.at_ms,
                 through: tick.through,
                 seq: tick.seq,

@@ -84,6 +84,8 @@ pub struct Tick {
     pub rate: u32,
     /// Length of the list of ended sessions.
     pub ended: u64,
+    /// The room's admission runs so far, by every instance.
+    pub shared_tick: u64,
 }
 
 #[derive(Clone)]
@@ -266,6 +268,7 @@ impl QueueStore {
             removed: at(7),
             rate: at(8).min(u32::MAX as u64) as u32,
             ended: at(9),
+            shared_tick: at(10),
         })
     }
 
