@@ -166,7 +166,9 @@ impl ProxyHttp for Edge {
         };
         // Once the core's answer has begun, nothing else can be said.
         if session.response_written().is_none() {
-            let retry = vec![("retry-after", "1".to_string())];
+            // The connection is not kept after a failure: say so, or a
+            // client sends its next request on it as it closes.
+            let retry = vec![("retry-after", "1".to_string()), ("connection", "close".to_string())];
             if let Err(e) = respond::problem_with(session, status, code, detail, json!({}), retry).await {
                 tracing::debug!(error = %e, "could not tell the client the core failed");
             }
