@@ -101,6 +101,7 @@ pub struct Run {
     /// The faults a chaos run struck, and their windows on the run's clock.
     pub faults: Vec<chaos::faults::Struck>,
     pub fault_windows: Vec<(u32, u32)>,
+    pub fault_at_ms: Vec<u32>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -276,9 +277,9 @@ async fn herd(
     }
     let elapsed = start.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let (faults, fault_windows) = match chaos {
+    let (faults, fault_windows, fault_at_ms) = match chaos {
         Some(chaos) => chaos.finish().await,
-        None => (Vec::new(), Vec::new()),
+        None => (Vec::new(), Vec::new(), Vec::new()),
     };
     let (samples, core_ready_fail) = sampler.await.context("sampler")?;
     fans.sort_by_key(|f| f.id);
@@ -313,6 +314,7 @@ async fn herd(
         core_ready_fail,
         faults,
         fault_windows,
+        fault_at_ms,
     })
 }
 

@@ -86,7 +86,7 @@ impl Injector {
     /// Every fault struck and healed; with each window on the run's clock
     /// (from the strike to its recovery, or its healing if it never
     /// recovered, plus the fans' back-off).
-    pub async fn finish(&self) -> (Vec<Struck>, Vec<(u32, u32)>) {
+    pub async fn finish(&self) -> (Vec<Struck>, Vec<(u32, u32)>, Vec<u32>) {
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         let struck = match task {
             Some(t) => t.await.unwrap_or_default(),
@@ -107,15 +107,19 @@ impl Injector {
                     .map(|r| s.at + r)
                     .or(s.healed_at)
                     .unwrap_or_else(Instant::now);
-                (from, ms(end - start) + WINDOW_SLACK_MS)
+                (from.saturating_sub(WINDOW_LEAD_MS), ms(end - start) + WINDOW_SLACK_MS)
             })
             .collect();
-        (struck, windows)
+        let at = struck.iter().map(|s| ms(s.at - start)).collect();
+        (struck, windows, at)
     }
 }
 
 /// After a recovery, fans still finish answers that began in the outage.
 const WINDOW_SLACK_MS: u32 = 5_000;
+/// A request is recorded when it was sent: one sent this long before the
+/// fault (the core's request deadline) may still be failed by it.
+const WINDOW_LEAD_MS: u32 = 10_000;
 
 fn ms(d: Duration) -> u32 {
     d.as_millis().min(u128::from(u32::MAX)) as u32
@@ -206,7 +210,8 @@ fn chaos_section(run: &Run) -> String {
             .iter()
             .filter(|r| (from..=to).contains(&r.at_ms) && (r.status >= 500 || r.status == 0))
             .count();
-        let at = (f64::from(from) - f64::from(run.on_sale_ms)) / 1000.0;
+        let struck = run.fault_at_ms.get(i).copied().unwrap_or(from);
+        let at = (f64::from(struck) - f64::from(run.on_sale_ms)) / 1000.0;
         let _ = writeln!(
             s,
             "| {} | {} | {at:.1} | {} | {} | {failed} |{}",
@@ -290,8 +295,7 @@ fn faults_chart(run: &Run) -> String {
         ),
     ];
     for (i, st) in run.faults.iter().enumerate() {
-        let (from, _) = run.fault_windows.get(i).copied().unwrap_or((0, 0));
-        let at = f64::from(from) / 1000.0;
+        let at = f64::from(run.fault_at_ms.get(i).copied().unwrap_or(0)) / 1000.0;
         series.push(Series::new(st.fault.name(), vec![(at, 0.0), (at, top)]).dashed());
     }
     line_chart(
