@@ -26,12 +26,12 @@ use serde_json::{Value, json};
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 use usher_shared::admin::QueueMode;
+use usher_shared::locks;
 
 use crate::edge_admin;
 use crate::sandbox::API_KEY;
 use crate::sim::scenario::{self, Scenario};
 use crate::sim::stack::{ADMIN_TOKEN, Bins, SimStack, StackPlace};
-use usher_shared::locks;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

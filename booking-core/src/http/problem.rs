@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use usher_shared::admin::AdminCode;
 
 use crate::catalog::CatalogError;
 use crate::checkout::{OrderError, RefundError};
@@ -357,14 +358,16 @@ fn edge_problem(e: &EdgeError) -> ApiError {
             detail,
             problems,
         } => {
-            // Codes are static strings here; the edge's known ones pass as
-            // they are, anything new as edge_refused with the edge's own.
-            let known: &'static str = match code.as_str() {
-                "invalid_settings" => "invalid_settings",
-                "invalid_body" => "invalid_body",
-                "event_mismatch" => "event_mismatch",
-                "queue_not_found" => "queue_not_found",
-                "invalid_path_parameter" => "invalid_path_parameter",
+            // The edge's refusals an operator can act on pass as they are;
+            // anything else as edge_refused, with the edge's own code beside.
+            let known = match AdminCode::parse(code) {
+                Some(
+                    c @ (AdminCode::InvalidSettings
+                    | AdminCode::InvalidBody
+                    | AdminCode::EventMismatch
+                    | AdminCode::QueueNotFound
+                    | AdminCode::InvalidPathParameter),
+                ) => c.as_str(),
                 _ => "edge_refused",
             };
             let status = StatusCode::from_u16(*status)

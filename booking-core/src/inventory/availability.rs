@@ -19,11 +19,11 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use usher_shared::locks;
 
 use crate::ids::{EventId, SeatId};
 use crate::inventory::claims;
 use crate::venues::VenueMap;
-use usher_shared::locks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -26,12 +26,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
+use usher_shared::locks;
 
 use crate::catalog::TierPrice;
 use crate::ids::{EventId, SeatId};
 use crate::inventory::availability::{self, SeatState, States};
 use crate::venues::VenueMap;
-use usher_shared::locks;
 
 /// One event's seats at one version.
 #[derive(Debug)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sqlx::PgPool;
+use usher_shared::locks;
 
 use crate::config::HoldsConfig;
 use crate::idempotency::{self, Answer, Fingerprint, Outcome, Prior};
@@ -21,7 +22,6 @@ use crate::inventory::recent::RecentClaims;
 use crate::inventory::rooms::WaitingRooms;
 use crate::inventory::{Caller, HeldSeat, Hold, HoldError, HoldRequest, HoldState};
 use crate::venues::{SeatMaps, VenueMap};
-use usher_shared::locks;
 
 #[derive(Clone)]
 pub struct HoldService {

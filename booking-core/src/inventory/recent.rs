@@ -21,11 +21,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use usher_shared::locks;
+
 use crate::ids::EventId;
 use crate::inventory::availability::{Readings, SeatState};
 use crate::inventory::best_available::{self, Scope};
 use crate::venues::VenueMap;
-use usher_shared::locks;
 
 #[derive(Clone)]
 pub struct RecentClaims {

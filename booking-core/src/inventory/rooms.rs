@@ -9,8 +9,9 @@
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
-use crate::ids::EventId;
 use usher_shared::locks;
+
+use crate::ids::EventId;
 
 #[derive(Debug, Clone, Default)]
 pub struct WaitingRooms {

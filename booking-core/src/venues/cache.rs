@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
+use usher_shared::locks;
 
 use crate::ids::{EventId, VenueId};
 use crate::venues::chart::VenueMap;
 use crate::venues::store::{LoadError, load_map};
-use usher_shared::locks;
 
 /// A venue's chart, loaded by the first request that needs it.
 type Slot = Arc<OnceCell<Arc<VenueMap>>>;
