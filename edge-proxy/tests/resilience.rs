@@ -176,15 +176,8 @@ async fn a_failed_tick_keeps_the_fans_it_heard_from() {
     let event = fresh_event();
     let store = QueueStore::connect(&redis_url(), &[]).await.unwrap();
     let room = Room::new(RoomSettings {
-        event_id: event,
-        admit_per_minute: 0,
-        max_active: 0,
-        session_secs: 60,
-        mode: QueueMode::Fifo,
-        on_sale_at: None,
-        message: String::new(),
         grace_secs: 300,
-        adaptive: None,
+        ..RoomSettings::new(event, QueueMode::Fifo, 0, 0, 60)
     });
     let mut redis = redis::Client::open(redis_url())
         .unwrap()

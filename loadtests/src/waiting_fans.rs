@@ -100,15 +100,8 @@ const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
 async fn set_room(http: &reqwest::Client, admin: u16, event: i64, mode: QueueMode, rate: u32) -> anyhow::Result<()> {
     let room = RoomSettings {
-        event_id: event,
-        admit_per_minute: rate,
-        max_active: 10_000_000,
-        session_secs: 3600,
-        mode,
-        on_sale_at: None,
-        message: String::new(),
         grace_secs: 3600,
-        adaptive: None,
+        ..RoomSettings::new(event, mode, rate, 10_000_000, 3600)
     };
     edge_admin::put_room(http, &format!("http://127.0.0.1:{admin}"), ADMIN_TOKEN, &room).await
 }

@@ -127,6 +127,22 @@ impl RoomSettings<Option<i64>> {
 }
 
 impl RoomSettings {
+    /// The settings with every optional one at its default: no on-sale
+    /// time, no message, the default grace, a fixed rate.
+    pub fn new(event_id: i64, mode: QueueMode, admit_per_minute: u32, max_active: u32, session_secs: u64) -> Self {
+        RoomSettings {
+            event_id,
+            admit_per_minute,
+            max_active,
+            session_secs,
+            mode,
+            on_sale_at: None,
+            message: String::new(),
+            grace_secs: default_grace_secs(),
+            adaptive: None,
+        }
+    }
+
     /// Every way these settings are out of bounds; empty when they are good.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();

@@ -432,17 +432,7 @@ pub const OPERATOR_SECRET: &str = "whsec_operator_test";
 /// edge: FIFO, `admit_per_minute` a minute, with this progress.
 pub fn edge_room(event: i64, admit_per_minute: u32, progress: Progress) -> RoomView {
     RoomView {
-        settings: RoomSettings {
-            event_id: event,
-            admit_per_minute,
-            max_active: 1000,
-            session_secs: 600,
-            mode: QueueMode::Fifo,
-            on_sale_at: None,
-            message: String::new(),
-            grace_secs: 60,
-            adaptive: None,
-        },
+        settings: RoomSettings::new(event, QueueMode::Fifo, admit_per_minute, 1000, 600),
         progress,
         listeners: 3,
         lottery: None,

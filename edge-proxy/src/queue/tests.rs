@@ -5,15 +5,8 @@ use crate::config::QueueMode;
 
 fn room() -> Room {
     Room::new(RoomSettings {
-        event_id: 1,
-        admit_per_minute: 60,
-        max_active: 10,
-        session_secs: 60,
-        mode: QueueMode::Fifo,
-        on_sale_at: None,
-        message: String::new(),
         grace_secs: 30,
-        adaptive: None,
+        ..RoomSettings::new(1, QueueMode::Fifo, 60, 10, 60)
     })
 }
 

@@ -40,17 +40,7 @@ pub fn fresh_event() -> i64 {
 }
 
 pub fn room(event: i64, per_minute: u32, max_active: u32) -> RoomSettings {
-    RoomSettings {
-        event_id: event,
-        admit_per_minute: per_minute,
-        max_active,
-        session_secs: 600,
-        mode: QueueMode::Fifo,
-        on_sale_at: None,
-        message: String::new(),
-        grace_secs: 60,
-        adaptive: None,
-    }
+    RoomSettings::new(event, QueueMode::Fifo, per_minute, max_active, 600)
 }
 
 pub struct Edge {

@@ -122,15 +122,9 @@ impl Admission {
     /// The event's waiting room for this scenario, opening at `on_sale_at`.
     pub fn room(&self, event: i64, mode: QueueMode, on_sale_at: DateTime<Utc>) -> RoomSettings {
         RoomSettings {
-            event_id: event,
-            admit_per_minute: self.admit_per_minute,
-            max_active: self.max_active,
-            session_secs: self.session_secs,
-            mode,
             on_sale_at: Some(on_sale_at),
-            message: String::new(),
             grace_secs: self.grace_secs,
-            adaptive: None,
+            ..RoomSettings::new(event, mode, self.admit_per_minute, self.max_active, self.session_secs)
         }
     }
 }
