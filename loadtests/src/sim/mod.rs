@@ -40,6 +40,8 @@ pub struct Target {
     /// The core past the edge: sign-in, the seat map, readiness.
     pub core: String,
     pub sandbox: String,
+    /// The key the sandbox's books are read with.
+    pub sandbox_key: String,
     /// Sampled for its command count, when reachable.
     pub redis: Option<String>,
     /// The database, for set-up, samples and the invariants.
@@ -56,6 +58,7 @@ impl SimStack {
             admin_token: ADMIN_TOKEN.into(),
             core: self.core.base.clone(),
             sandbox: self.sandbox.url.clone(),
+            sandbox_key: crate::sandbox::API_KEY.into(),
             redis: Some(self.redis_url.clone()),
             pool: self.core.pool.clone(),
             event: self.event,
@@ -173,6 +176,7 @@ async fn herd(
     passthrough: bool,
     chaos: Option<&chaos::Injector>,
 ) -> anyhow::Result<Run> {
+    let began_unix = chrono::Utc::now().timestamp();
     let setup = reqwest::Client::new();
     // Starts from the past for the core: the edge alone decides when fans
     // get in.
@@ -214,9 +218,16 @@ async fn herd(
         QueueMode::Fifo
     };
     let room = scenario.admission.room(st.event, mode, on_sale_wall);
-    edge_admin::put_room(&setup, &st.admin, &st.admin_token, &room)
-        .await
-        .context("setting the on-sale")?;
+    // A busy or just-healed edge may turn the first try away (503): the
+    // set-up retries, as an operator would, before it gives up.
+    let mut tries = 0;
+    while let Err(e) = edge_admin::put_room(&setup, &st.admin, &st.admin_token, &room).await {
+        tries += 1;
+        if tries >= 10 {
+            return Err(e.context("setting the on-sale"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     tokio::time::sleep(ROOM_SPREAD).await;
     let start = Instant::now();
     let on_sale = start + Duration::from_secs_f64(scenario.sale.on_sale_after_secs);
@@ -288,7 +299,7 @@ async fn herd(
     let findings = verify::check(
         scenario,
         &st.pool,
-        &st.sandbox,
+        (&st.sandbox, &st.sandbox_key),
         st.event,
         &verify::Observed {
             fans: &fans,
@@ -297,6 +308,7 @@ async fn herd(
             clock: &world.rec,
             on_sale_ms: (on_sale - start).as_millis() as u32,
             fault_windows: &fault_windows,
+            began_unix,
         },
     )
     .await?;

@@ -51,6 +51,9 @@ impl Cluster {
     }
 }
 
+/// The payment sandbox's API key in the cluster (deploy/cluster/compose.yml).
+pub const SANDBOX_KEY: &str = "sk_sandbox";
+
 /// Runs `docker args...`; its standard output, or why it failed.
 pub async fn docker(args: &[&str]) -> anyhow::Result<String> {
     let out = tokio::time::timeout(

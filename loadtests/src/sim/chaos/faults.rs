@@ -145,7 +145,9 @@ where
 {
     let until = Instant::now() + WATCH;
     while Instant::now() < until {
-        if tokio::time::timeout(Duration::from_secs(3), check())
+        // Generous: on a machine the herd keeps busy a `docker exec` alone
+        // can take seconds, and a check cut short would read as "not yet".
+        if tokio::time::timeout(Duration::from_secs(10), check())
             .await
             .unwrap_or(false)
         {

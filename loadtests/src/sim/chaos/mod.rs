@@ -84,8 +84,8 @@ impl Injector {
     }
 
     /// Every fault struck and healed; with each window on the run's clock
-    /// (from the strike to its recovery, or its healing if it never
-    /// recovered, plus the fans' back-off).
+    /// (from a request deadline before the strike to its recovery or its
+    /// healing, whichever came later, plus the fans' back-off).
     pub async fn finish(&self) -> (Vec<Struck>, Vec<(u32, u32)>, Vec<u32>) {
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         let struck = match task {
@@ -102,11 +102,12 @@ impl Injector {
             .filter(|s| s.note.is_none() || s.healed_at.is_some())
             .map(|s| {
                 let from = ms(s.at - start);
-                let end = s
-                    .recovered
-                    .map(|r| s.at + r)
-                    .or(s.healed_at)
-                    .unwrap_or_else(Instant::now);
+                // Until it recovered or was healed, whichever came later:
+                // a node coming back (a rewind, a resync) disturbs too.
+                let end = match (s.recovered.map(|r| s.at + r), s.healed_at) {
+                    (Some(r), Some(h)) => r.max(h),
+                    (r, h) => r.or(h).unwrap_or_else(Instant::now),
+                };
                 (from.saturating_sub(WINDOW_LEAD_MS), ms(end - start) + WINDOW_SLACK_MS)
             })
             .collect();
@@ -158,6 +159,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         admin_token: cluster.admin_token.clone(),
         core: cluster.core.clone(),
         sandbox: cluster.sandbox.clone(),
+        sandbox_key: cluster::SANDBOX_KEY.into(),
         redis: None,
         pool,
         event,
@@ -248,7 +250,7 @@ fn chaos_section(run: &Run) -> String {
          - double charges: {}\n\
          - FIFO inversions: {}\n\
          - places fans were told they lost: {}\n\
-         - fans' requests failed (5xx or no answer): {} of {} ({share:.2}%, goal under {:.0}%: {}), {} of them inside a fault's window\n",
+         - fans' requests failed (5xx or no answer): {} of {} ({share:.2}%, goal under {:.0}%: {}), {} of them inside a fault's window, {} 5xx outside every window\n",
         f.oversold,
         f.confirmed_lost.len(),
         f.charged_without_ticket.len(),
@@ -264,6 +266,7 @@ fn chaos_section(run: &Run) -> String {
             "missed"
         },
         f.failed_in_faults,
+        f.server_errors,
     );
     s
 }
