@@ -51,6 +51,10 @@ impl Cluster {
     }
 }
 
+/// The Redis Cluster's nodes (deploy/cluster/compose.yml), asked in turn
+/// until one answers.
+pub const REDIS_NODES: [&str; 6] = ["redis-1", "redis-2", "redis-3", "redis-4", "redis-5", "redis-6"];
+
 /// The payment sandbox's API key in the cluster (deploy/cluster/compose.yml).
 pub const SANDBOX_KEY: &str = "sk_sandbox";
 
@@ -113,7 +117,7 @@ pub async fn pg_leader() -> Option<String> {
 /// The Redis node serving `key`'s slot as master, by its announced
 /// hostname, asked of the first node that answers.
 pub async fn redis_master_of(key: &str) -> Option<String> {
-    for node in ["redis-1", "redis-2", "redis-3", "redis-4", "redis-5", "redis-6"] {
+    for node in REDIS_NODES {
         let c = container(node);
         let Ok(slot) = docker(&["exec", &c, "redis-cli", "cluster", "keyslot", key]).await else {
             continue;

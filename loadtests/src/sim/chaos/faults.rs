@@ -237,7 +237,7 @@ async fn recovered(fault: Fault, cluster: &Cluster, event: i64) -> bool {
         Fault::PgLeaderKill | Fault::PgLeaderPause => write_commits(&cluster.database_url).await.is_ok(),
         Fault::RedisMasterStop => {
             let key = queue_key(event);
-            for node in ["redis-1", "redis-2", "redis-3", "redis-4", "redis-5", "redis-6"] {
+            for node in cluster::REDIS_NODES {
                 if let Ok(out) = docker(&["exec", &container(node), "redis-cli", "-c", "set", &key, "1"]).await {
                     return out.trim() == "OK";
                 }
