@@ -26,15 +26,21 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use serde_json::json;
-use usher_shared::{ACCESS_HEADER, AccessClaims, SESSION_DONE_HEADER, paths};
+use usher_shared::{ACCESS_HEADER, AccessClaims, SESSION_DONE_HEADER};
 
-use crate::cache::ResponseCache;
 use crate::fans::request::{Request, clear_access_cookie, client_ip};
 use crate::fans::{self, Refusal, check_access, session};
 use crate::limits::Kind;
 use crate::respond;
 use crate::rules::Protected;
 use crate::state::EdgeState;
+
+mod cached;
+mod canonical;
+mod failure;
+
+use cached::serve_cached;
+use canonical::canonicalise;
 
 pub struct Edge {
     pub state: Arc<EdgeState>,
@@ -128,41 +134,18 @@ impl ProxyHttp for Edge {
     /// connection is 503 with Retry-After (nothing reached a core: safe to
     /// send again), a core that stopped answering is 504, anything else 502.
     async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut Ctx) -> FailToProxy {
-        use pingora::ErrorType as E;
         if matches!(
             e.esource(),
             pingora::ErrorSource::Upstream | pingora::ErrorSource::Unset
         ) {
             ctx.upstream_failed = true;
         }
-        let (status, code, detail) = match e.etype() {
-            E::HTTPStatus(status) => (*status, "edge_error", "the edge could not complete this request"),
-            E::ConnectNoRoute => (
-                503,
-                "no_ready_core",
-                "no booking-core is ready to serve this right now (the database may be failing over); nothing was sent, try again shortly",
-            ),
-            E::ConnectTimedout | E::ConnectRefused | E::ConnectError | E::TLSHandshakeFailure => (
-                503,
-                "core_unreachable",
-                "no booking-core took the request; nothing was sent, try again shortly",
-            ),
-            E::ReadTimedout | E::WriteTimedout => (
-                504,
-                "core_timeout",
-                "the booking-core stopped answering; the request may or may not have been done: retry with the same Idempotency-Key",
-            ),
-            _ if e.esource() == &pingora::ErrorSource::Downstream => {
-                return FailToProxy {
-                    error_code: 0,
-                    can_reuse_downstream: false,
-                };
-            }
-            _ => (
-                502,
-                "bad_gateway",
-                "the booking-core's answer was cut off; retry with the same Idempotency-Key",
-            ),
+        let Some((status, code, detail)) = failure::answer(e) else {
+            // The client went away: nobody to tell.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
         };
         // Once the core's answer has begun, nothing else can be said.
         if session.response_written().is_none() {
@@ -376,77 +359,4 @@ impl Edge {
 
 fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
     session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Rewrites the request to its canonical path (the exact bytes that will be
-/// forwarded), or refuses a path that has none with 400. Everything after
-/// this reads, and the core receives, one spelling of each path.
-async fn canonicalise(session: &mut Session) -> pingora::Result<bool> {
-    let req = session.req_header();
-    if !req.raw_path_is_utf8() {
-        respond::problem(session, 400, "bad_path", "the path is not valid UTF-8", json!({})).await?;
-        return Ok(true);
-    }
-    let target = match paths::canonical(req.uri.path()) {
-        Ok(path) => match req.uri.query() {
-            Some(query) => format!("{path}?{query}"),
-            None => path.into_owned(),
-        },
-        Err(e) => {
-            respond::problem(session, 400, e.code(), &e.to_string(), json!({})).await?;
-            return Ok(true);
-        }
-    };
-    if req.raw_path() != target.as_bytes() {
-        match target.parse::<http::Uri>() {
-            Ok(uri) => session.req_header_mut().set_uri(uri),
-            Err(_) => {
-                respond::problem(session, 400, "bad_path", "the request target cannot be read", json!({})).await?;
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
-}
-
-/// Answers an unprotected request from the cache if it can; otherwise notes
-/// the key so the core's answer can fill it.
-async fn serve_cached(state: &EdgeState, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
-    if !state.cache.enabled() {
-        return Ok(false);
-    }
-    let req = session.req_header();
-    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let Some(key) = ResponseCache::key(
-        req.method.as_str(),
-        path,
-        header("accept-encoding"),
-        req.headers.contains_key("authorization"),
-    ) else {
-        return Ok(false);
-    };
-    let Some(entry) = state.cache.get(&key) else {
-        state.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
-        ctx.cache_key = Some(key);
-        return Ok(false);
-    };
-    state.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-    let not_modified = entry.etag().is_some_and(|etag| header("if-none-match") == Some(etag));
-    let status = if not_modified { 304 } else { entry.status };
-    let mut resp = ResponseHeader::build(status, Some(entry.headers.len() + 2))?;
-    for (name, value) in &entry.headers {
-        if not_modified && (name == "content-length" || name == "content-encoding") {
-            continue;
-        }
-        resp.append_header(name.clone(), value.as_str())?;
-    }
-    resp.insert_header("age", entry.age_secs().to_string())?;
-    resp.insert_header("x-cache", "HIT")?;
-    let head_only = not_modified || entry.body.is_empty();
-    session.write_response_header(Box::new(resp), head_only).await?;
-    if !head_only {
-        session.write_response_body(Some(entry.body.clone()), true).await?;
-    }
-    Ok(true)
 }
