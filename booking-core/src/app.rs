@@ -14,7 +14,7 @@ use crate::checkout::PaymentProvider;
 use crate::checkout::sandbox::SandboxProvider;
 use crate::checkout::stripe::StripeProvider;
 use crate::checkout::{CheckoutService, reconcile};
-use crate::config::Config;
+use crate::config::{Config, ProviderKind};
 use crate::db;
 use crate::http::{self, AppState};
 use crate::identity::{Admission, Identity};
@@ -82,9 +82,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let identity = Identity::from_config(&config.identity)?;
     let admission = Admission::from_config(&config.admission)?;
     let ticket_signer = ticket_signer(&config)?;
-    let provider: Arc<dyn PaymentProvider> = match config.payments.provider.as_str() {
-        "stripe" => Arc::new(StripeProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?),
-        _ => Arc::new(SandboxProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?),
+    let provider: Arc<dyn PaymentProvider> = match config.payments.provider {
+        ProviderKind::Stripe => {
+            Arc::new(StripeProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?)
+        }
+        ProviderKind::Sandbox => {
+            Arc::new(SandboxProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?)
+        }
     };
     let edge = match &config.edge {
         Some(e) => Some(EdgeAdmin::new(e).map_err(|e| StartError::Edge(e.to_string()))?),

@@ -18,14 +18,14 @@ use crate::config::DatabaseConfig;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = config.url.parse()?;
+    let options: PgConnectOptions = config.url.as_str().parse()?;
     pool(config, options).await
 }
 
 /// For bulk work (seeding 50,000 seats), where a statement is expected to
 /// run for seconds and a slow-statement warning would only be noise.
 pub async fn connect_for_bulk(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = config.url.parse()?;
+    let options: PgConnectOptions = config.url.as_str().parse()?;
     pool(config, options.disable_statement_logging()).await
 }
 
@@ -45,7 +45,7 @@ pub fn replicas(config: &DatabaseConfig) -> Result<Option<PgPool>, sqlx::Error> 
     let Some(url) = &config.read_url else {
         return Ok(None);
     };
-    let options: PgConnectOptions = url.parse()?;
+    let options: PgConnectOptions = url.as_str().parse()?;
     Ok(Some(
         PgPoolOptions::new()
             .max_connections(config.max_connections)
@@ -118,7 +118,7 @@ pub async fn leader_answers(probe: &PgPool) -> Result<(), NoLeader> {
 /// queueing the probe behind the fans and being taken out of rotation for
 /// being busy. Connected on first use.
 pub fn probe(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = config.url.parse()?;
+    let options: PgConnectOptions = config.url.as_str().parse()?;
     Ok(PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms.min(PROBE_ACQUIRE_MS)))

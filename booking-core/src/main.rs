@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use booking_core::catalog::EventSpec;
-use booking_core::config::Config;
+use booking_core::config::{Config, LogFormat};
 use booking_core::portal::{Role, auth};
 use booking_core::venues::import::{ChartSpec, ImportError, create_venue};
 use booking_core::{app, db, seed};
@@ -85,7 +85,7 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if config.log.format == "json" {
+    if config.log.format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

@@ -424,7 +424,7 @@ async fn no_order_is_made_while_the_card_cannot_be_looked_up() {
             payments_timeout_ms: 1_000,
             ..Options::default()
         },
-        |c| c.payments.base_url = nobody,
+        |c| c.payments.base_url = usher_shared::config::HttpUrl::parse(nobody).unwrap(),
     )
     .await;
     let v = venue(&app.pool, &small_chart("down", &["A"], 1, 4)).await;

@@ -141,7 +141,7 @@ async fn an_event_with_a_waiting_room_at_the_edge_needs_admission_though_not_mar
     let admin = edge_admin(rooms.clone()).await;
     let app = TestApp::start_with_config(Options::default(), |c| {
         c.edge = Some(booking_core::config::EdgeConfig {
-            admin_url: admin.clone(),
+            admin_url: usher_shared::config::HttpUrl::parse(admin.clone()).unwrap(),
             admin_token: "edge-admin-token".into(),
             timeout_ms: 1_000,
         });

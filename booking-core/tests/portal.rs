@@ -18,6 +18,7 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use usher_shared::admin::{AdminCode, AdminProblem, Progress};
+use usher_shared::config::HttpUrl;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -803,7 +804,7 @@ async fn waiting_room_settings_are_forwarded_to_the_edge() {
     let edge_url = fake_edge(seen.clone()).await;
     let app = TestApp::start_with_config(Options::default(), |c| {
         c.edge = Some(EdgeConfig {
-            admin_url: edge_url.clone(),
+            admin_url: HttpUrl::parse(edge_url.clone()).unwrap(),
             admin_token: "edge-test-token".into(),
             timeout_ms: 2_000,
         })
@@ -886,7 +887,7 @@ async fn waiting_room_settings_are_forwarded_to_the_edge() {
     let closed = format!("http://127.0.0.1:{}", free_port());
     let app = TestApp::start_with_config(Options::default(), |c| {
         c.edge = Some(EdgeConfig {
-            admin_url: closed,
+            admin_url: HttpUrl::parse(closed).unwrap(),
             admin_token: "edge-test-token".into(),
             timeout_ms: 500,
         })

@@ -17,11 +17,12 @@ use booking_core::checkout::provider::{
 };
 use booking_core::checkout::reconcile;
 use booking_core::checkout::stripe::StripeProvider;
-use booking_core::config::Config;
+use booking_core::config::{Config, ProviderKind};
 use booking_core::ids::{Cents, OrderId};
 use booking_core::signature;
 use common::*;
 use serde_json::json;
+use usher_shared::config::HttpUrl;
 
 const KEY: &str = "sk_test_fixture";
 const SECRET: &str = "whsec_fixture";
@@ -184,8 +185,8 @@ async fn recorded_stripe_with(authenticated: Arc<AtomicBool>) -> (String, Seen) 
 
 fn provider(base: &str) -> StripeProvider {
     let mut c = Config::default().payments;
-    c.provider = "stripe".into();
-    c.base_url = base.into();
+    c.provider = ProviderKind::Stripe;
+    c.base_url = HttpUrl::parse(base).unwrap();
     c.api_key = KEY.into();
     c.webhook_secret = SECRET.into();
     StripeProvider::new(&c).unwrap()
@@ -279,7 +280,7 @@ async fn charges_declines_refunds_and_webhooks_in_stripes_shape() {
 
     // A wrong key is refused by Stripe: the adapter says so, it is no decline.
     let mut c = Config::default().payments;
-    c.base_url = base.clone();
+    c.base_url = HttpUrl::parse(base.clone()).unwrap();
     c.api_key = "sk_wrong".into();
     let wrong = StripeProvider::new(&c).unwrap();
     let r = ChargeRequest {
@@ -408,8 +409,8 @@ async fn the_card_fingerprint_is_read_from_the_payment_method() {
 async fn a_purchase_through_the_core_with_stripe_configured() {
     let (base, seen) = recorded_stripe().await;
     let app = TestApp::start_with_config(Options::default(), |c| {
-        c.payments.provider = "stripe".into();
-        c.payments.base_url = base.clone();
+        c.payments.provider = ProviderKind::Stripe;
+        c.payments.base_url = HttpUrl::parse(base.clone()).unwrap();
         c.payments.api_key = KEY.into();
         c.payments.webhook_secret = SECRET.into();
     })
@@ -492,8 +493,8 @@ async fn a_charge_awaiting_3d_secure_stays_pending_and_its_late_success_sells_th
             ..Options::default()
         },
         |c| {
-            c.payments.provider = "stripe".into();
-            c.payments.base_url = base.clone();
+            c.payments.provider = ProviderKind::Stripe;
+            c.payments.base_url = HttpUrl::parse(base.clone()).unwrap();
             c.payments.api_key = KEY.into();
             c.payments.webhook_secret = SECRET.into();
         },

@@ -48,7 +48,7 @@ fn authorised(state: &EdgeState, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     // In constant time, so the token cannot be guessed byte by byte.
-    given.is_some_and(|t| t.as_bytes().ct_eq(state.config.admin.token.as_bytes()).into())
+    given.is_some_and(|t| t.as_bytes().ct_eq(state.config.admin.token.expose().as_bytes()).into())
 }
 
 fn unauthorised() -> Response {

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::{BypassRule, ProtectionConfig};
+use crate::config::{BypassRule, Network, ProtectionConfig};
 
 /// A path pattern with `{event}` in it, e.g. `/v1/events/{event}/holds`.
 #[derive(Debug, Clone)]
@@ -98,45 +98,6 @@ fn under(path: &str, prefix: &str) -> bool {
     }
 }
 
-/// An IPv4 or IPv6 network in CIDR form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    addr: IpAddr,
-    bits: u8,
-}
-
-impl Network {
-    pub fn parse(text: &str) -> Option<Network> {
-        let (addr, bits) = text.split_once('/')?;
-        let addr: IpAddr = addr.parse().ok()?;
-        let bits: u8 = bits.parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        (bits <= max).then_some(Network { addr, bits })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = if self.bits == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.bits)
-                };
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = if self.bits == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.bits)
-                };
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 enum Bypass {
     Path(String),
@@ -155,7 +116,7 @@ impl Bypasses {
                 .filter_map(|r| match (&r.path_prefix, &r.header, &r.network) {
                     (Some(p), None, None) => Some(Bypass::Path(p.clone())),
                     (None, Some((name, value)), None) => Some(Bypass::Header(name.to_ascii_lowercase(), value.clone())),
-                    (None, None, Some(n)) => Network::parse(n).map(Bypass::Network),
+                    (None, None, Some(n)) => Some(Bypass::Network(*n)),
                     _ => None,
                 })
                 .collect(),

@@ -17,7 +17,7 @@ use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 
-use crate::config::UpstreamConfig;
+use crate::config::{CoreAddr, UpstreamConfig};
 
 /// Cores out of rotation after this many failed checks in a row; one is
 /// enough: a check runs every `health_check_interval_ms` and a wrongly
@@ -63,7 +63,7 @@ fn readiness_check(config: &UpstreamConfig) -> Box<HttpHealthCheck> {
 /// not resolve this round is left out (its core is unreachable anyway) and
 /// logged; the others are kept.
 struct ByName {
-    names: Vec<String>,
+    names: Vec<CoreAddr>,
 }
 
 #[async_trait]
@@ -88,23 +88,6 @@ impl ServiceDiscovery for ByName {
     }
 }
 
-/// Whether `addr` reads as `host:port` (a name or an IP, and a port).
-pub fn valid_name(addr: &str) -> bool {
-    if addr.parse::<std::net::SocketAddr>().is_ok() {
-        return true;
-    }
-    match addr.rsplit_once(':') {
-        Some((host, port)) => {
-            !host.is_empty()
-                && port.parse::<u16>().is_ok_and(|p| p > 0)
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
-        }
-        None => false,
-    }
-}
-
 /// The balancer as the proxy holds it.
 pub type Cores = Arc<LoadBalancer<RoundRobin>>;
 
@@ -123,28 +106,5 @@ pub fn render_readiness(cores: &Cores, out: &mut String) {
             backend.addr,
             u8::from(backends.ready(backend))
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_read_as_host_and_port() {
-        for ok in ["127.0.0.1:8080", "[::1]:8080", "core-1:8080", "core.usher.internal:80"] {
-            assert!(valid_name(ok), "{ok}");
-        }
-        for bad in [
-            "core-1",
-            "core-1:",
-            ":8080",
-            "core 1:8080",
-            "core-1:0",
-            "core-1:70000",
-            "http://core:80",
-        ] {
-            assert!(!valid_name(bad), "{bad}");
-        }
     }
 }

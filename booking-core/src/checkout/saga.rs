@@ -30,7 +30,7 @@ use crate::checkout::provider::{
     Charge, ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, WebhookEvent,
 };
 use crate::checkout::{Order, OrderError, OrderRequest, OrderState, refunds};
-use crate::config::{CheckoutConfig, PaymentsConfig};
+use crate::config::{CheckoutConfig, CrashPoint, PaymentsConfig};
 use crate::idempotency::{Fingerprint, Outcome};
 use crate::ids::{Cents, FanId, OrderId};
 use crate::inventory::claims;
@@ -50,17 +50,13 @@ struct Driven {
     provider_time: Duration,
 }
 
-/// Where the crash tests may stop the process (`checkout.crash_after`):
-/// after each step's effect, before the next.
-pub const STEPS: &[&str] = &["order_created", "charged", "paid", "settled", "refund_sent"];
-
 #[derive(Clone)]
 pub struct CheckoutService {
     pool: PgPool,
     provider: Arc<dyn PaymentProvider>,
     currency: String,
     reconcile_after_secs: i64,
-    crash_after: Option<String>,
+    crash_after: Option<CrashPoint>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +79,7 @@ impl CheckoutService {
             provider,
             currency: payments.currency.clone(),
             reconcile_after_secs: checkout.reconcile_after_secs as i64,
-            crash_after: checkout.crash_after.clone(),
+            crash_after: checkout.crash_after,
         }
     }
 
@@ -134,7 +130,7 @@ impl CheckoutService {
         };
         tracing::Span::current().record("order_id", tracing::field::display(order));
         if !replayed {
-            self.crash_point("order_created");
+            self.crash_point(CrashPoint::OrderCreated);
         }
         // A replay drives too: the first request may have died mid-way.
         match self.steps(order).await {
@@ -242,11 +238,11 @@ impl CheckoutService {
         let mut waited = asked.elapsed();
         match answer {
             Ok(charge) => {
-                self.crash_point("charged");
+                self.crash_point(CrashPoint::Charged);
                 let (taken, refunding) = self.apply_charge(row.id, &charge).await?;
                 waited += refunding;
                 if taken == Some(Taken::Paid) {
-                    self.crash_point("paid");
+                    self.crash_point(CrashPoint::Paid);
                 }
             }
             Err(ProviderError::Unknown(why)) => {
@@ -280,7 +276,7 @@ impl CheckoutService {
                 orders::mark_refunding(&mut tx, &row, "listing_no_longer_available").await?;
             }
             tx.commit().await?;
-            self.crash_point("settled");
+            self.crash_point(CrashPoint::Settled);
             return Ok(());
         }
         let Some(hold) = row.hold else {
@@ -310,7 +306,7 @@ impl CheckoutService {
                         orders::mark_refunding(&mut tx, &row, "seat_already_ticketed").await?;
                     }
                     tx.commit().await?;
-                    self.crash_point("settled");
+                    self.crash_point(CrashPoint::Settled);
                     return Ok(());
                 }
                 Err(e) => return Err(e.into()),
@@ -319,7 +315,7 @@ impl CheckoutService {
             orders::mark_refunding(&mut tx, &row, "seats_no_longer_available").await?;
         }
         tx.commit().await?;
-        self.crash_point("settled");
+        self.crash_point(CrashPoint::Settled);
         Ok(())
     }
 
@@ -374,7 +370,7 @@ impl CheckoutService {
         let waited = asked.elapsed();
         match answer {
             Ok(refund) => {
-                self.crash_point("refund_sent");
+                self.crash_point(CrashPoint::RefundSent);
                 orders::mark_refunded(&self.pool, row.id, &refund.refund_id, refund.amount).await?;
             }
             Err(e) => {
@@ -456,9 +452,9 @@ impl CheckoutService {
     }
 
     /// Test-only fault injection: die here, as a crash would.
-    fn crash_point(&self, step: &str) {
-        if self.crash_after.as_deref() == Some(step) {
-            tracing::error!(step, "checkout.crash_after: aborting the process");
+    fn crash_point(&self, step: CrashPoint) {
+        if self.crash_after == Some(step) {
+            tracing::error!(?step, "checkout.crash_after: aborting the process");
             std::process::abort();
         }
     }

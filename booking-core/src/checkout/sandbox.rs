@@ -58,7 +58,7 @@ pub const TEST_CARDS: &[TestCard] = &[
 pub struct SandboxProvider {
     http: reqwest::Client,
     base: String,
-    api_key: String,
+    api_key: usher_shared::config::Secret,
     webhook_secret: Vec<u8>,
     tolerance_secs: i64,
 }
@@ -71,9 +71,9 @@ impl SandboxProvider {
             .build()?;
         Ok(SandboxProvider {
             http,
-            base: config.base_url.trim_end_matches('/').to_owned(),
+            base: config.base_url.as_str().trim_end_matches('/').to_owned(),
             api_key: config.api_key.clone(),
-            webhook_secret: config.webhook_secret.as_bytes().to_vec(),
+            webhook_secret: config.webhook_secret.expose().as_bytes().to_vec(),
             tolerance_secs: config.webhook_tolerance_secs as i64,
         })
     }
@@ -82,7 +82,7 @@ impl SandboxProvider {
         let response = self
             .http
             .get(url)
-            .bearer_auth(&self.api_key)
+            .bearer_auth(self.api_key.expose())
             .send()
             .await
             .map_err(|e| ProviderError::Unknown(without_url(e)))?;
@@ -98,7 +98,7 @@ impl SandboxProvider {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.api_key)
+            .bearer_auth(self.api_key.expose())
             .header("idempotency-key", key)
             .json(&body)
             .send()

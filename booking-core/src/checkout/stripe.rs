@@ -29,7 +29,7 @@ const API_VERSION: &str = "2024-06-20";
 pub struct StripeProvider {
     http: reqwest::Client,
     base: String,
-    api_key: String,
+    api_key: usher_shared::config::Secret,
     webhook_secret: Vec<u8>,
     tolerance_secs: i64,
 }
@@ -126,9 +126,9 @@ impl StripeProvider {
             .build()?;
         Ok(StripeProvider {
             http,
-            base: config.base_url.trim_end_matches('/').to_owned(),
+            base: config.base_url.as_str().trim_end_matches('/').to_owned(),
             api_key: config.api_key.clone(),
-            webhook_secret: config.webhook_secret.as_bytes().to_vec(),
+            webhook_secret: config.webhook_secret.expose().as_bytes().to_vec(),
             tolerance_secs: config.webhook_tolerance_secs as i64,
         })
     }
@@ -144,7 +144,7 @@ impl StripeProvider {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.api_key)
+            .bearer_auth(self.api_key.expose())
             .header("idempotency-key", key)
             .header("stripe-version", API_VERSION)
             .form(form)
@@ -174,7 +174,7 @@ impl StripeProvider {
         let response = self
             .http
             .get(url)
-            .bearer_auth(&self.api_key)
+            .bearer_auth(self.api_key.expose())
             .header("stripe-version", API_VERSION)
             .send()
             .await

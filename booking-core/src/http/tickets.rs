@@ -270,7 +270,7 @@ fn scanner_id(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError>
         .scanners
         .iter()
         // In constant time, so a key cannot be guessed byte by byte.
-        .find(|s| !presented.is_empty() && bool::from(s.key.as_bytes().ct_eq(presented.as_bytes())))
+        .find(|s| !presented.is_empty() && bool::from(s.key.expose().as_bytes().ct_eq(presented.as_bytes())))
         .map(|s| s.id.clone())
         .ok_or_else(|| {
             ApiError::new(

@@ -10,8 +10,9 @@ use std::time::Duration;
 use serde_json::json;
 use sqlx::PgPool;
 
+use crate::config::MailSink;
 use crate::config::NotificationsConfig;
-use crate::outbox::mail::{self, Message, Sink};
+use crate::outbox::mail::{self, Message};
 use crate::signature;
 
 /// How long a taken delivery is left alone before another worker may take
@@ -21,7 +22,7 @@ const LEASE_SECS: f64 = 60.0;
 pub struct Deliverer {
     pool: PgPool,
     config: NotificationsConfig,
-    sink: Sink,
+    sink: MailSink,
     http: reqwest::Client,
 }
 
@@ -37,7 +38,7 @@ struct Due {
 
 impl Deliverer {
     pub fn new(pool: PgPool, config: NotificationsConfig) -> Deliverer {
-        let sink = Sink::from_config(&config);
+        let sink = config.email.clone();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -94,10 +95,10 @@ impl Deliverer {
         }))
         .map_err(|e| e.to_string())?;
         let now = chrono::Utc::now().timestamp();
-        let sig = signature::sign(&body, self.config.operator_webhook_secret.as_bytes(), now);
+        let sig = signature::sign(&body, self.config.operator_webhook_secret.expose().as_bytes(), now);
         let r = self
             .http
-            .post(url)
+            .post(url.as_str())
             .header("content-type", "application/json")
             .header("usher-signature", sig)
             .header("usher-event-id", d.outbox_id.to_string())

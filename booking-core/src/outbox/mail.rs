@@ -1,32 +1,12 @@
 //! Fan e-mail for a notification: the message, and where it goes (a log
 //! line, a file per message, or a plain SMTP relay).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::config::NotificationsConfig;
-
-#[derive(Debug, Clone)]
-pub enum Sink {
-    Log,
-    Files(PathBuf),
-    Smtp(String),
-}
-
-impl Sink {
-    pub fn from_config(c: &NotificationsConfig) -> Sink {
-        if let Some(dir) = c.email.strip_prefix("file:") {
-            Sink::Files(PathBuf::from(dir))
-        } else if let Some(addr) = c.email.strip_prefix("smtp://") {
-            Sink::Smtp(addr.trim_end_matches('/').to_owned())
-        } else {
-            Sink::Log
-        }
-    }
-}
+use crate::config::MailSink;
 
 pub struct Message {
     /// Unique per notification: the file name, and the Message-ID.
@@ -101,14 +81,14 @@ pub fn compose(topic: &str, payload: &serde_json::Value) -> (String, String) {
 #[error("e-mail: {0}")]
 pub struct MailError(String);
 
-pub async fn send(sink: &Sink, m: &Message) -> Result<(), MailError> {
+pub async fn send(sink: &MailSink, m: &Message) -> Result<(), MailError> {
     match sink {
-        Sink::Log => {
+        MailSink::Log => {
             // The recipient and subject only: bodies may carry order details.
             tracing::info!(to = %m.to, subject = %m.subject, "e-mail (log sink)");
             Ok(())
         }
-        Sink::Files(dir) => {
+        MailSink::Files(dir) => {
             tokio::fs::create_dir_all(dir)
                 .await
                 .map_err(|e| MailError(e.to_string()))?;
@@ -117,7 +97,7 @@ pub async fn send(sink: &Sink, m: &Message) -> Result<(), MailError> {
                 .await
                 .map_err(|e| MailError(e.to_string()))
         }
-        Sink::Smtp(addr) => tokio::time::timeout(Duration::from_secs(10), smtp(addr, m))
+        MailSink::Smtp(addr) => tokio::time::timeout(Duration::from_secs(10), smtp(addr, m))
             .await
             .map_err(|_| MailError("SMTP timed out".into()))?,
     }

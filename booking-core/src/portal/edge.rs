@@ -17,7 +17,7 @@ use crate::ids::EventId;
 pub struct EdgeAdmin {
     http: reqwest::Client,
     base: String,
-    token: String,
+    token: usher_shared::config::Secret,
 }
 
 impl std::fmt::Debug for EdgeAdmin {
@@ -66,7 +66,7 @@ impl EdgeAdmin {
             .build()?;
         Ok(EdgeAdmin {
             http,
-            base: config.admin_url.trim_end_matches('/').to_owned(),
+            base: config.admin_url.as_str().trim_end_matches('/').to_owned(),
             token: config.admin_token.clone(),
         })
     }
@@ -78,7 +78,12 @@ impl EdgeAdmin {
     /// The room's settings and progress, as the edge gives them.
     #[tracing::instrument(skip(self), fields(event_id = event.0))]
     pub async fn room(&self, event: EventId) -> Result<RoomView, EdgeError> {
-        let r = self.http.get(self.url(event)).bearer_auth(&self.token).send().await;
+        let r = self
+            .http
+            .get(self.url(event))
+            .bearer_auth(self.token.expose())
+            .send()
+            .await;
         answer(r).await
     }
 
@@ -89,7 +94,7 @@ impl EdgeAdmin {
         let r = self
             .http
             .put(self.url(event))
-            .bearer_auth(&self.token)
+            .bearer_auth(self.token.expose())
             .json(&settings.for_event(event.0))
             .send()
             .await;
@@ -99,7 +104,7 @@ impl EdgeAdmin {
     /// Every event with a waiting room at the edge.
     pub async fn room_events(&self) -> Result<Vec<EventId>, EdgeError> {
         let url = format!("{}{ROOMS_PATH}", self.base);
-        let r = self.http.get(url).bearer_auth(&self.token).send().await;
+        let r = self.http.get(url).bearer_auth(self.token.expose()).send().await;
         let rooms: Vec<RoomView> = answer(r).await?;
         Ok(rooms.iter().map(|room| EventId(room.settings.event_id)).collect())
     }

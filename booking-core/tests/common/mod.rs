@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use usher_shared::admin::{Progress, QueueMode, RoomSettings, RoomView};
+use usher_shared::config::{HttpUrl, PostgresUrl};
 
 pub fn admin_url() -> String {
     std::env::var("USHER_TEST_DATABASE_URL")
@@ -237,7 +238,7 @@ impl TestApp {
             let port = free_port();
             config.http.listen = format!("127.0.0.1:{port}").parse().unwrap();
             let sandbox = Sandbox::start(&format!("http://127.0.0.1:{port}/v1/payments/webhooks/sandbox"));
-            config.payments.base_url = sandbox.base.clone();
+            config.payments.base_url = HttpUrl::parse(sandbox.base.clone()).unwrap();
             config.payments.api_key = SANDBOX_API_KEY.into();
             config.payments.webhook_secret = SANDBOX_WEBHOOK_SECRET.into();
             Some(sandbox)
@@ -250,9 +251,10 @@ impl TestApp {
         config.checkout.reconcile_after_secs = options.reconcile_after_secs;
         config.notifications.interval_ms = 100;
         config.notifications.backoff_base_ms = 20;
-        config.notifications.operator_webhook_url = options.operator_webhook.clone();
+        config.notifications.operator_webhook_url =
+            options.operator_webhook.clone().map(|u| HttpUrl::parse(u).unwrap());
         config.notifications.operator_webhook_secret = OPERATOR_SECRET.into();
-        config.notifications.email = options.email.clone();
+        config.notifications.email = options.email.parse().expect("a mail sink");
         config.notifications.max_attempts = options.max_attempts;
         config.tickets.scanners = vec![booking_core::config::ScannerConfig {
             id: "gate-a".into(),
@@ -269,12 +271,15 @@ impl TestApp {
         } else {
             None
         };
-        config.database.url = match &link {
-            Some(l) => url_for(&db).host("127.0.0.1").port(l.addr.port()),
-            None => url_for(&db),
-        }
-        .to_url_lossy()
-        .to_string();
+        config.database.url = PostgresUrl::parse(
+            match &link {
+                Some(l) => url_for(&db).host("127.0.0.1").port(l.addr.port()),
+                None => url_for(&db),
+            }
+            .to_url_lossy()
+            .to_string(),
+        )
+        .unwrap();
         config.database.max_connections = options.pool_size;
         config.identity.dev_sign_in.enabled = true;
         config.identity.dev_sign_in.private_key_file = Some(key_file.clone());

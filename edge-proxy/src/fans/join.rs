@@ -155,7 +155,7 @@ pub async fn join(
 fn stream_url(state: &EdgeState, event: i64) -> String {
     let listen = &state.config.listen;
     match (&listen.stream_url, listen.streams) {
-        (Some(base), _) => format!("{}/queue/{event}/events", base.trim_end_matches('/')),
+        (Some(base), _) => format!("{}/queue/{event}/events", base.as_str().trim_end_matches('/')),
         (None, Some(addr)) => format!("http://{addr}/queue/{event}/events"),
         (None, None) => format!("/queue/{event}/events"),
     }

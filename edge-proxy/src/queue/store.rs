@@ -146,7 +146,7 @@ impl QueueStore {
     /// Answers may take up to two seconds: on a busy machine Redis has been
     /// seen to take over one at the peak of a join spike, and a timed-out
     /// join turns a fan away.
-    pub async fn connect(url: &str, cluster_nodes: &[String]) -> StoreResult<QueueStore> {
+    pub async fn connect(url: &str, cluster_nodes: &[&str]) -> StoreResult<QueueStore> {
         Ok(QueueStore {
             conn: connection::open(url, cluster_nodes).await?,
             fan_calls: Lane::new(FAN_CALLS),

@@ -134,7 +134,8 @@ impl Failing {
 }
 
 async fn connect(state: &EdgeState) {
-    match QueueStore::connect(&state.config.redis.url, &state.config.redis.cluster_nodes).await {
+    let cluster_nodes: Vec<&str> = state.config.redis.cluster_nodes.iter().map(|u| u.as_str()).collect();
+    match QueueStore::connect(state.config.redis.url.as_str(), &cluster_nodes).await {
         Ok(store) => {
             tracing::info!("connected to Redis");
             state.store.store(Some(Arc::new(store)));

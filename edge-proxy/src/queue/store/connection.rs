@@ -75,7 +75,7 @@ pub(super) const SESSION_CALLS: usize = 64;
 const CALL_WAIT: Duration = Duration::from_secs(10);
 
 /// A connection of its own to one Redis, or to a cluster.
-pub(super) async fn open(url: &str, cluster_nodes: &[String]) -> StoreResult<Conn> {
+pub(super) async fn open(url: &str, cluster_nodes: &[&str]) -> StoreResult<Conn> {
     Ok(if cluster_nodes.is_empty() {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -84,7 +84,7 @@ pub(super) async fn open(url: &str, cluster_nodes: &[String]) -> StoreResult<Con
             .set_number_of_retries(2);
         Conn::Single(ConnectionManager::new_with_config(client, config).await?)
     } else {
-        let client = redis::cluster::ClusterClientBuilder::new(cluster_nodes.iter().map(String::as_str))
+        let client = redis::cluster::ClusterClientBuilder::new(cluster_nodes.iter().copied())
             .connection_timeout(Duration::from_millis(500))
             .response_timeout(Duration::from_millis(2_000))
             .build()?;

@@ -2,9 +2,7 @@
 //! edge until it expires (with Age and ETag revalidation), per encoding;
 //! nothing else is, and never a protected path.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_answers_are_served_from_the_edge_and_nothing_else_is() {

@@ -6,14 +6,12 @@
 //! the local test provider. Clients get distinct networks by binding to
 //! different loopback addresses (127.0.x.y).
 
-#[path = "../common/mod.rs"]
-mod common;
 mod places;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_proxy::config::QueueMode;
 use edge_proxy::defence::pow::solve;
 use serde_json::Value;

@@ -4,12 +4,10 @@
 //! assistive technology, and moves on into the event by itself once the fan
 //! is admitted, with the access cookie that opens the protected paths.
 
-mod common;
-
 use std::time::Duration;
 
-use common::browser::Browser;
-use common::*;
+use crate::common::browser::Browser;
+use crate::common::*;
 use edge_proxy::config::QueueMode;
 use serde_json::json;
 

@@ -1,11 +1,9 @@
 //! The edge under strain: Redis going away and coming back, clients that
 //! ask too often, and configuration edited while running.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use usher_test_kit::PrivateRedis;
 

@@ -4,12 +4,10 @@
 //! masters. The admission test is the same as on one Redis: 2,000
 //! concurrent joiners, admitted in exactly their ticket order.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// A port p with p + 10000 (its cluster bus) also free.
 fn free_port_pair() -> u16 {

@@ -2,11 +2,9 @@
 //! opens through one edge's admin API is guarded by every edge within a
 //! second, so no edge lets an unadmitted fan through for lack of knowing it.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn a_room_opened_on_one_edge_is_guarded_by_every_edge() {

@@ -4,11 +4,9 @@
 //! protected paths. The dedicated listener answers CORS with credentials for
 //! the configured page origins only.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_proxy::config::QueueMode;
 use futures::StreamExt;
 use serde_json::Value;

@@ -2,11 +2,9 @@
 //! core that dies, hangs or says it is not ready leaves the rotation within
 //! the health check's time, and comes back once it is ready again.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// The test's health check: every 200 ms, a check unanswered after 300 ms
 /// fails. A core leaves the rotation at the first failed check and returns

@@ -7,7 +7,7 @@
 // One WebDriver client for every browser test, kept with the loadtests that
 // drive the whole stack; included by path (edge-proxy does not depend on it).
 #[allow(dead_code)]
-#[path = "../../../loadtests/src/browser.rs"]
+#[path = "../../../../loadtests/src/browser.rs"]
 pub mod browser;
 mod upstream;
 
@@ -15,10 +15,14 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use edge_proxy::config::{QueueMode, RoomSettings};
+use edge_proxy::config::{
+    AdminConfig, CoreAddr, EdgeConfig, ListenConfig, LogConfig, QueueMode, RateLimits, RedisConfig, RedisFailure,
+    RoomSettings, TokensConfig, UpstreamConfig,
+};
 use serde_json::Value;
 use tokio::process::Child;
 pub use upstream::Upstream;
+use usher_shared::config::RedisUrl;
 
 /// A directory for a test's edge key (`edge.pem`): the edges of one test
 /// that must accept each other's tokens share it.
@@ -41,6 +45,75 @@ pub fn fresh_event() -> i64 {
 
 pub fn room(event: i64, per_minute: u32, max_active: u32) -> RoomSettings {
     RoomSettings::new(event, QueueMode::Fifo, per_minute, max_active, 600)
+}
+
+/// The edge every test starts from: the proxy and admin API on the given
+/// ports, the cores, Redis (`cluster:redis://a,redis://b` names a Redis
+/// Cluster's nodes), the rooms, and no per-address limits.
+fn base_config(
+    cores: &[SocketAddr],
+    redis: &str,
+    rooms: &[RoomSettings],
+    key: &std::path::Path,
+    port: u16,
+    admin_port: u16,
+) -> EdgeConfig {
+    let (url, cluster_nodes) = match redis.strip_prefix("cluster:") {
+        Some(nodes) => (
+            "redis://unused",
+            nodes.split(',').map(|n| RedisUrl::parse(n).unwrap()).collect(),
+        ),
+        None => (redis, vec![]),
+    };
+    EdgeConfig {
+        listen: ListenConfig {
+            http: vec![SocketAddr::from(([127, 0, 0, 1], port))],
+            tls: None,
+            threads: 2,
+            grace_period_secs: 1,
+            read_buffer_bytes: 4096,
+            streams: None,
+            stream_url: None,
+            stream_origins: vec![],
+        },
+        upstream: UpstreamConfig {
+            addrs: cores.iter().map(|c| CoreAddr::parse(&c.to_string()).unwrap()).collect(),
+            health_check_interval_ms: 1_000,
+            health_check_timeout_ms: 1_000,
+            health_check_path: "/readyz".into(),
+            discovery_interval_ms: 5_000,
+            connect_timeout_ms: 1_000,
+            read_timeout_ms: 30_000,
+        },
+        redis: RedisConfig {
+            url: RedisUrl::parse(url).unwrap(),
+            on_failure: RedisFailure::Closed,
+            fail_open_per_minute: 60,
+            cluster_nodes,
+        },
+        tokens: TokensConfig {
+            issuer: "usher-edge".into(),
+            kid: "edge-test".into(),
+            private_key_file: key.to_path_buf(),
+            queue_token_ttl_secs: 6 * 3600,
+            secure_cookies: false,
+        },
+        admin: AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+            token: ADMIN_TOKEN.into(),
+        },
+        protection: Default::default(),
+        bypass: vec![],
+        rate_limits: RateLimits {
+            join_per_minute: 0,
+            status_per_minute: 0,
+            protected_per_minute: 0,
+        },
+        events: rooms.to_vec(),
+        cache: Default::default(),
+        defence: Default::default(),
+        log: LogConfig { filter: "warn".into() },
+    }
 }
 
 pub struct Edge {
@@ -108,85 +181,32 @@ impl Edge {
         listen: &str,
         upstream: &str,
     ) -> Edge {
-        let addrs = cores.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
         let port = free_port();
         let admin_port = free_port();
-        let listen = listen.replace("{port}", &port.to_string());
         let dir = std::env::temp_dir().join(format!("usher-edge-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let key = key_dir.join("edge.pem");
         if !key.exists() {
             std::fs::write(&key, usher_shared::keys::generate_pair().private_pem).unwrap();
         }
-        let mut toml = format!(
-            r#"
-[listen]
-http = ["127.0.0.1:{port}"]
-threads = 2
-grace_period_secs = 1
-{listen}
-
-[upstream]
-addrs = [{addrs}]
-{upstream}
-
-[redis]
-{redis_keys}
-on_failure = "closed"
-
-[tokens]
-issuer = "usher-edge"
-kid = "edge-test"
-private_key_file = "{key}"
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-token = "{ADMIN_TOKEN}"
-
-[log]
-filter = "warn"
-{limits}
-{extra}
-"#,
-            limits = if extra.contains("[rate_limits]") {
-                ""
-            } else {
-                "[rate_limits]\njoin_per_minute = 0\nstatus_per_minute = 0\nprotected_per_minute = 0\n"
-            },
-            key = key.display(),
-            // "cluster:redis://a,redis://b,..." names a Redis Cluster's nodes.
-            redis_keys = match redis.strip_prefix("cluster:") {
-                Some(nodes) => format!(
-                    "url = \"redis://unused\"\ncluster_nodes = [{}]",
-                    nodes
-                        .split(',')
-                        .map(|n| format!("\"{n}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                None => format!("url = \"{redis}\""),
-            }
+        let base = base_config(cores, redis, rooms, &key, port, admin_port);
+        // A test's own settings are written as an operator writes them, in
+        // TOML, and layered over the typed base; the result is checked here
+        // as the edge will check it.
+        let layered = format!(
+            "[listen]\n{}\n[upstream]\n{upstream}\n{extra}",
+            listen.replace("{port}", &port.to_string())
         );
-        for r in rooms {
-            toml.push_str(&format!(
-                "\n[[events]]\nevent_id = {}\nadmit_per_minute = {}\nmax_active = {}\nsession_secs = {}\nmode = \"{}\"\ngrace_secs = {}\n",
-                r.event_id,
-                r.admit_per_minute,
-                r.max_active,
-                r.session_secs,
-                serde_json::to_value(r.mode).unwrap().as_str().unwrap(),
-                r.grace_secs
-            ));
-            if let Some(t) = r.on_sale_at {
-                toml.push_str(&format!("on_sale_at = \"{}\"\n", t.to_rfc3339()));
-            }
-            if let Some(a) = &r.adaptive {
-                toml.push_str(&format!(
-                    "adaptive = {{ min_per_minute = {}, max_per_minute = {}, target_p99_ms = {}, max_error_rate = {}, window_secs = {} }}\n",
-                    a.min_per_minute, a.max_per_minute, a.target_p99_ms, a.max_error_rate, a.window_secs
-                ));
-            }
-        }
+        let config: EdgeConfig = figment::Figment::from(figment::providers::Serialized::defaults(base))
+            .merge(<figment::providers::Toml as figment::providers::Format>::string(
+                &layered,
+            ))
+            .extract()
+            .unwrap_or_else(|e| panic!("test edge configuration: {e}"));
+        config
+            .validate()
+            .unwrap_or_else(|e| panic!("test edge configuration: {e}"));
+        let toml = toml::to_string(&config).unwrap();
         let config = dir.join("edge.toml");
         std::fs::write(&config, toml).unwrap();
         let log = std::fs::File::create(dir.join("edge.log")).unwrap();

@@ -4,13 +4,11 @@
 //! a finished fan's slot goes to the next, and an operator can change it all
 //! live.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod live;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use edge_proxy::config::TokensConfig;
 use edge_proxy::tokens::EdgeTokens;
 use serde_json::Value;

@@ -3,11 +3,9 @@
 //! again after its session ended, and a new edge admitting by its file's
 //! settings before reading the shared ones.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rand::Rng;
 use serde_json::Value;
 use usher_shared::paths::{self, spellings};

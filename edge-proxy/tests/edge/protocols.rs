@@ -3,11 +3,9 @@
 //! listener; the waiting room and its protection work the same on both.
 //! Driven with curl, a client that is not ours.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn curl(args: &[&str]) -> (String, String) {
     let out = Command::new("curl")

@@ -5,12 +5,10 @@
 //! admission, and adaptive admission settles the rate where a slowing core
 //! meets its latency target.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use edge_proxy::config::{Adaptive, QueueMode};
 use edge_proxy::queue::lottery;
 use serde_json::Value;
