@@ -6,6 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::config::check_range;
+
 /// Where the rooms are: `GET` lists them, `{ROOMS_PATH}/{event}` is one
 /// (`GET`, `PUT`) and `{ROOMS_PATH}/{event}/fairness` its figures.
 pub const ROOMS_PATH: &str = "/admin/events";
@@ -150,18 +152,21 @@ impl RoomSettings {
         if e <= 0 {
             out.push(format!("events: event_id must be positive, got {e}"));
         }
-        if !(1..=1_000_000).contains(&self.admit_per_minute) {
-            out.push(format!("events[{e}].admit_per_minute must be 1..=1000000"));
-        }
-        if !(1..=10_000_000).contains(&self.max_active) {
-            out.push(format!("events[{e}].max_active must be 1..=10000000"));
-        }
-        if !(10..=86_400).contains(&self.session_secs) {
-            out.push(format!("events[{e}].session_secs must be 10..=86400"));
-        }
-        if !(5..=3_600).contains(&self.grace_secs) {
-            out.push(format!("events[{e}].grace_secs must be 5..=3600"));
-        }
+        let room = format!("events[{e}]");
+        check_range(
+            &mut out,
+            &format!("{room}.admit_per_minute"),
+            self.admit_per_minute,
+            1..=1_000_000,
+        );
+        check_range(&mut out, &format!("{room}.max_active"), self.max_active, 1..=10_000_000);
+        check_range(
+            &mut out,
+            &format!("{room}.session_secs"),
+            self.session_secs,
+            10..=86_400,
+        );
+        check_range(&mut out, &format!("{room}.grace_secs"), self.grace_secs, 5..=3_600);
         if self.message.len() > 500 {
             out.push(format!("events[{e}].message must be at most 500 bytes"));
         }
@@ -176,15 +181,24 @@ impl RoomSettings {
                     "events[{e}].adaptive: need 1 <= min_per_minute <= max_per_minute <= 1000000"
                 ));
             }
-            if !(1..=60_000).contains(&a.target_p99_ms) {
-                out.push(format!("events[{e}].adaptive.target_p99_ms must be 1..=60000"));
-            }
-            if !(0.0..=1.0).contains(&a.max_error_rate) {
-                out.push(format!("events[{e}].adaptive.max_error_rate must be between 0 and 1"));
-            }
-            if !(1..=300).contains(&a.window_secs) {
-                out.push(format!("events[{e}].adaptive.window_secs must be 1..=300"));
-            }
+            check_range(
+                &mut out,
+                &format!("{room}.adaptive.target_p99_ms"),
+                a.target_p99_ms,
+                1..=60_000,
+            );
+            check_range(
+                &mut out,
+                &format!("{room}.adaptive.max_error_rate"),
+                a.max_error_rate,
+                0.0..=1.0,
+            );
+            check_range(
+                &mut out,
+                &format!("{room}.adaptive.window_secs"),
+                a.window_secs,
+                1..=300,
+            );
         }
         out
     }

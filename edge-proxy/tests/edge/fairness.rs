@@ -134,16 +134,7 @@ async fn the_pre_queue_lottery_is_a_permutation_anyone_can_recompute() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fairness_figures_catch_an_out_of_order_admission() {
-    let upstream = Upstream::start().await;
-    let event = fresh_event();
-    let edge = Edge::start(
-        upstream.addr,
-        &redis_url(),
-        &[room(event, 1, 100_000)],
-        &key_dir("inversion"),
-        "",
-    )
-    .await;
+    let (_upstream, event, edge) = one_room("inversion", 1, 100_000).await;
     let base = edge.url("");
     let mut fans = Vec::new();
     for _ in 0..5 {

@@ -265,16 +265,7 @@ async fn clients_that_ask_too_often_get_429() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editing_the_configuration_file_changes_the_room_without_a_restart() {
-    let upstream = Upstream::start().await;
-    let event = fresh_event();
-    let edge = Edge::start(
-        upstream.addr,
-        &redis_url(),
-        &[room(event, 600, 100)],
-        &key_dir("reload"),
-        "",
-    )
-    .await;
+    let (_upstream, event, edge) = one_room("reload", 600, 100).await;
     let file = edge.dir.join("edge.toml");
     let text = std::fs::read_to_string(&file)
         .unwrap()

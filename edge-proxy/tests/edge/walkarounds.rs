@@ -28,16 +28,7 @@ fn spellings_of(event: i64, n: usize) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_spelling_of_a_protected_path_gets_past_the_edge_and_the_core_gets_the_canonical_one() {
-    let upstream = Upstream::start().await;
-    let event = fresh_event();
-    let edge = Edge::start(
-        upstream.addr,
-        &redis_url(),
-        &[room(event, 60_000, 100)],
-        &key_dir("spell"),
-        "",
-    )
-    .await;
+    let (upstream, event, edge) = one_room("spell", 60_000, 100).await;
     let edge_addr = format!("127.0.0.1:{}", edge.port);
     let cases = spellings_of(event, 300);
 

@@ -116,6 +116,22 @@ fn base_config(
     }
 }
 
+/// The most common set-up: a counting core, a fresh event, and one edge
+/// (keys of its own, named `name`) guarding that event with a FIFO room.
+pub async fn one_room(name: &str, per_minute: u32, max_active: u32) -> (Upstream, i64, Edge) {
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    let edge = Edge::start(
+        upstream.addr,
+        &redis_url(),
+        &[room(event, per_minute, max_active)],
+        &key_dir(name),
+        "",
+    )
+    .await;
+    (upstream, event, edge)
+}
+
 pub struct Edge {
     child: Child,
     pub port: u16,

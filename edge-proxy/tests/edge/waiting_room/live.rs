@@ -6,16 +6,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_active_cap_holds_and_a_finished_fan_frees_a_slot() {
-    let upstream = Upstream::start().await;
-    let event = fresh_event();
-    let edge = Edge::start(
-        upstream.addr,
-        &redis_url(),
-        &[room(event, 60_000, 20)],
-        &key_dir("cap"),
-        "",
-    )
-    .await;
+    let (_upstream, event, edge) = one_room("cap", 60_000, 20).await;
     let base = edge.url("");
     let mut fans: Vec<Fan> = futures::future::join_all((0..60).map(|_| join(&edge.http, &base, event))).await;
     fans.sort_by_key(|f| f.ticket);
@@ -68,16 +59,7 @@ async fn the_active_cap_holds_and_a_finished_fan_frees_a_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_change_the_room_live_and_read_metrics() {
-    let upstream = Upstream::start().await;
-    let event = fresh_event();
-    let edge = Edge::start(
-        upstream.addr,
-        &redis_url(),
-        &[room(event, 60, 10)],
-        &key_dir("admin"),
-        "",
-    )
-    .await;
+    let (_upstream, event, edge) = one_room("admin", 60, 10).await;
     let url = edge.admin_url(&format!("/admin/events/{event}"));
     let r = edge.http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);

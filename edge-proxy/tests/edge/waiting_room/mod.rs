@@ -138,16 +138,7 @@ async fn nothing_unadmitted_reaches_the_core() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_joiners_are_admitted_in_ticket_order() {
-    let upstream = Upstream::start().await;
-    let event = fresh_event();
-    let edge = Edge::start(
-        upstream.addr,
-        &redis_url(),
-        &[room(event, 120_000, 100_000)],
-        &key_dir("order"),
-        "",
-    )
-    .await;
+    let (_upstream, event, edge) = one_room("order", 120_000, 100_000).await;
     let base = edge.url("");
     let fans: Vec<Fan> = futures::future::join_all((0..2000).map(|_| join(&edge.http, &base, event))).await;
     let mut tickets: Vec<u64> = fans.iter().map(|f| f.ticket).collect();
