@@ -6,6 +6,7 @@
 //! card, a time-out and a retry, a page refresh, a dropped stream, or an
 //! aggressive client that never waits.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::puzzle::Challenge;
 use crate::server_timing::timing;
 use crate::sim::record::{FanRecord, Kind, Loss, Outcome, Recorder, Req};
 use crate::sim::scenario::Scenario;
@@ -117,6 +119,29 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         let (k, value) = pair.split_once('=')?;
         (k.trim() == name).then(|| value.trim().to_owned())
     })
+}
+
+/// Every seat's state from an availability answer, one byte each (0
+/// available, 1 held, 2 sold): the answer packs four to a byte.
+pub fn seat_states(body: &Value) -> Option<Vec<u8>> {
+    let packed = base64::engine::general_purpose::STANDARD
+        .decode(body["states"].as_str()?)
+        .ok()?;
+    let n = body["seat_count"].as_u64()? as usize;
+    if packed.len() * 4 < n {
+        return None;
+    }
+    Some((0..n).map(|i| (packed[i / 4] >> (2 * (i % 4))) & 3).collect())
+}
+
+/// A fan's HTTP client as the edge sees it: its own loopback source
+/// address (the edge's limits and defences go by address), with the
+/// time-outs of a patient browser.
+pub fn client_on(addr: Ipv4Addr) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(addr))
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
 }
 
 struct Answer {
@@ -327,11 +352,12 @@ impl Fan<'_> {
                     if self.client_id.is_none() {
                         self.client_id = cookie(&a.headers, "usher_client");
                     }
-                    let challenge = a.body["challenge"].as_str().unwrap_or_default().to_owned();
-                    let bits = a.body["bits"].as_u64().unwrap_or(0).min(32) as u8;
-                    proof = tokio::task::spawn_blocking(move || crate::puzzle::proof(&challenge, bits))
-                        .await
-                        .ok();
+                    proof = match Challenge::from_answer(&a.body) {
+                        Some(c) => tokio::task::spawn_blocking(move || crate::puzzle::proof(&c.challenge, c.bits))
+                            .await
+                            .ok(),
+                        None => None,
+                    };
                 }
                 Some(StatusCode::OK) => {
                     let Some(a) = a else { return false };
@@ -659,14 +685,7 @@ impl Fan<'_> {
         if a.status != StatusCode::OK {
             return None;
         }
-        let packed = base64::engine::general_purpose::STANDARD
-            .decode(a.body["states"].as_str()?)
-            .ok()?;
-        let n = a.body["seat_count"].as_u64()? as usize;
-        if packed.len() * 4 < n {
-            return None;
-        }
-        Some((0..n).map(|i| (packed[i / 4] >> (2 * (i % 4))) & 3).collect())
+        seat_states(&a.body)
     }
 
     /// A run of `want` free seats side by side, from a random row onward.

@@ -4,6 +4,7 @@
 //! report with charts. With `compare_passthrough`, the same herd runs again
 //! with the waiting room in passthrough, side by side in the report.
 
+pub mod books;
 pub mod chaos;
 pub mod chart;
 pub mod fan;
@@ -192,8 +193,7 @@ async fn herd(
     let tokens = crate::fans::sign_in_many(&setup, &st.core, "fan", scenario.fans).await?;
     let clients: Vec<reqwest::Client> = (0..scenario.client.source_addresses)
         .map(|i| {
-            reqwest::Client::builder()
-                .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, 1 + i as u8)))
+            fan::client_on(std::net::Ipv4Addr::new(127, 0, 1, 1 + i as u8))
                 .pool_max_idle_per_host(
                     (scenario.client.max_in_flight
                         + scenario.client.max_poll_in_flight
@@ -201,8 +201,6 @@ async fn herd(
                         / scenario.client.source_addresses as usize
                         + 1,
                 )
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(30))
                 .build()
         })
         .collect::<Result<_, _>>()?;
@@ -396,11 +394,7 @@ async fn sample(w: Arc<fan::World>, t: SampleTargets, stop: Arc<AtomicBool>) -> 
         .fetch_one(&t.pool)
         .await
         .unwrap_or(0);
-        s.sold = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE event_id = $1 AND state = 'valid'")
-            .bind(t.event)
-            .fetch_one(&t.pool)
-            .await
-            .unwrap_or(0);
+        s.sold = verify::valid_tickets(&t.pool, t.event).await.unwrap_or(0);
         if !http
             .get(format!("{}/readyz", t.core))
             .send()

@@ -216,10 +216,16 @@ impl Default for Client {
     }
 }
 
+/// A scenario file read and parsed (the simulator's and the bot farm's
+/// alike), its errors naming the file.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{}", path.display()))
+}
+
 impl Scenario {
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let s: Scenario = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let s: Scenario = read_toml(path)?;
         s.validate().with_context(|| format!("{}", path.display()))?;
         Ok(s)
     }

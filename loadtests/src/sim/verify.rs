@@ -8,10 +8,9 @@
 
 use std::collections::HashMap;
 
-use anyhow::Context;
-use serde_json::Value;
 use sqlx::PgPool;
 
+use crate::sim::books::read_books;
 use crate::sim::record::{FanRecord, Outcome, Recorder, Req};
 use crate::sim::scenario::Scenario;
 
@@ -118,17 +117,8 @@ pub async fn check(
             .bind(event)
             .fetch_one(pool)
             .await?;
-    f.sold = sqlx::query_scalar("SELECT count(DISTINCT seat_id) FROM tickets WHERE event_id = $1 AND state = 'valid'")
-        .bind(event)
-        .fetch_one(pool)
-        .await?;
-    f.oversold = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT seat_id FROM tickets WHERE event_id = $1 AND state = 'valid'
-                                GROUP BY seat_id HAVING count(*) > 1) d",
-    )
-    .bind(event)
-    .fetch_one(pool)
-    .await?;
+    f.sold = seats_sold(pool, event).await?;
+    f.oversold = seats_sold_twice(pool, event).await?;
     f.held_at_end = sqlx::query_scalar(
         "SELECT count(*) FROM seat_claims WHERE event_id = $1 AND kind = 'hold' AND during @> now()",
     )
@@ -136,73 +126,13 @@ pub async fn check(
     .fetch_one(pool)
     .await?;
 
-    // The processor's books against ours: unreadable books are an error,
-    // never an empty ledger that would pass every check.
-    let (sandbox_url, sandbox_key) = sandbox;
-    let answer = reqwest::Client::new()
-        .get(format!("{sandbox_url}/v1/payment_intents"))
-        .bearer_auth(sandbox_key)
-        .send()
-        .await?;
-    if !answer.status().is_success() {
-        anyhow::bail!(
-            "the sandbox's books answered {}: cannot check the charges",
-            answer.status()
-        );
-    }
-    let books: Value = answer.json().await.context("the sandbox's intents")?;
-    if !books["data"].is_array() {
-        anyhow::bail!("the sandbox's books have no list of intents: cannot check the charges");
-    }
-    let orders: Vec<(uuid::Uuid, String, String, i32, i64)> = sqlx::query_as(
-        "SELECT o.id, o.fan_id, o.state, cardinality(o.seat_ids),
-                (SELECT count(*) FROM tickets t WHERE t.order_id = o.id AND t.state = 'valid')
-         FROM orders o WHERE o.event_id = $1",
-    )
-    .bind(event)
-    .fetch_all(pool)
-    .await?;
-    let by_id: HashMap<String, &(uuid::Uuid, String, String, i32, i64)> =
-        orders.iter().map(|o| (o.0.to_string(), o)).collect();
-    let mut kept_per_order: HashMap<String, u32> = HashMap::new();
-    let mut kept_per_fan: HashMap<&str, u32> = HashMap::new();
-    for intent in books["data"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        if intent["status"] != "succeeded" || intent["created"].as_i64().is_some_and(|t| t < began_unix) {
-            continue;
-        }
-        f.captured += 1;
-        let amount = intent["amount_cents"].as_i64().unwrap_or(0);
-        let refunded = intent["amount_refunded_cents"].as_i64().unwrap_or(0);
-        let order_id = intent["metadata"]["order_id"].as_str().unwrap_or_default().to_owned();
-        if refunded >= amount {
-            f.refunded += 1;
-            continue;
-        }
-        let Some(order) = by_id.get(&order_id) else {
-            f.charged_without_ticket
-                .push(format!("intent {} names no order of this event", intent["id"]));
-            continue;
-        };
-        if order.2 != "confirmed" || order.4 != i64::from(order.3) {
-            f.charged_without_ticket.push(format!(
-                "order {order_id}: charged, state {}, {} of {} tickets",
-                order.2, order.4, order.3
-            ));
-        }
-        *kept_per_order.entry(order_id.clone()).or_default() += 1;
-        *kept_per_fan.entry(order.1.as_str()).or_default() += 1;
-    }
-    for (order, n) in &kept_per_order {
-        if *n > 1 {
-            f.charged_twice.push(format!("order {order} kept {n} charges"));
-        }
-    }
+    let books = read_books(pool, sandbox, event, began_unix).await?;
+    f.captured = books.captured;
+    f.refunded = books.refunded;
+    f.charged_without_ticket = books.charged_without_ticket;
+    f.charged_twice = books.orders_charged_twice;
     // Each simulated fan sets out to buy once.
-    for (fan, n) in &kept_per_fan {
-        if *n > 1 {
-            f.charged_twice.push(format!("fan {fan} kept {n} charges"));
-        }
-    }
+    f.charged_twice.extend(books.fans_charged_twice);
 
     // Seats neither sold nor held now, and since when (in the run's clock):
     // the end of their last claim, or the on-sale if never claimed.
@@ -323,6 +253,33 @@ pub async fn check(
         }
     }
     Ok(f)
+}
+
+/// Seats with a valid ticket.
+pub async fn seats_sold(pool: &PgPool, event: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(DISTINCT seat_id) FROM tickets WHERE event_id = $1 AND state = 'valid'")
+        .bind(event)
+        .fetch_one(pool)
+        .await
+}
+
+/// Seats with more than one valid ticket: a seat sold twice.
+pub async fn seats_sold_twice(pool: &PgPool, event: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT seat_id FROM tickets WHERE event_id = $1 AND state = 'valid'
+                                GROUP BY seat_id HAVING count(*) > 1) d",
+    )
+    .bind(event)
+    .fetch_one(pool)
+    .await
+}
+
+/// Valid tickets of the event (the sales so far, as samples count them).
+pub async fn valid_tickets(pool: &PgPool, event: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM tickets WHERE event_id = $1 AND state = 'valid'")
+        .bind(event)
+        .fetch_one(pool)
+        .await
 }
 
 /// Each order a fan was told is confirmed, read back: confirmed, with a
