@@ -1,12 +1,60 @@
-//! Value types both services' configuration files are made of: a secret that
-//! never prints, and URLs whose scheme is checked as the file is read, so a
-//! wrong one is refused at start with its key named (and a password in a
-//! database or Redis URL never reaches a log line).
+//! How both services read their configuration (defaults, then a TOML file,
+//! then environment variables, once at start), and the value types their
+//! files are made of: a secret that never prints, and URLs whose scheme is
+//! checked as the file is read, so a wrong one is refused at start with its
+//! key named (and a password in a database or Redis URL never reaches a log
+//! line).
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::path::Path;
 
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// Reads a configuration: `defaults` if any, then `file` if it exists, then
+/// the environment's `<prefix><SECTION>__<KEY>` variables, then each
+/// `(variable, key)` of `aliases` that is set (the conventional names, such
+/// as `DATABASE_URL`). Typed values are checked here; ranges are the
+/// caller's `validate`.
+pub fn read<T: Serialize + DeserializeOwned>(
+    defaults: Option<&T>,
+    file: &Path,
+    prefix: &str,
+    aliases: &[(&str, &str)],
+) -> Result<T, ConfigError> {
+    let mut figment = match defaults {
+        Some(d) => Figment::from(Serialized::defaults(d)),
+        None => Figment::new(),
+    }
+    .merge(Toml::file(file))
+    .merge(Env::prefixed(prefix).split("__").lowercase(true));
+    for (variable, key) in aliases {
+        if let Ok(value) = std::env::var(variable) {
+            figment = figment.merge(Serialized::default(key, value));
+        }
+    }
+    Ok(figment.extract().map_err(Box::new)?)
+}
+
+/// A validation's outcome: every problem found, or none.
+pub fn verdict(problems: Vec<String>) -> Result<(), ConfigError> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
 
 /// A key, token or password. `Debug` prints `[redacted]`; the value is read
 /// only through [`Secret::expose`], where it is used.

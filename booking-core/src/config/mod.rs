@@ -11,10 +11,9 @@ mod sections;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-use usher_shared::config::{HttpUrl, PostgresUrl, check_range};
+pub use usher_shared::config::ConfigError;
+use usher_shared::config::{HttpUrl, PostgresUrl, check_range, read, verdict};
 
 pub use choices::{CrashPoint, LogFormat, MailSink, MailSinkError, ProviderKind};
 pub use sections::*;
@@ -140,24 +139,15 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
-    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
-    Invalid(Vec<String>),
-}
-
 impl Config {
     /// Defaults, then the file (if it exists), then the environment.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::file(file))
-            .merge(Env::prefixed("USHER_CORE__").split("__").lowercase(true));
-        if let Ok(url) = std::env::var("DATABASE_URL") {
-            figment = figment.merge(Serialized::default("database.url", url));
-        }
-        let config: Config = figment.extract().map_err(Box::new)?;
+        let config: Config = read(
+            Some(&Config::default()),
+            file,
+            "USHER_CORE__",
+            &[("DATABASE_URL", "database.url")],
+        )?;
         config.validate()?;
         Ok(config)
     }
@@ -283,11 +273,7 @@ impl Config {
             }
             check_range(p, "edge.timeout_ms", edge.timeout_ms, 100..=60_000);
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(problems))
-        }
+        verdict(problems)
     }
 }
 

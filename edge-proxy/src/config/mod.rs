@@ -11,10 +11,9 @@ mod protection;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
-use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
-use usher_shared::config::{RedisUrl, Secret, check_range};
+pub use usher_shared::config::ConfigError;
+use usher_shared::config::{RedisUrl, Secret, check_range, read, verdict};
 
 pub use defence::{
     CaptchaConfig, DefenceConfig, FanIdentityConfig, PowConfig, PublicKeyFile, RiskAction, RiskConfig, RiskRule,
@@ -137,23 +136,11 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
-    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
-    Invalid(Vec<String>),
-}
-
 impl EdgeConfig {
     pub fn load(file: &Path) -> Result<EdgeConfig, ConfigError> {
-        let mut figment = Figment::new()
-            .merge(Toml::file(file))
-            .merge(Env::prefixed("USHER_EDGE__").split("__").lowercase(true));
-        if let Ok(url) = std::env::var("REDIS_URL") {
-            figment = figment.merge(figment::providers::Serialized::default("redis.url", url));
-        }
-        let config: EdgeConfig = figment.extract().map_err(Box::new)?;
+        // No defaults: every section without a `#[serde(default)]` must be
+        // in the file.
+        let config: EdgeConfig = read(None, file, "USHER_EDGE__", &[("REDIS_URL", "redis.url")])?;
         config.validate()?;
         Ok(config)
     }
@@ -224,10 +211,6 @@ impl EdgeConfig {
                 p.push(format!("events: event {} is configured twice", room.event_id));
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(problems))
-        }
+        verdict(problems)
     }
 }
