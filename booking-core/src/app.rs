@@ -212,17 +212,29 @@ async fn read_rooms(edge: EdgeAdmin, rooms: WaitingRooms) {
 }
 
 /// The key that signs ticket codes: from its file, or (dev only, checked by
-/// the config) a throwaway one.
+/// the config) a throwaway one; and the earlier keys a rotation still accepts.
 fn ticket_signer(config: &Config) -> Result<TicketSigner, StartError> {
     let t = &config.tickets;
-    match &t.signing_key_file {
+    let failed = |e: &dyn std::fmt::Display| StartError::Tickets(e.to_string());
+    let mut signer = match &t.signing_key_file {
         Some(path) => {
-            let pem = usher_shared::read_pem(path).map_err(|e| StartError::Tickets(e.to_string()))?;
-            TicketSigner::from_pem(&t.kid, &pem).map_err(|e| StartError::Tickets(e.to_string()))
+            let pem = usher_shared::read_pem(path).map_err(|e| failed(&e))?;
+            TicketSigner::from_pem(&t.kid, &pem).map_err(|e| failed(&e))?
         }
         None => {
             tracing::warn!("tickets.signing_key_file is not set: ticket codes are signed with a throwaway key");
-            Ok(TicketSigner::ephemeral(&t.kid))
+            TicketSigner::ephemeral(&t.kid)
         }
+    };
+    for key in &t.previous_keys {
+        let pem = match (&key.pem, &key.pem_file) {
+            (Some(pem), _) => pem.clone(),
+            (None, Some(path)) => usher_shared::read_pem(path).map_err(|e| failed(&e))?,
+            (None, None) => return Err(failed(&format!("tickets.previous_keys[{}] has no key", key.kid))),
+        };
+        signer = signer
+            .with_previous(&key.kid, &pem)
+            .map_err(|e| failed(&format!("tickets.previous_keys[{}]: {e}", key.kid)))?;
     }
+    Ok(signer)
 }

@@ -663,3 +663,66 @@ async fn a_transfer_races_a_resale_purchase() {
     }
     Arc::into_inner(app).unwrap().finish().await;
 }
+
+#[tokio::test]
+async fn ticket_codes_signed_before_a_key_rotation_still_scan() {
+    // The key before the rotation, kept as a public key only.
+    let old = usher_shared::keys::generate_pair();
+    let new = usher_shared::keys::generate_pair();
+    let new_file = std::env::temp_dir().join(format!("tickets-2-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&new_file, &new.private_pem).unwrap();
+    let old_public = old.public_pem.clone();
+    let app = TestApp::start_with_config(with_sandbox(), |c| {
+        c.tickets.kid = "tickets-2".into();
+        c.tickets.signing_key_file = Some(new_file.clone());
+        c.tickets.previous_keys = vec![booking_core::config::PublicKeyConfig {
+            kid: "tickets-1".into(),
+            pem: Some(old_public),
+            pem_file: None,
+        }];
+    })
+    .await;
+    let v = venue(&app.pool, &small_chart("rot", &["A"], 1, 4)).await;
+    let e = event(&app.pool, "rot", "rot", rules(4)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    let alice = app.sign_in("alice").await;
+    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..2]).await;
+
+    // Scanners are told both keys, the current one first.
+    let (_, keys) = get(&app, &alice, "/v1/tickets/keys").await;
+    let kids: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, ["tickets-2", "tickets-1"]);
+
+    // The code a fan saved before the rotation (signed with the old key)
+    // still scans; codes handed out now carry the new key.
+    let code_under = |kid: &str, private_pem: &str, ticket: &Value| {
+        let signer = booking_core::tickets::TicketSigner::from_pem(kid, private_pem).unwrap();
+        signer.code(
+            booking_core::ids::TicketId(ticket["ticket_id"].as_str().unwrap().parse().unwrap()),
+            e,
+            booking_core::ids::SeatId(ticket["seat_id"].as_i64().unwrap()),
+            ticket["version"].as_i64().unwrap() as i32,
+        )
+    };
+    let path = |n: usize| format!("/v1/tickets/{}", o["tickets"][n]["ticket_id"].as_str().unwrap());
+    let (_, first) = get(&app, &alice, &path(0)).await;
+    assert_eq!(first["code"], code_under("tickets-2", &new.private_pem, &first));
+    let (s, body) = scan(&app, &code_under("tickets-1", &old.private_pem, &first)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    // A key that is neither current nor kept is refused.
+    let stranger = usher_shared::keys::generate_pair();
+    let (_, second) = get(&app, &alice, &path(1)).await;
+    let (s, body) = scan(&app, &code_under("tickets-0", &stranger.private_pem, &second)).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("code_invalid")),
+        "{body}"
+    );
+    app.finish().await;
+}

@@ -53,12 +53,25 @@ fn now() -> i64 {
 impl EdgeTokens {
     pub fn from_config(config: &TokensConfig) -> Result<EdgeTokens, TokenSetupError> {
         let pem = usher_shared::read_pem(&config.private_key_file)?;
-        Self::from_pem(config, &pem)
+        let mut previous = Vec::with_capacity(config.previous_keys.len());
+        for key in &config.previous_keys {
+            previous.push((key.kid.clone(), usher_shared::read_pem(&key.pem_file)?));
+        }
+        Self::from_pem(config, &pem, &previous)
     }
 
-    pub fn from_pem(config: &TokensConfig, private_pem: &str) -> Result<EdgeTokens, TokenSetupError> {
+    /// The current key signs; it and each previous `(kid, public PEM)`
+    /// verify, so a rotation never strands a token signed before it.
+    pub fn from_pem(
+        config: &TokensConfig,
+        private_pem: &str,
+        previous: &[(String, String)],
+    ) -> Result<EdgeTokens, TokenSetupError> {
         let key = SigningKey::from_pem(&config.kid, private_pem)?;
         let mut keys = VerifyingKeys::new();
+        for (kid, public_pem) in previous {
+            keys.insert_pem(kid, public_pem)?;
+        }
         keys.insert_pem(&config.kid, key.public_pem())?;
         Ok(EdgeTokens {
             issuer: config.issuer.clone(),
@@ -129,9 +142,10 @@ pub fn ephemeral(issuer: &str) -> EdgeTokens {
         private_key_file: Path::new("/dev/null").into(),
         queue_token_ttl_secs: 3600,
         secure_cookies: false,
+        previous_keys: vec![],
     };
     // A freshly generated key always loads.
-    EdgeTokens::from_pem(&config, &pair.private_pem).expect("fresh key")
+    EdgeTokens::from_pem(&config, &pair.private_pem, &[]).expect("fresh key")
 }
 
 #[cfg(test)]

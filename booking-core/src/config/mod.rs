@@ -114,6 +114,7 @@ impl Default for Config {
             tickets: TicketsConfig {
                 kid: "tickets-1".into(),
                 signing_key_file: None,
+                previous_keys: vec![],
                 rotation_secs: 30,
                 scanners: vec![],
             },
@@ -254,6 +255,21 @@ impl Config {
             p.push("tickets.signing_key_file is required outside dev: scanners need a stable public key".into());
         }
         check_range(p, "tickets.rotation_secs", t.rotation_secs, 5..=300);
+        let mut kids = std::collections::HashSet::from([t.kid.as_str()]);
+        for key in &t.previous_keys {
+            if key.pem.is_some() == key.pem_file.is_some() {
+                p.push(format!(
+                    "tickets.previous_keys[{}]: give exactly one of pem or pem_file",
+                    key.kid
+                ));
+            }
+            if !kids.insert(key.kid.as_str()) {
+                p.push(format!(
+                    "tickets.previous_keys: kid {:?} is named twice (or is the current kid)",
+                    key.kid
+                ));
+            }
+        }
         for s in &t.scanners {
             if s.id.is_empty() || s.key.len() < 16 {
                 p.push(format!(

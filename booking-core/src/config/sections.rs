@@ -187,6 +187,11 @@ pub struct TicketsConfig {
     /// after a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key_file: Option<PathBuf>,
+    /// Keys that signed codes before the current one, still accepted at
+    /// check-in and published to scanners while a rotation runs (see
+    /// docs/KEY_ROTATION.md); never used to sign.
+    #[serde(default)]
+    pub previous_keys: Vec<PublicKeyConfig>,
     /// Rotating codes change this often.
     pub rotation_secs: u64,
     /// Gate scanners allowed to check tickets in, each with its key.

@@ -213,16 +213,19 @@ pub struct TicketKey {
     pub public_key_pem: String,
 }
 
-/// The keys ticket codes are signed with: load them into gate scanners to
+/// The keys ticket codes are signed with, the current one first (during a
+/// key rotation, also the earlier ones): load them into gate scanners to
 /// verify codes offline.
 #[utoipa::path(get, path = "/v1/tickets/keys", tag = "tickets",
     responses((status = 200, body = [TicketKey])))]
 pub async fn keys(State(state): State<AppState>) -> Response {
-    let key = TicketKey {
-        kid: state.ticket_signer.kid().to_owned(),
-        public_key_pem: state.ticket_signer.public_pem(),
-    };
-    axum::Json(vec![key]).into_response()
+    let keys: Vec<TicketKey> = state
+        .ticket_signer
+        .public_keys()
+        .into_iter()
+        .map(|(kid, public_key_pem)| TicketKey { kid, public_key_pem })
+        .collect();
+    axum::Json(keys).into_response()
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -248,11 +251,10 @@ pub async fn checkin(
 ) -> Result<Response, ApiError> {
     let scanner = scanner_id(&state, &headers)?;
     let signer = &state.ticket_signer;
-    let public = signer.verifying_key();
     let admitted = tickets::checkin::scan(
         &state.pool,
         &scan.code,
-        |kid| (kid == signer.kid()).then_some(public),
+        |kid| signer.key_for(kid),
         &scanner,
         state.config.tickets.rotation_secs as i64,
         false,

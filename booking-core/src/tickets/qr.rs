@@ -62,10 +62,12 @@ pub enum CodeError {
 #[error("ticket signing key: {0}")]
 pub struct KeyError(String);
 
-/// The key that signs ticket codes.
+/// The key that signs ticket codes, and the public keys that signed them
+/// before a rotation (still accepted at the gate, never used to sign).
 pub struct TicketSigner {
     kid: String,
     key: ed25519_dalek::SigningKey,
+    previous: Vec<(String, ed25519_dalek::VerifyingKey)>,
 }
 
 impl TicketSigner {
@@ -74,7 +76,33 @@ impl TicketSigner {
         Ok(TicketSigner {
             kid: kid.to_owned(),
             key,
+            previous: Vec::new(),
         })
+    }
+
+    /// Also accepts codes signed with an earlier key (a public key PEM):
+    /// codes fans saved before a rotation still scan.
+    pub fn with_previous(mut self, kid: &str, public_pem: &str) -> Result<Self, KeyError> {
+        use ed25519_dalek::pkcs8::DecodePublicKey;
+        let key = ed25519_dalek::VerifyingKey::from_public_key_pem(public_pem).map_err(|e| KeyError(e.to_string()))?;
+        self.previous.push((kid.to_owned(), key));
+        Ok(self)
+    }
+
+    /// The key that verifies a code signed under `kid`, if it is one of ours.
+    pub fn key_for(&self, kid: &str) -> Option<ed25519_dalek::VerifyingKey> {
+        if kid == self.kid {
+            return Some(self.key.verifying_key());
+        }
+        self.previous.iter().find(|(k, _)| k == kid).map(|(_, key)| *key)
+    }
+
+    /// Every key a scanner should trust, the current one first: `(kid, PEM)`.
+    pub fn public_keys(&self) -> Vec<(String, String)> {
+        let pem = |key: &ed25519_dalek::VerifyingKey| key.to_public_key_pem(LineEnding::LF).unwrap_or_default();
+        std::iter::once((self.kid.clone(), pem(&self.key.verifying_key())))
+            .chain(self.previous.iter().map(|(kid, key)| (kid.clone(), pem(key))))
+            .collect()
     }
 
     /// A throwaway key (development without a key file).
@@ -84,6 +112,7 @@ impl TicketSigner {
         TicketSigner {
             kid: kid.to_owned(),
             key: ed25519_dalek::SigningKey::from_bytes(&seed),
+            previous: Vec::new(),
         }
     }
 

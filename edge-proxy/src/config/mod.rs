@@ -110,6 +110,12 @@ pub struct TokensConfig {
     /// Mark cookies Secure (on anything but local development).
     #[serde(default)]
     pub secure_cookies: bool,
+    /// Keys that signed tokens before the current one, still accepted
+    /// (never used to sign) while a rotation runs: fans queued or admitted
+    /// under the old key keep their places and sessions. Remove a key once
+    /// the tokens it signed have expired (`docs/KEY_ROTATION.md`).
+    #[serde(default)]
+    pub previous_keys: Vec<PublicKeyFile>,
 }
 
 fn default_queue_ttl() -> u64 {
@@ -182,6 +188,15 @@ impl EdgeConfig {
         }
         if self.tokens.issuer.trim().is_empty() {
             p.push("tokens.issuer must not be empty".into());
+        }
+        let mut kids = std::collections::HashSet::from([self.tokens.kid.as_str()]);
+        for key in &self.tokens.previous_keys {
+            if !kids.insert(key.kid.as_str()) {
+                p.push(format!(
+                    "tokens.previous_keys: kid {:?} is named twice (or is the current kid)",
+                    key.kid
+                ));
+            }
         }
         if self.admin.token.len() < 16 {
             p.push("admin.token must be at least 16 characters".into());

@@ -97,6 +97,7 @@ fn base_config(
             private_key_file: key.to_path_buf(),
             queue_token_ttl_secs: 6 * 3600,
             secure_cookies: false,
+            previous_keys: vec![],
         },
         admin: AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], admin_port)),

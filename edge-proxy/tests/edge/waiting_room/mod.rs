@@ -21,6 +21,7 @@ fn edge_tokens(dir: &std::path::Path) -> EdgeTokens {
         private_key_file: dir.join("edge.pem"),
         queue_token_ttl_secs: 3600,
         secure_cookies: false,
+        previous_keys: vec![],
     };
     EdgeTokens::from_config(&config).unwrap()
 }
