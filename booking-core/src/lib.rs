@@ -4,6 +4,7 @@
 //! Domain modules (`catalog`, `venues`, `inventory`, `checkout`, `tickets`,
 //! `idempotency`, `identity`, `portal`, `pricing`) hold the rules and the SQL; `http` is the only place that
 //! knows about requests and responses, and it maps every domain error once.
+//! `metrics` is the SREs' registry, which domain modules record into.
 
 pub mod app;
 pub mod catalog;
@@ -15,6 +16,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod ids;
 pub mod inventory;
+pub mod metrics;
 pub mod outbox;
 pub mod portal;
 pub mod pricing;
