@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::checkout::PaymentProvider;
 use crate::checkout::sandbox::SandboxProvider;
 use crate::checkout::stripe::StripeProvider;
+use crate::checkout::timed::TimedProvider;
 use crate::checkout::{CheckoutService, reconcile};
 use crate::config::{Config, ProviderKind};
 use crate::db;
@@ -20,6 +21,8 @@ use crate::http::{self, AppState};
 use crate::identity::{Admission, Identity};
 use crate::inventory::availability::Readings;
 use crate::inventory::{HoldService, SeatFeed, WaitingRooms, reaper};
+use crate::metrics::Metrics;
+use crate::metrics::scrape::Sources;
 use crate::portal::EdgeAdmin;
 use crate::tickets::TicketSigner;
 use crate::venues::SeatMaps;
@@ -31,6 +34,8 @@ const PRICING_TICK: Duration = Duration::from_secs(1);
 /// A running server: its address, and how to stop it.
 pub struct Running {
     pub addr: std::net::SocketAddr,
+    /// The admin listener serving `/metrics`, when `http.metrics_listen` is set.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub state: AppState,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
@@ -82,6 +87,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let identity = Identity::from_config(&config.identity)?;
     let admission = Admission::from_config(&config.admission)?;
     let ticket_signer = ticket_signer(&config)?;
+    // Metrics are kept only when someone can read them.
+    let metrics = match config.http.metrics_listen {
+        Some(_) => Metrics::on(),
+        None => Metrics::default(),
+    };
     let provider: Arc<dyn PaymentProvider> = match config.payments.provider {
         ProviderKind::Stripe => {
             Arc::new(StripeProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?)
@@ -89,6 +99,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ProviderKind::Sandbox => {
             Arc::new(SandboxProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?)
         }
+    };
+    let provider: Arc<dyn PaymentProvider> = match metrics.is_on() {
+        true => Arc::new(TimedProvider::new(provider, metrics.clone())),
+        false => provider,
     };
     let edge = match &config.edge {
         Some(e) => Some(EdgeAdmin::new(e).map_err(|e| StartError::Edge(e.to_string()))?),
@@ -111,7 +125,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let maps = SeatMaps::new(pool.clone());
     // One reading of an event's seats at a time serves fans' availability,
     // best available's view and the seat feed alike.
-    let readings = Readings::new(pool.clone());
+    let readings = Readings::new(pool.clone()).with_metrics(metrics.clone());
     let feed = SeatFeed::new(
         pool.clone(),
         readings.clone(),
@@ -124,8 +138,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         readings.clone(),
         rooms.clone(),
         &config.holds,
-    );
-    let checkout = CheckoutService::new(pool.clone(), provider, &config.payments, &config.checkout);
+    )
+    .with_metrics(metrics.clone());
+    let checkout =
+        CheckoutService::new(pool.clone(), provider, &config.payments, &config.checkout).with_metrics(metrics.clone());
     let (stop, shutdown) = watch::channel(false);
     let config = Arc::new(config);
     let state = AppState {
@@ -143,6 +159,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ticket_signer: Arc::new(ticket_signer),
         edge,
         shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
     };
 
     let mut workers = Vec::new();
@@ -166,12 +183,31 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Arc::new(crate::pricing::DemandRule),
             queue,
             config.pricing.interval_secs,
-        );
+        )
+        .with_metrics(metrics.clone());
         workers.push(tokio::spawn(crate::pricing::runner::run(runner, PRICING_TICK)));
     }
     if config.checkout.reconcile {
-        workers.push(tokio::spawn(reconcile::run(checkout, pool, config.checkout.clone())));
+        workers.push(tokio::spawn(reconcile::run(
+            checkout,
+            pool.clone(),
+            config.checkout.clone(),
+        )));
     }
+    let metrics_addr = match config.http.metrics_listen {
+        Some(at) => {
+            let sources = Sources {
+                primary: pool.clone(),
+                reads: (config.database.read_url.is_some()).then(|| state.reads.clone()),
+                backlog: db::for_metrics(&config.database)?,
+            };
+            let (handle, addr) =
+                serve_metrics(at, http::metrics::admin_router(metrics, sources), shutdown.clone()).await?;
+            workers.push(handle);
+            Some(addr)
+        }
+        None => None,
+    };
 
     let app = http::router(state.clone());
     let mut on_stop = shutdown;
@@ -185,11 +221,38 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tracing::info!(%addr, "booking-core listening");
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         stop,
         server,
         workers,
     })
+}
+
+/// Serves the admin router on its own listener until the stop signal.
+async fn serve_metrics(
+    at: std::net::SocketAddr,
+    router: axum::Router,
+    mut on_stop: watch::Receiver<bool>,
+) -> Result<(JoinHandle<()>, std::net::SocketAddr), StartError> {
+    let listener = TcpListener::bind(at)
+        .await
+        .map_err(|source| StartError::Listen { addr: at, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr: at, source })?;
+    tracing::info!(%addr, "booking-core metrics listening");
+    let handle = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = on_stop.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    });
+    Ok((handle, addr))
 }
 
 /// How often the core reads the edge's list of waiting rooms: a room opened

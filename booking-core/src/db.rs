@@ -1,6 +1,6 @@
 //! The PostgreSQL pools (the leader's, the replicas' for stale-tolerant
-//! reads, the readiness probe's) and the schema migrations embedded in the
-//! binary.
+//! reads, the readiness probe's, the metrics scrape's) and the schema
+//! migrations embedded in the binary.
 //!
 //! Across a failover: a connection that breaks is dropped by the pool and
 //! the next one is made through `database.url` to whichever node leads now;
@@ -118,11 +118,22 @@ pub async fn leader_answers(probe: &PgPool) -> Result<(), NoLeader> {
 /// queueing the probe behind the fans and being taken out of rotation for
 /// being busy. Connected on first use.
 pub fn probe(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    single(config, "booking-core readiness")
+}
+
+/// The metrics scrape's own connection (its backlog query), for the same
+/// reason as the probe's: a scrape neither takes a fan's connection nor
+/// waits behind fans for one. Connected on first use.
+pub fn for_metrics(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    single(config, "booking-core metrics")
+}
+
+fn single(config: &DatabaseConfig, name: &str) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = config.url.as_str().parse()?;
     Ok(PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms.min(PROBE_ACQUIRE_MS)))
-        .connect_lazy_with(options.application_name("booking-core readiness")))
+        .connect_lazy_with(options.application_name(name)))
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

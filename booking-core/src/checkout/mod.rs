@@ -15,6 +15,7 @@ pub mod refunds;
 pub mod saga;
 pub mod sandbox;
 pub mod stripe;
+pub mod timed;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,18 @@ impl OrderState {
             "refunding" => Ok(OrderState::Refunding),
             "refunded" => Ok(OrderState::Refunded),
             other => Err(UnknownState::new("order", other)),
+        }
+    }
+
+    /// The word for this state, as the column and the API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::PendingPayment => "pending_payment",
+            OrderState::Paid => "paid",
+            OrderState::Confirmed => "confirmed",
+            OrderState::PaymentFailed => "payment_failed",
+            OrderState::Refunding => "refunding",
+            OrderState::Refunded => "refunded",
         }
     }
 

@@ -34,6 +34,7 @@ use crate::config::{CheckoutConfig, CrashPoint, PaymentsConfig};
 use crate::idempotency::{Fingerprint, Outcome};
 use crate::ids::{Cents, FanId, OrderId};
 use crate::inventory::claims;
+use crate::metrics::Metrics;
 use crate::tickets;
 
 /// How long a buyer's order keeps a resale listing from other buyers while
@@ -57,6 +58,7 @@ pub struct CheckoutService {
     currency: String,
     reconcile_after_secs: i64,
     crash_after: Option<CrashPoint>,
+    metrics: Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +82,14 @@ impl CheckoutService {
             currency: payments.currency.clone(),
             reconcile_after_secs: checkout.reconcile_after_secs as i64,
             crash_after: checkout.crash_after,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Records the saga's steps and its waits for connections in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn provider(&self) -> &dyn PaymentProvider {
@@ -174,24 +183,35 @@ impl CheckoutService {
     async fn steps(&self, order: OrderId) -> Result<Driven, SagaError> {
         let mut provider_time = Duration::ZERO;
         loop {
-            let mut conn = self.pool.acquire().await?;
+            let mut conn = self.metrics.acquire(&self.pool).await?;
             let row = orders::saga_row(&mut conn, order, false)
                 .await?
                 .ok_or(SagaError::NoOrder)?;
             drop(conn);
             let before = row.state;
-            match row.state {
-                OrderState::PendingPayment => provider_time += self.charge(&row).await?,
-                OrderState::Paid => self.settle(order).await?,
-                OrderState::Refunding => provider_time += self.give_back(&row).await?,
+            let started = Instant::now();
+            let step = match row.state {
+                OrderState::PendingPayment => {
+                    provider_time += self.charge(&row).await?;
+                    "charge"
+                }
+                OrderState::Paid => {
+                    self.settle(order).await?;
+                    "settle"
+                }
+                OrderState::Refunding => {
+                    provider_time += self.give_back(&row).await?;
+                    "refund"
+                }
                 done => {
                     return Ok(Driven {
                         state: done,
                         provider_time,
                     });
                 }
-            }
-            let mut conn = self.pool.acquire().await?;
+            };
+            self.metrics.saga_step(step, started.elapsed());
+            let mut conn = self.metrics.acquire(&self.pool).await?;
             let after = orders::saga_row(&mut conn, order, false)
                 .await?
                 .ok_or(SagaError::NoOrder)?
@@ -262,7 +282,7 @@ impl CheckoutService {
     /// paid -> confirmed (seats sold, tickets issued) or -> refunding, in one
     /// transaction under the order's row lock.
     async fn settle(&self, order: OrderId) -> Result<(), SagaError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.metrics.begin(&self.pool).await?;
         let Some(row) = orders::saga_row(&mut tx, order, true).await? else {
             return Err(SagaError::NoOrder);
         };

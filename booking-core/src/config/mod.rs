@@ -56,6 +56,7 @@ impl Default for Config {
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 request_timeout_ms: 10_000,
+                metrics_listen: None,
             },
             database: DatabaseConfig {
                 url: PostgresUrl::parse("postgres://postgres@127.0.0.1:5432/usher").expect("a valid default"),
@@ -172,6 +173,12 @@ impl Config {
             self.http.request_timeout_ms,
             100..=600_000,
         );
+        if let Some(m) = self.http.metrics_listen
+            && m.port() != 0
+            && m == self.http.listen
+        {
+            p.push("http.metrics_listen must not be the public http.listen".into());
+        }
         if self.identity.issuer.trim().is_empty() || self.identity.audience.trim().is_empty() {
             p.push("identity.issuer and identity.audience must not be empty".into());
         }

@@ -34,6 +34,10 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Ordinary requests are cut off after this long (streams are exempt).
     pub request_timeout_ms: u64,
+    /// Where the admin listener serves `/metrics` (Prometheus text) to
+    /// SREs' scrapers; never the public port. Unset: no metrics are kept.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

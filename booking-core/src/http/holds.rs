@@ -44,7 +44,17 @@ pub async fn create(
         key,
         admitted_for: admission.event(&state).await,
     };
-    let outcome = state.holds.place(&caller, EventId(event_id), &request).await?;
+    let outcome = match state.holds.place(&caller, EventId(event_id), &request).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let e = ApiError::from(e);
+            state.metrics.hold_refused(e.code);
+            return Err(e);
+        }
+    };
+    if !outcome.replayed {
+        state.metrics.hold_placed();
+    }
     Ok(answer(StatusCode::CREATED, outcome))
 }
 

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod health;
 pub mod holds;
 pub mod identity;
+pub mod metrics;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub edge: Option<EdgeAdmin>,
     /// Flips to true when the server is shutting down; open streams end.
     pub shutdown: watch::Receiver<bool>,
+    /// The SREs' counters (off unless `http.metrics_listen` is set).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Request bodies above this are refused with 413.
@@ -124,7 +127,8 @@ pub fn router(state: AppState) -> Router {
         payment_provider: state.checkout.provider().name(),
         currency: state.config.payments.currency.clone(),
     });
-    api.merge(streams)
+    let mut app = api
+        .merge(streams)
         .merge(pages)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -132,11 +136,19 @@ pub fn router(state: AppState) -> Router {
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(canonical_path))
         .layer(axum::middleware::from_fn(server_timing))
-        .layer(CatchPanicLayer::custom(panicked))
-        .layer(TraceLayer::new_for_http().make_span_with(
-            |req: &Request<_>| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
-        ))
-        .with_state(state)
+        .layer(CatchPanicLayer::custom(panicked));
+    if state.metrics.is_on() {
+        // Layered on the router, so it runs after routing and reads the
+        // route's template (`MatchedPath`); a panic's 500 is counted too.
+        app = app.layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ));
+    }
+    app.layer(TraceLayer::new_for_http().make_span_with(
+        |req: &Request<_>| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
+    ))
+    .with_state(state)
 }
 
 /// `Server-Timing: core;dur=<ms>` on every answer: the core's own time (to

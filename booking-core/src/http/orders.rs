@@ -60,7 +60,17 @@ pub async fn create(
     admission: Admission,
     ApiJson(request): ApiJson<OrderRequest>,
 ) -> Result<Response, ApiError> {
-    let (outcome, provider_time) = state.checkout.place(&fan.id, key.as_str(), &request).await?;
+    let (outcome, provider_time) = match state.checkout.place(&fan.id, key.as_str(), &request).await {
+        Ok(placed) => placed,
+        Err(e) => {
+            let e = ApiError::from(e);
+            state.metrics.order(e.code);
+            return Err(e);
+        }
+    };
+    if !outcome.replayed {
+        state.metrics.order(outcome.value.state.as_str());
+    }
     if outcome.value.state == OrderState::Confirmed {
         admission.end_session(&state).await;
     }

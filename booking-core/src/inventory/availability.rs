@@ -23,6 +23,7 @@ use usher_shared::locks;
 
 use crate::ids::{EventId, SeatId};
 use crate::inventory::claims;
+use crate::metrics::Metrics;
 use crate::venues::VenueMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -129,6 +130,8 @@ pub struct Reading {
 pub struct Readings {
     pool: PgPool,
     events: Arc<Mutex<HashMap<EventId, Arc<Slot>>>>,
+    /// Where each read's time and each handed-out reading's age go.
+    metrics: Metrics,
 }
 
 /// One event's latest reading, and the gate that lets one read run at a time.
@@ -147,7 +150,20 @@ impl Readings {
         Readings {
             pool,
             events: Arc::default(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Records reads and the age of the readings handed out in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// A reading as it is handed to a caller: its age is recorded.
+    fn hand_out(&self, reading: Arc<Reading>) -> Arc<Reading> {
+        self.metrics.seat_reading_age(reading.started.elapsed());
+        reading
     }
 
     /// A reading of the event whose read started at or after `since`.
@@ -167,15 +183,16 @@ impl Readings {
             // Marks what was seen, so a reading published from here on wakes
             // `changed` below: none is missed between the look and the wait.
             if let Some(r) = fresh(&published.borrow_and_update()) {
-                return Ok(r);
+                return Ok(self.hand_out(r));
             }
             tokio::select! {
                 _gate = slot.gate.lock() => {
                     if let Some(r) = fresh(&slot.latest.borrow()) {
-                        return Ok(r);
+                        return Ok(self.hand_out(r));
                     }
                     let started = Instant::now();
                     let (states, now) = read_states(&self.pool, map, event).await?;
+                    self.metrics.seat_reading(started.elapsed());
                     let availability = Arc::new(Availability::new(event, &states, now));
                     let reading = Arc::new(Reading {
                         started,
@@ -183,7 +200,7 @@ impl Readings {
                         availability,
                     });
                     slot.latest.send_replace(Some(reading.clone()));
-                    return Ok(reading);
+                    return Ok(self.hand_out(reading));
                 }
                 // The sender lives in the slot, which this call holds, so
                 // this only ever ends with a new reading.

@@ -21,6 +21,7 @@ use crate::inventory::claims::{self, PlaceArgs, Placed};
 use crate::inventory::recent::RecentClaims;
 use crate::inventory::rooms::WaitingRooms;
 use crate::inventory::{Caller, HeldSeat, Hold, HoldError, HoldRequest, HoldState};
+use crate::metrics::Metrics;
 use crate::venues::{SeatMaps, VenueMap};
 
 #[derive(Clone)]
@@ -41,6 +42,8 @@ pub struct HoldService {
     recent: Option<RecentClaims>,
     /// Events with a waiting room at the edge: holds need its admission.
     rooms: WaitingRooms,
+    /// Where waits for a pooled connection on the hold path are recorded.
+    metrics: Metrics,
 }
 
 /// What to claim, once the request has been checked against the chart.
@@ -67,7 +70,14 @@ impl HoldService {
             recent: (config.recent_claims_ms > 0)
                 .then(|| RecentClaims::new(readings, Duration::from_millis(config.recent_claims_ms))),
             rooms,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Times this service's waits for pooled connections in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The events whose holds need the edge's admission.
@@ -201,7 +211,7 @@ impl HoldService {
     ) -> Result<Attempt, HoldError> {
         match plan {
             Plan::Seats(seats) => {
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.metrics.acquire(&self.pool).await?;
                 let placed = claims::place_hold(&mut conn, self.args(caller, event, map, &seats, fingerprint)).await?;
                 if let (Some(recent), Placed::Held { .. }) = (&self.recent, &placed) {
                     recent.claimed(event, &seats);
@@ -256,7 +266,7 @@ impl HoldService {
                 ));
                 let _turn = turn.lock().await;
                 for _ in 0..self.best_available_attempts {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.metrics.begin(&self.pool).await?;
                     claims::lock_scope(&mut tx, event, section, scope.tier, scope.accessible).await?;
                     // Every live claim of the event: the ranking itself keeps
                     // to the scope, from the chart.
@@ -296,7 +306,7 @@ impl HoldService {
         seats: &[u32],
         fingerprint: &Fingerprint,
     ) -> Result<Option<Placed>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.metrics.begin(&self.pool).await?;
         let placed = claims::place_hold(&mut tx, self.args(caller, event, map, seats, fingerprint)).await?;
         if let Placed::Refused(json) = &placed
             && json["kind"] == "seats_taken"

@@ -17,6 +17,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::ids::{Cents, EventId};
+use crate::metrics::Metrics;
 use crate::pricing::rule::{Bounds, PricingRule, Signals};
 use crate::pricing::signals::{self, QueueSource};
 
@@ -51,6 +52,7 @@ pub struct Runner {
     rule: Arc<dyn PricingRule>,
     queue: Arc<dyn QueueSource>,
     default_interval_secs: u32,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Runner {
@@ -81,7 +83,14 @@ impl Runner {
             rule,
             queue,
             default_interval_secs,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts this runner's attempts (and times its runs) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Every event due a recalculation at `now`, each attempted once.
@@ -105,9 +114,18 @@ impl Runner {
         let mut out = Vec::with_capacity(due.len());
         for id in due {
             let event = EventId(id);
+            let started = std::time::Instant::now();
             match self.run_event(event, now).await {
-                Ok(outcome) => out.push((event, outcome)),
+                Ok(outcome) => {
+                    match &outcome {
+                        RunOutcome::Ran { .. } => self.metrics.pricing_run("ran", Some(started.elapsed())),
+                        RunOutcome::AlreadyRan => self.metrics.pricing_run("already_ran", None),
+                        RunOutcome::Skipped => self.metrics.pricing_run("skipped", None),
+                    }
+                    out.push((event, outcome))
+                }
                 Err(e) => {
+                    self.metrics.pricing_run("failed", None);
                     tracing::warn!(event_id = id, error = %e, "price recalculation failed; next interval retries")
                 }
             }

@@ -1,0 +1,77 @@
+//! Times every call to the payment provider, whichever part of checkout
+//! makes it (the saga, refunds, late payments, reconciliation): a
+//! `PaymentProvider` that wraps the real one and records each call's time
+//! and result in the metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::checkout::provider::{
+    BoxFuture, Charge, ChargeRequest, PaymentProvider, ProviderError, Refund, RefundRequest, WebhookError, WebhookEvent,
+};
+use crate::metrics::Metrics;
+
+pub struct TimedProvider {
+    inner: Arc<dyn PaymentProvider>,
+    metrics: Metrics,
+}
+
+impl TimedProvider {
+    pub fn new(inner: Arc<dyn PaymentProvider>, metrics: Metrics) -> TimedProvider {
+        TimedProvider { inner, metrics }
+    }
+
+    /// Awaits the call and records it as `call`.
+    fn timed<'a, T: Send + 'a>(
+        &'a self,
+        call: &'static str,
+        answer: BoxFuture<'a, Result<T, ProviderError>>,
+    ) -> BoxFuture<'a, Result<T, ProviderError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let answer = answer.await;
+            let result = match &answer {
+                Ok(_) => "ok",
+                Err(ProviderError::Rejected { .. }) => "rejected",
+                Err(ProviderError::Unknown(_)) => "unknown",
+            };
+            self.metrics.provider_call(call, result, started.elapsed());
+            answer
+        })
+    }
+}
+
+impl PaymentProvider for TimedProvider {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn signature_header(&self) -> &'static str {
+        self.inner.signature_header()
+    }
+
+    fn charge<'a>(&'a self, request: &'a ChargeRequest) -> BoxFuture<'a, Result<Charge, ProviderError>> {
+        self.timed("charge", self.inner.charge(request))
+    }
+
+    fn retrieve<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, Result<Charge, ProviderError>> {
+        self.timed("retrieve", self.inner.retrieve(intent_id))
+    }
+
+    fn refund<'a>(&'a self, request: &'a RefundRequest) -> BoxFuture<'a, Result<Refund, ProviderError>> {
+        self.timed("refund", self.inner.refund(request))
+    }
+
+    fn card_fingerprint<'a>(&'a self, payment_method: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
+        self.timed("card_fingerprint", self.inner.card_fingerprint(payment_method))
+    }
+
+    fn verify_webhook(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<WebhookEvent, WebhookError> {
+        self.inner.verify_webhook(signature, body, now_unix)
+    }
+}
