@@ -232,6 +232,9 @@ impl TestApp {
             ..Config::default()
         };
         config.http.listen = "127.0.0.1:0".parse().unwrap();
+        // Every test runs with metrics kept (and so with their middleware
+        // in front of every route), on an admin port of its own.
+        config.http.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
         let sandbox = if options.sandbox {
             // The sandbox must know where to send webhooks before the core
             // starts, so the core's port is chosen first.
