@@ -31,7 +31,13 @@ pub struct ListenConfig {
     /// per fan than the proxy; join answers point fans at `stream_url`.
     #[serde(default)]
     pub streams: Option<SocketAddr>,
-    /// The streams' public base URL (default `http://<streams>`).
+    /// Serve the streams over TLS with the `tls` listener's certificate, so
+    /// that a page served over HTTPS may open them (a browser refuses an
+    /// http:// stream from an https:// page).
+    #[serde(default)]
+    pub streams_tls: bool,
+    /// The streams' public base URL (default `http://<streams>`, or
+    /// `https://` with `streams_tls`).
     #[serde(default)]
     pub stream_url: Option<HttpUrl>,
     /// Page origins allowed to open streams there (CORS with credentials).

@@ -163,6 +163,9 @@ impl EdgeConfig {
         if listen.stream_url.is_some() && listen.streams.is_none() {
             p.push("listen.stream_url needs listen.streams (the listener it names)".into());
         }
+        if listen.streams_tls && (listen.streams.is_none() || listen.tls.is_none()) {
+            p.push("listen.streams_tls needs listen.streams and listen.tls (whose certificate it uses)".into());
+        }
         check_range(
             p,
             "listen.read_buffer_bytes",

@@ -156,7 +156,10 @@ fn stream_url(state: &EdgeState, event: i64) -> String {
     let listen = &state.config.listen;
     match (&listen.stream_url, listen.streams) {
         (Some(base), _) => format!("{}/queue/{event}/events", base.as_str().trim_end_matches('/')),
-        (None, Some(addr)) => format!("http://{addr}/queue/{event}/events"),
+        (None, Some(addr)) => {
+            let scheme = if listen.streams_tls { "https" } else { "http" };
+            format!("{scheme}://{addr}/queue/{event}/events")
+        }
         (None, None) => format!("/queue/{event}/events"),
     }
 }

@@ -7,6 +7,8 @@
 //! a socket and the `stream::follow` task. That is what lets one instance
 //! hold 100,000 waiting fans. Browsers reach it cross-origin (another port
 //! or host): it answers CORS with credentials for the configured origins.
+//! With `listen.streams_tls` it speaks TLS with the edge's certificate, so
+//! that a page served over HTTPS can open it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,16 +18,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use pingora::tls::{ServerConfig, TlsAcceptor};
 use serde::Serialize;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::access::{JOIN_FIRST, check_queue};
 use super::request::Request;
 use super::stream::{EventSink, follow};
+use crate::config::TlsListener;
 use crate::limits::Kind;
 use crate::state::EdgeState;
+
+/// A fan's connection: plain TCP, or TLS over it.
+pub trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
 
 pub struct Streams {
     pub state: Arc<EdgeState>,
@@ -36,9 +44,9 @@ const MAX_HEAD: usize = 8 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Events written straight to the socket.
-struct SocketSink(TcpStream);
+struct SocketSink<S>(S);
 
-impl EventSink for SocketSink {
+impl<S: Conn> EventSink for SocketSink<S> {
     type Error = std::io::Error;
 
     async fn event(&mut self, name: &str, id: u64, data: &impl Serialize) -> std::io::Result<()> {
@@ -57,7 +65,7 @@ impl EventSink for SocketSink {
 }
 
 /// Reads a request head; None if it is too big, too slow or not HTTP.
-async fn read_head(sock: &mut TcpStream) -> Option<(String, http::Uri, http::HeaderMap)> {
+async fn read_head(sock: &mut impl Conn) -> Option<(String, http::Uri, http::HeaderMap)> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let read = async {
@@ -100,7 +108,7 @@ fn cors(state: &EdgeState, headers: &http::HeaderMap) -> String {
     }
 }
 
-async fn refuse(sock: &mut TcpStream, status: u16, code: &str, detail: &str, cors: &str) {
+async fn refuse(sock: &mut impl Conn, status: u16, code: &str, detail: &str, cors: &str) {
     let reason = http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -128,7 +136,7 @@ async fn refuse(sock: &mut TcpStream, status: u16, code: &str, detail: &str, cor
     let _ = sock.shutdown().await;
 }
 
-async fn serve(state: Arc<EdgeState>, mut sock: TcpStream, peer: SocketAddr) {
+async fn serve(state: Arc<EdgeState>, mut sock: impl Conn, peer: SocketAddr) {
     let Some((method, uri, headers)) = read_head(&mut sock).await else {
         refuse(&mut sock, 400, "bad_request", "not a request this listener takes", "").await;
         return;
@@ -194,6 +202,34 @@ async fn serve(state: Arc<EdgeState>, mut sock: TcpStream, peer: SocketAddr) {
     state.metrics.sse_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// Serves one connection, after the TLS handshake when there is one (which,
+/// like the request head, must finish within `HEAD_TIMEOUT`).
+async fn accept(state: Arc<EdgeState>, tls: Option<TlsAcceptor>, sock: TcpStream, peer: SocketAddr) {
+    match tls {
+        None => serve(state, sock, peer).await,
+        Some(acceptor) => match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(sock)).await {
+            Ok(Ok(tls)) => serve(state, tls, peer).await,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "a position stream's TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "a position stream's TLS handshake timed out"),
+        },
+    }
+}
+
+/// The TLS side of the listener, from the `tls` listener's certificate.
+fn acceptor(tls: &TlsListener) -> Result<TlsAcceptor, String> {
+    pingora::tls::install_default_crypto_provider();
+    let (cert, key) = (tls.cert_file.display().to_string(), tls.key_file.display().to_string());
+    let (certs, key) = pingora::tls::load_certs_and_key_files(&cert, &key)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no certificate and key in {cert} and {key}"))?;
+    let mut config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 #[async_trait]
 impl BackgroundService for Streams {
     async fn start(&self, mut shutdown: ShutdownWatch) {
@@ -207,13 +243,23 @@ impl BackgroundService for Streams {
                 return;
             }
         };
-        tracing::info!(%addr, "position streams listening");
+        let tls = match (self.state.config.listen.streams_tls, &self.state.config.listen.tls) {
+            (true, Some(tls)) => match acceptor(tls) {
+                Ok(acceptor) => Some(acceptor),
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "cannot serve position streams over TLS");
+                    return;
+                }
+            },
+            _ => None,
+        };
+        tracing::info!(%addr, tls = tls.is_some(), "position streams listening");
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((sock, peer)) => {
                         let _ = sock.set_nodelay(true);
-                        tokio::spawn(serve(self.state.clone(), sock, peer));
+                        tokio::spawn(accept(self.state.clone(), tls.clone(), sock, peer));
                     }
                     Err(e) => {
                         // Out of file descriptors, most likely: wait, don't spin.

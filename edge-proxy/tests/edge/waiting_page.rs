@@ -175,3 +175,80 @@ secret = \"page-secret\"
     edge.stop().await;
     forget_event(event).await;
 }
+
+/// The page served over HTTPS opens its position stream over HTTPS too:
+/// the dedicated stream listener speaks TLS with the edge's certificate
+/// (`listen.streams_tls`), so the browser, which refuses an http:// stream
+/// from an https:// page, shows the place live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_served_over_https_streams_the_place_over_https() {
+    let upstream = Upstream::start().await;
+    let event = fresh_event();
+    let mut paused = room(event, 60_000, 100);
+    paused.mode = QueueMode::Paused;
+    let dir = key_dir("page-tls");
+    let (cert, key) = self_signed_certificate(&dir);
+    let (tls_port, streams) = (free_port(), free_port());
+    let listen = format!(
+        "tls = {{ addr = \"127.0.0.1:{tls_port}\", cert_file = \"{}\", key_file = \"{}\" }}\n\
+         streams = \"127.0.0.1:{streams}\"\nstreams_tls = true\n\
+         stream_origins = [\"https://127.0.0.1:{tls_port}\"]",
+        cert.display(),
+        key.display()
+    );
+    let edge = Edge::start_with_listen(upstream.addr, &redis_url(), &[paused], &dir, "", &listen).await;
+    for _ in 0..2 {
+        join(&edge.http, &edge.url(""), event).await;
+    }
+    // Join answers name the stream with its scheme.
+    let r: serde_json::Value = edge
+        .http
+        .post(edge.url(&format!("/queue/{event}/join")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r["stream_url"],
+        json!(format!("https://127.0.0.1:{streams}/queue/{event}/events"))
+    );
+    // Plain HTTP on the TLS stream listener gets nothing.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{streams}/queue/{event}/events"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("https://127.0.0.1:{tls_port}/queue/{event}"))
+        .await;
+    let place = browser
+        .wait_for(
+            "const p = document.getElementById('position').textContent; return /^[0-9]/.test(p) ? p : null",
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(place, json!("4"), "three fans joined first");
+    // The browser holds the stream open over TLS (the edge counts it), and
+    // the page is not stuck reconnecting.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !edge.metrics().await.contains("\nusher_sse_connections 1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never opened the TLS stream"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let state = browser
+        .eval("return document.getElementById('state').textContent")
+        .await;
+    assert!(!state.as_str().unwrap_or("").contains("Reconnecting"), "{state}");
+
+    browser.quit().await;
+    edge.stop().await;
+    forget_event(event).await;
+}

@@ -73,6 +73,7 @@ fn base_config(
             grace_period_secs: 1,
             read_buffer_bytes: 4096,
             streams: None,
+            streams_tls: false,
             stream_url: None,
             stream_origins: vec![],
         },
@@ -115,6 +116,24 @@ fn base_config(
         defence: Default::default(),
         log: LogConfig { filter: "warn".into() },
     }
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1 (`cert.pem`,
+/// `key.pem` in `dir`), made by openssl.
+pub fn self_signed_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    (cert, key)
 }
 
 /// The most common set-up: a counting core, a fresh event, and one edge
