@@ -5,16 +5,14 @@
 //! viewers refused every change, waiting-room settings forwarded to a
 //! stand-in edge, and the dashboard's figures.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use booking_core::config::EdgeConfig;
 use booking_core::ids::OrganisationId;
 use booking_core::portal::Role;
 use booking_core::portal::auth::{self, NewOperator};
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use usher_shared::admin::{AdminCode, AdminProblem, Progress};
@@ -1079,7 +1077,7 @@ async fn the_seed_makes_the_demo_organisations_once() {
 async fn operator_add_makes_the_organisation_and_reads_the_password_from_the_environment() {
     use sqlx::ConnectOptions;
     let db = TestDb::new().await;
-    let url = common::url_for(&db.name).to_url_lossy().to_string();
+    let url = crate::common::url_for(&db.name).to_url_lossy().to_string();
     let run = |args: &[&str], password: Option<&str>| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_booking-core"));
         c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))

@@ -5,14 +5,12 @@
 //! and refunded ones do; accounts racing on one card never pass the limit
 //! together; retries of a finished order are answered, not checked again.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use booking_core::catalog::EventRules;
 use booking_core::checkout::reconcile;
 use booking_core::ids::EventId;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

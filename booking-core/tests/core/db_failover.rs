@@ -5,11 +5,9 @@
 //! and a retry with the same Idempotency-Key gets the first answer or a
 //! clean new one: never a second claim, never a second charge.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -3,14 +3,12 @@
 //! timeouts, webhooks early/late/twice, forged and stale webhooks, payments
 //! that arrive after their hold lapsed, and check-in.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use booking_core::catalog::EventRules;
 use booking_core::checkout::reconcile;
 use booking_core::signature;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

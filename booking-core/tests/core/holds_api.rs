@@ -2,10 +2,8 @@
 //! nothing claims, idempotency, release, limits, best available, and a clear
 //! 4xx with its own code for every kind of bad request.
 
-mod common;
-
+use crate::common::*;
 use booking_core::catalog::EventRules;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -2,11 +2,9 @@
 //! page, the long-cached seat map, the compact availability answer, the
 //! OpenAPI description and the health endpoints.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 

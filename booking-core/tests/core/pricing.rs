@@ -8,11 +8,10 @@
 //! new prices; the portal's settings refuse bad input with stable codes and
 //! viewers may only read.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use booking_core::ids::{Cents, EventId, OrganisationId};
 use booking_core::portal::Role;
 use booking_core::portal::auth::{self, NewOperator};
@@ -21,7 +20,6 @@ use booking_core::pricing::{
     Bounds, DemandRule, FixedQueue, NoQueue, PricingRule, QueueSource, RunOutcome, Runner, Signals,
 };
 use chrono::{DateTime, Utc};
-use common::*;
 use proptest::prelude::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -8,15 +8,13 @@
 //! under the same and other event ids) while reconciliation runs. Every
 //! time: tickets once, or all the money back once; never both, never twice.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use booking_core::catalog::EventRules;
 use booking_core::checkout::reconcile;
 use booking_core::ids::{EventId, OrderId};
 use booking_core::signature;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

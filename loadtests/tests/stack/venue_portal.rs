@@ -4,11 +4,9 @@
 //! its waiting room at a rate the edge's metrics then show, and watches the
 //! live dashboard; an operator of another organisation sees none of it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use loadtests::browser::{Browser, DESKTOP};
 use serde_json::json;
 

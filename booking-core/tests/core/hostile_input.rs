@@ -4,15 +4,13 @@
 //! edge, and text no store can hold (NUL, control characters, invalid UTF-8,
 //! absurd lengths), which must be a 4xx with a stable code, never a 503.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use axum::response::IntoResponse;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use booking_core::catalog::EventRules;
-use common::*;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

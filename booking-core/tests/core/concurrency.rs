@@ -2,13 +2,11 @@
 //! against a real database. Afterwards the database must show at most one
 //! live claim per seat, and every answer a client got must match it.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::common::*;
 use booking_core::ids::EventId;
-use common::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;

@@ -2,13 +2,11 @@
 //! single tickets and whole orders (seats back on sale, or not, by event
 //! policy), transfers (the old code stops scanning), and races between them.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use booking_core::ids::EventId;
 use booking_core::tickets::policy::{self, AfterSalePolicy};
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -6,13 +6,12 @@
 //! solved puzzles), and that no seat was sold twice and every charge has
 //! its tickets.
 
-mod common;
-
 use loadtests::botfarm::{FarmScenario, report, run_farm};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_defences_keep_a_small_farm_off_the_seats_and_leave_fans_alone() {
-    let mut sc = FarmScenario::load(&common::root().join("loadtests/scenarios/botfarm.toml")).expect("the scenario");
+    let mut sc =
+        FarmScenario::load(&crate::common::root().join("loadtests/scenarios/botfarm.toml")).expect("the scenario");
     sc.fans.count = 300;
     sc.bots.attempts = 1_000;
     sc.venue.sections = 5;
@@ -20,7 +19,7 @@ async fn the_defences_keep_a_small_farm_off_the_seats_and_leave_fans_alone() {
     sc.max_secs = 60;
     let database =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let run = run_farm(&sc, &common::bins(), &database, true)
+    let run = run_farm(&sc, &crate::common::bins(), &database, true)
         .await
         .expect("the farm runs");
     let text = report(&sc, &run, None, "cargo test -p loadtests --test bot_farm");

@@ -3,11 +3,9 @@
 //! is refused with the problems listed and nothing written; a good one is
 //! imported once, however often it is run.
 
-mod common;
-
 use std::process::Command;
 
-use common::TestDb;
+use crate::common::TestDb;
 use sqlx::ConnectOptions;
 
 fn import(
@@ -18,7 +16,7 @@ fn import(
 ) -> std::process::Output {
     std::fs::write(dir.join("venue.json"), serde_json::to_vec(venue).unwrap()).unwrap();
     std::fs::write(dir.join("event.json"), serde_json::to_vec(event).unwrap()).unwrap();
-    let url = common::url_for(&db.name).to_url_lossy().to_string();
+    let url = crate::common::url_for(&db.name).to_url_lossy().to_string();
     Command::new(env!("CARGO_BIN_EXE_booking-core"))
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .args(["--config", "config/booking-core.toml", "import", "--venue"])
@@ -46,7 +44,7 @@ async fn a_chart_and_event_import_once_and_a_bad_chart_is_refused_with_its_probl
     let db = TestDb::new().await;
     let dir = std::env::temp_dir().join(format!("usher-import-{}", db.name));
     std::fs::create_dir_all(&dir).unwrap();
-    let chart = serde_json::to_value(common::small_chart("import-hall", &["A", "B"], 3, 5)).unwrap();
+    let chart = serde_json::to_value(crate::common::small_chart("import-hall", &["A", "B"], 3, 5)).unwrap();
 
     let out = import(&db, &dir, &chart, &event_json("import-hall"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -71,7 +69,7 @@ async fn a_chart_and_event_import_once_and_a_bad_chart_is_refused_with_its_probl
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&again.stdout).unwrap(), ids);
 
     // Two seats with one number in one row, and a seat in tier 0.
-    let mut bad = serde_json::to_value(common::small_chart("import-bad", &["A"], 1, 3)).unwrap();
+    let mut bad = serde_json::to_value(crate::common::small_chart("import-bad", &["A"], 1, 3)).unwrap();
     bad["sections"][0]["rows"][0]["seats"][1]["number"] = 1.into();
     bad["sections"][0]["rows"][0]["seats"][2]["tier"] = 0.into();
     let out = import(&db, &dir, &bad, &event_json("import-bad"));

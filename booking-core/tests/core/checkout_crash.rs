@@ -3,12 +3,10 @@
 //! again. Afterwards every order is final and: charged => tickets issued or
 //! refund issued; nobody is charged twice; no seat has two tickets.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::ConnectOptions;

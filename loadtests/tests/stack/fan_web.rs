@@ -7,11 +7,9 @@
 //! sees those seats go without reloading. The pages' screenshots are written
 //! to docs/screenshots/ as the tests pass.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use loadtests::browser::{Browser, DESKTOP, PHONE};
 use serde_json::json;
 use usher_shared::admin::QueueMode;

@@ -1,15 +1,14 @@
-//! The Stripe adapter against recorded Stripe answers (tests/fixtures/
+//! The Stripe adapter against recorded Stripe answers (tests/core/fixtures/
 //! stripe), served by a local stand-in that also checks each request's
 //! shape: form fields, Idempotency-Key, API version, bearer key. No network
 //! beyond localhost. Then one purchase through the whole core with
 //! `payments.provider = "stripe"`.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use axum::response::IntoResponse;
 use booking_core::checkout::provider::{
@@ -20,7 +19,6 @@ use booking_core::checkout::stripe::StripeProvider;
 use booking_core::config::{Config, ProviderKind};
 use booking_core::ids::{Cents, OrderId};
 use booking_core::signature;
-use common::*;
 use serde_json::json;
 use usher_shared::config::HttpUrl;
 
@@ -28,7 +26,7 @@ const KEY: &str = "sk_test_fixture";
 const SECRET: &str = "whsec_fixture";
 
 fn fixture(name: &str, order: &str) -> String {
-    let path = format!("{}/tests/fixtures/stripe/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/core/fixtures/stripe/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(path).unwrap().replace("{{order_id}}", order)
 }
 

@@ -2,15 +2,13 @@
 //! release, expire, sell and reap, run against the real database through the
 //! inventory module, and checked step by step against a simple model.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::common::*;
 use booking_core::idempotency::IdempotencyKey;
 use booking_core::ids::{EventId, FanId, HoldId, SeatId};
 use booking_core::inventory::{Caller, HoldError, HoldRequest, HoldService, claims, reaper};
 use booking_core::venues::SeatMaps;
-use common::*;
 use proptest::prelude::*;
 use sqlx::PgPool;
 

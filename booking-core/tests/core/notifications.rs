@@ -3,16 +3,14 @@
 //! (files, and a real SMTP conversation over TCP), each exactly for the
 //! changes that committed.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use booking_core::signature;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

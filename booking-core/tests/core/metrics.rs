@@ -3,11 +3,9 @@
 //! many distinct URLs arrive, a fan cannot read them on the public
 //! listener, and a scrape still answers with the database gone.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::json;

@@ -2,12 +2,10 @@
 //! seats promptly and tells seat maps. The seat-change stream delivers live
 //! changes, replays what a client missed, and says when it cannot.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use booking_core::catalog::EventRules;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::json;
 

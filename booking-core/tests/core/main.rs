@@ -1,0 +1,24 @@
+//! booking-core's integration tests, one binary (one link instead of one
+//! per file): each test gets its own database and the real service on a
+//! free port (`common`); nothing is mocked.
+
+mod common;
+
+mod after_sale;
+mod card_limits;
+mod catalog_api;
+mod checkout;
+mod checkout_crash;
+mod checkout_late_success;
+mod concurrency;
+mod db_failover;
+mod expiry_and_feed;
+mod holds_api;
+mod hostile_input;
+mod import_cli;
+mod metrics;
+mod notifications;
+mod portal;
+mod pricing;
+mod seat_state_model;
+mod stripe_adapter;

@@ -1,0 +1,9 @@
+//! The load tests' integration tests, one binary: the whole stack (both
+//! services, PostgreSQL, Redis, the payment sandbox) driven as fans and
+//! operators would, with headless Chromium where there is a page.
+
+mod common;
+
+mod bot_farm;
+mod fan_web;
+mod venue_portal;
