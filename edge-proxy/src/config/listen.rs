@@ -40,6 +40,13 @@ pub struct ListenConfig {
     /// `https://` with `streams_tls`).
     #[serde(default)]
     pub stream_url: Option<HttpUrl>,
+    /// Balancers in front of the edge (networks such as `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` is believed: a request from one takes its client
+    /// address, for per-address limits, defences and bypass rules, from that
+    /// header (`fans::request::forwarded_client`). Empty: the peer is the
+    /// client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<super::Network>,
     /// Page origins allowed to open streams there (CORS with credentials).
     #[serde(default)]
     pub stream_origins: Vec<String>,

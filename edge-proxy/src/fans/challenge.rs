@@ -24,7 +24,7 @@ pub async fn challenge(
     let bnd = req.binding(&client);
     match state
         .defences
-        .gate(&knock(req, room, client_ip(session), &bnd), false)
+        .gate(&knock(req, room, client_ip(state, session), &bnd), false)
         .await
     {
         Gate::Challenge {

@@ -61,7 +61,7 @@ pub async fn join(
         .bearer()
         .map(str::to_owned)
         .or_else(|| req.cookie(&queue_cookie(room.event)).map(str::to_owned));
-    let ip = client_ip(session);
+    let ip = client_ip(state, session);
     if let Some(token) = presented
         && let Ok(claims) = state.tokens.verify_queue(&token)
         && claims.evt == room.event

@@ -60,7 +60,7 @@ pub async fn serve(state: &Arc<EdgeState>, session: &mut Session) -> respond::Re
         return Ok(false);
     };
     let kind = if req.method == "POST" { Kind::Join } else { Kind::Status };
-    if !state.limits.allow(kind, client_ip(session)) {
+    if !state.limits.allow(kind, client_ip(state, session)) {
         state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
         respond::rate_limited(session).await?;
         return Ok(true);

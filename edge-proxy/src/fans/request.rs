@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use pingora::proxy::Session;
 use usher_shared::ACCESS_HEADER;
 
+use crate::config::Network;
 use crate::state::EdgeState;
 use crate::tokens;
 
@@ -112,9 +113,40 @@ impl Request {
     }
 }
 
-/// The address the request came from, when it came over IP.
-pub fn client_ip(session: &Session) -> Option<IpAddr> {
-    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+/// The address the request came from, when it came over IP: the peer's,
+/// or, when the peer is one of `listen.trusted_proxies` (the balancer), the
+/// client its `X-Forwarded-For` names (`forwarded_client`).
+pub fn client_ip(state: &EdgeState, session: &Session) -> Option<IpAddr> {
+    let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())?;
+    let forwarded = session.req_header().headers.get_all("x-forwarded-for");
+    let hops = forwarded.iter().filter_map(|v| v.to_str().ok());
+    Some(forwarded_client(peer, hops, &state.config.listen.trusted_proxies))
+}
+
+/// Who sent a request that reached us from `peer`. Each proxy appends the
+/// address it saw to `X-Forwarded-For`, so the list is read right to left
+/// and believed only while the hop that wrote it is trusted: the first
+/// address that is not a trusted proxy is the client. Anything a client
+/// wrote itself sits further left and is never reached. An untrusted peer
+/// is the client, whatever it sends.
+pub fn forwarded_client<'a>(peer: IpAddr, headers: impl Iterator<Item = &'a str>, trusted: &[Network]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers.flat_map(|h| h.split(',')).map(str::trim).collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        // An unreadable hop ends the trail at the last one we can vouch for.
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            return client;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            return ip;
+        }
+    }
+    client
 }
 
 pub const CLIENT_COOKIE: &str = "usher_client";
@@ -149,4 +181,33 @@ pub fn set_cookie(state: &EdgeState, name: &str, value: &str, max_age: u64) -> S
         ""
     };
     format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn only_a_trusted_balancer_names_the_client() {
+        let lb = [Network::parse("10.0.0.0/8").unwrap()];
+        let who = |peer: &str, headers: &[&str]| forwarded_client(ip(peer), headers.iter().copied(), &lb);
+        // The balancer appended what it saw.
+        assert_eq!(who("10.0.0.5", &["203.0.113.7"]), ip("203.0.113.7"));
+        // What the client wrote itself is further left and never believed.
+        assert_eq!(who("10.0.0.5", &["198.51.100.1, 203.0.113.7"]), ip("203.0.113.7"));
+        assert_eq!(who("10.0.0.5", &["198.51.100.1", "203.0.113.7"]), ip("203.0.113.7"));
+        // Two trusted hops: the first untrusted address from the right.
+        assert_eq!(who("10.0.0.5", &["203.0.113.7, 10.0.0.9"]), ip("203.0.113.7"));
+        // An untrusted peer is the client, whatever it says.
+        assert_eq!(who("192.0.2.4", &["203.0.113.7"]), ip("192.0.2.4"));
+        // Nothing forwarded, or nothing readable: the last hop vouched for.
+        assert_eq!(who("10.0.0.5", &[]), ip("10.0.0.5"));
+        assert_eq!(who("10.0.0.5", &["unknown"]), ip("10.0.0.5"));
+        assert_eq!(who("10.0.0.5", &["garbage, 10.0.0.9"]), ip("10.0.0.9"));
+        assert_eq!(who("10.0.0.5", &["2001:db8::1"]), ip("2001:db8::1"));
+    }
 }

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::access::{JOIN_FIRST, check_queue};
-use super::request::Request;
+use super::request::{Request, forwarded_client};
 use super::stream::{EventSink, follow};
 use crate::config::TlsListener;
 use crate::limits::Kind;
@@ -161,7 +161,12 @@ async fn serve(state: Arc<EdgeState>, mut sock: impl Conn, peer: SocketAddr) {
         refuse(&mut sock, 405, "method_not_allowed", "position streams take GET", &cors).await;
         return;
     }
-    if !state.limits.allow(Kind::Status, Some(peer.ip())) {
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let client = forwarded_client(peer.ip(), hops, &state.config.listen.trusted_proxies);
+    if !state.limits.allow(Kind::Status, Some(client)) {
         state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
         refuse(&mut sock, 429, "rate_limited", crate::respond::RATE_LIMITED, &cors).await;
         return;

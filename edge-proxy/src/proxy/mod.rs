@@ -97,7 +97,11 @@ impl ProxyHttp for Edge {
         if self.bypass(session, need, ctx) {
             return Ok(false);
         }
-        if !self.state.limits.allow(Kind::Protected, client_ip(session)) {
+        if !self
+            .state
+            .limits
+            .allow(Kind::Protected, client_ip(&self.state, session))
+        {
             self.state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
             respond::rate_limited(session).await?;
             return Ok(true);
@@ -296,7 +300,7 @@ impl Edge {
         let header = |name: &str| header(session, name).map(str::to_owned);
         if !state
             .bypass
-            .matches(session.req_header().uri.path(), header, client_ip(session))
+            .matches(session.req_header().uri.path(), header, client_ip(state, session))
         {
             return false;
         }
@@ -332,7 +336,7 @@ impl Edge {
         let state = &self.state;
         state.metrics.rejected(refusal.code());
         if refusal == Refusal::OtherClient {
-            state.defences.replayed(client_ip(session), "access_token");
+            state.defences.replayed(client_ip(state, session), "access_token");
         }
         let queue = match need {
             Protected::Event(event) => Some(format!("/queue/{event}")),

@@ -9,6 +9,7 @@ mod cluster;
 mod core_failover;
 mod defences;
 mod fairness;
+mod forwarded;
 mod key_rotation;
 mod protocols;
 mod resilience;

@@ -74,6 +74,7 @@ fn base_config(
             read_buffer_bytes: 4096,
             streams: None,
             streams_tls: false,
+            trusted_proxies: vec![],
             stream_url: None,
             stream_origins: vec![],
         },
