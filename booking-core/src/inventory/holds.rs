@@ -220,13 +220,18 @@ impl HoldService {
             }
             Plan::Best { scope, quantity } => {
                 if let Some(recent) = &self.recent {
-                    let arrived = std::time::Instant::now();
+                    // A reading at least this recent is what a "no" must
+                    // come from: one made since the request arrived, and
+                    // after its last lost race.
+                    let mut since = std::time::Instant::now();
+                    let mut lost = false;
                     for _ in 0..self.best_available_attempts {
-                        let choice = match recent.choose(event, map, scope, quantity, None).await? {
+                        let first = if lost { Some(since) } else { None };
+                        let choice = match recent.choose(event, map, scope, quantity, first).await? {
                             Some(choice) => choice,
-                            // Nothing in a reading from before the request:
-                            // ask one made since, and believe it.
-                            None => match recent.choose(event, map, scope, quantity, Some(arrived)).await? {
+                            // Nothing in a reading from before: ask one made
+                            // since, and believe it.
+                            None => match recent.choose(event, map, scope, quantity, Some(since)).await? {
                                 Some(choice) => choice,
                                 None => return Err(HoldError::NoAdjacentSeats { quantity }),
                             },
@@ -237,8 +242,14 @@ impl HoldService {
                         match placed {
                             Ok(None) => {
                                 // Someone the reading did not know of was
-                                // quicker: those seats are taken; choose again.
-                                recent.settle(choice, true);
+                                // quicker, on at least one of these seats;
+                                // which, only a reading made after the loss
+                                // tells. Marking them all taken here would
+                                // hide a free neighbour, and a fan could be
+                                // told "no seats together" beside one.
+                                recent.settle(choice, false);
+                                since = std::time::Instant::now();
+                                lost = true;
                             }
                             Ok(Some(placed)) => {
                                 recent.settle(choice, matches!(placed, Placed::Held { .. }));

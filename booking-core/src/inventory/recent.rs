@@ -10,7 +10,9 @@
 //! itself since, ranks on that, and claims through the database, which stays
 //! the only guarantee:
 //! a choice that meets a claim the reading did not know of is refused there,
-//! marked taken here and ranked again. When this view has nothing to offer,
+//! forgotten here and ranked again from a reading made after the loss (which
+//! of its seats were taken only such a reading knows: marking them all would
+//! hide a free neighbour). When this view has nothing to offer,
 //! the caller asks again from a reading that started after its request
 //! arrived (one such read serves every request waiting for it), so a fan is
 //! told "no seats together" only after a reading of the database made for
