@@ -272,7 +272,10 @@ impl Edge {
                     .await
                     .as_array()
                     .is_some_and(|a| a.iter().all(|r| r["progress"]["healthy"].as_bool() == Some(true)));
-            if ok && queue_ready {
+            // The proxy's listener starts in a service of its own, which a
+            // busy machine may run after the admin API already answers.
+            let proxy_up = tokio::net::TcpStream::connect(("127.0.0.1", edge.port)).await.is_ok();
+            if ok && queue_ready && proxy_up {
                 return edge;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
