@@ -38,7 +38,7 @@ pub enum TransferError {
     TicketNotFound,
     #[error("the ticket cannot be transferred ({reason})")]
     NotTransferable { reason: String },
-    #[error("to_fan_id must be another fan's id (1 to 255 characters)")]
+    #[error("to_fan_id must be another fan's id (1 to 128 bytes, as a fan token names one)")]
     InvalidRecipient,
     #[error("this event does not allow transfers")]
     TransfersNotAllowed,
@@ -55,9 +55,6 @@ impl From<sqlx::Error> for TransferError {
     }
 }
 
-/// The longest recipient fan id a transfer takes, in bytes.
-const MAX_RECIPIENT_LEN: usize = 255;
-
 pub async fn transfer(
     pool: &PgPool,
     from: &FanId,
@@ -66,7 +63,9 @@ pub async fn transfer(
     request: &TransferRequest,
 ) -> Result<Outcome<Transfer>, TransferError> {
     let to = request.to_fan_id.trim();
-    if to.is_empty() || to.len() > MAX_RECIPIENT_LEN || to == from.as_str() {
+    // Only an id a fan token can name: a ticket given to any other could
+    // never be seen or used by anyone.
+    if !FanId::is_valid(to) || to == from.as_str() {
         return Err(TransferError::InvalidRecipient);
     }
     let fingerprint = Fingerprint::of(&format!("ticket.transfer/{ticket}"), request);

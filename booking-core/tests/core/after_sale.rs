@@ -212,6 +212,12 @@ async fn a_transfer_moves_the_ticket_and_kills_the_old_code() {
         (s, p["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_recipient"))
     );
+    // Longer than any fan token can name: nobody could ever use the ticket.
+    let (s, _, p) = post(&app, &alice, "x0-long", &path, json!({"to_fan_id": "b".repeat(129)})).await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_recipient"))
+    );
     let (s, _, tr) = post(&app, &alice, "x1", &path, json!({"to_fan_id": "bob"})).await;
     assert_eq!(s, StatusCode::CREATED, "{tr}");
     assert_eq!(
