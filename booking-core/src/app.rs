@@ -290,11 +290,7 @@ fn ticket_signer(config: &Config) -> Result<TicketSigner, StartError> {
         }
     };
     for key in &t.previous_keys {
-        let pem = match (&key.pem, &key.pem_file) {
-            (Some(pem), _) => pem.clone(),
-            (None, Some(path)) => usher_shared::read_pem(path).map_err(|e| failed(&e))?,
-            (None, None) => return Err(failed(&format!("tickets.previous_keys[{}] has no key", key.kid))),
-        };
+        let pem = key.read_pem().map_err(|e| failed(&e))?;
         signer = signer
             .with_previous(&key.kid, &pem)
             .map_err(|e| failed(&format!("tickets.previous_keys[{}]: {e}", key.kid)))?;

@@ -47,6 +47,23 @@ pub fn read<T: Serialize + DeserializeOwned>(
     Ok(figment.extract().map_err(Box::new)?)
 }
 
+/// Adds a problem for each key id among `previous` that is named twice or
+/// is the `current` one (a key accepted during a rotation must be a
+/// different key).
+pub fn check_distinct_kids<'a>(
+    problems: &mut Vec<String>,
+    key: &str,
+    current: &'a str,
+    previous: impl IntoIterator<Item = &'a str>,
+) {
+    let mut kids = std::collections::HashSet::from([current]);
+    for kid in previous {
+        if !kids.insert(kid) {
+            problems.push(format!("{key}: kid {kid:?} is named twice (or is the current kid)"));
+        }
+    }
+}
+
 /// A validation's outcome: every problem found, or none.
 pub fn verdict(problems: Vec<String>) -> Result<(), ConfigError> {
     if problems.is_empty() {

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 pub use usher_shared::config::ConfigError;
-use usher_shared::config::{HttpUrl, PostgresUrl, check_range, read, verdict};
+use usher_shared::config::{HttpUrl, PostgresUrl, check_distinct_kids, check_range, read, verdict};
 
 pub use choices::{CrashPoint, LogFormat, MailSink, MailSinkError, ProviderKind};
 pub use sections::*;
@@ -262,7 +262,6 @@ impl Config {
             p.push("tickets.signing_key_file is required outside dev: scanners need a stable public key".into());
         }
         check_range(p, "tickets.rotation_secs", t.rotation_secs, 5..=300);
-        let mut kids = std::collections::HashSet::from([t.kid.as_str()]);
         for key in &t.previous_keys {
             if key.pem.is_some() == key.pem_file.is_some() {
                 p.push(format!(
@@ -270,13 +269,9 @@ impl Config {
                     key.kid
                 ));
             }
-            if !kids.insert(key.kid.as_str()) {
-                p.push(format!(
-                    "tickets.previous_keys: kid {:?} is named twice (or is the current kid)",
-                    key.kid
-                ));
-            }
         }
+        let previous = t.previous_keys.iter().map(|k| k.kid.as_str());
+        check_distinct_kids(p, "tickets.previous_keys", &t.kid, previous);
         for s in &t.scanners {
             if s.id.is_empty() || s.key.len() < 16 {
                 p.push(format!(

@@ -81,6 +81,18 @@ pub struct PublicKeyConfig {
     pub pem_file: Option<PathBuf>,
 }
 
+impl PublicKeyConfig {
+    /// The key's PEM text, read from its file if it names one. Empty when
+    /// neither is given, which `Config::validate` refuses at start.
+    pub fn read_pem(&self) -> Result<String, usher_shared::KeyFileError> {
+        match (&self.pem, &self.pem_file) {
+            (Some(pem), _) => Ok(pem.clone()),
+            (None, Some(path)) => usher_shared::read_pem(path),
+            (None, None) => Ok(String::new()),
+        }
+    }
+}
+
 /// The edge's access tokens: for protected events, a hold needs one naming
 /// the event, signed by one of these keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -50,12 +50,7 @@ struct DevIssuer {
 fn key_ring(configured: &[PublicKeyConfig]) -> Result<VerifyingKeys, IdentitySetupError> {
     let mut keys = VerifyingKeys::new();
     for key in configured {
-        let pem = match (&key.pem, &key.pem_file) {
-            (Some(pem), _) => pem.clone(),
-            (None, Some(path)) => read_pem(path)?,
-            (None, None) => String::new(),
-        };
-        keys.insert_pem(&key.kid, &pem)
+        keys.insert_pem(&key.kid, &key.read_pem()?)
             .map_err(|source| IdentitySetupError::Key {
                 kid: key.kid.clone(),
                 source,

@@ -220,18 +220,20 @@ impl HoldService {
             }
             Plan::Best { scope, quantity } => {
                 if let Some(recent) = &self.recent {
-                    // A reading at least this recent is what a "no" must
-                    // come from: one made since the request arrived, and
-                    // after its last lost race.
-                    let mut since = std::time::Instant::now();
-                    let mut lost = false;
+                    let arrived = std::time::Instant::now();
+                    // When this request last lost a race: every later choice
+                    // comes from a reading made after it.
+                    let mut lost_at = None;
                     for _ in 0..self.best_available_attempts {
-                        let first = if lost { Some(since) } else { None };
-                        let choice = match recent.choose(event, map, scope, quantity, first).await? {
+                        let choice = match recent.choose(event, map, scope, quantity, lost_at).await? {
                             Some(choice) => choice,
                             // Nothing in a reading from before: ask one made
-                            // since, and believe it.
-                            None => match recent.choose(event, map, scope, quantity, Some(since)).await? {
+                            // since the request arrived (and after its last
+                            // lost race), and believe it.
+                            None => match recent
+                                .choose(event, map, scope, quantity, Some(lost_at.unwrap_or(arrived)))
+                                .await?
+                            {
                                 Some(choice) => choice,
                                 None => return Err(HoldError::NoAdjacentSeats { quantity }),
                             },
@@ -248,8 +250,7 @@ impl HoldService {
                                 // hide a free neighbour, and a fan could be
                                 // told "no seats together" beside one.
                                 recent.settle(choice, false);
-                                since = std::time::Instant::now();
-                                lost = true;
+                                lost_at = Some(std::time::Instant::now());
                             }
                             Ok(Some(placed)) => {
                                 recent.settle(choice, matches!(placed, Placed::Held { .. }));

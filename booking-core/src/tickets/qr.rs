@@ -120,13 +120,6 @@ impl TicketSigner {
         &self.kid
     }
 
-    pub fn public_pem(&self) -> String {
-        self.key
-            .verifying_key()
-            .to_public_key_pem(LineEnding::LF)
-            .unwrap_or_default()
-    }
-
     pub fn verifying_key(&self) -> ed25519_dalek::VerifyingKey {
         self.key.verifying_key()
     }

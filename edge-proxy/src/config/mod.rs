@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 pub use usher_shared::config::ConfigError;
-use usher_shared::config::{RedisUrl, Secret, check_range, read, verdict};
+use usher_shared::config::{RedisUrl, Secret, check_distinct_kids, check_range, read, verdict};
 
 pub use defence::{
     CaptchaConfig, DefenceConfig, FanIdentityConfig, PowConfig, PublicKeyFile, RiskAction, RiskConfig, RiskRule,
@@ -192,15 +192,8 @@ impl EdgeConfig {
         if self.tokens.issuer.trim().is_empty() {
             p.push("tokens.issuer must not be empty".into());
         }
-        let mut kids = std::collections::HashSet::from([self.tokens.kid.as_str()]);
-        for key in &self.tokens.previous_keys {
-            if !kids.insert(key.kid.as_str()) {
-                p.push(format!(
-                    "tokens.previous_keys: kid {:?} is named twice (or is the current kid)",
-                    key.kid
-                ));
-            }
-        }
+        let previous = self.tokens.previous_keys.iter().map(|k| k.kid.as_str());
+        check_distinct_kids(p, "tokens.previous_keys", &self.tokens.kid, previous);
         if self.admin.token.len() < 16 {
             p.push("admin.token must be at least 16 characters".into());
         }
