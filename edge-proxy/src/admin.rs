@@ -253,7 +253,9 @@ async fn defence(State(state): State<Arc<EdgeState>>, headers: HeaderMap) -> Res
 }
 
 async fn metrics(State(state): State<Arc<EdgeState>>) -> Response {
-    let mut body = state.metrics.render(&state.rooms, &state.defences);
+    let mut body = state
+        .metrics
+        .render(&state.rooms, &state.defences, state.limits.tallies());
     crate::upstreams::render_readiness(&state.upstreams, &mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -101,7 +101,8 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let tokens = EdgeTokens::from_config(&config.tokens).context("loading the edge's signing key")?;
-    let defences = edge_proxy::defence::Defences::new(&config.defence, tokens.shared_secret())
+    let tallies = Arc::new(edge_proxy::limits::tally::Tallies::new(&config.rate_limits.shared));
+    let defences = edge_proxy::defence::Defences::new(&config.defence, tokens.shared_secret(), tallies.clone())
         .context("setting up the bot defences")?;
     if cli.check {
         println!("configuration ok");
@@ -117,7 +118,7 @@ fn main() -> anyhow::Result<()> {
         rooms: Rooms::from_settings(&config.events),
         protection: Protection::new(&config.protection),
         bypass: Bypasses::new(&config.bypass),
-        limits: Limits::new(&config.rate_limits),
+        limits: Limits::new(&config.rate_limits, tallies),
         defences,
         fail_open: Mutex::new(Bucket::new(config.redis.fail_open_per_minute)),
         tokens,
@@ -176,6 +177,10 @@ fn main() -> anyhow::Result<()> {
     server.add_service(proxy);
     server.add_service(health);
     server.add_service(background_service("admission ticker", Ticker { state: state.clone() }));
+    server.add_service(background_service(
+        "shared rate-limit counts",
+        edge_proxy::limits::sync::SharedCountsSync { state: state.clone() },
+    ));
     server.add_service(background_service(
         "position streams",
         edge_proxy::fans::stream_listener::Streams { state: state.clone() },

@@ -69,7 +69,12 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, rooms: &Rooms, defences: &crate::defence::Defences) -> String {
+    pub fn render(
+        &self,
+        rooms: &Rooms,
+        defences: &crate::defence::Defences,
+        tallies: &crate::limits::tally::Tallies,
+    ) -> String {
         fn metric(out: &mut String, name: &str, kind: &str, help: &str) {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         }
@@ -178,6 +183,16 @@ impl Metrics {
             out,
             "# HELP usher_rate_limited_total Requests refused with 429.\n# TYPE usher_rate_limited_total counter\nusher_rate_limited_total {}",
             self.rate_limited.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP usher_shared_counts_syncs_total Syncs of the rate-limit and risk counts shared with other edges.\n# TYPE usher_shared_counts_syncs_total counter\nusher_shared_counts_syncs_total {}",
+            tallies.syncs.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP usher_shared_counts_failures_total Syncs that failed or timed out (each edge then counts alone).\n# TYPE usher_shared_counts_failures_total counter\nusher_shared_counts_failures_total {}",
+            tallies.failures.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

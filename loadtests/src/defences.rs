@@ -71,10 +71,11 @@ async fn start_edge(args: &Args, dir: &std::path::Path, redis: &str, event: i64,
              [redis]\nurl = \"{redis}\"\n\
              [tokens]\nissuer = \"usher-edge\"\nkid = \"bench\"\nprivate_key_file = \"{d}/edge.pem\"\n\
              [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"bench-admin-token-0123456789\"\n\
-             [rate_limits]\njoin_per_minute = 0\nstatus_per_minute = 0\nprotected_per_minute = 0\n\
+             {limits}\
              [log]\nfilter = \"error\"\n\
              [[events]]\nevent_id = {event}\nadmit_per_minute = 60\nmax_active = 10\nsession_secs = 600\nmode = \"paused\"\n\
              {extra}",
+            limits = crate::edge_config::rate_limits(0, 0, 0),
             d = dir.display()
         ),
     )?;

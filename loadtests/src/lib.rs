@@ -11,6 +11,7 @@ pub mod browser;
 pub mod checkout;
 pub mod defences;
 pub mod edge_admin;
+pub mod edge_config;
 pub mod edge_overhead;
 pub mod fans;
 pub mod holds;

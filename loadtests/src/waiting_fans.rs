@@ -141,9 +141,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
              [redis]\nurl = \"{redis_url}\"\n\
              [tokens]\nissuer = \"usher-edge\"\nkid = \"bench\"\nprivate_key_file = \"{d}/edge.pem\"\n\
              [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{ADMIN_TOKEN}\"\n\
-             [rate_limits]\njoin_per_minute = 0\nstatus_per_minute = 0\nprotected_per_minute = 0\n\
+             {limits}\
              [log]\nfilter = \"error\"\n\
              [[events]]\nevent_id = {event}\nadmit_per_minute = 60\nmax_active = 10000000\nsession_secs = 3600\nmode = \"paused\"\ngrace_secs = 3600\n",
+            limits = crate::edge_config::rate_limits(0, 0, 0),
             d = dir.display()
         ),
     )?;

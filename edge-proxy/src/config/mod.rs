@@ -19,7 +19,7 @@ pub use defence::{
     CaptchaConfig, DefenceConfig, FanIdentityConfig, PowConfig, PublicKeyFile, RiskAction, RiskConfig, RiskRule,
 };
 pub use listen::{CoreAddr, ListenConfig, TlsListener, UpstreamConfig};
-pub use protection::{BypassRule, Network, ProtectionConfig, RateLimits};
+pub use protection::{BypassRule, Network, ProtectionConfig, RateLimits, SharedCounts};
 // The `[[events]]` entries: the same settings the admin API takes.
 pub use usher_shared::admin::{Adaptive, QueueMode, RoomSettings};
 
@@ -213,6 +213,21 @@ impl EdgeConfig {
             if set.iter().filter(|s| **s).count() != 1 {
                 p.push("bypass: each rule takes exactly one of path_prefix, header, network".into());
             }
+        }
+        let shared = &self.rate_limits.shared;
+        if shared.scope.is_empty()
+            || shared.scope.len() > 64
+            || !shared
+                .scope
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            p.push("rate_limits.shared.scope must be 1 to 64 letters, digits, - or _".into());
+        }
+        check_range(p, "rate_limits.shared.sync_ms", shared.sync_ms, 20..=10_000);
+        check_range(p, "rate_limits.shared.stale_ms", shared.stale_ms, 100..=60_000);
+        if shared.stale_ms <= shared.sync_ms {
+            p.push("rate_limits.shared.stale_ms must be longer than sync_ms".into());
         }
         p.extend(self.defence.problems());
         let mut seen = std::collections::HashSet::new();

@@ -59,6 +59,17 @@ pub struct RateLimits {
     pub join_per_minute: u32,
     pub status_per_minute: u32,
     pub protected_per_minute: u32,
+    /// Joins per minute from one network (an IPv4 /24 or IPv6 /64), all its
+    /// addresses together: a bot farm on many addresses of one network.
+    #[serde(default = "default_network_join")]
+    pub network_join_per_minute: u32,
+    /// Counting joins and protected requests across every edge.
+    #[serde(default)]
+    pub shared: SharedCounts,
+}
+
+fn default_network_join() -> u32 {
+    6_000
 }
 
 impl Default for RateLimits {
@@ -67,6 +78,38 @@ impl Default for RateLimits {
             join_per_minute: 600,
             status_per_minute: 3_000,
             protected_per_minute: 3_000,
+            network_join_per_minute: default_network_join(),
+            shared: SharedCounts::default(),
+        }
+    }
+}
+
+/// Counts shared by every edge through Redis (`[rate_limits.shared]`): the
+/// join, network-join and protected limits and the bot defences' risk
+/// state, so that N edges enforce one limit. Status polls stay counted per
+/// edge: sharing them would cost Redis a call per waiting fan, and a poll
+/// is answered from the edge's memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedCounts {
+    pub enabled: bool,
+    /// Edges with the same scope count together (one deployment, one
+    /// scope; tests give each run its own).
+    pub scope: String,
+    /// How often each edge sends its counts and reads the sums.
+    pub sync_ms: u64,
+    /// A sum older than this (Redis slow or away) is not believed: each
+    /// edge then decides by its own counts.
+    pub stale_ms: u64,
+}
+
+impl Default for SharedCounts {
+    fn default() -> Self {
+        SharedCounts {
+            enabled: true,
+            scope: "usher".into(),
+            sync_ms: 250,
+            stale_ms: 2_000,
         }
     }
 }

@@ -22,6 +22,7 @@ use std::time::Instant;
 use usher_shared::{TokenVerifier, VerifyingKeys};
 
 use crate::config::{DefenceConfig, PowConfig, RiskAction, RiskRule};
+use crate::limits::tally::Tallies;
 use back_of_queue::{Deferral, Place};
 use captcha::{CaptchaProvider, SiteVerify};
 use pow::Puzzles;
@@ -99,7 +100,8 @@ pub struct Defences {
 }
 
 impl Defences {
-    pub fn new(config: &DefenceConfig, secret: &[u8]) -> Result<Defences, DefenceSetupError> {
+    /// `tallies`: the counts shared with other edges, for the risk score.
+    pub fn new(config: &DefenceConfig, secret: &[u8], tallies: Arc<Tallies>) -> Result<Defences, DefenceSetupError> {
         let fans = match &config.fans {
             Some(f) => {
                 let mut keys = VerifyingKeys::new();
@@ -112,7 +114,7 @@ impl Defences {
         };
         Ok(Defences {
             puzzles: config.pow.clone().map(|p| (Puzzles::new(secret), p)),
-            risk: Risk::new(config.risk.clone()),
+            risk: Risk::new(config.risk.clone(), tallies),
             captcha: config
                 .captcha
                 .clone()
@@ -130,7 +132,7 @@ impl Defences {
         Defences {
             config: DefenceConfig::default(),
             puzzles: None,
-            risk: Risk::new(Default::default()),
+            risk: Risk::new(Default::default(), Arc::new(Tallies::off())),
             captcha: None,
             fans: None,
             deferred: Mutex::default(),
@@ -199,6 +201,7 @@ impl Defences {
         let now = Instant::now();
         let now_ms = chrono::Utc::now().timestamp_millis();
         let ip = knock.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        self.risk.fetch_shared(ip, knock.binding).await;
         self.risk.attempt(ip, now);
         let assessed = self.risk.assess(ip, knock.binding, knock.signals, now);
         let mut extra = 0;

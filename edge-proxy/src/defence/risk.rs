@@ -2,32 +2,23 @@
 //! address and its network join, how many queue tokens one client binding
 //! takes, browser signals in its headers, and the bad things it has done
 //! (replayed a token or a challenge, failed a challenge), which fade with a
-//! half-life. Kept in each instance's memory: a bot that spreads over many
-//! edge instances is seen by each in part, and the rules' thresholds are
-//! set with that in mind.
+//! half-life. Kept in each instance's memory and, with shared counts on
+//! (`[rate_limits.shared]`), added up across every edge through Redis
+//! (`limits::tally`): a bot that spreads over many edges is seen whole by
+//! each, within a sync. Each count read is the larger of this edge's own
+//! and the shared sum, so a Redis that is slow or away leaves each edge
+//! with what it saw itself.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::RiskConfig;
+use crate::limits::tally::{Measure, Tallies};
 use crate::locks;
 
-/// A client network: an IPv4 /24 or an IPv6 /64, as text (`10.1.2`,
-/// `2001:db8:0:1`).
-pub fn network_of(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}", o[0], o[1], o[2])
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}", s[0], s[1], s[2], s[3])
-        }
-    }
-}
+pub use crate::limits::network_of;
 
 /// Counts over a sliding minute: this minute's and the last one's, the last
 /// one weighted by how much of it is still within the past 60 seconds.
@@ -113,20 +104,40 @@ pub struct Risk {
     clients: Mutex<HashMap<IpAddr, Record>>,
     networks: Mutex<HashMap<String, Record>>,
     bindings: Mutex<HashMap<String, Window>>,
+    tallies: Arc<Tallies>,
 }
 
 /// Records kept before quiet ones are dropped.
 const MAX_RECORDS: usize = 200_000;
 
 impl Risk {
-    pub fn new(config: RiskConfig) -> Risk {
+    pub fn new(config: RiskConfig, tallies: Arc<Tallies>) -> Risk {
         Risk {
             config,
             start: Instant::now(),
             clients: Mutex::default(),
             networks: Mutex::default(),
             bindings: Mutex::default(),
+            tallies,
         }
+    }
+
+    fn fading(&self) -> Measure {
+        Measure::Fading {
+            half_life_ms: self.config.half_life_secs.saturating_mul(1000),
+        }
+    }
+
+    /// The larger of this edge's count and every edge's.
+    fn shared_rate(&self, local: f64, key: &str) -> f64 {
+        self.tallies.per_minute(key).map_or(local, |shared| shared.max(local))
+    }
+
+    fn shared_points(&self, local: f64, key: &str) -> f64 {
+        let half_life_ms = self.config.half_life_secs.saturating_mul(1000);
+        self.tallies
+            .points(key, half_life_ms)
+            .map_or(local, |shared| shared.max(local))
     }
 
     fn clock(&self, now: Instant) -> (u64, f64) {
@@ -144,6 +155,26 @@ impl Risk {
         }
     }
 
+    /// Fetches what other edges know of this client and binding, if this
+    /// edge knows nothing yet (a client new here): a misdeed seen on
+    /// another edge then counts on its first join here too.
+    pub async fn fetch_shared(&self, ip: IpAddr, binding: &str) {
+        if !self.tallies.enabled() {
+            return;
+        }
+        let network = network_of(ip);
+        let fading = self.fading();
+        self.tallies
+            .fetch_unknown(&[
+                (format!("att:{ip}"), Measure::Minute),
+                (format!("att-net:{network}"), Measure::Minute),
+                (format!("tok:{binding}"), Measure::Minute),
+                (format!("pts:{ip}"), fading),
+                (format!("pts-net:{network}"), fading),
+            ])
+            .await;
+    }
+
     /// A join or a challenge request from this client.
     pub fn attempt(&self, ip: IpAddr, now: Instant) {
         let (minute, _) = self.clock(now);
@@ -156,6 +187,10 @@ impl Risk {
         let n = networks.entry(network_of(ip)).or_default();
         n.joins.add(minute);
         n.seen = Some(now);
+        drop(networks);
+        self.tallies.add(&format!("att:{ip}"), Measure::Minute, 1.0);
+        self.tallies
+            .add(&format!("att-net:{}", network_of(ip)), Measure::Minute, 1.0);
     }
 
     /// A queue token went to this client binding.
@@ -163,6 +198,8 @@ impl Risk {
         let (minute, _) = self.clock(now);
         let mut bindings = locks::lock(&self.bindings);
         bindings.entry(binding.to_owned()).or_default().add(minute);
+        drop(bindings);
+        self.tallies.add(&format!("tok:{binding}"), Measure::Minute, 1.0);
     }
 
     /// The client did something only a bot (or a broken client) does; a
@@ -182,6 +219,9 @@ impl Risk {
             locks::lock(&self.networks).entry(network_of(ip)).or_default(),
             points / 4.0,
         );
+        self.tallies.add(&format!("pts:{ip}"), self.fading(), points);
+        self.tallies
+            .add(&format!("pts-net:{}", network_of(ip)), self.fading(), points / 4.0);
     }
 
     pub fn assess(&self, ip: IpAddr, binding: &str, signals: Signals<'_>, now: Instant) -> Assessment {
@@ -202,6 +242,11 @@ impl Risk {
                 None => (0.0, 0.0),
             }
         };
+        let network = network_of(ip);
+        let ip_rate = self.shared_rate(ip_rate, &format!("att:{ip}"));
+        let net_rate = self.shared_rate(net_rate, &format!("att-net:{network}"));
+        let ip_points = self.shared_points(ip_points, &format!("pts:{ip}"));
+        let net_points = self.shared_points(net_points, &format!("pts-net:{network}"));
         let velocity = ((ip_rate - f64::from(c.ip_joins_per_minute)).max(0.0) * c.ip_points_per_join
             + (net_rate - f64::from(c.network_joins_per_minute)).max(0.0) * c.network_points_per_join)
             .min(c.velocity_cap);
@@ -209,6 +254,7 @@ impl Risk {
         let tokens = locks::lock(&self.bindings)
             .get_mut(binding)
             .map_or(0.0, |w| w.rate(minute, frac));
+        let tokens = self.shared_rate(tokens, &format!("tok:{binding}"));
         parts.push((
             "tokens_per_client",
             (tokens - f64::from(c.tokens_per_binding)).max(0.0) * c.points_per_token,
@@ -286,7 +332,7 @@ mod tests {
 
     #[test]
     fn an_ordinary_fan_scores_nothing_and_a_fast_client_scores_by_its_speed() {
-        let r = Risk::new(RiskConfig::default());
+        let r = Risk::new(RiskConfig::default(), Arc::new(Tallies::off()));
         let t = Instant::now();
         let fan: IpAddr = "10.1.1.1".parse().unwrap();
         r.attempt(fan, t);
@@ -311,7 +357,7 @@ mod tests {
 
     #[test]
     fn tokens_per_binding_headers_and_misdeeds_add_up_and_misdeeds_fade() {
-        let r = Risk::new(RiskConfig::default());
+        let r = Risk::new(RiskConfig::default(), Arc::new(Tallies::off()));
         let t = Instant::now();
         let ip: IpAddr = "10.3.3.3".parse().unwrap();
         for _ in 0..5 {
@@ -336,7 +382,7 @@ mod tests {
 
     #[test]
     fn the_minute_slides() {
-        let r = Risk::new(RiskConfig::default());
+        let r = Risk::new(RiskConfig::default(), Arc::new(Tallies::off()));
         let t = Instant::now();
         let ip: IpAddr = "10.4.4.4".parse().unwrap();
         for _ in 0..40 {

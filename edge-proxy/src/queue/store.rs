@@ -11,6 +11,7 @@ mod fairness;
 mod lottery;
 mod sessions;
 mod settings;
+mod tallies;
 
 use redis::{AsyncCommands, Script};
 
@@ -104,6 +105,9 @@ pub struct QueueStore {
     /// order, so on a shared one a tick waited behind every join of a spike
     /// (thousands in flight) and timed out while Redis itself was idle.
     ticker: Conn,
+    /// Shared counts (rate limits, risk), synced in the background.
+    tallies: Conn,
+    tally: Script,
     admit: Script,
     join: Script,
     touch: Script,
@@ -153,6 +157,8 @@ impl QueueStore {
             sessions: connection::open(url, cluster_nodes).await?,
             session_calls: Lane::new(SESSION_CALLS),
             ticker: connection::open(url, cluster_nodes).await?,
+            tallies: connection::open(url, cluster_nodes).await?,
+            tally: Script::new(tallies::SCRIPT),
             admit: Script::new(include_str!("admit.lua")),
             join: Script::new(include_str!("join.lua")),
             // 1 if the session is (still) active, extended; 0 if not. (Not

@@ -14,6 +14,7 @@ mod key_rotation;
 mod protocols;
 mod resilience;
 mod several_edges;
+mod shared_limits;
 mod streams;
 mod waiting_page;
 mod waiting_room;

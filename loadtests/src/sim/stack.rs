@@ -121,18 +121,16 @@ impl SimStack {
              [redis]\nurl = \"{redis_url}\"\n\
              [tokens]\nissuer = \"usher-edge\"\nkid = \"edge-1\"\nprivate_key_file = \"{key}\"\n\
              [admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken = \"{ADMIN_TOKEN}\"\n\
-             [rate_limits]\njoin_per_minute = {}\nstatus_per_minute = {}\nprotected_per_minute = {}\n\
+             {limits}\
              [log]\nfilter = \"warn,pingora=error\"\n\
              [[events]]\nevent_id = {event}\nadmit_per_minute = {}\nmax_active = {}\nsession_secs = {}\nmode = \"{mode}\"\ngrace_secs = {}\non_sale_at = \"{}\"\n",
-            ad.join_per_minute,
-            ad.status_per_minute,
-            ad.protected_per_minute,
             ad.admit_per_minute,
             ad.max_active,
             ad.session_secs,
             ad.grace_secs,
             on_sale_at.to_rfc3339(),
             key = key.display(),
+            limits = crate::edge_config::rate_limits(ad.join_per_minute, ad.status_per_minute, ad.protected_per_minute),
         );
         let config = if scenario.edge_extra.is_empty() {
             config

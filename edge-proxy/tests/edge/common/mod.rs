@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use edge_proxy::config::{
     AdminConfig, CoreAddr, EdgeConfig, ListenConfig, LogConfig, QueueMode, RateLimits, RedisConfig, RedisFailure,
-    RoomSettings, TokensConfig, UpstreamConfig,
+    RoomSettings, SharedCounts, TokensConfig, UpstreamConfig,
 };
 use serde_json::Value;
 use tokio::process::Child;
@@ -32,11 +32,28 @@ pub fn key_dir(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// The shared counts' scope of this test's edges: one per test process
+/// (nextest runs each test in its own), so tests running side by side,
+/// all from 127.0.0.1, never count against each other.
+pub fn shared_scope() -> &'static str {
+    static SCOPE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SCOPE.get_or_init(|| format!("test-{:016x}", rand::random::<u64>()))
+}
+
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 pub use usher_test_kit::free_port;
+
+/// An HTTP client on its own source address, like a client on that
+/// network (any 127.x.y.z).
+pub fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
 
 /// A fresh event id, unused by any earlier run.
 pub fn fresh_event() -> i64 {
@@ -111,6 +128,12 @@ fn base_config(
             join_per_minute: 0,
             status_per_minute: 0,
             protected_per_minute: 0,
+            network_join_per_minute: 0,
+            shared: SharedCounts {
+                scope: shared_scope().into(),
+                sync_ms: 50,
+                ..SharedCounts::default()
+            },
         },
         events: rooms.to_vec(),
         cache: Default::default(),

@@ -8,7 +8,6 @@
 
 mod places;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::common::*;
@@ -18,14 +17,6 @@ use serde_json::Value;
 
 const BROWSER_UA: &str =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
-
-/// An HTTP client on its own source address, like a client on that network.
-fn client_from(ip: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(ip.parse::<IpAddr>().unwrap())
-        .build()
-        .unwrap()
-}
 
 /// A client as a browser would send it: its id, a browser's UA and language.
 fn browser(r: reqwest::RequestBuilder, client: &str) -> reqwest::RequestBuilder {
