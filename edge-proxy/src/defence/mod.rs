@@ -201,7 +201,7 @@ impl Defences {
         let now = Instant::now();
         let now_ms = chrono::Utc::now().timestamp_millis();
         let ip = knock.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        self.risk.fetch_shared(ip, knock.binding).await;
+        self.risk.fetch_shared(ip).await;
         self.risk.attempt(ip, now);
         let assessed = self.risk.assess(ip, knock.binding, knock.signals, now);
         let mut extra = 0;

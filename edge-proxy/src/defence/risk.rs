@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::RiskConfig;
-use crate::limits::tally::{Measure, Tallies};
+use crate::limits::tally::{self, Measure, Tallies};
 use crate::locks;
 
 pub use crate::limits::network_of;
@@ -155,10 +155,12 @@ impl Risk {
         }
     }
 
-    /// Fetches what other edges know of this client and binding, if this
-    /// edge knows nothing yet (a client new here): a misdeed seen on
-    /// another edge then counts on its first join here too.
-    pub async fn fetch_shared(&self, ip: IpAddr, binding: &str) {
+    /// Fetches what other edges know of this client's address and
+    /// network, if this edge knows nothing yet (a client new here): a
+    /// misdeed seen on another edge then counts on its first join here too.
+    /// One call (a network's counts share a shard); a binding's tokens are
+    /// left to the next sync, since nearly every join brings a new binding.
+    pub async fn fetch_shared(&self, ip: IpAddr) {
         if !self.tallies.enabled() {
             return;
         }
@@ -166,11 +168,10 @@ impl Risk {
         let fading = self.fading();
         self.tallies
             .fetch_unknown(&[
-                (format!("att:{ip}"), Measure::Minute),
-                (format!("att-net:{network}"), Measure::Minute),
-                (format!("tok:{binding}"), Measure::Minute),
-                (format!("pts:{ip}"), fading),
-                (format!("pts-net:{network}"), fading),
+                (tally::key("att", &ip, &network), Measure::Minute),
+                (tally::key("att-net", &network, &network), Measure::Minute),
+                (tally::key("pts", &ip, &network), fading),
+                (tally::key("pts-net", &network, &network), fading),
             ])
             .await;
     }
@@ -188,9 +189,11 @@ impl Risk {
         n.joins.add(minute);
         n.seen = Some(now);
         drop(networks);
-        self.tallies.add(&format!("att:{ip}"), Measure::Minute, 1.0);
+        let network = network_of(ip);
         self.tallies
-            .add(&format!("att-net:{}", network_of(ip)), Measure::Minute, 1.0);
+            .add(&tally::key("att", &ip, &network), Measure::Minute, 1.0);
+        self.tallies
+            .add(&tally::key("att-net", &network, &network), Measure::Minute, 1.0);
     }
 
     /// A queue token went to this client binding.
@@ -199,7 +202,8 @@ impl Risk {
         let mut bindings = locks::lock(&self.bindings);
         bindings.entry(binding.to_owned()).or_default().add(minute);
         drop(bindings);
-        self.tallies.add(&format!("tok:{binding}"), Measure::Minute, 1.0);
+        self.tallies
+            .add(&tally::key("tok", &binding, binding), Measure::Minute, 1.0);
     }
 
     /// The client did something only a bot (or a broken client) does; a
@@ -219,9 +223,11 @@ impl Risk {
             locks::lock(&self.networks).entry(network_of(ip)).or_default(),
             points / 4.0,
         );
-        self.tallies.add(&format!("pts:{ip}"), self.fading(), points);
+        let network = network_of(ip);
         self.tallies
-            .add(&format!("pts-net:{}", network_of(ip)), self.fading(), points / 4.0);
+            .add(&tally::key("pts", &ip, &network), self.fading(), points);
+        self.tallies
+            .add(&tally::key("pts-net", &network, &network), self.fading(), points / 4.0);
     }
 
     pub fn assess(&self, ip: IpAddr, binding: &str, signals: Signals<'_>, now: Instant) -> Assessment {
@@ -243,10 +249,10 @@ impl Risk {
             }
         };
         let network = network_of(ip);
-        let ip_rate = self.shared_rate(ip_rate, &format!("att:{ip}"));
-        let net_rate = self.shared_rate(net_rate, &format!("att-net:{network}"));
-        let ip_points = self.shared_points(ip_points, &format!("pts:{ip}"));
-        let net_points = self.shared_points(net_points, &format!("pts-net:{network}"));
+        let ip_rate = self.shared_rate(ip_rate, &tally::key("att", &ip, &network));
+        let net_rate = self.shared_rate(net_rate, &tally::key("att-net", &network, &network));
+        let ip_points = self.shared_points(ip_points, &tally::key("pts", &ip, &network));
+        let net_points = self.shared_points(net_points, &tally::key("pts-net", &network, &network));
         let velocity = ((ip_rate - f64::from(c.ip_joins_per_minute)).max(0.0) * c.ip_points_per_join
             + (net_rate - f64::from(c.network_joins_per_minute)).max(0.0) * c.network_points_per_join)
             .min(c.velocity_cap);
@@ -254,7 +260,7 @@ impl Risk {
         let tokens = locks::lock(&self.bindings)
             .get_mut(binding)
             .map_or(0.0, |w| w.rate(minute, frac));
-        let tokens = self.shared_rate(tokens, &format!("tok:{binding}"));
+        let tokens = self.shared_rate(tokens, &tally::key("tok", &binding, binding));
         parts.push((
             "tokens_per_client",
             (tokens - f64::from(c.tokens_per_binding)).max(0.0) * c.points_per_token,

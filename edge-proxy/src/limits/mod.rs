@@ -67,14 +67,15 @@ impl<K: Hash + Eq + Clone + std::fmt::Display> Limit<K> {
 
     /// This edge's counts first (a request over them never reaches the
     /// shared ones); then every edge's, where they are known.
-    fn allow(&self, key: &K, tallies: &Tallies) -> bool {
+    /// `network`: the client's, which chooses the count's shard.
+    fn allow(&self, key: &K, network: &str, tallies: &Tallies) -> bool {
         if self.local.check_key(key).is_err() {
             return false;
         }
         let Some(name) = self.shared else {
             return true;
         };
-        let key = format!("{name}:{key}");
+        let key = tally::key(name, key, network);
         if tallies.rate_allows(&key, self.interval_ms, self.burst) == Some(false) {
             return false;
         }
@@ -114,13 +115,14 @@ impl Limits {
             return true;
         };
         let t = &self.tallies;
+        let net = network_of(ip);
         match kind {
             Kind::Join => {
-                self.join.as_ref().is_none_or(|l| l.allow(&ip, t))
-                    && self.network_join.as_ref().is_none_or(|l| l.allow(&network_of(ip), t))
+                self.join.as_ref().is_none_or(|l| l.allow(&ip, &net, t))
+                    && self.network_join.as_ref().is_none_or(|l| l.allow(&net, &net, t))
             }
-            Kind::Status => self.status.as_ref().is_none_or(|l| l.allow(&ip, t)),
-            Kind::Protected => self.protected.as_ref().is_none_or(|l| l.allow(&ip, t)),
+            Kind::Status => self.status.as_ref().is_none_or(|l| l.allow(&ip, &net, t)),
+            Kind::Protected => self.protected.as_ref().is_none_or(|l| l.allow(&ip, &net, t)),
         }
     }
 

@@ -29,6 +29,39 @@ use crate::config::SharedCounts;
 use crate::locks;
 use crate::queue::store::{QueueStore, StoreResult};
 
+/// Redis Cluster slots the counts are spread over: a network's counts (its
+/// addresses' and its own) share one, so a client's first join fetches
+/// them in one call.
+const SHARDS: u32 = 16;
+
+/// A count's key: `<shard>/<kind>:<subject>`, its shard chosen by `group`
+/// (the client's network, or the subject itself).
+pub fn key(kind: &str, subject: &impl std::fmt::Display, group: &str) -> String {
+    // FNV-1a: the same on every edge, whatever its build.
+    let hash = group
+        .bytes()
+        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    format!("{}/{kind}:{subject}", hash % SHARDS)
+}
+
+/// The shard a key names and the rest of it.
+pub fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or(("0", key))
+}
+
+/// Additions grouped by shard, at most `BATCH` to a group: one script call
+/// each.
+fn by_shard(additions: Vec<Addition>) -> Vec<Vec<Addition>> {
+    let mut groups: HashMap<String, Vec<Addition>> = HashMap::new();
+    for a in additions {
+        groups.entry(split_key(&a.key).0.to_owned()).or_default().push(a);
+    }
+    groups
+        .into_values()
+        .flat_map(|g| g.chunks(BATCH).map(<[Addition]>::to_vec).collect::<Vec<_>>())
+        .collect()
+}
+
 /// How a count adds up in Redis.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Measure {
@@ -242,15 +275,18 @@ impl Tallies {
                 })
                 .collect()
         };
-        if missing.is_empty() {
-            return;
+        for group in by_shard(missing) {
+            let Ok(Ok((_, sums))) = tokio::time::timeout(FETCH_WAIT, store.add_tallies(scope, &group)).await else {
+                return;
+            };
+            self.keep_fetched(group, sums);
         }
-        let Ok(Ok((_, sums))) = tokio::time::timeout(FETCH_WAIT, store.add_tallies(scope, &missing)).await else {
-            return;
-        };
+    }
+
+    fn keep_fetched(&self, fetched: Vec<Addition>, sums: Vec<Sum>) {
         let now = Instant::now();
         let mut entries = locks::lock(&self.entries);
-        for (a, sum) in missing.into_iter().zip(sums) {
+        for (a, sum) in fetched.into_iter().zip(sums) {
             let e = entries.entry(a.key).or_insert(Entry {
                 measure: a.measure,
                 pending: 0.0,
@@ -287,9 +323,10 @@ impl Tallies {
                 })
                 .collect()
         };
-        for batch in sent.chunks(BATCH) {
+        let count = sent.len();
+        for batch in by_shard(sent) {
             let asked = unix_ms();
-            let answer = tokio::time::timeout(self.stale, store.add_tallies(scope, batch)).await;
+            let answer = tokio::time::timeout(self.stale, store.add_tallies(scope, &batch)).await;
             let (redis_now, sums) = match answer {
                 Ok(Ok(a)) => a,
                 Ok(Err(e)) => {
@@ -313,7 +350,7 @@ impl Tallies {
             }
         }
         self.syncs.fetch_add(1, Ordering::Relaxed);
-        Ok(sent.len())
+        Ok(count)
     }
 
     /// Forgets counts untouched for two minutes, and everything past the
@@ -324,5 +361,103 @@ impl Tallies {
         if entries.len() > MAX_ENTRIES {
             entries.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tallies(stale_ms: u64) -> Tallies {
+        Tallies::new(&SharedCounts {
+            scope: "unit".into(),
+            sync_ms: 20,
+            stale_ms,
+            ..SharedCounts::default()
+        })
+    }
+
+    #[test]
+    fn a_networks_counts_share_a_shard() {
+        let a = key("att", &"10.0.0.1", "10.0.0");
+        let b = key("pts-net", &"10.0.0", "10.0.0");
+        assert_eq!(split_key(&a).0, split_key(&b).0);
+        assert_eq!(split_key(&a).1, "att:10.0.0.1");
+        // Networks spread over the shards.
+        let shards: std::collections::HashSet<String> = (0..64)
+            .map(|n| split_key(&key("att", &n, &format!("10.0.{n}"))).0.to_owned())
+            .collect();
+        assert!(shards.len() > 8, "{shards:?}");
+    }
+
+    #[test]
+    fn a_fresh_sum_says_how_many_more_fit_and_a_stale_one_says_nothing() {
+        let t = tallies(150);
+        let k = key("join", &"10.0.0.1", "10.0.0");
+        let rate = Measure::Rate { interval_ms: 1_000 };
+        // Unknown: this edge decides alone.
+        assert_eq!(t.rate_allows(&k, 1_000, 6), None);
+        // Five requests ahead of now across the edges: one more fits a
+        // burst of six, two do not.
+        let tat = unix_ms() as f64 + 5_000.0;
+        t.keep_fetched(
+            vec![Addition {
+                key: k.clone(),
+                measure: rate,
+                amount: 0.0,
+            }],
+            vec![Sum::Arrival(tat)],
+        );
+        assert_eq!(t.rate_allows(&k, 1_000, 6), Some(true));
+        t.add(&k, rate, 1.0);
+        assert_eq!(t.rate_allows(&k, 1_000, 6), Some(false));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(t.rate_allows(&k, 1_000, 6), None);
+    }
+
+    #[test]
+    fn minutes_slide_and_points_fade_by_redis_clock() {
+        let t = tallies(10_000);
+        let now = unix_ms();
+        let (m, p) = (key("att", &"a", "a"), key("pts", &"a", "a"));
+        t.keep_fetched(
+            vec![
+                Addition {
+                    key: m.clone(),
+                    measure: Measure::Minute,
+                    amount: 0.0,
+                },
+                Addition {
+                    key: p.clone(),
+                    measure: Measure::Fading { half_life_ms: 1_000 },
+                    amount: 0.0,
+                },
+            ],
+            vec![
+                Sum::Minutes {
+                    minute: now.div_euclid(60_000),
+                    current: 10.0,
+                    previous: 60.0,
+                },
+                Sum::Points {
+                    value: 40.0,
+                    at: now - 2_000,
+                },
+            ],
+        );
+        let frac = now.rem_euclid(60_000) as f64 / 60_000.0;
+        let rate = t.per_minute(&m).unwrap();
+        assert!((rate - (10.0 + 60.0 * (1.0 - frac))).abs() < 1.5, "{rate}");
+        // Two half-lives since: a quarter left.
+        let points = t.points(&p, 1_000).unwrap();
+        assert!((points - 10.0).abs() < 0.5, "{points}");
+    }
+
+    #[test]
+    fn off_adds_and_reads_nothing() {
+        let t = Tallies::off();
+        t.add("0/join:x", Measure::Minute, 1.0);
+        assert_eq!(t.per_minute("0/join:x"), None);
+        assert!(locks::lock(&t.entries).is_empty());
     }
 }

@@ -1,10 +1,12 @@
 //! Counts shared by every edge (rate limits, risk): one script call adds
 //! this edge's share to many counts and reads their sums back, by Redis's
-//! clock. All of one scope's keys carry one hash tag (`{tally:<scope>}`),
-//! so in a Redis Cluster they sit in one slot and the script runs there.
+//! clock. A call's keys are of one shard and carry its hash tag
+//! (`{tally:<scope>:<shard>}`), so in a Redis Cluster they sit in one slot
+//! and the script runs there; the shards spread the counts over the
+//! cluster.
 
 use super::{QueueStore, StoreResult};
-use crate::limits::tally::{Addition, Measure, Sum};
+use crate::limits::tally::{Addition, Measure, Sum, split_key};
 
 /// KEYS: the counts; ARGV: per key its kind (`r` rate, `m` minute, `f`
 /// fading), the amount added and the kind's parameter (interval or
@@ -56,11 +58,13 @@ return out
 
 impl QueueStore {
     /// Adds this edge's share to each count and reads the sums back:
-    /// (Redis's clock in ms, a sum per addition, in order).
+    /// (Redis's clock in ms, a sum per addition, in order). The additions
+    /// are of one shard.
     pub async fn add_tallies(&self, scope: &str, additions: &[Addition]) -> StoreResult<(i64, Vec<Sum>)> {
         let mut call = self.tally.prepare_invoke();
         for a in additions {
-            call.key(format!("usher:{{tally:{scope}}}:{}", a.key));
+            let (shard, rest) = split_key(&a.key);
+            call.key(format!("usher:{{tally:{scope}:{shard}}}:{rest}"));
             let (kind, param) = match a.measure {
                 Measure::Rate { interval_ms } => ("r", interval_ms),
                 Measure::Minute => ("m", 0),
