@@ -1,7 +1,8 @@
-//! The sandbox's HTTP API: payment intents (create = confirm + capture),
-//! refunds, lookups, payment methods (a card's fingerprint, as Stripe
-//! gives it), and stats. Every money-moving call needs an
+//! The sandbox's HTTP API: payment intents (create = confirm + capture,
+//! cancel), refunds, lookups, payment methods (a card's fingerprint, as
+//! Stripe gives it), and stats. Every money-moving call needs an
 //! Idempotency-Key; the same key and body get the first answer again.
+//! The 3-D Secure challenge page fans are sent to is in `challenge.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::challenge;
 use crate::store::{Answer, Card, Delays, Intent, Refund, Store, new_id, now};
 use crate::webhooks::Sender;
 
@@ -26,6 +28,8 @@ pub struct State {
     pub hooks: Sender,
     pub api_key: Arc<str>,
     pub delays: Delays,
+    /// Where browsers reach this sandbox (the challenge page's origin).
+    pub public_url: Arc<str>,
 }
 
 pub fn router(state: State) -> Router {
@@ -33,8 +37,10 @@ pub fn router(state: State) -> Router {
         .route("/v1/payment_intents", post(create_intent).get(list_intents))
         .route("/v1/payment_intents/{id}", get(get_intent))
         .route("/v1/payment_intents/{id}/refunds", post(create_refund))
+        .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
         .route("/v1/payment_methods/{id}", get(get_payment_method))
         .route("/sandbox/payment_intents/{id}/{outcome}", post(authenticate))
+        .route("/sandbox/challenge/{id}", get(challenge::page).post(challenge::answer))
         .route("/sandbox/stats", get(stats))
         .with_state(state)
 }
@@ -48,7 +54,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// A request refused before it touched the books.
-struct Refusal(StatusCode, &'static str, &'static str);
+pub struct Refusal(pub StatusCode, pub &'static str, pub &'static str);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
@@ -122,6 +128,9 @@ struct CreateIntent {
     payment_method: String,
     #[serde(default)]
     metadata: HashMap<String, String>,
+    /// Where the challenge page sends the fan back (3-D Secure).
+    #[serde(default)]
+    return_url: Option<String>,
 }
 
 async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes) -> Response {
@@ -156,6 +165,15 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
             "unknown test payment method",
         );
     };
+    if let Some(url) = &req.return_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "return_url must be an http(s) URL",
+        );
+    }
     let fp = fingerprint("intent", &raw);
     let lock = state.store.key_lock(&key);
     let _serial = lock.lock().await;
@@ -172,13 +190,29 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
         );
     }
     let declined = card == Card::Declined;
+    let challenged = match card {
+        Card::RequiresAction | Card::ThreeDsFails => true,
+        Card::ThreeDsOver(over) => req.amount_cents > over,
+        _ => false,
+    };
     let status = match card {
         Card::Declined => "failed",
-        Card::RequiresAction => "requires_action",
+        Card::Processing => "processing",
+        _ if challenged => "requires_action",
         _ => "succeeded",
     };
+    let id = new_id("pi");
+    let next_action = challenged.then(|| {
+        json!({
+            "type": "redirect_to_url",
+            "redirect_to_url": {
+                "url": format!("{}/sandbox/challenge/{id}", state.public_url),
+                "return_url": req.return_url,
+            },
+        })
+    });
     let intent = Intent {
-        id: new_id("pi"),
+        id,
         amount_cents: req.amount_cents,
         currency: req.currency,
         payment_method: req.payment_method,
@@ -187,6 +221,9 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
         amount_refunded_cents: 0,
         metadata: req.metadata,
         created: now(),
+        next_action,
+        return_url: req.return_url,
+        cancellation_reason: None,
     };
     let stored = Answer {
         fingerprint: fp,
@@ -207,7 +244,9 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
     let d = state.delays;
     match card {
         // Nothing has happened yet: the webhook comes with the fan's answer.
-        Card::NoWebhook | Card::RequiresAction => {}
+        _ if challenged => {}
+        Card::NoWebhook => {}
+        Card::Processing => finish_processing(&state, intent.id.clone()),
         Card::WebhookFirst => state.hooks.deliver(&state.store, event).await,
         Card::WebhookTwice => state.hooks.spawn(state.store.clone(), event, Duration::ZERO, 2),
         Card::WebhookLate => state.hooks.spawn(state.store.clone(), event, d.late, 1),
@@ -221,11 +260,8 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
     answer(&stored, false)
 }
 
-/// The fan's answer to a 3-D Secure challenge (`succeed` or `fail`), as
-/// the card issuer would give it: the intent succeeds (charging the card)
-/// or fails authentication, and the webhook says so. As with Stripe, a
-/// failed authentication may be tried again and succeed on the same
-/// intent, and the create call's stored answer is not changed.
+/// A test's answer to a 3-D Secure challenge (`succeed` or `fail`), as
+/// the fan would give it on the challenge page (see `settle_challenge`).
 async fn authenticate(
     AxState(state): AxState<State>,
     headers: HeaderMap,
@@ -239,29 +275,48 @@ async fn authenticate(
         "fail" => false,
         _ => return error(StatusCode::NOT_FOUND, "not_found", "succeed or fail"),
     };
+    match settle_challenge(&state, &id, succeed) {
+        Ok(intent) => axum::Json(intent).into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The fan's answer to a 3-D Secure challenge, as the card issuer would
+/// take it: the intent succeeds (charging the card) or fails
+/// authentication (always, for `pm_card_3ds_fails`), and the webhook says
+/// so at once. As with Stripe, a failed authentication may be tried again
+/// and succeed on the same intent, and the create call's stored answer is
+/// not changed.
+pub fn settle_challenge(state: &State, id: &str, succeed: bool) -> Result<Intent, Refusal> {
     let intent = {
         let mut books = state.store.books();
         let Some(intent) = books.intents.iter_mut().find(|i| i.id == id) else {
-            return error(StatusCode::NOT_FOUND, "no_such_intent", "no such payment intent");
+            return Err(Refusal(
+                StatusCode::NOT_FOUND,
+                "no_such_intent",
+                "no such payment intent",
+            ));
         };
         let retried = intent.status == "failed" && intent.failure_code.as_deref() == Some("authentication_failed");
         if intent.status != "requires_action" && !(succeed && retried) {
-            return error(
+            return Err(Refusal(
                 StatusCode::BAD_REQUEST,
                 "intent_not_awaiting_action",
                 "the payment intent is not waiting for authentication",
-            );
+            ));
         }
-        if succeed {
+        let refused = Card::parse(&intent.payment_method) == Some(Card::ThreeDsFails);
+        if succeed && !refused {
             intent.status = "succeeded".into();
             intent.failure_code = None;
         } else {
             intent.status = "failed".into();
             intent.failure_code = Some("authentication_failed".into());
         }
+        intent.next_action = None;
         intent.clone()
     };
-    let kind = if succeed {
+    let kind = if intent.status == "succeeded" {
         "payment_intent.succeeded"
     } else {
         "payment_intent.payment_failed"
@@ -269,6 +324,92 @@ async fn authenticate(
     state
         .hooks
         .spawn(state.store.clone(), Sender::event(kind, &intent), Duration::ZERO, 1);
+    Ok(intent)
+}
+
+/// pm_card_processing: the processor finishes by itself after a while,
+/// and the webhook says so.
+fn finish_processing(state: &State, id: String) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(state.delays.processing).await;
+        let done = {
+            let mut books = state.store.books();
+            books
+                .intents
+                .iter_mut()
+                .find(|i| i.id == id && i.status == "processing")
+                .map(|intent| {
+                    intent.status = "succeeded".into();
+                    intent.clone()
+                })
+        };
+        if let Some(intent) = done {
+            let event = Sender::event("payment_intent.succeeded", &intent);
+            state.hooks.deliver(&state.store, event).await;
+        }
+    });
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelIntent {
+    #[serde(default)]
+    cancellation_reason: Option<String>,
+}
+
+/// Cancels an intent that has not taken money (`requires_action`, or a
+/// failed one), as Stripe's `POST /v1/payment_intents/{id}/cancel`: a
+/// challenge answered after this is refused, and nothing is ever charged.
+/// One already cancelled is answered as it is; one that succeeded or is
+/// processing cannot be (400 `payment_intent_unexpected_state`).
+async fn cancel_intent(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorised(&state, &headers) {
+        return r.into_response();
+    }
+    let req = if body.is_empty() {
+        CancelIntent::default()
+    } else {
+        match serde_json::from_slice::<CancelIntent>(&body) {
+            Ok(req) => req,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "invalid_request", "cancellation_reason"),
+        }
+    };
+    let (intent, moved) = {
+        let mut books = state.store.books();
+        let Some(intent) = books.intents.iter_mut().find(|i| i.id == id) else {
+            return error(StatusCode::NOT_FOUND, "no_such_intent", "no such payment intent");
+        };
+        match intent.status.as_str() {
+            "canceled" => (intent.clone(), false),
+            "requires_action" | "failed" => {
+                intent.status = "canceled".into();
+                intent.next_action = None;
+                intent.cancellation_reason = Some(req.cancellation_reason.unwrap_or_else(|| "abandoned".into()));
+                (intent.clone(), true)
+            }
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "payment_intent_unexpected_state",
+                    "only a payment intent that has taken no money can be cancelled",
+                );
+            }
+        }
+    };
+    if moved {
+        state.hooks.spawn(
+            state.store.clone(),
+            Sender::event("payment_intent.canceled", &intent),
+            Duration::ZERO,
+            1,
+        );
+    }
     axum::Json(intent).into_response()
 }
 

@@ -3,13 +3,16 @@
 //! in one call, refunds), honours an idempotency key on every call that
 //! moves money, and sends HMAC-signed webhooks at least once. Test payment
 //! methods make it decline, answer slowly, time out, fail once, or deliver
-//! its webhook twice, late, never, or before its own answer, or wait for
-//! a 3-D Secure answer that a test gives (see
-//! `store.rs`); `<token>_<name>` is another card with the same behaviour,
-//! and each card has a fingerprint as Stripe's do. It keeps everything in memory: it is a test double of
+//! its webhook twice, late, never, or before its own answer, wait for a
+//! 3-D Secure answer (always, over an amount, or one the issuer refuses)
+//! given on its own challenge page (`challenge.rs`) or by a test, or
+//! process for a while by itself (see `store.rs`); `<token>_<name>` is
+//! another card with the same behaviour, and each card has a fingerprint
+//! as Stripe's do. It keeps everything in memory: it is a test double of
 //! somebody else's service, not part of Usher's state.
 
 mod api;
+mod challenge;
 mod store;
 mod webhooks;
 
@@ -44,6 +47,13 @@ pub struct Args {
     /// How long pm_card_webhook_late holds its webhook back.
     #[arg(long, default_value_t = 3000)]
     late_ms: u64,
+    /// How long pm_card_processing stays `processing` before it succeeds.
+    #[arg(long, default_value_t = 2000)]
+    processing_ms: u64,
+    /// Where fans' browsers reach this sandbox (the 3-D Secure challenge
+    /// page's origin); by default the address it listens on.
+    #[arg(long, env = "SANDBOX_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 #[tokio::main]
@@ -67,7 +77,14 @@ async fn main() -> anyhow::Result<()> {
             slow: Duration::from_millis(args.slow_ms),
             timeout: Duration::from_millis(args.timeout_ms),
             late: Duration::from_millis(args.late_ms),
+            processing: Duration::from_millis(args.processing_ms),
         },
+        public_url: Arc::from(
+            args.public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}"))
+                .trim_end_matches('/'),
+        ),
     };
     // The one line a test or script waits for to learn the port.
     println!("payment-sandbox listening on {addr}");

@@ -24,9 +24,18 @@ pub enum Card {
     WebhookFirst,
     NoWebhook,
     /// 3-D Secure: the intent waits (`requires_action`, no webhook) until
-    /// the fan's answer, which a test gives through
-    /// `POST /sandbox/payment_intents/{id}/succeed` or `/fail`.
+    /// the fan's answer, on the challenge page (`next_action`'s URL) or from
+    /// a test through `POST /sandbox/payment_intents/{id}/succeed` or `/fail`.
     RequiresAction,
+    /// 3-D Secure only for amounts over this many cents
+    /// (`pm_card_3ds_over_<cents>`), as issuers ask for large payments.
+    ThreeDsOver(i64),
+    /// 3-D Secure that the issuer refuses whatever the fan answers: the
+    /// intent fails with `authentication_failed`.
+    ThreeDsFails,
+    /// The processor takes its time: `processing`, then succeeded (and the
+    /// webhook sent) after `Delays::processing`, by itself.
+    Processing,
 }
 
 /// Each behaviour's bare token. `<token>_<suffix>` is another card that
@@ -43,7 +52,13 @@ const BEHAVIOURS: &[(&str, Card)] = &[
     ("pm_card_webhook_first", Card::WebhookFirst),
     ("pm_card_no_webhook", Card::NoWebhook),
     ("pm_card_requires_action", Card::RequiresAction),
+    ("pm_card_3ds_fails", Card::ThreeDsFails),
+    ("pm_card_processing", Card::Processing),
 ];
+
+/// `pm_card_3ds_over_<cents>[_<name>]`: the amount is part of the
+/// behaviour, the name (if any) names the card as for every other token.
+const THREE_DS_OVER: &str = "pm_card_3ds_over_";
 
 impl Card {
     pub fn parse(pm: &str) -> Option<Card> {
@@ -56,6 +71,21 @@ impl Card {
     /// they share a fingerprint. A bare token is a card of its own, as each
     /// test card number is.
     pub fn identify(pm: &str) -> Option<(Card, CardIdentity<'_>)> {
+        if let Some(rest) = pm.strip_prefix(THREE_DS_OVER) {
+            let (digits, name) = match rest.split_once('_') {
+                Some((digits, name)) => (digits, Some(name)),
+                None => (rest, None),
+            };
+            if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let over = Card::ThreeDsOver(digits.parse().ok()?);
+            return match name {
+                None => Some((over, CardIdentity::Bare(pm))),
+                Some(name) if !name.is_empty() => Some((over, CardIdentity::Named(name))),
+                Some(_) => None,
+            };
+        }
         BEHAVIOURS.iter().find_map(|&(token, card)| {
             if pm == token {
                 return Some((card, CardIdentity::Bare(token)));
@@ -94,6 +124,8 @@ pub struct Delays {
     pub slow: Duration,
     pub timeout: Duration,
     pub late: Duration,
+    /// How long pm_card_processing stays `processing`.
+    pub processing: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +139,14 @@ pub struct Intent {
     pub amount_refunded_cents: i64,
     pub metadata: HashMap<String, String>,
     pub created: i64,
+    /// What the merchant must do next, Stripe's shape: while
+    /// `requires_action`, `{"type": "redirect_to_url", "redirect_to_url":
+    /// {"url": <the challenge page>, "return_url": <the merchant's>}}`.
+    pub next_action: Option<serde_json::Value>,
+    /// Where the challenge page sends the fan back (the merchant's page).
+    pub return_url: Option<String>,
+    /// Why it was cancelled (`abandoned`, ...), once `canceled`.
+    pub cancellation_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
