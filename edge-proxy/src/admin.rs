@@ -252,6 +252,11 @@ async fn defence(State(state): State<Arc<EdgeState>>, headers: HeaderMap) -> Res
     Json(state.defences.view()).into_response()
 }
 
+/// The admin API's part of the edge's OpenAPI document (`crate::openapi`).
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::admin()).into_response()
+}
+
 async fn metrics(State(state): State<Arc<EdgeState>>) -> Response {
     let mut body = state
         .metrics
@@ -268,6 +273,22 @@ pub fn router(state: Arc<EdgeState>) -> Router {
         .route("/admin/defence", get(defence))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .route(crate::openapi::ADMIN_PATH, get(openapi))
+        // Refusals of paths and methods as problems too, like every other.
+        .fallback(|| async {
+            problem(
+                StatusCode::NOT_FOUND,
+                AdminCode::NotFound,
+                "no such path on the admin API",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                AdminCode::MethodNotAllowed,
+                "this path does not take that method",
+            )
+        })
         .with_state(state)
 }
 

@@ -13,6 +13,7 @@ pub mod defence;
 pub mod fans;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod proxy;
 pub mod queue;
 pub mod respond;

@@ -308,10 +308,14 @@ pub enum AdminCode {
     EventMismatch,
     /// 422: settings out of bounds (every problem in [`PROBLEMS_HEADER`]).
     InvalidSettings,
+    /// 404: no such path on the admin listener.
+    NotFound,
+    /// 405: the path does not take that method.
+    MethodNotAllowed,
 }
 
 impl AdminCode {
-    pub const ALL: [AdminCode; 7] = [
+    pub const ALL: [AdminCode; 9] = [
         AdminCode::Unauthenticated,
         AdminCode::QueueNotFound,
         AdminCode::QueueUnavailable,
@@ -319,6 +323,8 @@ impl AdminCode {
         AdminCode::InvalidBody,
         AdminCode::EventMismatch,
         AdminCode::InvalidSettings,
+        AdminCode::NotFound,
+        AdminCode::MethodNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -330,6 +336,8 @@ impl AdminCode {
             AdminCode::InvalidBody => "invalid_body",
             AdminCode::EventMismatch => "event_mismatch",
             AdminCode::InvalidSettings => "invalid_settings",
+            AdminCode::NotFound => "not_found",
+            AdminCode::MethodNotAllowed => "method_not_allowed",
         }
     }
 

@@ -18,7 +18,9 @@
 //! - `GET /queue/{event}/lottery` (`lottery.rs`): a lottery's public record
 //!   (seed hash before, seed and entrants after the draw);
 //! - `GET /queue/{event}` (`page.rs`): the waiting page, which uses the
-//!   above.
+//!   above;
+//! - `GET /queue/openapi.json`: these endpoints' OpenAPI document
+//!   (`crate::openapi`).
 //!
 //! The proxy checks protected requests with `access.rs` and keeps admitted
 //! fans' sessions with `session.rs`.
@@ -59,6 +61,10 @@ pub async fn serve(state: &Arc<EdgeState>, session: &mut Session) -> respond::Re
     let Some(rest) = req.path.strip_prefix("/queue/") else {
         return Ok(false);
     };
+    if req.path == crate::openapi::FANS_PATH && req.method == "GET" {
+        respond::send(session, 200, "application/json", crate::openapi::fans(), &[]).await?;
+        return Ok(true);
+    }
     let kind = if req.method == "POST" { Kind::Join } else { Kind::Status };
     if !state.limits.allow(kind, client_ip(state, session)) {
         state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);

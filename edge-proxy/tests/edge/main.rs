@@ -11,6 +11,7 @@ mod defences;
 mod fairness;
 mod forwarded;
 mod key_rotation;
+mod openapi;
 mod protocols;
 mod resilience;
 mod several_edges;
