@@ -120,6 +120,38 @@ pub struct Order {
     pub tickets: Vec<TicketRef>,
     pub created_at: DateTime<Utc>,
     pub confirmed_at: Option<DateTime<Utc>>,
+    /// While `pending_payment`: what the payment waits for (absent before
+    /// the provider has answered).
+    pub payment_status: Option<OrderPaymentStatus>,
+    /// With `requires_action`: where to send the fan's browser to
+    /// authenticate. The provider's page sends them back to the order's
+    /// page (`/me/orders/{order_id}`).
+    pub next_action: Option<OrderNextAction>,
+    /// While the payment waits: the order waits until then, and its hold is
+    /// kept until then (at most `checkout.max_payment_wait_secs` after the
+    /// order was made, 15 minutes by default). After it the charge is
+    /// cancelled, the order fails (`authentication_abandoned`) and the seats
+    /// go back on sale.
+    pub payment_deadline: Option<DateTime<Utc>>,
+}
+
+/// What a pending payment waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderPaymentStatus {
+    /// The fan must authenticate (3-D Secure): send them to
+    /// `next_action.redirect_url`.
+    RequiresAction,
+    /// The processor is still at it: nothing for the fan to do but wait.
+    Processing,
+}
+
+/// What the client must do for a `requires_action` payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OrderNextAction {
+    /// The provider's authentication page: open it in the fan's browser
+    /// (a top-level navigation, not a frame).
+    pub redirect_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]

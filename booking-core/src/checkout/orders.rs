@@ -4,10 +4,11 @@
 //! does nothing. Notifications go into the outbox in the same transaction as
 //! the move they tell of.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Row};
 
-use crate::checkout::{Order, OrderError, OrderSeat, OrderState, TicketRef};
+use crate::checkout::{Order, OrderError, OrderNextAction, OrderPaymentStatus, OrderSeat, OrderState, TicketRef};
 use crate::ids::{Cents, EventId, FanId, HoldId, OrderId, SeatId, TicketId};
 use crate::outbox::{notify, topic};
 
@@ -306,23 +307,181 @@ struct RawSaga {
     intent_id: Option<String>,
 }
 
+/// A charge neither taken nor declined yet, as the provider described it.
+pub struct PendingCharge<'a> {
+    pub intent: &'a str,
+    /// The provider's word (`requires_action`, `processing`, ...).
+    pub status: &'a str,
+    /// Where the fan authenticates (`requires_action`).
+    pub redirect_url: Option<&'a str>,
+}
+
 /// The charge is neither taken nor declined yet (3-D Secure, processing):
-/// the order stays pending_payment with its hold, and remembers the
-/// provider's intent so that the next look asks about it instead of
-/// charging again. The next look keeps any later time reconciliation set
-/// (its backoff), so an abandoned challenge is asked about less and less.
-pub async fn mark_pending(pool: &PgPool, order: OrderId, intent: &str, after_secs: i64) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        r#"UPDATE orders SET intent_id = $2, updated_at = now(),
-                             next_check_at = greatest(next_check_at, now() + make_interval(secs => $3))
-           WHERE id = $1 AND state = 'pending_payment'"#,
+/// the order stays pending_payment and remembers the provider's intent, so
+/// that the next look asks about it instead of charging again, and what it
+/// waits for. It waits until its payment deadline (made `wait_secs` after
+/// the order, once), and its hold (or resale listing) is kept until then.
+/// The next look keeps any later time reconciliation set (its backoff), so
+/// an abandoned challenge is asked about less and less, but never later
+/// than the deadline, when it is given up (`give_up`).
+pub async fn mark_pending(
+    pool: &PgPool,
+    order: OrderId,
+    charge: &PendingCharge<'_>,
+    after_secs: i64,
+    wait_secs: i64,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(
+        r#"UPDATE orders SET intent_id = $2, payment_status = $3, next_action_url = $4, updated_at = now(),
+                             payment_deadline = coalesce(payment_deadline, created_at + make_interval(secs => $6)),
+                             next_check_at = least(greatest(next_check_at, now() + make_interval(secs => $5)),
+                                                   coalesce(payment_deadline, created_at + make_interval(secs => $6)))
+           WHERE id = $1 AND state = 'pending_payment'
+           RETURNING hold_id, listing_id, payment_deadline"#,
     )
     .bind(order.0)
-    .bind(intent)
+    .bind(charge.intent)
+    .bind(charge.status)
+    .bind(charge.redirect_url)
     .bind(after_secs as f64)
-    .execute(pool)
+    .bind(wait_secs as f64)
+    .fetch_optional(pool)
     .await?;
-    Ok(r.rows_affected() == 1)
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let hold: Option<uuid::Uuid> = row.try_get("hold_id")?;
+    let listing: Option<uuid::Uuid> = row.try_get("listing_id")?;
+    let deadline: DateTime<Utc> = row.try_get("payment_deadline")?;
+    if let Err(e) = keep_until(pool, order, hold, listing, deadline).await {
+        // The hold could not be kept (it lapsed meanwhile and a seat was
+        // claimed by someone else): a success still becomes tickets if the
+        // seats can be had, or a refund (late.rs).
+        tracing::warn!(order_id = %order, error = %e, "the hold could not be extended");
+    }
+    Ok(true)
+}
+
+/// Extends a live hold (its claims with it) or a resale listing's
+/// reservation to `until`. Only a hold that has not lapsed: its claims
+/// cover now, so no other claim on its seats can have begun since, and the
+/// longer range overlaps nothing (the exclusion constraint checks anyway).
+async fn keep_until(
+    pool: &PgPool,
+    order: OrderId,
+    hold: Option<uuid::Uuid>,
+    listing: Option<uuid::Uuid>,
+    until: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    if let Some(hold) = hold {
+        sqlx::query(
+            r#"WITH h AS (
+                   UPDATE holds SET expires_at = $2
+                   WHERE id = $1 AND state = 'active' AND expires_at > now() AND expires_at < $2
+                   RETURNING id, event_id, seat_ids
+               )
+               UPDATE seat_claims c SET during = tstzrange(lower(c.during), $2)
+               FROM h, unnest(h.seat_ids) AS s(seat_id)
+               WHERE c.event_id = h.event_id AND c.seat_id = s.seat_id AND c.hold_id = h.id
+                 AND c.kind = 'hold' AND upper(c.during) > now()"#,
+        )
+        .bind(hold)
+        .bind(until)
+        .execute(pool)
+        .await?;
+    }
+    if let Some(listing) = listing {
+        sqlx::query(
+            r#"UPDATE resale_listings SET reserved_until = greatest(reserved_until, $3)
+               WHERE id = $1 AND reserved_by = $2 AND state = 'listed'"#,
+        )
+        .bind(listing)
+        .bind(order.0)
+        .bind(until)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether a pending order's payment deadline has passed (by the
+/// database's clock). False for an order with none (never pending).
+pub async fn payment_deadline_passed(pool: &PgPool, order: OrderId) -> Result<bool, sqlx::Error> {
+    let passed: Option<bool> =
+        sqlx::query_scalar("SELECT payment_deadline <= now() FROM orders WHERE id = $1 AND state = 'pending_payment'")
+            .bind(order.0)
+            .fetch_optional(pool)
+            .await?
+            .flatten();
+    Ok(passed == Some(true))
+}
+
+/// The payment deadline passed with the charge still pending (the fan
+/// abandoned 3-D Secure): pending_payment -> payment_failed with `code`,
+/// the hold ended and its seats back on sale (or the listing let go) in the
+/// same transaction, and the fan told. Returns whether it moved the order.
+/// The caller then cancels the charge at the provider; a success that
+/// slips in first is taken by late.rs (tickets if the seats are still
+/// free, otherwise refunded).
+pub async fn give_up(pool: &PgPool, order: OrderId, code: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        r#"UPDATE orders SET state = 'payment_failed', failure_code = $2, updated_at = now()
+           WHERE id = $1 AND state = 'pending_payment' AND payment_deadline <= now()
+           RETURNING fan_id, event_id, hold_id"#,
+    )
+    .bind(order.0)
+    .bind(code)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let fan: String = row.try_get("fan_id")?;
+    let event: i64 = row.try_get("event_id")?;
+    let hold: Option<uuid::Uuid> = row.try_get("hold_id")?;
+    if let Some(hold) = hold {
+        sqlx::query(
+            r#"WITH h AS (
+                   UPDATE holds SET state = 'expired', ended_at = now(), expires_at = least(expires_at, now())
+                   WHERE id = $1 AND state = 'active'
+                   RETURNING id, event_id, seat_ids
+               )
+               DELETE FROM seat_claims c USING h, unnest(h.seat_ids) AS s(seat_id)
+               WHERE c.event_id = h.event_id AND c.seat_id = s.seat_id AND c.hold_id = h.id AND c.kind = 'hold'"#,
+        )
+        .bind(hold)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("UPDATE resale_listings SET reserved_by = NULL, reserved_until = NULL WHERE reserved_by = $1 AND state = 'listed'")
+        .bind(order.0)
+        .execute(&mut *tx)
+        .await?;
+    notify(
+        &mut tx,
+        topic::PAYMENT_FAILED,
+        order,
+        &fan,
+        json!({ "order_id": order, "event_id": event, "failure_code": code }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// What a pending order's payment waits for, for the fan: (order,
+/// provider's status, the page to authenticate on, the deadline).
+type Waiting = (uuid::Uuid, Option<String>, Option<String>, Option<DateTime<Utc>>);
+
+async fn waiting(pool: &PgPool, orders: &[uuid::Uuid]) -> Result<Vec<Waiting>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT id, payment_status, next_action_url, payment_deadline FROM orders
+           WHERE id = ANY($1) AND state = 'pending_payment' AND payment_status IS NOT NULL"#,
+    )
+    .bind(orders)
+    .fetch_all(pool)
+    .await
 }
 
 /// The card was declined: pending_payment -> payment_failed, and the fan is
@@ -532,8 +691,27 @@ pub async fn list(
     )
     .fetch_all(pool)
     .await?;
+    let pending: Vec<uuid::Uuid> = rows
+        .iter()
+        .filter(|r| r.state == OrderState::PendingPayment.as_str())
+        .map(|r| r.id)
+        .collect();
+    let waiting = if pending.is_empty() {
+        Vec::new()
+    } else {
+        waiting(pool, &pending).await?
+    };
     rows.into_iter()
         .map(|r| {
+            let wait = waiting.iter().find(|w| w.0 == r.id);
+            let payment_status = wait.and_then(|w| w.1.as_deref()).map(|s| match s {
+                "requires_action" => OrderPaymentStatus::RequiresAction,
+                _ => OrderPaymentStatus::Processing,
+            });
+            let next_action = wait
+                .filter(|_| payment_status == Some(OrderPaymentStatus::RequiresAction))
+                .and_then(|w| w.2.clone())
+                .map(|redirect_url| OrderNextAction { redirect_url });
             Ok(Order {
                 order_id: OrderId(r.id),
                 hold_id: r.hold_id.map(HoldId),
@@ -564,6 +742,9 @@ pub async fn list(
                     .collect(),
                 created_at: r.created_at,
                 confirmed_at: r.confirmed_at,
+                payment_status,
+                next_action,
+                payment_deadline: wait.and_then(|w| w.3),
             })
         })
         .collect()

@@ -25,6 +25,9 @@ pub struct ChargeRequest {
     /// Same order, same key: the provider answers a retry with the first
     /// charge.
     pub idempotency_key: String,
+    /// Where the provider's 3-D Secure page sends the fan back once they
+    /// have answered it (the order's page).
+    pub return_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +42,20 @@ pub enum ChargeStatus {
     Pending {
         /// The provider's own word for it (`requires_action`, ...).
         status: String,
+        /// Where the fan's browser must go to authenticate
+        /// (`requires_action`): the provider's challenge page.
+        redirect_url: Option<String>,
     },
+}
+
+impl ChargeStatus {
+    /// Pending, waiting for the processor rather than the fan.
+    pub fn pending(status: &str) -> ChargeStatus {
+        ChargeStatus::Pending {
+            status: status.to_owned(),
+            redirect_url: None,
+        }
+    }
 }
 
 /// The provider's record of a charge.
@@ -189,6 +205,16 @@ pub trait PaymentProvider: Send + Sync {
     fn retrieve<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, Result<Charge, ProviderError>>;
 
     fn refund<'a>(&'a self, request: &'a RefundRequest) -> BoxFuture<'a, Result<Refund, ProviderError>>;
+
+    /// Cancels a charge that has taken no money yet (the fan never
+    /// answered 3-D Secure), so that it never can: answers with the charge
+    /// as it is now. Refused (`Rejected`) if it already succeeded or cannot
+    /// be stopped (processing): then it is retrieved and taken as it is.
+    fn cancel<'a>(
+        &'a self,
+        intent_id: &'a str,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<Charge, ProviderError>>;
 
     /// The fingerprint of the card behind a payment method: the same card
     /// gives the same fingerprint whichever account uses it (the limit on

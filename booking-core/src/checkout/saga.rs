@@ -6,7 +6,10 @@
 //!   pending_payment  charge (idempotency key = the order) -> paid | payment_failed,
 //!                    or still pending_payment (the fan must authenticate,
 //!                    or the processor is still at it: the hold is kept and
-//!                    the charge is asked about again, never made again)
+//!                    extended to the payment deadline, and the charge is
+//!                    asked about again, never made again); past the
+//!                    deadline, still pending -> payment_failed, seats back
+//!                    on sale, the charge cancelled at the provider
 //!   paid             one transaction: sell the seats (or re-claim them, if
 //!                    the hold lapsed and they are still free), issue tickets
 //!                    -> confirmed; or, if the seats are gone -> refunding
@@ -57,6 +60,9 @@ pub struct CheckoutService {
     provider: Arc<dyn PaymentProvider>,
     currency: String,
     reconcile_after_secs: i64,
+    max_payment_wait_secs: i64,
+    /// The fan app's origin: 3-D Secure sends the fan back to the order's page there.
+    return_base: String,
     crash_after: Option<CrashPoint>,
     metrics: Metrics,
 }
@@ -81,6 +87,8 @@ impl CheckoutService {
             provider,
             currency: payments.currency.clone(),
             reconcile_after_secs: checkout.reconcile_after_secs as i64,
+            max_payment_wait_secs: checkout.max_payment_wait_secs as i64,
+            return_base: checkout.return_base_url.as_str().trim_end_matches('/').to_owned(),
             crash_after: checkout.crash_after,
             metrics: Metrics::default(),
         }
@@ -246,6 +254,7 @@ impl CheckoutService {
             currency: row.currency.clone(),
             payment_method: row.payment_method.clone(),
             idempotency_key: format!("order-{}-charge", row.id),
+            return_url: Some(format!("{}/me/orders/{}", self.return_base, row.id)),
         };
         let asked = Instant::now();
         // A pending order that already has its intent (waiting for 3-D
@@ -257,6 +266,12 @@ impl CheckoutService {
         };
         let mut waited = asked.elapsed();
         match answer {
+            Ok(charge)
+                if matches!(charge.status, ChargeStatus::Pending { .. })
+                    && orders::payment_deadline_passed(&self.pool, row.id).await? =>
+            {
+                waited += self.give_up(row, &charge).await?;
+            }
             Ok(charge) => {
                 self.crash_point(CrashPoint::Charged);
                 let (taken, refunding) = self.apply_charge(row.id, &charge).await?;
@@ -275,6 +290,44 @@ impl CheckoutService {
                 tracing::warn!(%code, %message, "payment provider refused the charge");
                 orders::mark_failed(&self.pool, row.id, None, &code).await?;
             }
+        }
+        Ok(waited)
+    }
+
+    /// The payment deadline passed and the charge still waits (the fan never
+    /// answered 3-D Secure, or the processor is slower than we wait): the
+    /// order fails and its seats go back on sale, then the charge is
+    /// cancelled so that it can never take money. If it took money first
+    /// (or cannot be cancelled and does later), the success is taken as any
+    /// late one is: tickets if the seats are still free, otherwise refunded.
+    /// Returns how long the provider took.
+    async fn give_up(&self, row: &SagaRow, charge: &Charge) -> Result<Duration, SagaError> {
+        let code = match &charge.status {
+            ChargeStatus::Pending { status, .. } if status == "requires_action" => "authentication_abandoned",
+            _ => "payment_timed_out",
+        };
+        if orders::give_up(&self.pool, row.id, code).await? {
+            tracing::info!(intent = %charge.intent_id, code, "the payment deadline passed; the seats are back on sale");
+        }
+        let asked = Instant::now();
+        let key = format!("order-{}-cancel", row.id);
+        let now = match self.provider.cancel(&charge.intent_id, &key).await {
+            Ok(now) => Some(now),
+            Err(ProviderError::Rejected { code, .. }) => {
+                // It moved on (succeeded, or processing cannot be stopped):
+                // take it as it is now.
+                tracing::info!(%code, intent = %charge.intent_id, "the charge could not be cancelled");
+                self.provider.retrieve(&charge.intent_id).await.ok()
+            }
+            Err(ProviderError::Unknown(why)) => {
+                // Its success, if the fan still answers, is taken by late.rs.
+                tracing::warn!(%why, intent = %charge.intent_id, "the charge's cancel was not confirmed");
+                None
+            }
+        };
+        let mut waited = asked.elapsed();
+        if let Some(now) = now {
+            waited += self.apply_charge(row.id, &now).await?.1;
         }
         Ok(waited)
     }
@@ -365,9 +418,21 @@ impl CheckoutService {
                 orders::mark_failed(&self.pool, order, Some(&charge.intent_id), code).await?;
                 Ok((None, Duration::ZERO))
             }
-            ChargeStatus::Pending { status } => {
+            ChargeStatus::Pending { status, redirect_url } => {
                 tracing::info!(%status, intent = %charge.intent_id, "the charge is pending; the hold is kept");
-                orders::mark_pending(&self.pool, order, &charge.intent_id, self.reconcile_after_secs).await?;
+                let pending = orders::PendingCharge {
+                    intent: &charge.intent_id,
+                    status,
+                    redirect_url: redirect_url.as_deref(),
+                };
+                orders::mark_pending(
+                    &self.pool,
+                    order,
+                    &pending,
+                    self.reconcile_after_secs,
+                    self.max_payment_wait_secs,
+                )
+                .await?;
                 Ok((None, Duration::ZERO))
             }
         }

@@ -1,7 +1,9 @@
 //! The adapter for `payment-sandbox`, the stand-in card processor of the
 //! local stack and the tests (src/bin/payment-sandbox). JSON over HTTP:
-//! POST /v1/payment_intents (create + confirm + capture), GET
-//! /v1/payment_intents/{id}, POST /v1/payment_intents/{id}/refunds,
+//! POST /v1/payment_intents (create + confirm + capture, with the
+//! `return_url` its 3-D Secure page sends the fan back to), GET
+//! /v1/payment_intents/{id}, POST /v1/payment_intents/{id}/refunds and
+//! /cancel,
 //! GET /v1/payment_methods/{id} (the
 //! card's fingerprint), webhooks signed as in `signature.rs` under the
 //! `Sandbox-Signature` header.
@@ -52,6 +54,26 @@ pub const TEST_CARDS: &[TestCard] = &[
         number: "4000 0000 0000 0119",
         token: "pm_card_timeout",
         outcome: "times out, then succeeds in the background",
+    },
+    TestCard {
+        number: "4000 0027 6000 3184",
+        token: "pm_card_requires_action",
+        outcome: "asks for 3-D Secure (the sandbox's page: Complete or Fail)",
+    },
+    TestCard {
+        number: "4000 0025 0000 3155",
+        token: "pm_card_3ds_over_10000",
+        outcome: "asks for 3-D Secure over $100",
+    },
+    TestCard {
+        number: "4000 0082 6000 3178",
+        token: "pm_card_3ds_fails",
+        outcome: "asks for 3-D Secure, which the bank refuses",
+    },
+    TestCard {
+        number: "4000 0000 0000 3055",
+        token: "pm_card_processing",
+        outcome: "processes for a moment, then succeeds",
     },
 ];
 
@@ -158,14 +180,32 @@ struct Intent {
     amount_refunded_cents: i64,
     #[serde(default)]
     metadata: HashMap<String, String>,
+    #[serde(default)]
+    next_action: Option<NextAction>,
+}
+
+/// Stripe's shape: `{"type": "redirect_to_url", "redirect_to_url": {"url": ..}}`.
+#[derive(Debug, Deserialize)]
+struct NextAction {
+    #[serde(default)]
+    redirect_to_url: Option<RedirectToUrl>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RedirectToUrl {
+    url: String,
 }
 
 impl From<Intent> for Charge {
     fn from(i: Intent) -> Charge {
         let status = match i.status.as_str() {
             "succeeded" => ChargeStatus::Succeeded,
-            // Waiting for the fan's authentication: it may still succeed.
-            "requires_action" | "processing" => ChargeStatus::Pending { status: i.status },
+            // Waiting for the fan's authentication, or the processor: it
+            // may still succeed.
+            "requires_action" | "processing" => ChargeStatus::Pending {
+                redirect_url: i.next_action.and_then(|a| a.redirect_to_url).map(|r| r.url),
+                status: i.status,
+            },
             _ => ChargeStatus::Declined {
                 code: i.failure_code.unwrap_or_else(|| i.status.clone()),
             },
@@ -225,12 +265,15 @@ impl PaymentProvider for SandboxProvider {
 
     fn charge<'a>(&'a self, r: &'a ChargeRequest) -> BoxFuture<'a, Result<Charge, ProviderError>> {
         Box::pin(async move {
-            let body = json!({
+            let mut body = json!({
                 "amount_cents": r.amount.0,
                 "currency": r.currency,
                 "payment_method": r.payment_method,
                 "metadata": { "order_id": r.order.to_string() },
             });
+            if let Some(url) = &r.return_url {
+                body["return_url"] = json!(url);
+            }
             let intent: Intent = self.post("/v1/payment_intents", &r.idempotency_key, body).await?;
             Ok(intent.into())
         })
@@ -253,6 +296,26 @@ impl PaymentProvider for SandboxProvider {
         })
     }
 
+    fn cancel<'a>(&'a self, intent_id: &'a str, key: &'a str) -> BoxFuture<'a, Result<Charge, ProviderError>> {
+        Box::pin(async move {
+            let mut url = payment_intent_url(&self.base, intent_id)?;
+            url.path_segments_mut()
+                .map_err(|()| ProviderError::Unknown("bad provider base URL".into()))?
+                .push("cancel");
+            let response = self
+                .http
+                .post(url)
+                .bearer_auth(self.api_key.expose())
+                .header("idempotency-key", key)
+                .json(&json!({ "cancellation_reason": "abandoned" }))
+                .send()
+                .await
+                .map_err(|e| ProviderError::Unknown(without_url(e)))?;
+            let intent: Intent = read_answer(response).await?;
+            Ok(intent.into())
+        })
+    }
+
     fn card_fingerprint<'a>(&'a self, pm: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
         Box::pin(async move {
             let method: PaymentMethod = self.get(payment_method_url(&self.base, pm)?).await?;
@@ -269,7 +332,7 @@ impl PaymentProvider for SandboxProvider {
         signature::verify(signature, body, &self.webhook_secret, self.tolerance_secs, now_unix)?;
         let event: Event = serde_json::from_slice(body).map_err(|_| WebhookError::MalformedBody)?;
         Ok(match event.kind.as_str() {
-            "payment_intent.succeeded" | "payment_intent.payment_failed" => {
+            "payment_intent.succeeded" | "payment_intent.payment_failed" | "payment_intent.canceled" => {
                 let intent: Intent =
                     serde_json::from_value(event.data.object).map_err(|_| WebhookError::MalformedBody)?;
                 WebhookEvent::Charged {

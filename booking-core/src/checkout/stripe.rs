@@ -1,14 +1,17 @@
 //! The adapter for Stripe's PaymentIntents API: form-encoded requests with
 //! `Idempotency-Key` headers, a PaymentIntent created and confirmed in one
-//! call (`confirm=true`, card only, no redirects), refunds through
-//! `/v1/refunds`, a card's fingerprint from `GET /v1/payment_methods/{id}`,
-//! and webhooks verified by the `Stripe-Signature` scheme
-//! (the same `t=..,v1=..` HMAC as `crate::signature`). Card declines come back
-//! as HTTP 402 with the PaymentIntent inside the error; they are declines,
-//! not failures of the call. An intent that still needs the fan
-//! (`requires_action`: 3-D Secure) or the processor (`processing`) is
-//! pending, not declined: it may succeed later, by webhook or when
-//! reconciliation retrieves it (`GET /v1/payment_intents/{id}`).
+//! call (`confirm=true`, card only, with the `return_url` 3-D Secure sends
+//! the fan back to), cancelled through `/v1/payment_intents/{id}/cancel`,
+//! refunds through `/v1/refunds`, a card's fingerprint from
+//! `GET /v1/payment_methods/{id}`, and webhooks verified by the
+//! `Stripe-Signature` scheme (the same `t=..,v1=..` HMAC as
+//! `crate::signature`). Card declines come back as HTTP 402 with the
+//! PaymentIntent inside the error; they are declines, not failures of the
+//! call. Every PaymentIntent status maps to one charge status
+//! (`PaymentIntent::status`): an intent that still needs the fan
+//! (`requires_action`: 3-D Secure, with the page to send them to) or the
+//! processor is pending, not declined: it may succeed later, by webhook or
+//! when reconciliation retrieves it (`GET /v1/payment_intents/{id}`).
 
 use std::time::Duration;
 
@@ -43,6 +46,22 @@ struct PaymentIntent {
     last_payment_error: Option<StripeError>,
     #[serde(default)]
     metadata: std::collections::HashMap<String, String>,
+    #[serde(default)]
+    next_action: Option<NextAction>,
+}
+
+/// `next_action` of a `requires_action` intent. With a `return_url` on the
+/// confirm, Stripe asks for `redirect_to_url`; other kinds (`use_stripe_sdk`)
+/// need Stripe.js in the page and give no URL here.
+#[derive(Debug, Deserialize)]
+struct NextAction {
+    #[serde(default)]
+    redirect_to_url: Option<RedirectToUrl>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RedirectToUrl {
+    url: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,11 +105,24 @@ struct EventData {
 }
 
 impl PaymentIntent {
-    fn into_charge(self) -> Charge {
-        let status = match self.status.as_str() {
+    /// Stripe's status as ours:
+    ///
+    ///   succeeded                 -> Succeeded (captured: the money is taken)
+    ///   requires_payment_method   -> Declined (refused, or 3-D Secure failed:
+    ///                                a new payment method is needed)
+    ///   canceled                  -> Declined (nothing was or will be taken)
+    ///   requires_action           -> Pending, with the page the fan must visit
+    ///   processing                -> Pending (the processor decides later)
+    ///   requires_confirmation     -> Pending (not confirmed: nothing taken yet)
+    ///   requires_capture          -> Pending (authorised, not captured; we ask
+    ///                                for automatic capture, so this is brief,
+    ///                                and cancelling releases it)
+    ///   anything newer            -> Pending: it may still take the money, so
+    ///                                calling it a decline could leave a later
+    ///                                success without its tickets.
+    fn status(&self) -> ChargeStatus {
+        match self.status.as_str() {
             "succeeded" => ChargeStatus::Succeeded,
-            // The only final failures: the card was refused (a new payment
-            // method is needed) or the intent was cancelled.
             "requires_payment_method" | "canceled" => ChargeStatus::Declined {
                 code: self
                     .last_payment_error
@@ -98,13 +130,20 @@ impl PaymentIntent {
                     .and_then(|e| e.decline_code.clone().or_else(|| e.code.clone()))
                     .unwrap_or_else(|| self.status.clone()),
             },
-            // requires_action, processing, requires_confirmation, and anything
-            // newer: it may still take the money, so calling it a decline
-            // would leave a later success without its tickets.
-            other => ChargeStatus::Pending {
-                status: other.to_owned(),
+            "requires_action" => ChargeStatus::Pending {
+                status: self.status.clone(),
+                redirect_url: self
+                    .next_action
+                    .as_ref()
+                    .and_then(|a| a.redirect_to_url.as_ref())
+                    .map(|r| r.url.clone()),
             },
-        };
+            other => ChargeStatus::pending(other),
+        }
+    }
+
+    fn into_charge(self) -> Charge {
+        let status = self.status();
         Charge {
             order: self
                 .metadata
@@ -137,13 +176,13 @@ impl StripeProvider {
     /// A failed call's status and Stripe's error.
     async fn post(
         &self,
-        path: &str,
+        url: impl reqwest::IntoUrl,
         key: &str,
         form: &[(String, String)],
     ) -> Result<Result<Vec<u8>, (u16, StripeError)>, ProviderError> {
         let response = self
             .http
-            .post(format!("{}{path}", self.base))
+            .post(url)
             .bearer_auth(self.api_key.expose())
             .header("idempotency-key", key)
             .header("stripe-version", API_VERSION)
@@ -224,7 +263,14 @@ impl PaymentProvider for StripeProvider {
                 ("payment_method_types[]".to_owned(), "card".to_owned()),
                 ("metadata[order_id]".to_owned(), r.order.to_string()),
             ];
-            match self.post("/v1/payment_intents", &r.idempotency_key, &form).await? {
+            let mut form = form;
+            if let Some(url) = &r.return_url {
+                form.push(("return_url".to_owned(), url.clone()));
+            }
+            match self
+                .post(format!("{}/v1/payment_intents", self.base), &r.idempotency_key, &form)
+                .await?
+            {
                 Ok(body) => Ok(serde_json::from_slice::<PaymentIntent>(&body)
                     .map_err(unreadable)?
                     .into_charge()),
@@ -256,7 +302,10 @@ impl PaymentProvider for StripeProvider {
                 ("payment_intent".to_owned(), r.intent_id.clone()),
                 ("amount".to_owned(), r.amount.0.to_string()),
             ];
-            match self.post("/v1/refunds", &r.idempotency_key, &form).await? {
+            match self
+                .post(format!("{}/v1/refunds", self.base), &r.idempotency_key, &form)
+                .await?
+            {
                 Ok(body) => {
                     let refund: StripeRefund = serde_json::from_slice(&body).map_err(unreadable)?;
                     if refund.status == "failed" || refund.status == "canceled" {
@@ -272,6 +321,28 @@ impl PaymentProvider for StripeProvider {
                         amount: Cents(refund.amount),
                     })
                 }
+                Err((_, e)) => Err(ProviderError::Rejected {
+                    code: e.code.unwrap_or(e.kind),
+                    message: e.message.unwrap_or_default(),
+                }),
+            }
+        })
+    }
+
+    fn cancel<'a>(&'a self, intent_id: &'a str, key: &'a str) -> BoxFuture<'a, Result<Charge, ProviderError>> {
+        Box::pin(async move {
+            let form = vec![("cancellation_reason".to_owned(), "abandoned".to_owned())];
+            // The id is one path segment, escaped as retrieve's is.
+            let mut url = payment_intent_url(&self.base, intent_id)?;
+            url.path_segments_mut()
+                .map_err(|()| ProviderError::Unknown("bad provider base URL".into()))?
+                .push("cancel");
+            match self.post(url, key, &form).await? {
+                Ok(body) => Ok(serde_json::from_slice::<PaymentIntent>(&body)
+                    .map_err(unreadable)?
+                    .into_charge()),
+                // 400 payment_intent_unexpected_state: it succeeded, or is
+                // processing, and cannot be cancelled.
                 Err((_, e)) => Err(ProviderError::Rejected {
                     code: e.code.unwrap_or(e.kind),
                     message: e.message.unwrap_or_default(),

@@ -62,6 +62,10 @@ impl PaymentProvider for TimedProvider {
         self.timed("refund", self.inner.refund(request))
     }
 
+    fn cancel<'a>(&'a self, intent_id: &'a str, key: &'a str) -> BoxFuture<'a, Result<Charge, ProviderError>> {
+        self.timed("cancel", self.inner.cancel(intent_id, key))
+    }
+
     fn card_fingerprint<'a>(&'a self, payment_method: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
         self.timed("card_fingerprint", self.inner.card_fingerprint(payment_method))
     }

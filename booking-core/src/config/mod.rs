@@ -110,6 +110,8 @@ impl Default for Config {
                 reconcile_interval_ms: 1_000,
                 reconcile_after_secs: 30,
                 reconcile_batch: 50,
+                max_payment_wait_secs: sections::default_max_payment_wait_secs(),
+                return_base_url: sections::default_return_base_url(),
                 crash_after: None,
             },
             tickets: TicketsConfig {
@@ -254,6 +256,12 @@ impl Config {
             50..=3_600_000,
         );
         check_range(p, "checkout.reconcile_batch", co.reconcile_batch, 1..=1000);
+        check_range(
+            p,
+            "checkout.max_payment_wait_secs",
+            co.max_payment_wait_secs,
+            1..=86_400,
+        );
         if co.crash_after.is_some() && !dev {
             p.push("checkout.crash_after is fault injection: only allowed with environment = \"dev\"".into());
         }

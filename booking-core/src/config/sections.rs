@@ -187,10 +187,30 @@ pub struct CheckoutConfig {
     /// provider's webhook) before the job asks the provider about it.
     pub reconcile_after_secs: u64,
     pub reconcile_batch: i64,
+    /// The longest an order waits for a payment that is neither taken nor
+    /// refused (the fan's 3-D Secure answer, or the processor), counted
+    /// from when the order was made. Its hold is kept (and extended) until
+    /// then; past it the charge is cancelled at the provider, the order
+    /// fails (`authentication_abandoned`) and the seats go back on sale.
+    #[serde(default = "default_max_payment_wait_secs")]
+    pub max_payment_wait_secs: u64,
+    /// The fan app's address as browsers reach it (the edge): the
+    /// provider's 3-D Secure page sends the fan back to
+    /// `{return_base_url}/me/orders/{order_id}`.
+    #[serde(default = "default_return_base_url")]
+    pub return_base_url: HttpUrl,
     /// Fault injection for the crash tests: abort the process right after
     /// this saga step (see checkout/saga.rs). Never set in production.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_after: Option<CrashPoint>,
+}
+
+pub(super) fn default_max_payment_wait_secs() -> u64 {
+    900
+}
+
+pub(super) fn default_return_base_url() -> HttpUrl {
+    HttpUrl::parse("http://127.0.0.1:8000").expect("a valid default")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

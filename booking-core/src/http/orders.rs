@@ -48,7 +48,7 @@ fn answer(outcome: Outcome<Order>, provider_time: Duration) -> Response {
     security(("fan_token" = [])),
     responses(
         (status = 201, body = Order, description = "Confirmed (tickets issued) or payment_failed (card declined; the hold stays)"),
-        (status = 202, body = Order, description = "The processor has not answered yet: poll Location"),
+        (status = 202, body = Order, description = "Not final yet: the processor has not answered (poll Location), or the payment waits, as `payment_status` says: `requires_action` (3-D Secure: send the fan's browser to `next_action.redirect_url`; the provider's page sends it back to `/me/orders/{order_id}`) or `processing`. The hold is kept until `payment_deadline` (at most 15 minutes after the order by default); after it the charge is cancelled and the order fails with `authentication_abandoned`"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "hold_already_ordered, hold_released, card_limit_reached (with `limit` and `already`: this card has paid for that many of the event's seats per fan, on any account; the hold stays)"),
         (status = 410, body = Problem, content_type = "application/problem+json", description = "hold_expired"),
         (status = 404, body = Problem, content_type = "application/problem+json", description = "hold_not_found"),

@@ -355,11 +355,12 @@ async fn a_late_success_for_a_confirmed_order_issues_nothing_twice_and_a_second_
     app.finish().await;
 }
 
-/// The hold lapses while the fan authenticates and another fan buys a
-/// seat: the late success cannot have the seats, so it is refunded.
+/// The hold lapses while the fan authenticates (the payment deadline, here
+/// a second, passed before anything gave up on the order) and another fan
+/// buys a seat: the late success cannot have the seats, so it is refunded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_success_after_the_hold_lapsed_and_a_seat_was_sold_is_refunded_once() {
-    let app = TestApp::start_with(options()).await;
+    let app = TestApp::start_with_config(options(), |c| c.checkout.max_payment_wait_secs = 1).await;
     let v = venue(&app.pool, &small_chart("lap", &["A"], 1, 4)).await;
     let e = event(
         &app.pool,

@@ -8,6 +8,8 @@ mod after_sale;
 mod card_limits;
 mod catalog_api;
 mod checkout;
+mod checkout_3ds;
+mod checkout_3ds_browser;
 mod checkout_crash;
 mod checkout_late_success;
 mod concurrency;

@@ -71,6 +71,11 @@ fn intent_fixture(payment_method: &str) -> (AxStatus, &'static str) {
         "pm_canceled_fixture" => (AxStatus::OK, "payment_intent_canceled.json"),
         // Served as the requires_action answer with its status changed.
         "pm_requires_confirmation_fixture" => (AxStatus::OK, "payment_intent_requires_action.json"),
+        // 3-D Secure confirmed with a return_url: Stripe names its page.
+        "pm_redirect_fixture" => (AxStatus::OK, "payment_intent_requires_action_redirect.json"),
+        // 3-D Secure failed: a new payment method is needed.
+        "pm_auth_failed_fixture" => (AxStatus::OK, "payment_intent_requires_payment_method.json"),
+        "pm_requires_capture_fixture" => (AxStatus::OK, "payment_intent_requires_capture.json"),
         _ => (AxStatus::OK, "payment_intent_succeeded.json"),
     }
 }
@@ -79,7 +84,7 @@ fn intent_fixture(payment_method: &str) -> (AxStatus, &'static str) {
 /// 3-D Secure, after which Stripe shows that intent as succeeded.
 async fn recorded_stripe_with(authenticated: Arc<AtomicBool>) -> (String, Seen) {
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let (s1, s2, s3, s4) = (seen.clone(), seen.clone(), seen.clone(), seen.clone());
+    let (s1, s2, s3, s4, s5) = (seen.clone(), seen.clone(), seen.clone(), seen.clone(), seen.clone());
     let app = axum::Router::new()
         .route(
             "/v1/payment_intents",
@@ -135,6 +140,23 @@ async fn recorded_stripe_with(authenticated: Arc<AtomicBool>) -> (String, Seen) 
                             _ => return (AxStatus::NOT_FOUND, "{}".to_string()).into_response(),
                         };
                         (AxStatus::OK, fixture(name, &order)).into_response()
+                    }
+                },
+            ),
+        )
+        .route(
+            "/v1/payment_intents/{id}/cancel",
+            axum::routing::post(
+                move |headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<String>, body: String| {
+                    let seen = s5.clone();
+                    async move {
+                        let mut form = parse_form(&body);
+                        form.insert("id".into(), id.clone());
+                        seen.lock().unwrap().push(("cancel".into(), form, headers));
+                        match id.as_str() {
+                            "pi_3QfixtureAuthRedirect01" => (AxStatus::OK, fixture("payment_intent_canceled.json", "")),
+                            _ => (AxStatus::BAD_REQUEST, fixture("error_cancel_unexpected_state.json", "")),
+                        }
                     }
                 },
             ),
@@ -202,6 +224,7 @@ async fn charges_declines_refunds_and_webhooks_in_stripes_shape() {
             currency: "usd".into(),
             payment_method: "pm_card_visa".into(),
             idempotency_key: format!("order-{order}-charge"),
+            return_url: Some(format!("https://tickets.example/me/orders/{order}")),
         })
         .await
         .unwrap();
@@ -216,6 +239,7 @@ async fn charges_declines_refunds_and_webhooks_in_stripes_shape() {
         assert_eq!(form["confirm"], "true");
         assert_eq!(form["payment_method_types[]"], "card");
         assert_eq!(form["metadata[order_id]"], order.to_string());
+        assert_eq!(form["return_url"], format!("https://tickets.example/me/orders/{order}"));
         assert_eq!(headers["idempotency-key"], format!("order-{order}-charge").as_str());
         assert_eq!(headers["stripe-version"], "2024-06-20");
         assert_eq!(headers["content-type"], "application/x-www-form-urlencoded");
@@ -229,6 +253,7 @@ async fn charges_declines_refunds_and_webhooks_in_stripes_shape() {
             currency: "usd".into(),
             payment_method: "pm_card_chargeDeclinedInsufficientFunds".into(),
             idempotency_key: "k2".into(),
+            return_url: None,
         })
         .await
         .unwrap();
@@ -287,6 +312,7 @@ async fn charges_declines_refunds_and_webhooks_in_stripes_shape() {
         currency: "usd".into(),
         payment_method: "pm_card_visa".into(),
         idempotency_key: "k3".into(),
+        return_url: None,
     };
     assert!(wrong.charge(&r).await.is_err());
 }
@@ -310,12 +336,13 @@ async fn intents_awaiting_the_fan_or_the_processor_are_pending_not_declined() {
                     currency: "usd".into(),
                     payment_method: pm.into(),
                     idempotency_key: format!("order-{order}-charge-{pm}"),
+                    return_url: None,
                 })
                 .await
                 .unwrap()
         }
     };
-    let pending = |status: &str| ChargeStatus::Pending { status: status.into() };
+    let pending = ChargeStatus::pending;
     let tds = charge("pm_card_authenticationRequired").await;
     assert_eq!(
         (tds.status.clone(), tds.intent_id.as_str(), tds.order),
@@ -371,6 +398,88 @@ async fn intents_awaiting_the_fan_or_the_processor_are_pending_not_declined() {
                 }
             )
         }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Every PaymentIntent status Stripe has, from recorded answers, maps to
+/// one charge status: only a captured intent is money taken; only
+/// `requires_payment_method` (declined, or 3-D Secure failed) and
+/// `canceled` are final failures; the rest wait, `requires_action` with the
+/// page the fan must be sent to. Cancelling an abandoned challenge is a
+/// form POST with its own key; Stripe refuses to cancel a succeeded one.
+#[tokio::test]
+async fn every_payment_intent_status_maps_and_an_abandoned_one_is_cancelled() {
+    let (base, seen) = recorded_stripe().await;
+    let stripe = provider(&base);
+    let order = OrderId::new();
+    let charge = |pm: &'static str| {
+        let stripe = &stripe;
+        async move {
+            stripe
+                .charge(&ChargeRequest {
+                    order,
+                    amount: Cents(6000),
+                    currency: "usd".into(),
+                    payment_method: pm.into(),
+                    idempotency_key: format!("order-{order}-charge-{pm}"),
+                    return_url: Some(format!("https://tickets.example/me/orders/{order}")),
+                })
+                .await
+                .unwrap()
+                .status
+        }
+    };
+    let declined = |code: &str| ChargeStatus::Declined { code: code.into() };
+    assert_eq!(charge("pm_card_visa").await, ChargeStatus::Succeeded);
+    assert_eq!(
+        charge("pm_auth_failed_fixture").await,
+        declined("payment_intent_authentication_failure")
+    );
+    assert_eq!(charge("pm_canceled_fixture").await, declined("canceled"));
+    assert_eq!(
+        charge("pm_redirect_fixture").await,
+        ChargeStatus::Pending {
+            status: "requires_action".into(),
+            redirect_url: Some(
+                "https://hooks.stripe.com/3d_secure_2/hosted?merchant=acct_1Qfixture&payment_intent=pi_3QfixtureAuthRedirect01&payment_intent_client_secret=pi_3QfixtureAuthRedirect01_secret_mno&publishable_key=pk_test_fixture&source=payatt_3QfixtureAuthRedirect01".into()
+            ),
+        }
+    );
+    // Without a redirect (Stripe.js's own flow) it still waits, with no URL.
+    assert_eq!(
+        charge("pm_card_authenticationRequired").await,
+        ChargeStatus::pending("requires_action")
+    );
+    assert_eq!(
+        charge("pm_processing_fixture").await,
+        ChargeStatus::pending("processing")
+    );
+    assert_eq!(
+        charge("pm_requires_confirmation_fixture").await,
+        ChargeStatus::pending("requires_confirmation")
+    );
+    assert_eq!(
+        charge("pm_requires_capture_fixture").await,
+        ChargeStatus::pending("requires_capture")
+    );
+
+    let cancelled = stripe
+        .cancel("pi_3QfixtureAuthRedirect01", &format!("order-{order}-cancel"))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, declined("canceled"));
+    {
+        let seen = seen.lock().unwrap();
+        let (kind, form, headers) = seen.last().unwrap();
+        assert_eq!(kind, "cancel");
+        assert_eq!(form["id"], "pi_3QfixtureAuthRedirect01");
+        assert_eq!(form["cancellation_reason"], "abandoned");
+        assert_eq!(headers["idempotency-key"], format!("order-{order}-cancel").as_str());
+        assert_eq!(headers["stripe-version"], "2024-06-20");
+    }
+    match stripe.cancel("pi_3QfixtureSucceeded01", "k").await {
+        Err(ProviderError::Rejected { code, .. }) => assert_eq!(code, "payment_intent_unexpected_state"),
         other => panic!("{other:?}"),
     }
 }

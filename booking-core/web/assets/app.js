@@ -7,11 +7,13 @@ import { api, config, el, notice, render, session, ApiError } from "/assets/api.
 import { homePage, eventPage, resalePage } from "/assets/catalog.js";
 import { seatsPage } from "/assets/seats.js";
 import { ticketsPage } from "/assets/tickets.js";
+import { orderPage } from "/assets/orders.js";
 
 const routes = [
   [/^\/$/, homePage],
   [/^\/sign-in$/, signInPage],
   [/^\/me\/tickets$/, ticketsPage],
+  [/^\/me\/orders\/([0-9a-f-]{36})$/, orderPage],
   [/^\/events\/(\d+)$/, eventPage],
   [/^\/events\/(\d+)\/seats$/, seatsPage],
   [/^\/events\/(\d+)\/resale$/, resalePage],
@@ -89,7 +91,8 @@ async function main() {
     const m = path.match(pattern);
     if (m) {
       try {
-        await page(...m.slice(1).map(Number));
+        // Event ids are numbers; order ids stay strings.
+        await page(...m.slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p)));
       } catch (err) {
         render("Something went wrong", el("h1", {}, "Something went wrong"),
           notice("error", err instanceof ApiError ? `${err.message} (${err.code})` : String(err)));

@@ -3,7 +3,9 @@
 // form does), so card data never reaches Usher. One idempotency key per
 // attempt, kept in sessionStorage until the attempt has a final answer: a
 // double click, a retry after a network error or a reload sends the same key
-// and gets the same order back, never a second charge.
+// and gets the same order back, never a second charge. A payment the bank
+// wants confirmed (3-D Secure) sends the browser to the bank's page, which
+// sends it back to the order's page (orders.js).
 
 import { api, config, el, money, newKey, notice, ApiError } from "/assets/api.js";
 
@@ -15,12 +17,19 @@ function tokenFor(number) {
   return card ? card.token : null;
 }
 
+/// The bank's page for a payment waiting for the fan (3-D Secure), if any:
+/// only an http(s) URL from the order itself.
+export function challengeUrl(order) {
+  const url = order.state === "pending_payment" && order.payment_status === "requires_action" ? order.next_action?.redirect_url : null;
+  return url && /^https?:\/\//.test(url) ? url : null;
+}
+
 function pending(scope) {
   return JSON.parse(sessionStorage.getItem(`usher.pay.${scope}`) || "null");
 }
 
 async function waitForFinal(order) {
-  for (let i = 0; i < 90 && !FINAL.has(order.state); i++) {
+  for (let i = 0; i < 90 && !FINAL.has(order.state) && !challengeUrl(order); i++) {
     await new Promise((r) => setTimeout(r, 1000));
     order = (await api(`/v1/orders/${order.order_id}`)).data;
   }
@@ -62,9 +71,18 @@ export function payForm(opts) {
     sessionStorage.setItem(`usher.pay.${scope}`, JSON.stringify(record));
     try {
       let { data: order } = await api("/v1/orders", { method: "POST", key: record.key, body: record.body });
-      if (!FINAL.has(order.state)) {
+      if (!FINAL.has(order.state) && !challengeUrl(order)) {
         status.replaceChildren(el("p", { class: "muted" }, "Your bank is taking a moment. Don't pay again: we'll finish this payment."));
         order = await waitForFinal(order);
+      }
+      const challenge = challengeUrl(order);
+      if (challenge) {
+        // The bank asks the fan to confirm: its page, then back to the
+        // order's page, which shows the outcome. The seats stay held.
+        sessionStorage.removeItem(`usher.pay.${scope}`);
+        status.replaceChildren(el("p", { class: "muted" }, "Your bank asks you to confirm this payment. Taking you to its page…"));
+        location.assign(challenge);
+        return;
       }
       if (order.state === "confirmed") {
         sessionStorage.removeItem(`usher.pay.${scope}`);

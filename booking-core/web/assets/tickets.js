@@ -64,7 +64,7 @@ export async function ticketsPage() {
 }
 
 // Seat labels from the venue's seat map (cached by the browser after the seat page).
-async function seatLabels(url) {
+export async function seatLabels(url) {
   const labels = new Map();
   try {
     const doc = await (await fetch(url)).json();
