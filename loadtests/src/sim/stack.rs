@@ -28,6 +28,8 @@ pub struct SimStack {
     /// Fans' entry: http://127.0.0.1:<port>.
     pub edge_base: String,
     pub admin_base: String,
+    /// booking-core's metrics listener: http://127.0.0.1:<port>/metrics.
+    pub core_metrics: String,
     pub dir: PathBuf,
     pub event: i64,
     pub venue: i64,
@@ -100,6 +102,12 @@ impl SimStack {
         env.push(("USHER_CORE__EDGE__ADMIN_TOKEN".into(), ADMIN_TOKEN.into()));
         // Fans' confirmation mails go nowhere; the outbox still runs.
         env.push(("USHER_CORE__NOTIFICATIONS__EMAIL".into(), "log".into()));
+        // Scraped as an SRE's Prometheus would (on its own listener).
+        let metrics_port = port();
+        env.push((
+            "USHER_CORE__HTTP__METRICS_LISTEN".into(),
+            format!("127.0.0.1:{metrics_port}"),
+        ));
         let core = Stack::start_with_env(&stack_args, &env).await?;
         let dir = core.log_path().to_path_buf();
 
@@ -166,6 +174,7 @@ impl SimStack {
             edge,
             edge_base,
             admin_base: format!("http://127.0.0.1:{admin_port}"),
+            core_metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
             dir,
             event,
             venue,

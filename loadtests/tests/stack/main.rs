@@ -5,5 +5,6 @@
 mod common;
 
 mod bot_farm;
+mod dashboards;
 mod fan_web;
 mod venue_portal;
