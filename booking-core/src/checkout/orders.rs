@@ -374,8 +374,13 @@ async fn keep_until(
     until: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     if let Some(hold) = hold {
+        // The hold's own expiry is remembered on the order (once), so that
+        // a decline can give the extension back (`end_extension`).
         sqlx::query(
-            r#"WITH h AS (
+            r#"WITH before AS (
+                   UPDATE orders o SET hold_expires_before = coalesce(o.hold_expires_before, h.expires_at)
+                   FROM holds h WHERE o.id = $3 AND h.id = $1
+               ), h AS (
                    UPDATE holds SET expires_at = $2
                    WHERE id = $1 AND state = 'active' AND expires_at > now() AND expires_at < $2
                    RETURNING id, event_id, seat_ids
@@ -387,6 +392,7 @@ async fn keep_until(
         )
         .bind(hold)
         .bind(until)
+        .bind(order.0)
         .execute(pool)
         .await?;
     }
@@ -401,6 +407,33 @@ async fn keep_until(
         .execute(pool)
         .await?;
     }
+    Ok(())
+}
+
+/// A waiting payment ended in a decline (the fan failed 3-D Secure): the
+/// hold the wait extended goes back to its own expiry, or to `grace_secs`
+/// from now if that has passed, so the fan can try another card while the
+/// seats are not kept from others until the payment deadline. Only ever
+/// shortens a live hold.
+pub async fn end_extension(pool: &PgPool, order: OrderId, grace_secs: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"WITH o AS (
+               SELECT hold_id, greatest(hold_expires_before, now() + make_interval(secs => $2)) AS until
+               FROM orders WHERE id = $1 AND state = 'payment_failed' AND hold_expires_before IS NOT NULL
+           ), h AS (
+               UPDATE holds h SET expires_at = o.until
+               FROM o WHERE h.id = o.hold_id AND h.state = 'active' AND h.expires_at > o.until
+               RETURNING h.id, h.event_id, h.seat_ids, h.expires_at
+           )
+           UPDATE seat_claims c SET during = tstzrange(lower(c.during), h.expires_at)
+           FROM h, unnest(h.seat_ids) AS s(seat_id)
+           WHERE c.event_id = h.event_id AND c.seat_id = s.seat_id AND c.hold_id = h.id
+             AND c.kind = 'hold' AND upper(c.during) > h.expires_at"#,
+    )
+    .bind(order.0)
+    .bind(grace_secs as f64)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

@@ -262,8 +262,9 @@ async fn many_fans_complete_3d_secure_and_each_order_is_confirmed_once() {
 
 /// A failed authentication (the fan presses Fail, or the bank refuses
 /// whatever the fan does) is a decline: payment_failed with
-/// `authentication_failed`, nothing charged, the hold still there, so
-/// another card can pay for the same seats.
+/// `authentication_failed`, nothing charged, the hold still there (back to
+/// its own time, no longer kept until the payment deadline), so another
+/// card can pay for the same seats.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_authentication_fails_the_order_charges_nothing_and_keeps_the_hold() {
     const FANS: usize = 8;
@@ -297,8 +298,18 @@ async fn a_failed_authentication_fails_the_order_charges_nothing_and_keeps_the_h
             assert_eq!(failed["failure_code"], "authentication_failed", "{failed}");
             let intent = intent_of(app, id).await;
             assert_eq!(intent["status"], "failed", "nothing charged: {intent}");
-            let (state, _): (String, bool) = hold_kept_until_deadline(app, id).await;
+            let (state, until_deadline) = hold_kept_until_deadline(app, id).await;
             assert_eq!(state, "active", "the hold is still there");
+            assert!(!until_deadline, "no longer kept until the payment deadline");
+            let back_to_own: bool = sqlx::query_scalar(
+                r#"SELECT h.expires_at = o.hold_expires_before AND h.expires_at < o.payment_deadline
+                   FROM orders o JOIN holds h ON h.id = o.hold_id WHERE o.id = $1::uuid"#,
+            )
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            assert!(back_to_own, "the hold is back to its own time");
 
             // Another card pays for the same hold.
             let (s, o) = order(app, f, "o2", &format!("pm_card_ok_fan{i}")).await;
