@@ -147,9 +147,10 @@ impl Puzzles {
     }
 }
 
-/// A tag is 16 bytes in hex.
+/// A tag is 16 bytes in lower-case hex, as issued: one spelling only (an
+/// upper-case copy would be another proof of the same challenge).
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 32 {
+    if s.len() != 32 || s.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
     hex::decode(s).ok()
@@ -203,6 +204,24 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_challenge_is_taken_only_as_issued() {
+        // The pow fuzz target's property (only the issued challenge is
+        // taken) failed on this: the tag in upper case decoded to the same
+        // MAC, so the challenge verified under a second spelling, with a
+        // counter solving that spelling.
+        let p = Puzzles::new(b"secret");
+        let now = 1_000_000;
+        let c = p.issue(7, 4, 60_000, "bnd", "10.0.0", now);
+        let (body, tag) = c.rsplit_once('.').unwrap();
+        let upper = format!("{body}.{}", tag.to_ascii_uppercase());
+        assert_ne!(upper, c);
+        let proof = format!("{upper}:{}", solve(&upper, 4));
+        assert_eq!(p.verify(&proof, 7, "bnd", "10.0.0", now), Err(PowError::Malformed));
+        let proof = format!("{c}:{}", solve(&c, 4));
+        assert!(p.verify(&proof, 7, "bnd", "10.0.0", now).is_ok());
     }
 
     #[test]
