@@ -464,7 +464,16 @@ impl Sandbox {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_payment-sandbox"))
             .args(["--listen", "127.0.0.1:0", "--api-key", SANDBOX_API_KEY])
             .args(["--webhook-secret", SANDBOX_WEBHOOK_SECRET, "--webhook-url", webhook_url])
-            .args(["--slow-ms", "300", "--timeout-ms", "6000", "--late-ms", "1500", "--processing-ms", "500"])
+            .args([
+                "--slow-ms",
+                "300",
+                "--timeout-ms",
+                "6000",
+                "--late-ms",
+                "1500",
+                "--processing-ms",
+                "500",
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start payment-sandbox");
