@@ -179,46 +179,63 @@ impl Metrics {
         for (reason, n) in locks::lock(&self.rejections).iter() {
             let _ = writeln!(out, "usher_token_rejections_total{{reason=\"{reason}\"}} {n}");
         }
-        let _ = writeln!(
-            out,
-            "# HELP usher_rate_limited_total Requests refused with 429.\n# TYPE usher_rate_limited_total counter\nusher_rate_limited_total {}",
-            self.rate_limited.load(Ordering::Relaxed)
+        // One value each, no labels.
+        let single: [(&str, &str, &str, u64); 7] = [
+            (
+                "usher_rate_limited_total",
+                "counter",
+                "Requests refused with 429.",
+                self.rate_limited.load(Ordering::Relaxed),
+            ),
+            (
+                "usher_shared_counts_syncs_total",
+                "counter",
+                "Syncs of the rate-limit and risk counts shared with other edges.",
+                tallies.syncs.load(Ordering::Relaxed),
+            ),
+            (
+                "usher_shared_counts_failures_total",
+                "counter",
+                "Syncs that failed or timed out (each edge then counts alone).",
+                tallies.failures.load(Ordering::Relaxed),
+            ),
+            (
+                "usher_bypassed_total",
+                "counter",
+                "Requests let through by a bypass rule.",
+                self.bypassed.load(Ordering::Relaxed),
+            ),
+            (
+                "usher_cache_hits_total",
+                "counter",
+                "Responses served from the edge's cache.",
+                self.cache_hits.load(Ordering::Relaxed),
+            ),
+            (
+                "usher_cache_misses_total",
+                "counter",
+                "Cacheable requests the core answered.",
+                self.cache_misses.load(Ordering::Relaxed),
+            ),
+            (
+                "usher_upstream_errors_total",
+                "counter",
+                "Requests the upstream failed (connect, timeout, 5xx).",
+                self.upstream_errors.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, kind, help, value) in single {
+            metric(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let streams = "usher_sse_connections";
+        metric(
+            &mut out,
+            streams,
+            "gauge",
+            "Server-Sent Event streams open on this instance.",
         );
-        let _ = writeln!(
-            out,
-            "# HELP usher_shared_counts_syncs_total Syncs of the rate-limit and risk counts shared with other edges.\n# TYPE usher_shared_counts_syncs_total counter\nusher_shared_counts_syncs_total {}",
-            tallies.syncs.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP usher_shared_counts_failures_total Syncs that failed or timed out (each edge then counts alone).\n# TYPE usher_shared_counts_failures_total counter\nusher_shared_counts_failures_total {}",
-            tallies.failures.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP usher_sse_connections Server-Sent Event streams open on this instance.\n# TYPE usher_sse_connections gauge\nusher_sse_connections {}",
-            self.sse_connections.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP usher_bypassed_total Requests let through by a bypass rule.\n# TYPE usher_bypassed_total counter\nusher_bypassed_total {}",
-            self.bypassed.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP usher_cache_hits_total Responses served from the edge's cache.\n# TYPE usher_cache_hits_total counter\nusher_cache_hits_total {}",
-            self.cache_hits.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP usher_cache_misses_total Cacheable requests the core answered.\n# TYPE usher_cache_misses_total counter\nusher_cache_misses_total {}",
-            self.cache_misses.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP usher_upstream_errors_total Requests the upstream failed (connect, timeout, 5xx).\n# TYPE usher_upstream_errors_total counter\nusher_upstream_errors_total {}",
-            self.upstream_errors.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "{streams} {}", self.sse_connections.load(Ordering::Relaxed));
         let _ = writeln!(
             out,
             "# HELP usher_responses_total Responses by status class.\n# TYPE usher_responses_total counter"

@@ -93,6 +93,19 @@ struct Entry {
     touched: Instant,
 }
 
+/// A count's entry, made if new, marked as used now.
+fn touch<'a>(entries: &'a mut HashMap<String, Entry>, key: &str, measure: Measure) -> &'a mut Entry {
+    let now = Instant::now();
+    let e = entries.entry(key.to_owned()).or_insert(Entry {
+        measure,
+        pending: 0.0,
+        sum: None,
+        touched: now,
+    });
+    e.touched = now;
+    e
+}
+
 /// One count on its way to Redis: its key (without the scope), how it adds
 /// up, and what this edge adds.
 #[derive(Debug, Clone)]
@@ -171,17 +184,10 @@ impl Tallies {
         if !self.enabled() {
             return;
         }
-        let now = Instant::now();
         let mut entries = locks::lock(&self.entries);
-        let e = entries.entry(key.to_owned()).or_insert(Entry {
-            measure,
-            pending: 0.0,
-            sum: None,
-            touched: now,
-        });
+        let e = touch(&mut entries, key, measure);
         e.measure = measure;
         e.pending += amount;
-        e.touched = now;
     }
 
     /// The last fresh sum and what was added here since; None if there is
@@ -190,15 +196,8 @@ impl Tallies {
     /// added here: the client may be busy on other edges.
     fn read(&self, key: &str, measure: Measure) -> Option<(Sum, f64)> {
         self.scope.as_ref()?;
-        let now = Instant::now();
         let mut entries = locks::lock(&self.entries);
-        let e = entries.entry(key.to_owned()).or_insert(Entry {
-            measure,
-            pending: 0.0,
-            sum: None,
-            touched: now,
-        });
-        e.touched = now;
+        let e = touch(&mut entries, key, measure);
         let (sum, at) = e.sum?;
         (at.elapsed() <= self.stale).then_some((sum, e.pending))
     }
@@ -287,13 +286,7 @@ impl Tallies {
         let now = Instant::now();
         let mut entries = locks::lock(&self.entries);
         for (a, sum) in fetched.into_iter().zip(sums) {
-            let e = entries.entry(a.key).or_insert(Entry {
-                measure: a.measure,
-                pending: 0.0,
-                sum: None,
-                touched: now,
-            });
-            e.sum = Some((sum, now));
+            touch(&mut entries, &a.key, a.measure).sum = Some((sum, now));
         }
     }
 

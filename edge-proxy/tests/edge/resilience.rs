@@ -7,22 +7,6 @@ use crate::common::*;
 use serde_json::Value;
 use usher_test_kit::PrivateRedis;
 
-/// Stalls every client of `redis` (the edge's connections) for `ms`.
-async fn pause(redis: &PrivateRedis, ms: u64) {
-    let mut admin = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(ms)
-        .arg("ALL")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-}
-
 async fn until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !check().await {

@@ -119,21 +119,10 @@ async fn a_stalled_redis_leaves_each_edge_to_count_alone_without_waiting() {
     // join would be refused by the shared sum for several seconds.
     let (before, _) = joins(&[&a, &b], &client, 20, 40).await;
     assert!(before.iter().sum::<usize>() <= 9, "{before:?}");
-    let mut admin = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     // Redis stalls every client for 8 s; after the 2 s staleness bound the
     // edges stop believing the last sums and go by their own counts, which
     // have room for a few more each by then.
-    let () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(8_000)
-        .arg("ALL")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    pause(&redis, 8_000).await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let (during, slowest) = joins(&[&a, &b], &client, 8, 20).await;
     assert!(

@@ -32,6 +32,22 @@ pub fn key_dir(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// Stalls every client of `redis` (the edge's connections) for `ms`.
+pub async fn pause(redis: &usher_test_kit::PrivateRedis, ms: u64) {
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+}
+
 /// The shared counts' scope of this test's edges: one per test process
 /// (nextest runs each test in its own), so tests running side by side,
 /// all from 127.0.0.1, never count against each other.
