@@ -1,18 +1,22 @@
-//! Refunds a fan asks for: a whole order or some of its tickets. In one
-//! transaction the tickets stop being valid, their seats go back on sale if
-//! the event's policy says so, and a pending refund is recorded; then the
-//! provider is asked (idempotency key = the refund), and the refund is
-//! marked done. A provider that does not answer leaves it pending for the
-//! reconciliation job, never lost and never paid twice.
+//! Refunds of a whole order or some of its tickets, asked for by the fan
+//! who bought them (within the event's refund policy: if fans may refund
+//! themselves at all, and not later than the cutoff before the start) or by
+//! an operator of the event's organisation (at any time, with a reason the
+//! refund keeps). In one transaction the tickets stop being valid, their
+//! seats go back on sale if the event's policy says so, and a pending
+//! refund is recorded; then the provider is asked (idempotency key = the
+//! refund), and the refund is marked done. A provider that does not answer
+//! leaves it pending for the reconciliation job, never lost and never paid
+//! twice.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 
 use crate::checkout::provider::{PaymentProvider, RefundRequest};
 use crate::idempotency::Fingerprint;
-use crate::ids::{Cents, EventId, FanId, OrderId, SeatId, TicketId};
+use crate::ids::{Cents, EventId, FanId, OperatorId, OrderId, OrganisationId, SeatId, TicketId};
 use crate::inventory::claims;
 use crate::outbox::{notify, topic};
 use crate::states::UnknownState;
@@ -24,6 +28,30 @@ use crate::tickets::policy;
 pub struct RefundOrderRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket_ids: Option<Vec<TicketId>>,
+}
+
+/// What an operator sends: which tickets (none: all the order's valid,
+/// unused ones) and why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorRefundRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_ids: Option<Vec<TicketId>>,
+    /// Why (1 to 500 characters): kept with the refund.
+    pub reason: String,
+}
+
+/// Who asks for a refund.
+#[derive(Debug, Clone, Copy)]
+pub enum Requester<'a> {
+    /// The fan who bought the order, within the event's policy.
+    Fan(&'a FanId),
+    /// An operator of the event's organisation, at any time.
+    Operator {
+        operator: OperatorId,
+        organisation: OrganisationId,
+        reason: &'a str,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -68,6 +96,12 @@ pub enum RefundError {
     TicketsNotRefundable { ticket_ids: Vec<TicketId> },
     #[error("nothing left to refund in this order")]
     NothingToRefund,
+    #[error("this event's tickets are refunded only by its organiser")]
+    SelfRefundsDisabled,
+    #[error("fans could refund themselves until {closed_at}; ask the organiser")]
+    RefundWindowClosed { closed_at: DateTime<Utc> },
+    #[error("a refund by an operator needs a reason of 1 to 500 characters")]
+    InvalidReason,
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
     #[error("storage failure")]
@@ -83,40 +117,102 @@ impl From<sqlx::Error> for RefundError {
 
 /// Voids the tickets and records the refund; returns its id, and whether
 /// the key had already made it.
+/// The most characters an operator's reason may have.
+const MAX_REASON: usize = 500;
+
+/// Voids the tickets and records the refund; returns its id, whether the
+/// key had already made it, and the order's fan (whose card is refunded).
 pub async fn open(
     pool: &PgPool,
-    fan: &FanId,
+    who: Requester<'_>,
     key: &str,
     order: OrderId,
-    request: &RefundOrderRequest,
-) -> Result<(uuid::Uuid, bool), RefundError> {
-    let fingerprint = Fingerprint::of(&format!("order.refund/{order}"), request);
+    ticket_ids: Option<&[TicketId]>,
+) -> Result<(uuid::Uuid, bool, FanId), RefundError> {
+    let (fingerprint, reason, operator) = match who {
+        Requester::Fan(_) => (
+            Fingerprint::of(
+                &format!("order.refund/{order}"),
+                &RefundOrderRequest {
+                    ticket_ids: ticket_ids.map(<[TicketId]>::to_vec),
+                },
+            ),
+            None,
+            None,
+        ),
+        Requester::Operator { operator, reason, .. } => {
+            let reason = reason.trim();
+            if reason.is_empty() || reason.chars().count() > MAX_REASON || reason.chars().any(char::is_control) {
+                return Err(RefundError::InvalidReason);
+            }
+            let request = OperatorRefundRequest {
+                ticket_ids: ticket_ids.map(<[TicketId]>::to_vec),
+                reason: reason.to_owned(),
+            };
+            let print = Fingerprint::of(&format!("order.operator_refund/{order}"), &request);
+            (print, Some(reason), Some(operator.0))
+        }
+    };
     let mut tx = pool.begin().await?;
-    // The order's lock makes refunds of one order one at a time.
-    let o = sqlx::query!(
-        "SELECT event_id, state, hold_id FROM orders WHERE id = $1 AND fan_id = $2 FOR UPDATE",
-        order.0,
-        fan.as_str()
+    // The order's lock makes refunds of one order one at a time. A fan
+    // names only their own orders; an operator only their organisation's.
+    let o = sqlx::query(
+        r#"SELECT o.event_id, o.state, o.fan_id, e.starts_at
+           FROM orders o JOIN events e ON e.id = o.event_id
+           WHERE o.id = $1 AND (o.fan_id = $2 OR e.organisation_id = $3)
+           FOR UPDATE OF o"#,
     )
+    .bind(order.0)
+    .bind(match who {
+        Requester::Fan(fan) => Some(fan.as_str()),
+        Requester::Operator { .. } => None,
+    })
+    .bind(match who {
+        Requester::Fan(_) => None,
+        Requester::Operator { organisation, .. } => Some(organisation.0),
+    })
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(RefundError::OrderNotFound)?;
+    let (event_id, state, buyer, starts_at): (i64, String, String, DateTime<Utc>) = (
+        o.try_get("event_id")?,
+        o.try_get("state")?,
+        o.try_get("fan_id")?,
+        o.try_get("starts_at")?,
+    );
+    let fan = FanId(buyer);
+    // An operator's keys live beside the buyer's without meeting them.
+    let key = match operator {
+        Some(op) => format!("operator-{op}:{key}"),
+        None => key.to_owned(),
+    };
     let prior = sqlx::query!(
         "SELECT id, fingerprint FROM refunds WHERE fan_id = $1 AND idempotency_key = $2",
         fan.as_str(),
-        key
+        &key
     )
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(p) = prior {
         return if p.fingerprint == fingerprint.0 {
-            Ok((p.id, true))
+            Ok((p.id, true, fan))
         } else {
             Err(RefundError::IdempotencyKeyReused)
         };
     }
-    if o.state != "confirmed" {
-        return Err(RefundError::OrderNotConfirmed { state: o.state });
+    if state != "confirmed" {
+        return Err(RefundError::OrderNotConfirmed { state });
+    }
+    let event = EventId(event_id);
+    let policy = policy::for_event(&mut tx, event).await?;
+    if operator.is_none() {
+        if !policy.self_refunds {
+            return Err(RefundError::SelfRefundsDisabled);
+        }
+        let closed_at = starts_at - chrono::Duration::hours(i64::from(policy.refund_cutoff_hours));
+        if Utc::now() >= closed_at {
+            return Err(RefundError::RefundWindowClosed { closed_at });
+        }
     }
     let tickets = sqlx::query!(
         r#"SELECT id, seat_id, price_cents, state, owner_fan_id, checked_in_at IS NOT NULL AS "used!"
@@ -125,8 +221,13 @@ pub async fn open(
     )
     .fetch_all(&mut *tx)
     .await?;
-    let ok = |state: &str, owner: &str, used: bool| state == "valid" && owner == fan.as_str() && !used;
-    let chosen: Vec<_> = match &request.ticket_ids {
+    // A fan refunds the tickets still theirs; an operator any valid,
+    // unused ticket of the order, whoever holds it now (the money goes
+    // back to the card that paid).
+    let ok = |state: &str, owner: &str, used: bool| {
+        state == "valid" && !used && (operator.is_some() || owner == fan.as_str())
+    };
+    let chosen: Vec<_> = match ticket_ids {
         Some(ids) => {
             let missing: Vec<TicketId> = ids
                 .iter()
@@ -169,26 +270,28 @@ pub async fn open(
     )
     .execute(&mut *tx)
     .await?;
-    let event = EventId(o.event_id);
-    if policy::for_event(&mut tx, event).await?.return_refunded_seats {
+    if policy.return_refunded_seats {
         claims::unsell(&mut tx, event, &seats).await?;
     }
     let id = uuid::Uuid::now_v7();
-    sqlx::query!(
-        r#"INSERT INTO refunds (id, order_id, fan_id, idempotency_key, fingerprint, ticket_ids, amount_cents)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
-        id,
-        order.0,
-        fan.as_str(),
-        key,
-        &fingerprint.0,
-        &ticket_ids,
-        amount
+    sqlx::query(
+        r#"INSERT INTO refunds (id, order_id, fan_id, idempotency_key, fingerprint, ticket_ids, amount_cents,
+                                reason, operator_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
     )
+    .bind(id)
+    .bind(order.0)
+    .bind(fan.as_str())
+    .bind(&key)
+    .bind(&fingerprint.0)
+    .bind(&ticket_ids)
+    .bind(amount)
+    .bind(reason)
+    .bind(operator)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok((id, false))
+    Ok((id, false, fan))
 }
 
 /// Asks the provider for the money of a pending refund, and records it.

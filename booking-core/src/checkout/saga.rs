@@ -35,7 +35,7 @@ use crate::checkout::provider::{
 use crate::checkout::{Order, OrderError, OrderRequest, OrderState, refunds};
 use crate::config::{CheckoutConfig, CrashPoint, PaymentsConfig};
 use crate::idempotency::{Fingerprint, Outcome};
-use crate::ids::{Cents, FanId, OrderId};
+use crate::ids::{Cents, FanId, OperatorId, OrderId, OrganisationId, TicketId};
 use crate::inventory::claims;
 use crate::metrics::Metrics;
 use crate::tickets;
@@ -481,9 +481,39 @@ impl CheckoutService {
         order: OrderId,
         request: &refunds::RefundOrderRequest,
     ) -> Result<Outcome<refunds::OrderRefund>, refunds::RefundError> {
-        let (id, replayed) = refunds::open(&self.pool, fan, key, order, request).await?;
+        let ids = request.ticket_ids.as_deref();
+        self.refund(refunds::Requester::Fan(fan), key, order, ids).await
+    }
+
+    /// An operator's refund of some or all of an order's tickets, at any
+    /// time, with a reason (see `refunds.rs`).
+    #[tracing::instrument(skip_all, fields(order_id = %order, operator))]
+    pub async fn refund_by_operator(
+        &self,
+        operator: OperatorId,
+        organisation: OrganisationId,
+        key: &str,
+        order: OrderId,
+        request: &refunds::OperatorRefundRequest,
+    ) -> Result<Outcome<refunds::OrderRefund>, refunds::RefundError> {
+        let who = refunds::Requester::Operator {
+            operator,
+            organisation,
+            reason: &request.reason,
+        };
+        self.refund(who, key, order, request.ticket_ids.as_deref()).await
+    }
+
+    async fn refund(
+        &self,
+        who: refunds::Requester<'_>,
+        key: &str,
+        order: OrderId,
+        ticket_ids: Option<&[TicketId]>,
+    ) -> Result<Outcome<refunds::OrderRefund>, refunds::RefundError> {
+        let (id, replayed, buyer) = refunds::open(&self.pool, who, key, order, ticket_ids).await?;
         refunds::settle(&self.pool, self.provider.as_ref(), id).await?;
-        let refund = refunds::get(&self.pool, fan, id).await?;
+        let refund = refunds::get(&self.pool, &buyer, id).await?;
         Ok(Outcome {
             value: refund,
             replayed,

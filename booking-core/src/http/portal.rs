@@ -19,10 +19,12 @@ use futures::{Stream, StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use usher_shared::admin::{RoomSettings, RoomView};
 
+use crate::checkout::refunds::{OperatorRefundRequest, OrderRefund, RefundState};
 use crate::http::AppState;
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery, bearer};
+use crate::http::answer::idempotent;
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, IdemKey, bearer};
 use crate::http::problem::{ApiError, Problem};
-use crate::ids::EventId;
+use crate::ids::{EventId, OrderId};
 use crate::portal::charts::{self, ChartPreview, VenueFields};
 use crate::portal::dashboard::{self, History, Stats};
 use crate::portal::events::{EventItem, EventPatch, NewEvent, PortalEvent};
@@ -57,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/portal/events/{event_id}/dashboard/history", get(history))
         .route("/v1/portal/events/{event_id}/pricing", get(pricing).put(put_pricing))
+        .route("/v1/portal/orders/{order_id}/refunds", post(refund_order))
 }
 
 /// The signed-in operator, from `Authorization: Bearer <session token>`
@@ -359,6 +362,38 @@ pub async fn update_event(
     Ok(Json(
         portal::events::update(&state.pool, op.operator.org(), EventId(id), patch).await?,
     ))
+}
+
+/// Refunds an order of one of the organisation's events, or some of its
+/// tickets: at any time, whatever the event's refund policy says of fans'
+/// own refunds, with a reason the refund keeps. Tickets used at the gate
+/// are not refunded; the money goes back to the card that paid.
+#[utoipa::path(post, path = "/v1/portal/orders/{order_id}/refunds", tag = "portal", security(("operator_token" = [])),
+    params(("order_id" = uuid::Uuid, Path), ("Idempotency-Key" = String, Header)),
+    request_body = OperatorRefundRequest,
+    responses((status = 201, body = OrderRefund, description = "Refunded"),
+              (status = 202, body = OrderRefund, description = "Tickets voided; the provider has not confirmed the money yet"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "order_not_found: no such order of this organisation"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "order_not_confirmed, tickets_not_refundable, nothing_to_refund"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "invalid_reason, tickets_not_in_order, idempotency_key_reused")))]
+pub async fn refund_order(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    IdemKey(key): IdemKey,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiJson(request): ApiJson<OperatorRefundRequest>,
+) -> Result<Response, ApiError> {
+    op.operator.must_change()?;
+    let outcome = state
+        .checkout
+        .refund_by_operator(op.operator.id, op.operator.org(), key.as_str(), OrderId(id), &request)
+        .await?;
+    let status = match outcome.value.state {
+        RefundState::Succeeded => StatusCode::CREATED,
+        RefundState::Pending => StatusCode::ACCEPTED,
+    };
+    Ok(idempotent(status, outcome))
 }
 
 fn edge(state: &AppState) -> Result<&portal::EdgeAdmin, ApiError> {

@@ -200,6 +200,9 @@ impl From<RefundError> for ApiError {
             R::TicketsNotInOrder { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "tickets_not_in_order"),
             R::TicketsNotRefundable { .. } => (StatusCode::CONFLICT, "tickets_not_refundable"),
             R::NothingToRefund => (StatusCode::CONFLICT, "nothing_to_refund"),
+            R::SelfRefundsDisabled => (StatusCode::FORBIDDEN, "self_refunds_disabled"),
+            R::RefundWindowClosed { .. } => (StatusCode::CONFLICT, "refund_window_closed"),
+            R::InvalidReason => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_reason"),
             R::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             R::Storage(cause) => return ApiError::unavailable(cause),
         };

@@ -119,6 +119,8 @@ pub struct PolicyPatch {
     pub resale_cap_percent: Option<i32>,
     pub resale_fee_percent: Option<i32>,
     pub transfers_allowed: Option<bool>,
+    pub self_refunds: Option<bool>,
+    pub refund_cutoff_hours: Option<i32>,
 }
 
 fn invalid(reason: impl Into<String>) -> PortalError {
@@ -212,6 +214,11 @@ fn check_policy(p: &AfterSalePolicy) -> Result<(), PortalError> {
     if !(0..=100).contains(&p.resale_fee_percent) {
         return Err(PortalError::InvalidPolicy {
             reason: "resale_fee_percent must be 0-100".into(),
+        });
+    }
+    if !(0..=8760).contains(&p.refund_cutoff_hours) {
+        return Err(PortalError::InvalidPolicy {
+            reason: "refund_cutoff_hours must be 0-8760 (a year)".into(),
         });
     }
     Ok(())
@@ -485,6 +492,8 @@ pub async fn update(
                 resale_cap_percent: p.resale_cap_percent.unwrap_or(old.resale_cap_percent),
                 resale_fee_percent: p.resale_fee_percent.unwrap_or(old.resale_fee_percent),
                 transfers_allowed: p.transfers_allowed.unwrap_or(old.transfers_allowed),
+                self_refunds: p.self_refunds.unwrap_or(old.self_refunds),
+                refund_cutoff_hours: p.refund_cutoff_hours.unwrap_or(old.refund_cutoff_hours),
             };
             check_policy(&merged)?;
             Some(merged)

@@ -1,9 +1,10 @@
 //! An event's after-sale policy: whether refunded seats go back on sale,
-//! whether tickets may be transferred, and the resale caps. Events without
-//! their own row get the defaults of migrations/0005_after_sale.sql.
+//! whether tickets may be transferred, the resale caps, and whether and
+//! until when fans may refund themselves. Events without their own row get
+//! the defaults of migrations/0005_after_sale.sql and 0017_refund_policy.sql.
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 
 use crate::ids::EventId;
 
@@ -15,6 +16,17 @@ pub struct AfterSalePolicy {
     /// The platform's cut of a resale, in percent, from the seller's payout.
     pub resale_fee_percent: i32,
     pub transfers_allowed: bool,
+    /// Whether fans may refund their own tickets (operators always may).
+    #[serde(default = "yes")]
+    pub self_refunds: bool,
+    /// Fans may refund themselves until this many hours before the event
+    /// starts (0: until it starts; 0 to 8760); never after the start.
+    #[serde(default)]
+    pub refund_cutoff_hours: i32,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for AfterSalePolicy {
@@ -24,38 +36,55 @@ impl Default for AfterSalePolicy {
             resale_cap_percent: 120,
             resale_fee_percent: 10,
             transfers_allowed: true,
+            self_refunds: true,
+            refund_cutoff_hours: 0,
         }
     }
 }
 
 pub async fn for_event(conn: &mut PgConnection, event: EventId) -> Result<AfterSalePolicy, sqlx::Error> {
-    let row = sqlx::query_as!(
-        AfterSalePolicy,
-        r#"SELECT return_refunded_seats, resale_cap_percent, resale_fee_percent, transfers_allowed
+    let row = sqlx::query(
+        r#"SELECT return_refunded_seats, resale_cap_percent, resale_fee_percent, transfers_allowed,
+                  self_refunds, refund_cutoff_hours
            FROM event_policies WHERE event_id = $1"#,
-        event.0
     )
+    .bind(event.0)
     .fetch_optional(conn)
     .await?;
-    Ok(row.unwrap_or_default())
+    let Some(r) = row else {
+        return Ok(AfterSalePolicy::default());
+    };
+    Ok(AfterSalePolicy {
+        return_refunded_seats: r.try_get("return_refunded_seats")?,
+        resale_cap_percent: r.try_get("resale_cap_percent")?,
+        resale_fee_percent: r.try_get("resale_fee_percent")?,
+        transfers_allowed: r.try_get("transfers_allowed")?,
+        self_refunds: r.try_get("self_refunds")?,
+        refund_cutoff_hours: r.try_get("refund_cutoff_hours")?,
+    })
 }
 
 /// Sets an event's policy (the operator's call).
 pub async fn set(conn: &mut PgConnection, event: EventId, p: &AfterSalePolicy) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"INSERT INTO event_policies (event_id, return_refunded_seats, resale_cap_percent, resale_fee_percent, transfers_allowed)
-           VALUES ($1, $2, $3, $4, $5)
+    sqlx::query(
+        r#"INSERT INTO event_policies (event_id, return_refunded_seats, resale_cap_percent, resale_fee_percent,
+                                       transfers_allowed, self_refunds, refund_cutoff_hours)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
            ON CONFLICT (event_id) DO UPDATE SET
                return_refunded_seats = EXCLUDED.return_refunded_seats,
                resale_cap_percent = EXCLUDED.resale_cap_percent,
                resale_fee_percent = EXCLUDED.resale_fee_percent,
-               transfers_allowed = EXCLUDED.transfers_allowed"#,
-        event.0,
-        p.return_refunded_seats,
-        p.resale_cap_percent,
-        p.resale_fee_percent,
-        p.transfers_allowed
+               transfers_allowed = EXCLUDED.transfers_allowed,
+               self_refunds = EXCLUDED.self_refunds,
+               refund_cutoff_hours = EXCLUDED.refund_cutoff_hours"#,
     )
+    .bind(event.0)
+    .bind(p.return_refunded_seats)
+    .bind(p.resale_cap_percent)
+    .bind(p.resale_fee_percent)
+    .bind(p.transfers_allowed)
+    .bind(p.self_refunds)
+    .bind(p.refund_cutoff_hours)
     .execute(conn)
     .await?;
     Ok(())

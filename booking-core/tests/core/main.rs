@@ -22,5 +22,6 @@ mod metrics;
 mod notifications;
 mod portal;
 mod pricing;
+mod refund_policy;
 mod seat_state_model;
 mod stripe_adapter;
