@@ -106,6 +106,16 @@ ensure_postgres() {
     "${run_as[@]}" "$bindir/initdb" -D "$data" -U postgres -A trust -E UTF8 >"$STATE/logs/initdb.log" 2>&1 \
       || die "initdb failed; see $STATE/logs/initdb.log"
   fi
+  # Usher's settings (deploy/postgres/usher.conf), copied beside the data so
+  # that the postgres account reads them wherever the checkout is; a change
+  # takes effect when the server next starts.
+  if [ ${#run_as[@]} -gt 0 ]; then
+    install -o postgres -m 0644 "$ROOT/deploy/postgres/usher.conf" "$data/usher.conf"
+  else
+    install -m 0644 "$ROOT/deploy/postgres/usher.conf" "$data/usher.conf"
+  fi
+  grep -q "^include_if_exists = 'usher.conf'" "$data/postgresql.conf" \
+    || echo "include_if_exists = 'usher.conf'" >>"$data/postgresql.conf"
   # A server left running from this data folder on another port (an earlier
   # run with another USHER_PG_PORT) is not the one DATABASE_URL will name:
   # stop it and start it where asked.

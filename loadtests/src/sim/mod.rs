@@ -106,6 +106,40 @@ pub struct Run {
     pub faults: Vec<chaos::faults::Struck>,
     pub fault_windows: Vec<(u32, u32)>,
     pub fault_at_ms: Vec<u32>,
+    /// The PostgreSQL settings the run had (name, value), for the report.
+    pub pg_settings: Vec<(String, String)>,
+}
+
+/// The server settings that shape the on-sale's latency
+/// (deploy/postgres/usher.conf chooses them).
+const PG_SETTINGS: [&str; 14] = [
+    "server_version",
+    "max_connections",
+    "shared_buffers",
+    "effective_cache_size",
+    "work_mem",
+    "max_wal_size",
+    "synchronous_commit",
+    "random_page_cost",
+    "jit",
+    "autovacuum_naptime",
+    "autovacuum_vacuum_scale_factor",
+    "autovacuum_vacuum_cost_limit",
+    "shared_preload_libraries",
+    "log_lock_waits",
+];
+
+/// The settings of the server behind `pool`, as `SHOW` prints them.
+async fn pg_settings(pool: &sqlx::PgPool) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for name in PG_SETTINGS {
+        let value: Result<String, _> = sqlx::query_scalar("SELECT current_setting($1)")
+            .bind(name)
+            .fetch_one(pool)
+            .await;
+        out.push((name.to_owned(), value.unwrap_or_else(|e| format!("? ({e})"))));
+    }
+    out
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -294,6 +328,7 @@ async fn herd(
     fans.sort_by_key(|f| f.id);
     let requests = world.rec.take_requests();
     eprintln!("fans done after {:.0} s; checking the books...", elapsed.as_secs_f64());
+    let pg_settings = pg_settings(&st.pool).await;
     let findings = verify::check(
         scenario,
         &st.pool,
@@ -325,6 +360,7 @@ async fn herd(
         faults,
         fault_windows,
         fault_at_ms,
+        pg_settings,
     })
 }
 

@@ -312,6 +312,11 @@ pub fn write(
     let _ = writeln!(md, "{verdict}\n");
     let summary = table(scenario, main, &f);
     md.push_str(&summary);
+    let _ = writeln!(md, "\n## PostgreSQL's settings\n");
+    let _ = writeln!(md, "| setting | value |\n| --- | --- |");
+    for (name, value) in &main.pg_settings {
+        let _ = writeln!(md, "| `{name}` | {value} |");
+    }
     let _ = writeln!(md, "\n## What the fans ended with\n");
     let _ = writeln!(md, "| outcome | fans |\n| --- | ---: |");
     for (o, n) in &f.outcomes {
