@@ -410,12 +410,18 @@ async fn keep_until(
     Ok(())
 }
 
+/// After a failed 3-D Secure, the least time the hold keeps for another
+/// card (when its own time ran out while the fan was authenticating).
+const RETRY_GRACE_SECS: i64 = 120;
+
 /// A waiting payment ended in a decline (the fan failed 3-D Secure): the
 /// hold the wait extended goes back to its own expiry, or to `grace_secs`
 /// from now if that has passed, so the fan can try another card while the
 /// seats are not kept from others until the payment deadline. Only ever
-/// shortens a live hold.
-pub async fn end_extension(pool: &PgPool, order: OrderId, grace_secs: i64) -> Result<(), sqlx::Error> {
+/// shortens a live hold. Part of the decline's own transaction
+/// (`mark_failed`), so no one sees the order failed with its seats still
+/// kept, and no crash between the two keeps them.
+async fn end_extension(conn: &mut sqlx::PgConnection, order: OrderId, grace_secs: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         r#"WITH o AS (
                SELECT hold_id, greatest(hold_expires_before, now() + make_interval(secs => $2)) AS until
@@ -432,7 +438,7 @@ pub async fn end_extension(pool: &PgPool, order: OrderId, grace_secs: i64) -> Re
     )
     .bind(order.0)
     .bind(grace_secs as f64)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -541,6 +547,7 @@ pub async fn mark_failed(pool: &PgPool, order: OrderId, intent: Option<&str>, co
     )
     .execute(&mut *tx)
     .await?;
+    end_extension(&mut tx, order, RETRY_GRACE_SECS).await?;
     notify(
         &mut tx,
         topic::PAYMENT_FAILED,

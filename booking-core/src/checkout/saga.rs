@@ -44,10 +44,6 @@ use crate::tickets;
 /// it pays (a decline releases it at once).
 const LISTING_RESERVATION_SECS: i64 = 600;
 
-/// After a failed 3-D Secure, the least time the hold keeps for another
-/// card (when its own time ran out while the fan was authenticating).
-const RETRY_GRACE_SECS: i64 = 120;
-
 /// The longest payment-method token (the provider's) an order takes.
 const MAX_PAYMENT_METHOD_LEN: usize = 255;
 
@@ -419,9 +415,7 @@ impl CheckoutService {
                 Ok((Some(taken), refunding))
             }
             ChargeStatus::Declined { code } => {
-                if orders::mark_failed(&self.pool, order, Some(&charge.intent_id), code).await? {
-                    orders::end_extension(&self.pool, order, RETRY_GRACE_SECS).await?;
-                }
+                orders::mark_failed(&self.pool, order, Some(&charge.intent_id), code).await?;
                 Ok((None, Duration::ZERO))
             }
             ChargeStatus::Pending { status, redirect_url } => {
