@@ -509,6 +509,20 @@ async fn a_processing_payment_completes_by_itself() {
         (Some(FANS as i64), Some(0)),
         "{stats}"
     );
-    assert!(stats["webhooks_delivered"].as_i64().unwrap() >= FANS as i64, "{stats}");
+    // Each processing payment's webhook goes out too; an order may be
+    // confirmed first by the core asking (reconciliation), before its
+    // webhook has been counted delivered (CI saw 9 of 10 at that moment).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = sandbox(&app).stats().await;
+        if stats["webhooks_delivered"].as_i64().unwrap_or(0) >= FANS as i64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "webhooks not all delivered: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     app.finish().await;
 }
