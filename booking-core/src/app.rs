@@ -100,10 +100,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Arc::new(SandboxProvider::new(&config.payments).map_err(|e| StartError::Payments(e.to_string()))?)
         }
     };
-    let provider: Arc<dyn PaymentProvider> = match metrics.is_on() {
-        true => Arc::new(TimedProvider::new(provider, metrics.clone())),
-        false => provider,
-    };
+    // Timed (when metrics are on) and traced (always).
+    let provider: Arc<dyn PaymentProvider> = Arc::new(TimedProvider::new(provider, metrics.clone()));
     let edge = match &config.edge {
         Some(e) => Some(EdgeAdmin::new(e).map_err(|e| StartError::Edge(e.to_string()))?),
         None => None,

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use booking_core::catalog::EventSpec;
-use booking_core::config::{Config, LogFormat};
+use booking_core::config::Config;
 use booking_core::portal::{Role, auth};
 use booking_core::venues::import::{ChartSpec, ImportError, create_venue};
 use booking_core::{app, db, seed};
 use clap::{Parser, Subcommand};
+use usher_shared::telemetry;
 
 #[derive(Parser)]
 #[command(name = "booking-core", about = "Usher's booking core")]
@@ -81,15 +82,16 @@ enum OperatorCommand {
     },
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if config.log.format == LogFormat::Json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+/// Logs (text or JSON, on standard error) and traces (exported over OTLP
+/// when `trace.otlp_endpoint` is set); kept until `main` returns.
+fn init_telemetry(config: &Config) -> anyhow::Result<telemetry::Telemetry> {
+    telemetry::init(telemetry::Settings {
+        service: "booking-core",
+        format: config.log.format,
+        filter: &config.log.filter,
+        trace: &config.trace,
+    })
+    .context("setting up logs and traces")
 }
 
 #[tokio::main]
@@ -99,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         return keygen(out_dir, kid);
     }
     let config = Config::load(&cli.config).with_context(|| format!("configuration {}", cli.config.display()))?;
-    init_logging(&config);
+    let _telemetry = init_telemetry(&config)?;
     match cli.command {
         Command::CheckConfig => {
             println!("configuration ok");

@@ -97,9 +97,15 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = EdgeConfig::load(&cli.config).with_context(|| format!("configuration {}", cli.config.display()))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Logs and traces; the exporter sends every second, and the process
+    // ends in `run_forever`, so the guard is simply kept.
+    let _telemetry = usher_shared::telemetry::init(usher_shared::telemetry::Settings {
+        service: "edge-proxy",
+        format: config.log.format,
+        filter: &config.log.filter,
+        trace: &config.trace,
+    })
+    .context("setting up logs and traces")?;
     let tokens = EdgeTokens::from_config(&config.tokens).context("loading the edge's signing key")?;
     let tallies = Arc::new(edge_proxy::limits::tally::Tallies::new(&config.rate_limits.shared));
     let defences = edge_proxy::defence::Defences::new(&config.defence, tokens.shared_secret(), tallies.clone())

@@ -66,6 +66,11 @@ pub async fn problem_with(
     if let (Some(map), Value::Object(more)) = (body.as_object_mut(), extra) {
         map.extend(more);
     }
+    // The request's trace, so a fan's report of this answer leads to its
+    // spans and log lines.
+    if let (Some(map), Some(trace_id)) = (body.as_object_mut(), usher_shared::telemetry::current_trace_id()) {
+        map.insert("trace_id".into(), trace_id.into());
+    }
     if (status == 429 || status == 503) && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("retry-after")) {
         headers.push(("retry-after", "2".to_string()));
     }

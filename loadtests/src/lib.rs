@@ -15,6 +15,7 @@ pub mod edge_config;
 pub mod edge_overhead;
 pub mod fans;
 pub mod holds;
+pub mod otlp;
 pub mod process;
 pub mod puzzle;
 pub mod report;

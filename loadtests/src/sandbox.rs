@@ -14,16 +14,30 @@ pub const WEBHOOK_SECRET: &str = "whsec_bench";
 pub struct Sandbox {
     pub url: String,
     pub child: Child,
+    /// Its standard error: the log lines.
+    pub log: std::path::PathBuf,
 }
 
 impl Sandbox {
     pub async fn start(bin: &Path, port: u16, core_port: u16) -> anyhow::Result<Sandbox> {
+        Self::start_with_env(bin, port, core_port, &[]).await
+    }
+
+    /// As `start`, with extra environment (`RUST_LOG`, `SANDBOX_LOG_FORMAT`,
+    /// `SANDBOX_OTLP_ENDPOINT`, ...).
+    pub async fn start_with_env(
+        bin: &Path,
+        port: u16,
+        core_port: u16,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Sandbox> {
         if !bin.exists() {
             bail!(
                 "{} not found: build with `cargo build --release -p booking-core -p edge-proxy -p loadtests`",
                 bin.display()
             );
         }
+        let log = std::env::temp_dir().join(format!("usher-payment-sandbox-{port}.log"));
         let mut child = Command::new(bin)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--api-key", API_KEY, "--webhook-secret", WEBHOOK_SECRET])
@@ -32,10 +46,9 @@ impl Sandbox {
                 &format!("http://127.0.0.1:{core_port}/v1/payments/webhooks/sandbox"),
             ])
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(
-                std::env::temp_dir().join(format!("usher-payment-sandbox-{port}.log")),
-            )?)
+            .stderr(std::fs::File::create(&log)?)
             .kill_on_drop(true)
             .spawn()
             .context("starting payment-sandbox")?;
@@ -48,6 +61,7 @@ impl Sandbox {
         Ok(Sandbox {
             url: format!("http://127.0.0.1:{port}"),
             child,
+            log,
         })
     }
 

@@ -18,6 +18,9 @@ pub mod config;
 pub mod keys;
 pub mod locks;
 pub mod paths;
+pub mod redact;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 pub mod tokens;
 
 pub use keys::{KeyError, KeyFileError, SigningKey, VerifyingKeys, read_pem};

@@ -34,6 +34,7 @@ pub struct NewOrder<'a> {
 /// within the event's limit per fan (the hold itself was checked against
 /// the fan's own). Orders being paid, paid, confirmed or refunded count, as
 /// refunded seats count toward the fan's limit; failed payments do not.
+#[tracing::instrument(name = "sql.create", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn create(pool: &PgPool, n: NewOrder<'_>, card: Option<&str>) -> Result<(OrderId, bool), OrderError> {
     let hold_id = n.hold.ok_or(OrderError::AmbiguousRequest)?;
     let mut tx = pool.begin().await?;
@@ -249,6 +250,7 @@ pub struct SagaRow {
     pub intent_id: Option<String>,
 }
 
+#[tracing::instrument(name = "sql.saga_row", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn saga_row(conn: &mut PgConnection, order: OrderId, lock: bool) -> Result<Option<SagaRow>, sqlx::Error> {
     // Two statements rather than a dynamic FOR UPDATE, so both are checked
     // at compile time.
@@ -324,6 +326,7 @@ pub struct PendingCharge<'a> {
 /// The next look keeps any later time reconciliation set (its backoff), so
 /// an abandoned challenge is asked about less and less, but never later
 /// than the deadline, when it is given up (`give_up`).
+#[tracing::instrument(name = "sql.mark_pending", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn mark_pending(
     pool: &PgPool,
     order: OrderId,
@@ -462,6 +465,7 @@ pub async fn payment_deadline_passed(pool: &PgPool, order: OrderId) -> Result<bo
 /// The caller then cancels the charge at the provider; a success that
 /// slips in first is taken by late.rs (tickets if the seats are still
 /// free, otherwise refunded).
+#[tracing::instrument(name = "sql.give_up", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn give_up(pool: &PgPool, order: OrderId, code: &str) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query(
@@ -525,6 +529,7 @@ async fn waiting(pool: &PgPool, orders: &[uuid::Uuid]) -> Result<Vec<Waiting>, s
 
 /// The card was declined: pending_payment -> payment_failed, and the fan is
 /// told. The hold stays, so the fan can try another card before it lapses.
+#[tracing::instrument(name = "sql.mark_failed", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn mark_failed(pool: &PgPool, order: OrderId, intent: Option<&str>, code: &str) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let r = sqlx::query!(
@@ -561,6 +566,7 @@ pub async fn mark_failed(pool: &PgPool, order: OrderId, intent: Option<&str>, co
 }
 
 /// Seats sold and tickets issued: paid -> confirmed.
+#[tracing::instrument(name = "sql.mark_confirmed", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn mark_confirmed(conn: &mut PgConnection, row: &SagaRow, reclaimed: bool) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"UPDATE orders SET state = 'confirmed', confirmed_at = now(), updated_at = now(), reclaimed = $2
@@ -694,6 +700,7 @@ pub async fn record_webhook(pool: &PgPool, provider: &str, event_id: &str, kind:
 }
 
 /// A fan's own order, as they see it.
+#[tracing::instrument(name = "sql.get", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn get(pool: &PgPool, fan: &FanId, order: OrderId) -> Result<Order, OrderError> {
     let mut orders = list(pool, fan, Some(order), 1, None).await?;
     orders.pop().ok_or(OrderError::OrderNotFound)

@@ -227,3 +227,11 @@ pub trait PaymentProvider: Send + Sync {
     fn verify_webhook(&self, signature: Option<&str>, body: &[u8], now_unix: i64)
     -> Result<WebhookEvent, WebhookError>;
 }
+
+/// The current span's trace context as headers (`traceparent`), sent with
+/// each call so the provider's spans join the order's trace.
+pub fn trace_context() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    usher_shared::telemetry::inject(&tracing::Span::current(), &mut headers);
+    headers
+}

@@ -110,7 +110,7 @@ impl CheckoutService {
     /// (the webhook or reconciliation finish it). Also returns the time spent
     /// waiting for the provider, so the answer can say how much of its
     /// latency was ours (Server-Timing).
-    #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty))]
+    #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty, fan = %usher_shared::redact::hashed(&fan.0)))]
     pub async fn place(
         &self,
         fan: &FanId,
@@ -155,6 +155,7 @@ impl CheckoutService {
             Err(e) => tracing::warn!(error = %e, "order left for reconciliation"),
         }
         let order = orders::get(&self.pool, fan, order).await?;
+        tracing::debug!(state = ?order.state, replayed, "order placed");
         Ok((Outcome { value: order, replayed }, provider_time))
     }
 
@@ -334,6 +335,7 @@ impl CheckoutService {
 
     /// paid -> confirmed (seats sold, tickets issued) or -> refunding, in one
     /// transaction under the order's row lock.
+    #[tracing::instrument(name = "sql.settle", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     async fn settle(&self, order: OrderId) -> Result<(), SagaError> {
         let mut tx = self.metrics.begin(&self.pool).await?;
         let Some(row) = orders::saga_row(&mut tx, order, true).await? else {
@@ -395,6 +397,7 @@ impl CheckoutService {
     /// Records what the provider says of one of the order's charges, in
     /// whatever state the order is. Returns what became of a success, and
     /// how long the provider took to refund a charge no order could keep.
+    #[tracing::instrument(name = "sql.apply_charge", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     async fn apply_charge(&self, order: OrderId, charge: &Charge) -> Result<(Option<Taken>, Duration), SagaError> {
         match &charge.status {
             ChargeStatus::Succeeded => {

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::checkout::provider::{
     BoxFuture, Charge, ChargeRequest, ChargeStatus, PaymentMethod, PaymentProvider, ProviderError, Refund,
-    RefundRequest, WebhookError, WebhookEvent, payment_intent_url, payment_method_url,
+    RefundRequest, WebhookError, WebhookEvent, payment_intent_url, payment_method_url, trace_context,
 };
 use crate::config::PaymentsConfig;
 use crate::ids::{Cents, OrderId};
@@ -105,6 +105,7 @@ impl SandboxProvider {
             .http
             .get(url)
             .bearer_auth(self.api_key.expose())
+            .headers(trace_context())
             .send()
             .await
             .map_err(|e| ProviderError::Unknown(without_url(e)))?;
@@ -123,6 +124,7 @@ impl SandboxProvider {
             .bearer_auth(self.api_key.expose())
             .header("idempotency-key", key)
             .json(&body)
+            .headers(trace_context())
             .send()
             .await
             .map_err(|e| ProviderError::Unknown(without_url(e)))?;
@@ -308,6 +310,7 @@ impl PaymentProvider for SandboxProvider {
                 .bearer_auth(self.api_key.expose())
                 .header("idempotency-key", key)
                 .json(&json!({ "cancellation_reason": "abandoned" }))
+                .headers(trace_context())
                 .send()
                 .await
                 .map_err(|e| ProviderError::Unknown(without_url(e)))?;

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::checkout::provider::{
     BoxFuture, Charge, ChargeRequest, ChargeStatus, PaymentMethod, PaymentProvider, ProviderError, Refund,
-    RefundRequest, WebhookError, WebhookEvent, payment_intent_url, payment_method_url,
+    RefundRequest, WebhookError, WebhookEvent, payment_intent_url, payment_method_url, trace_context,
 };
 use crate::config::PaymentsConfig;
 use crate::ids::{Cents, OrderId};
@@ -187,6 +187,7 @@ impl StripeProvider {
             .header("idempotency-key", key)
             .header("stripe-version", API_VERSION)
             .form(form)
+            .headers(trace_context())
             .send()
             .await
             .map_err(|e| ProviderError::Unknown(e.without_url().to_string()))?;
@@ -215,6 +216,7 @@ impl StripeProvider {
             .get(url)
             .bearer_auth(self.api_key.expose())
             .header("stripe-version", API_VERSION)
+            .headers(trace_context())
             .send()
             .await
             .map_err(|e| ProviderError::Unknown(e.without_url().to_string()))?;

@@ -1,10 +1,13 @@
 //! Times every call to the payment provider, whichever part of checkout
 //! makes it (the saga, refunds, late payments, reconciliation): a
 //! `PaymentProvider` that wraps the real one and records each call's time
-//! and result in the metrics.
+//! and result in the metrics, in a span of its own (`provider.<call>`)
+//! whose context the adapter sends along as `traceparent`.
 
 use std::sync::Arc;
 use std::time::Instant;
+
+use tracing::Instrument;
 
 use crate::checkout::provider::{
     BoxFuture, Charge, ChargeRequest, PaymentProvider, ProviderError, Refund, RefundRequest, WebhookError, WebhookEvent,
@@ -27,15 +30,26 @@ impl TimedProvider {
         call: &'static str,
         answer: BoxFuture<'a, Result<T, ProviderError>>,
     ) -> BoxFuture<'a, Result<T, ProviderError>> {
+        let provider = self.inner.name();
         Box::pin(async move {
+            // Made as the call starts, inside its caller's span.
+            let span = tracing::info_span!(
+                "provider.call",
+                otel.name = %format_args!("provider.{call}"),
+                otel.kind = "client",
+                provider,
+                call,
+                result = tracing::field::Empty,
+            );
             let started = Instant::now();
-            let answer = answer.await;
+            let answer = answer.instrument(span.clone()).await;
             let result = match &answer {
                 Ok(_) => "ok",
                 Err(ProviderError::Rejected { .. }) => "rejected",
                 Err(ProviderError::Unknown(_)) => "unknown",
             };
             self.metrics.provider_call(call, result, started.elapsed());
+            span.record("result", result);
             answer
         })
     }

@@ -29,13 +29,6 @@ pub enum CrashPoint {
     RefundSent,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 /// Where fan e-mail goes, written `log`, `file:<directory>` (one .eml per
 /// message) or `smtp://host:port` (plain SMTP, e.g. a local relay).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 pub use usher_shared::config::ConfigError;
 use usher_shared::config::{HttpUrl, PostgresUrl, check_distinct_kids, check_range, read, verdict};
 
-pub use choices::{CrashPoint, LogFormat, MailSink, MailSinkError, ProviderKind};
+pub use choices::{CrashPoint, MailSink, MailSinkError, ProviderKind};
 pub use sections::*;
+pub use usher_shared::telemetry::{LogFormat, TraceConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -47,6 +48,9 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<EdgeConfig>,
     pub log: LogConfig,
+    /// Spans exported over OTLP (off unless `trace.otlp_endpoint` is set).
+    #[serde(default)]
+    pub trace: TraceConfig,
 }
 
 impl Default for Config {
@@ -139,6 +143,7 @@ impl Default for Config {
                 format: LogFormat::Text,
                 filter: "info".into(),
             },
+            trace: TraceConfig::default(),
         }
     }
 }
@@ -162,6 +167,7 @@ impl Config {
         let mut problems = Vec::new();
         let p = &mut problems;
         let dev = self.environment == Environment::Dev;
+        self.trace.check(p, "trace");
         check_range(
             p,
             "database.acquire_timeout_ms",

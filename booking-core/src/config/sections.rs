@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use usher_shared::config::{HttpUrl, PostgresUrl, Secret};
 
-use super::{CrashPoint, LogFormat, MailSink, ProviderKind};
+use super::{CrashPoint, MailSink, ProviderKind};
+use usher_shared::telemetry::LogFormat;
 
 /// Where the edge-proxy's admin API listens and the token it wants.
 #[derive(Debug, Clone, Serialize, Deserialize)]

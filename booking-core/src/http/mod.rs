@@ -145,10 +145,23 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ));
     }
-    app.layer(TraceLayer::new_for_http().make_span_with(
-        |req: &Request<_>| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
-    ))
-    .with_state(state)
+    app.layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .with_state(state)
+}
+
+/// Every request's span (its handler's and everything below), a child of
+/// the caller's trace when the request carries a `traceparent` (the edge's
+/// forwarding span, as a rule).
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {}", req.method(), req.uri().path()),
+        otel.kind = "server",
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    usher_shared::telemetry::set_parent(&span, req.headers());
+    span
 }
 
 /// `Server-Timing: core;dur=<ms>` on every answer: the core's own time (to

@@ -438,7 +438,7 @@ pub async fn put_waiting_room(
         .map_err(PortalError::from)?;
     // Binds this core's holds at once, not at the next read of the edge's list.
     state.holds.rooms().insert(event);
-    tracing::info!(event_id = event.0, operator = %op.operator.email, "waiting room changed through the portal");
+    tracing::info!(event_id = event.0, operator = %usher_shared::redact::hashed(&op.operator.email), "waiting room changed through the portal");
     Ok(Json(room))
 }
 
@@ -565,6 +565,6 @@ pub async fn put_pricing(
     let event = EventId(id);
     portal::events::owned(&state.pool, op.operator.org(), event).await?;
     pricing_settings::replace(&state.pool, event, &update).await?;
-    tracing::info!(event_id = id, operator = %op.operator.email, enabled = update.enabled, frozen = update.frozen, "pricing changed through the portal");
+    tracing::info!(event_id = id, operator = %usher_shared::redact::hashed(&op.operator.email), enabled = update.enabled, frozen = update.frozen, "pricing changed through the portal");
     Ok(Json(pricing_view(&state, event).await?))
 }

@@ -40,6 +40,10 @@ pub struct Problem {
     pub detail: String,
     /// Stable, machine-readable: branch on this, not on the text.
     pub code: String,
+    /// The request's trace id (32 hex digits): quote it when reporting
+    /// the problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl ApiError {
@@ -100,6 +104,11 @@ impl IntoResponse for ApiError {
         body.insert("status".into(), self.status.as_u16().into());
         body.insert("detail".into(), self.detail.into());
         body.insert("code".into(), self.code.into());
+        // The request's trace, so a fan's report of this answer leads to
+        // its spans and log lines.
+        if let Some(trace_id) = usher_shared::telemetry::current_trace_id() {
+            body.insert("trace_id".into(), trace_id.into());
+        }
         for (k, v) in self.extra {
             body.entry(k).or_insert(v);
         }

@@ -56,6 +56,7 @@ pub enum Placed {
     Refused(Value),
 }
 
+#[tracing::instrument(name = "sql.place_hold", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn place_hold(conn: &mut PgConnection, a: PlaceArgs<'_>) -> Result<Placed, sqlx::Error> {
     debug_assert!(
         a.seats.windows(2).all(|w| w[0] < w[1]),
@@ -103,6 +104,7 @@ pub async fn place_hold(conn: &mut PgConnection, a: PlaceArgs<'_>) -> Result<Pla
 /// concurrent fans asking for "the best two" do not all pick the same pair.
 /// Taken before the fan's lock (inside `place_hold`), always, so locks are
 /// always taken in one order.
+#[tracing::instrument(name = "sql.lock_scope", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn lock_scope(
     tx: &mut PgConnection,
     event: EventId,
@@ -152,6 +154,7 @@ pub async fn live_claims(
 
 /// Ends an active, unexpired hold of this fan and frees its seats. Returns
 /// false if there was no such hold (the caller finds out why).
+#[tracing::instrument(name = "sql.release_hold", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn release_hold(tx: &mut PgConnection, hold: HoldId, fan: &FanId) -> Result<bool, sqlx::Error> {
     let r = sqlx::query!(
         r#"WITH h AS (
@@ -176,6 +179,7 @@ pub async fn release_hold(tx: &mut PgConnection, hold: HoldId, fan: &FanId) -> R
 /// open-ended. Returns the seats sold, or `None` if the hold was not active
 /// and unexpired. If another claim overlaps (the hold had lapsed and someone
 /// else claimed a seat), the exclusion constraint refuses the statement.
+#[tracing::instrument(name = "sql.sell_hold", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn sell_hold(tx: &mut PgConnection, hold: HoldId) -> Result<Option<Vec<SeatId>>, sqlx::Error> {
     let r = sqlx::query!(
         r#"WITH h AS (

@@ -98,7 +98,7 @@ impl HoldService {
             .ok_or(HoldError::EventNotFound)
     }
 
-    #[tracing::instrument(skip_all, fields(event_id = %event, hold_id = tracing::field::Empty))]
+    #[tracing::instrument(skip_all, fields(event_id = %event, hold_id = tracing::field::Empty, fan = %usher_shared::redact::hashed(&caller.fan.0)))]
     pub async fn place(
         &self,
         caller: &Caller,
@@ -124,6 +124,7 @@ impl HoldService {
         match attempt {
             Attempt::Held(hold) => {
                 tracing::Span::current().record("hold_id", tracing::field::display(hold.hold_id));
+                tracing::debug!(seats = hold.seats.len(), "hold placed");
                 Ok(Outcome {
                     value: hold,
                     replayed: false,

@@ -84,8 +84,9 @@ pub struct MailError(String);
 pub async fn send(sink: &MailSink, m: &Message) -> Result<(), MailError> {
     match sink {
         MailSink::Log => {
-            // The recipient and subject only: bodies may carry order details.
-            tracing::info!(to = %m.to, subject = %m.subject, "e-mail (log sink)");
+            // The recipient (hashed: an address names the fan) and subject
+            // only: bodies may carry order details.
+            tracing::info!(to = %usher_shared::redact::hashed(&m.to), subject = %m.subject, "e-mail (log sink)");
             Ok(())
         }
         MailSink::Files(dir) => {

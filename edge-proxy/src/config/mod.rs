@@ -22,6 +22,7 @@ pub use listen::{CoreAddr, ListenConfig, TlsListener, UpstreamConfig};
 pub use protection::{BypassRule, Network, ProtectionConfig, RateLimits, SharedCounts};
 // The `[[events]]` entries: the same settings the admin API takes.
 pub use usher_shared::admin::{Adaptive, QueueMode, RoomSettings};
+pub use usher_shared::telemetry::{LogFormat, TraceConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +46,9 @@ pub struct EdgeConfig {
     pub defence: DefenceConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Spans exported over OTLP (off unless `trace.otlp_endpoint` is set).
+    #[serde(default)]
+    pub trace: TraceConfig,
 }
 
 /// The shared cache for responses the core marks public; 0 turns it off.
@@ -133,12 +137,18 @@ pub struct AdminConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
+    /// `text` (the default) or `json`, as booking-core's.
+    #[serde(default)]
+    pub format: LogFormat,
     pub filter: String,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { filter: "info".into() }
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
     }
 }
 
@@ -156,6 +166,7 @@ impl EdgeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let p = &mut problems;
+        self.trace.check(p, "trace");
         let listen = &self.listen;
         if listen.http.is_empty() && listen.tls.is_none() {
             p.push("listen: give at least one http address or a tls listener".into());

@@ -16,6 +16,11 @@
 //!    fan's session, so the next fan is admitted at the next tick; a
 //!    cacheable answer starts filling the cache (`response_body_filter`).
 //! 5. `logging`: metrics.
+//!
+//! Each request has a span (`edge.request`, a child of the client's
+//! `traceparent` if it sent one) that every step runs in, with the event's
+//! id once known; forwarding to a core is a child span (`edge.forward`)
+//! whose context goes to the core as `traceparent`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,6 +31,8 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use serde_json::json;
+use tracing::Instrument;
+use usher_shared::telemetry;
 use usher_shared::{ACCESS_HEADER, AccessClaims, SESSION_DONE_HEADER};
 
 use crate::fans::request::{Request, clear_access_cookie, client_ip};
@@ -61,6 +68,26 @@ pub struct Ctx {
     /// The cache key of a cacheable request that missed.
     cache_key: Option<String>,
     filling: Option<crate::cache::Filling>,
+    /// The request's span, from its first filter to `logging`.
+    span: RequestSpan,
+    /// Forwarding to a core: from `upstream_peer` to the core's answer.
+    forward: Option<tracing::Span>,
+}
+
+/// A span that is none until `request_filter` makes it.
+struct RequestSpan(tracing::Span);
+
+impl Default for RequestSpan {
+    fn default() -> Self {
+        RequestSpan(tracing::Span::none())
+    }
+}
+
+impl std::ops::Deref for RequestSpan {
+    type Target = tracing::Span;
+    fn deref(&self) -> &tracing::Span {
+        &self.0
+    }
 }
 
 /// How long the token minted for bypassed traffic to a protected event lasts.
@@ -79,44 +106,18 @@ impl ProxyHttp for Edge {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
         ctx.received = Some(Instant::now());
-        if canonicalise(session).await? {
-            return Ok(true);
-        }
-        if fans::serve(&self.state, session).await? {
-            return Ok(true);
-        }
-        let need = self.classify(session);
-        match need {
-            Protected::No => return serve_cached(&self.state, session, ctx).await,
-            Protected::Optional => {
-                self.carry_access_if_any(session, ctx);
-                return Ok(false);
-            }
-            Protected::Event(_) | Protected::AnySession => {}
-        }
-        if self.bypass(session, need, ctx) {
-            return Ok(false);
-        }
-        if !self
-            .state
-            .limits
-            .allow(Kind::Protected, client_ip(&self.state, session))
-        {
-            self.state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-            respond::rate_limited(session).await?;
-            return Ok(true);
-        }
-        let req = Request::of(session);
-        match check_access(&self.state, &req, need) {
-            Ok(access) => {
-                self.admit(access, ctx);
-                Ok(false)
-            }
-            Err(refusal) => {
-                self.refuse(session, &req, need, refusal).await?;
-                Ok(true)
-            }
-        }
+        let req = session.req_header();
+        let span = tracing::info_span!(
+            "edge.request",
+            otel.kind = "server",
+            method = %req.method,
+            path = %req.uri.path(),
+            event_id = tracing::field::Empty,
+            status = tracing::field::Empty,
+        );
+        telemetry::set_parent(&span, &req.headers);
+        ctx.span = RequestSpan(span.clone());
+        self.filter_request(session, ctx).instrument(span).await
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> pingora::Result<Box<HttpPeer>> {
@@ -126,6 +127,14 @@ impl ProxyHttp for Edge {
             .select(b"", 256)
             .ok_or_else(|| pingora::Error::explain(pingora::ErrorType::ConnectNoRoute, "no ready booking-core"))?;
         ctx.upstream_started = Some(Instant::now());
+        // A retry on the next core ends the span of the failed attempt.
+        ctx.forward = Some(tracing::info_span!(
+            parent: &ctx.span.0,
+            "edge.forward",
+            otel.kind = "client",
+            upstream = %upstream.addr,
+            status = tracing::field::Empty,
+        ));
         let mut peer = HttpPeer::new(upstream, false, String::new());
         let limits = &self.state.config.upstream;
         peer.options.connection_timeout = Some(Duration::from_millis(limits.connect_timeout_ms));
@@ -156,7 +165,8 @@ impl ProxyHttp for Edge {
             // The connection is not kept after a failure: say so, or a
             // client sends its next request on it as it closes.
             let retry = vec![("retry-after", "1".to_string()), ("connection", "close".to_string())];
-            if let Err(e) = respond::problem_with(session, status, code, detail, json!({}), retry).await {
+            let answer = respond::problem_with(session, status, code, detail, json!({}), retry);
+            if let Err(e) = answer.instrument(ctx.span.clone()).await {
                 tracing::debug!(error = %e, "could not tell the client the core failed");
             }
         }
@@ -200,6 +210,17 @@ impl ProxyHttp for Edge {
         {
             upstream_request.insert_header("x-forwarded-for", ip)?;
         }
+        // The core's spans are children of this forwarding; whatever trace
+        // context the client sent was read into the request's span already.
+        upstream_request.remove_header("traceparent");
+        upstream_request.remove_header("tracestate");
+        let mut context = http::HeaderMap::new();
+        telemetry::inject(ctx.forward.as_ref().unwrap_or(&ctx.span), &mut context);
+        for (name, value) in context {
+            if let Some(name) = name {
+                upstream_request.insert_header(name, value)?;
+            }
+        }
         Ok(())
     }
 
@@ -211,6 +232,9 @@ impl ProxyHttp for Edge {
     ) -> pingora::Result<()> {
         if let Some(key) = ctx.cache_key.take() {
             ctx.filling = self.state.cache.admit(key, response);
+        }
+        if let Some(forward) = ctx.forward.take() {
+            forward.record("status", response.status.as_u16());
         }
         if let Some(started) = ctx.upstream_started {
             let latency = started.elapsed();
@@ -258,8 +282,11 @@ impl ProxyHttp for Edge {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if status > 0 {
             self.state.metrics.response(status);
+            ctx.span.record("status", status);
         }
+        ctx.forward = None;
         let failed = e.is_some() || ctx.upstream_failed;
+        tracing::debug!(parent: &ctx.span.0, status, failed, "answered");
         if failed {
             self.state.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -271,6 +298,51 @@ impl ProxyHttp for Edge {
 }
 
 impl Edge {
+    /// `request_filter`'s steps, in the request's span.
+    async fn filter_request(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+        if canonicalise(session).await? {
+            return Ok(true);
+        }
+        if fans::serve(&self.state, session).await? {
+            return Ok(true);
+        }
+        let need = self.classify(session);
+        if let Protected::Event(event) = need {
+            ctx.span.record("event_id", event);
+        }
+        match need {
+            Protected::No => return serve_cached(&self.state, session, ctx).await,
+            Protected::Optional => {
+                self.carry_access_if_any(session, ctx);
+                return Ok(false);
+            }
+            Protected::Event(_) | Protected::AnySession => {}
+        }
+        if self.bypass(session, need, ctx) {
+            return Ok(false);
+        }
+        if !self
+            .state
+            .limits
+            .allow(Kind::Protected, client_ip(&self.state, session))
+        {
+            self.state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            respond::rate_limited(session).await?;
+            return Ok(true);
+        }
+        let req = Request::of(session);
+        match check_access(&self.state, &req, need) {
+            Ok(access) => {
+                self.admit(access, ctx);
+                Ok(false)
+            }
+            Err(refusal) => {
+                self.refuse(session, &req, need, refusal).await?;
+                Ok(true)
+            }
+        }
+    }
+
     /// What the request's path needs: nothing where no waiting room is
     /// open for it.
     fn classify(&self, session: &Session) -> Protected {
@@ -288,6 +360,7 @@ impl Edge {
         let req = Request::of(session);
         if let Ok((token, claims)) = check_access(&self.state, &req, Protected::AnySession) {
             session::touch(&self.state, &claims);
+            ctx.span.record("event_id", claims.evt);
             ctx.access = Some((token, claims));
         }
     }

@@ -67,6 +67,46 @@ impl Bins {
     }
 }
 
+/// Extra environment for each of the stack's processes (logs, traces).
+#[derive(Debug, Clone, Default)]
+pub struct StackEnv {
+    pub core: Vec<(String, String)>,
+    pub edge: Vec<(String, String)>,
+    pub sandbox: Vec<(String, String)>,
+}
+
+impl StackEnv {
+    /// Every service logging with `filter` in `format` (`text` or `json`)
+    /// and, with a collector, exporting its spans there at `ratio`.
+    pub fn telemetry(filter: &str, format: &str, otlp: Option<(&str, f64)>) -> StackEnv {
+        let pairs = |prefix: &str| {
+            let mut env = vec![
+                ("RUST_LOG".to_owned(), filter.to_owned()),
+                (format!("{prefix}LOG__FILTER"), filter.to_owned()),
+                (format!("{prefix}LOG__FORMAT"), format.to_owned()),
+            ];
+            if let Some((url, ratio)) = otlp {
+                env.push((format!("{prefix}TRACE__OTLP_ENDPOINT"), url.to_owned()));
+                env.push((format!("{prefix}TRACE__SAMPLE_RATIO"), ratio.to_string()));
+            }
+            env
+        };
+        let mut sandbox = vec![
+            ("RUST_LOG".to_owned(), filter.to_owned()),
+            ("SANDBOX_LOG_FORMAT".to_owned(), format.to_owned()),
+        ];
+        if let Some((url, ratio)) = otlp {
+            sandbox.push(("SANDBOX_OTLP_ENDPOINT".to_owned(), url.to_owned()));
+            sandbox.push(("SANDBOX_TRACE_SAMPLE_RATIO".to_owned(), ratio.to_string()));
+        }
+        StackEnv {
+            core: pairs("USHER_CORE__"),
+            edge: pairs("USHER_EDGE__"),
+            sandbox,
+        }
+    }
+}
+
 impl SimStack {
     pub async fn start(
         scenario: &Scenario,
@@ -74,6 +114,26 @@ impl SimStack {
         database_url: &str,
         passthrough: bool,
         on_sale_at: DateTime<Utc>,
+    ) -> anyhow::Result<SimStack> {
+        Self::start_with_env(
+            scenario,
+            bins,
+            database_url,
+            passthrough,
+            on_sale_at,
+            &StackEnv::default(),
+        )
+        .await
+    }
+
+    /// As `start`, with extra environment for the processes.
+    pub async fn start_with_env(
+        scenario: &Scenario,
+        bins: &Bins,
+        database_url: &str,
+        passthrough: bool,
+        on_sale_at: DateTime<Utc>,
+        extra: &StackEnv,
     ) -> anyhow::Result<SimStack> {
         for b in [&bins.core, &bins.sandbox, &bins.edge] {
             if !b.exists() {
@@ -84,7 +144,7 @@ impl SimStack {
             }
         }
         let core_port = port();
-        let sandbox = Sandbox::start(&bins.sandbox, port(), core_port).await?;
+        let sandbox = Sandbox::start_with_env(&bins.sandbox, port(), core_port, &extra.sandbox).await?;
         let stack_args = StackArgs {
             database_url: database_url.to_owned(),
             core_bin: bins.core.clone(),
@@ -108,6 +168,7 @@ impl SimStack {
             "USHER_CORE__HTTP__METRICS_LISTEN".into(),
             format!("127.0.0.1:{metrics_port}"),
         ));
+        env.extend(extra.core.iter().cloned());
         let core = Stack::start_with_env(&stack_args, &env).await?;
         let dir = core.log_path().to_path_buf();
 
@@ -154,6 +215,7 @@ impl SimStack {
             .arg("--config")
             .arg(dir.join("edge.toml"))
             .env_remove("REDIS_URL")
+            .envs(extra.edge.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .kill_on_drop(true)

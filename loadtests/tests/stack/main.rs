@@ -7,4 +7,5 @@ mod common;
 mod bot_farm;
 mod dashboards;
 mod fan_web;
+mod observability;
 mod venue_portal;

@@ -9,7 +9,10 @@
 //! process for a while by itself (see `store.rs`); `<token>_<name>` is
 //! another card with the same behaviour, and each card has a fingerprint
 //! as Stripe's do. It keeps everything in memory: it is a test double of
-//! somebody else's service, not part of Usher's state.
+//! somebody else's service, not part of Usher's state. It logs and traces
+//! as the services do (`usher_shared::telemetry`): each call's span is a
+//! child of the caller's `traceparent`, so a charge shows in the order's
+//! trace.
 
 mod api;
 mod challenge;
@@ -20,7 +23,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
 use clap::Parser;
+use tracing::Instrument;
+use usher_shared::config::Url;
+use usher_shared::telemetry::{self, LogFormat, TraceConfig};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -54,18 +64,69 @@ pub struct Args {
     /// page's origin); by default the address it listens on.
     #[arg(long, env = "SANDBOX_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Log lines as `text` or `json`.
+    #[arg(long, env = "SANDBOX_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// An OTLP/HTTP collector to export spans to (off without it).
+    #[arg(long, env = "SANDBOX_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// The share of new traces exported (0..=1); calls with a
+    /// `traceparent` follow their caller's decision.
+    #[arg(long, env = "SANDBOX_TRACE_SAMPLE_RATIO", default_value_t = 1.0)]
+    trace_sample_ratio: f64,
+}
+
+/// The `[trace]` settings from the arguments, checked as the services
+/// check theirs.
+fn trace_config(args: &Args) -> anyhow::Result<TraceConfig> {
+    let otlp_endpoint = match &args.otlp_endpoint {
+        Some(url) => Some(Url::parse(url.as_str()).context("--otlp-endpoint")?),
+        None => None,
+    };
+    let trace = TraceConfig {
+        otlp_endpoint,
+        sample_ratio: args.trace_sample_ratio,
+    };
+    let mut problems = Vec::new();
+    trace.check(&mut problems, "--trace");
+    anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
+    Ok(trace)
+}
+
+/// Each call's span, named by its route (never its path: a payment
+/// method's id is in some), under the caller's trace.
+async fn traced(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::info_span!(
+        "sandbox.request",
+        otel.name = %format_args!("{} {route}", req.method()),
+        otel.kind = "server",
+        method = %req.method(),
+        route = %route,
+        status = tracing::field::Empty,
+    );
+    telemetry::set_parent(&span, req.headers());
+    let response = next.run(req).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("status", status);
+    tracing::debug!(parent: &span, status, "answered");
+    response
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let trace = trace_config(&args)?;
+    let _telemetry = telemetry::init(telemetry::Settings {
+        service: "payment-sandbox",
+        format: args.log_format,
+        filter: "info",
+        trace: &trace,
+    })?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let hooks = webhooks::Sender::new(args.webhook_url.clone(), args.webhook_secret.clone());
@@ -90,7 +151,8 @@ async fn main() -> anyhow::Result<()> {
     println!("payment-sandbox listening on {addr}");
     use std::io::Write;
     std::io::stdout().flush()?;
-    axum::serve(listener, api::router(state))
+    let app = api::router(state).route_layer(axum::middleware::from_fn(traced));
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {

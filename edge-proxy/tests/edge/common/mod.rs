@@ -154,7 +154,11 @@ fn base_config(
         events: rooms.to_vec(),
         cache: Default::default(),
         defence: Default::default(),
-        log: LogConfig { filter: "warn".into() },
+        log: LogConfig {
+            filter: "warn".into(),
+            ..LogConfig::default()
+        },
+        trace: Default::default(),
     }
 }
 
