@@ -5,52 +5,14 @@
 use std::sync::Arc;
 
 use crate::common::*;
-use booking_core::ids::EventId;
 use booking_core::tickets::policy::{self, AfterSalePolicy};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-async fn post(
-    app: &TestApp,
-    token: &str,
-    key: &str,
-    path: &str,
-    body: Value,
-) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let r = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(token)
-        .header("idempotency-key", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let (s, h) = (r.status(), r.headers().clone());
-    (s, h, r.json().await.unwrap_or(Value::Null))
-}
 
 async fn get(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
     let r = app.http.get(app.url(path)).bearer_auth(token).send().await.unwrap();
     let s = r.status();
     (s, r.json().await.unwrap_or(Value::Null))
-}
-
-/// A fan buys `seats` with their own card (`pm_card_ok_<fan>`: accounts
-/// sharing a card share the limit per fan); returns the order.
-async fn buy(app: &TestApp, (fan, token): (&str, &str), e: EventId, key: &str, seats: &[i64]) -> Value {
-    let (s, h) = app
-        .hold(token, e, &format!("h-{key}"), &json!({"seat_ids": seats}))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{h}");
-    let body = json!({"hold_id": h["hold_id"], "payment_method": format!("pm_card_ok_{fan}")});
-    let (s, _, o) = post(app, token, &format!("o-{key}"), "/v1/orders", body).await;
-    assert_eq!(
-        (s, o["state"].as_str()),
-        (StatusCode::CREATED, Some("confirmed")),
-        "{o}"
-    );
-    o
 }
 
 async fn scan(app: &TestApp, code: &str) -> (StatusCode, Value) {
@@ -85,35 +47,35 @@ async fn refunds_of_one_ticket_then_the_rest_return_seats_and_money_once() {
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
     let bob = app.sign_in("bob").await;
-    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..3]).await;
+    let o = buy_with_own_card(&app, ("alice", &alice), e, "1", &seats[0..3]).await;
     let id = o["order_id"].as_str().unwrap().to_string();
     let t0 = o["tickets"][0]["ticket_id"].as_str().unwrap().to_string();
     let path = format!("/v1/orders/{id}/refunds");
 
-    let (s, _, r) = post(&app, &alice, "r1", &path, json!({"ticket_ids": [t0]})).await;
+    let (s, _, r) = post_keyed(&app, &alice, "r1", &path, json!({"ticket_ids": [t0]})).await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     assert_eq!(
         (r["state"].as_str(), r["amount_cents"].as_i64()),
         (Some("succeeded"), Some(3000))
     );
     // Replayed, not repeated.
-    let (s, h, again) = post(&app, &alice, "r1", &path, json!({"ticket_ids": [t0]})).await;
+    let (s, h, again) = post_keyed(&app, &alice, "r1", &path, json!({"ticket_ids": [t0]})).await;
     assert_eq!(
         (s, again["refund_id"].clone()),
         (StatusCode::CREATED, r["refund_id"].clone())
     );
     assert_eq!(h["idempotent-replayed"], "true");
-    let (s, _, p) = post(&app, &alice, "r2", &path, json!({"ticket_ids": [t0]})).await;
+    let (s, _, p) = post_keyed(&app, &alice, "r2", &path, json!({"ticket_ids": [t0]})).await;
     assert_eq!(
         (s, p["code"].as_str()),
         (StatusCode::CONFLICT, Some("tickets_not_refundable"))
     );
-    let (s, _, p) = post(&app, &alice, "r3", &path, json!({"ticket_ids": [uuid::Uuid::now_v7()]})).await;
+    let (s, _, p) = post_keyed(&app, &alice, "r3", &path, json!({"ticket_ids": [uuid::Uuid::now_v7()]})).await;
     assert_eq!(
         (s, p["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("tickets_not_in_order"))
     );
-    let (s, _, _) = post(&app, &bob, "r4", &path, json!({})).await;
+    let (s, _, _) = post_keyed(&app, &bob, "r4", &path, json!({})).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "not bob's order");
 
     // The refunded ticket no longer scans; its seat is on sale again.
@@ -131,11 +93,11 @@ async fn refunds_of_one_ticket_then_the_rest_return_seats_and_money_once() {
     let t1 = o["tickets"][1]["ticket_id"].as_str().unwrap();
     let (_, t) = get(&app, &alice, &format!("/v1/tickets/{t1}")).await;
     assert_eq!(scan(&app, t["code"].as_str().unwrap()).await.0, StatusCode::OK);
-    let (s, _, rest) = post(&app, &alice, "r5", &path, json!({})).await;
+    let (s, _, rest) = post_keyed(&app, &alice, "r5", &path, json!({})).await;
     assert_eq!(s, StatusCode::CREATED, "{rest}");
     assert_eq!(rest["ticket_ids"].as_array().unwrap().len(), 1);
     assert_eq!(rest["amount_cents"], 3000);
-    let (s, _, p) = post(&app, &alice, "r6", &path, json!({})).await;
+    let (s, _, p) = post_keyed(&app, &alice, "r6", &path, json!({})).await;
     assert_eq!(
         (s, p["code"].as_str()),
         (StatusCode::CONFLICT, Some("nothing_to_refund"))
@@ -169,9 +131,9 @@ async fn an_event_can_keep_refunded_seats_off_sale_and_forbid_transfers() {
     drop(conn);
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
-    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..2]).await;
+    let o = buy_with_own_card(&app, ("alice", &alice), e, "1", &seats[0..2]).await;
     let t1 = o["tickets"][1]["ticket_id"].as_str().unwrap();
-    let (s, _, p) = post(
+    let (s, _, p) = post_keyed(
         &app,
         &alice,
         "t1",
@@ -185,7 +147,7 @@ async fn an_event_can_keep_refunded_seats_off_sale_and_forbid_transfers() {
     );
 
     let id = o["order_id"].as_str().unwrap();
-    let (s, _, _) = post(&app, &alice, "r1", &format!("/v1/orders/{id}/refunds"), json!({})).await;
+    let (s, _, _) = post_keyed(&app, &alice, "r1", &format!("/v1/orders/{id}/refunds"), json!({})).await;
     assert_eq!(s, StatusCode::CREATED);
     let bob = app.sign_in("bob").await;
     let (s, _) = app.hold(&bob, e, "b1", &json!({"seat_ids": [seats[0]]})).await;
@@ -201,33 +163,33 @@ async fn a_transfer_moves_the_ticket_and_kills_the_old_code() {
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
     let bob = app.sign_in("bob").await;
-    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..1]).await;
+    let o = buy_with_own_card(&app, ("alice", &alice), e, "1", &seats[0..1]).await;
     let t = o["tickets"][0]["ticket_id"].as_str().unwrap().to_string();
     let (_, before) = get(&app, &alice, &format!("/v1/tickets/{t}")).await;
     let old_code = before["code"].as_str().unwrap().to_string();
 
     let path = format!("/v1/tickets/{t}/transfer");
-    let (s, _, p) = post(&app, &alice, "x0", &path, json!({"to_fan_id": "alice"})).await;
+    let (s, _, p) = post_keyed(&app, &alice, "x0", &path, json!({"to_fan_id": "alice"})).await;
     assert_eq!(
         (s, p["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_recipient"))
     );
     // Longer than any fan token can name: nobody could ever use the ticket.
-    let (s, _, p) = post(&app, &alice, "x0-long", &path, json!({"to_fan_id": "b".repeat(129)})).await;
+    let (s, _, p) = post_keyed(&app, &alice, "x0-long", &path, json!({"to_fan_id": "b".repeat(129)})).await;
     assert_eq!(
         (s, p["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_recipient"))
     );
-    let (s, _, tr) = post(&app, &alice, "x1", &path, json!({"to_fan_id": "bob"})).await;
+    let (s, _, tr) = post_keyed(&app, &alice, "x1", &path, json!({"to_fan_id": "bob"})).await;
     assert_eq!(s, StatusCode::CREATED, "{tr}");
     assert_eq!(
         (tr["to_fan_id"].as_str(), tr["version"].as_i64()),
         (Some("bob"), Some(2))
     );
-    let (s, h, again) = post(&app, &alice, "x1", &path, json!({"to_fan_id": "bob"})).await;
+    let (s, h, again) = post_keyed(&app, &alice, "x1", &path, json!({"to_fan_id": "bob"})).await;
     assert_eq!((s, &again["transfer_id"]), (StatusCode::CREATED, &tr["transfer_id"]));
     assert_eq!(h["idempotent-replayed"], "true");
-    let (s, _, _) = post(&app, &alice, "x2", &path, json!({"to_fan_id": "carol"})).await;
+    let (s, _, _) = post_keyed(&app, &alice, "x2", &path, json!({"to_fan_id": "carol"})).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "no longer alice's to give");
 
     // Alice's code is dead; Bob's works once; Alice can neither see nor refund it.
@@ -245,7 +207,7 @@ async fn a_transfer_moves_the_ticket_and_kills_the_old_code() {
     assert_ne!(mine[0]["code"], old_code.as_str());
     assert_eq!(scan(&app, mine[0]["code"].as_str().unwrap()).await.0, StatusCode::OK);
     let id = o["order_id"].as_str().unwrap();
-    let (s, _, p) = post(
+    let (s, _, p) = post_keyed(
         &app,
         &alice,
         "r1",
@@ -275,7 +237,7 @@ async fn transfers_race_transfers_and_refunds() {
     let e = event(&app.pool, "race2", "race2", rules(4)).await;
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
-    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..2]).await;
+    let o = buy_with_own_card(&app, ("alice", &alice), e, "1", &seats[0..2]).await;
     let t0 = o["tickets"][0]["ticket_id"].as_str().unwrap().to_string();
     let t1 = o["tickets"][1]["ticket_id"].as_str().unwrap().to_string();
 
@@ -284,7 +246,7 @@ async fn transfers_race_transfers_and_refunds() {
         let (app, alice, t0) = (app.clone(), alice.clone(), t0.clone());
         tasks.push(tokio::spawn(async move {
             let body = json!({"to_fan_id": format!("fan{i}")});
-            post(
+            post_keyed(
                 &app,
                 &alice,
                 &format!("k{i}"),
@@ -314,7 +276,7 @@ async fn transfers_race_transfers_and_refunds() {
     let refund = {
         let (app, alice, t1, id) = (app.clone(), alice.clone(), t1.clone(), id.clone());
         tokio::spawn(async move {
-            post(
+            post_keyed(
                 &app,
                 &alice,
                 "rr",
@@ -328,7 +290,7 @@ async fn transfers_race_transfers_and_refunds() {
     let transfer = {
         let (app, alice, t1) = (app.clone(), alice.clone(), t1.clone());
         tokio::spawn(async move {
-            post(
+            post_keyed(
                 &app,
                 &alice,
                 "tt",
@@ -357,7 +319,7 @@ async fn transfers_race_transfers_and_refunds() {
 }
 
 async fn list(app: &TestApp, token: &str, key: &str, ticket: &str, price: i64) -> (StatusCode, Value) {
-    let (s, _, body) = post(
+    let (s, _, body) = post_keyed(
         app,
         token,
         key,
@@ -375,7 +337,7 @@ async fn resale_is_capped_sells_a_listing_once_and_pays_the_seller_less_the_fee(
     let e = event(&app.pool, "rs", "rs", rules(4)).await;
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
-    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..2]).await;
+    let o = buy_with_own_card(&app, ("alice", &alice), e, "1", &seats[0..2]).await;
     let t0 = o["tickets"][0]["ticket_id"].as_str().unwrap().to_string();
     let t1 = o["tickets"][1]["ticket_id"].as_str().unwrap().to_string();
     let (_, before) = get(&app, &alice, &format!("/v1/tickets/{t0}")).await;
@@ -400,7 +362,7 @@ async fn resale_is_capped_sells_a_listing_once_and_pays_the_seller_less_the_fee(
         (StatusCode::CONFLICT, Some("ticket_not_listable"))
     );
     // A listed ticket is neither transferred nor refunded.
-    let (s, _, p) = post(
+    let (s, _, p) = post_keyed(
         &app,
         &alice,
         "x1",
@@ -413,7 +375,7 @@ async fn resale_is_capped_sells_a_listing_once_and_pays_the_seller_less_the_fee(
         (StatusCode::CONFLICT, Some("ticket_not_transferable"))
     );
     let id = o["order_id"].as_str().unwrap();
-    let (s, _, p) = post(
+    let (s, _, p) = post_keyed(
         &app,
         &alice,
         "r1",
@@ -425,7 +387,7 @@ async fn resale_is_capped_sells_a_listing_once_and_pays_the_seller_less_the_fee(
         (s, p["code"].as_str()),
         (StatusCode::CONFLICT, Some("tickets_not_refundable"))
     );
-    let (s, _, p) = post(
+    let (s, _, p) = post_keyed(
         &app,
         &alice,
         "own",
@@ -440,7 +402,7 @@ async fn resale_is_capped_sells_a_listing_once_and_pays_the_seller_less_the_fee(
 
     // A declined buyer lets the listing go at once.
     let carol = app.sign_in("carol").await;
-    let (s, _, failed) = post(
+    let (s, _, failed) = post_keyed(
         &app,
         &carol,
         "c0",
@@ -462,7 +424,7 @@ async fn resale_is_capped_sells_a_listing_once_and_pays_the_seller_less_the_fee(
         let (app, lid) = (app.clone(), lid.clone());
         tasks.push(tokio::spawn(async move {
             let token = app.sign_in(&format!("buyer{i}")).await;
-            let (s, _, o) = post(
+            let (s, _, o) = post_keyed(
                 &app,
                 &token,
                 "b",
@@ -528,7 +490,7 @@ async fn resale_is_capped_sells_a_listing_once_and_pays_the_seller_less_the_fee(
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let (s, _, _) = post(
+    let (s, _, _) = post_keyed(
         &app,
         &alice,
         "x2",
@@ -555,11 +517,11 @@ async fn face_value_markets_and_the_primary_limit_bound_resale() {
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
     let bob = app.sign_in("bob").await;
-    let a = buy(&app, ("alice", &alice), e, "a", &seats[0..2]).await;
-    let b = buy(&app, ("bob", &bob), e, "b", &seats[2..4]).await;
+    let a = buy_with_own_card(&app, ("alice", &alice), e, "a", &seats[0..2]).await;
+    let b = buy_with_own_card(&app, ("bob", &bob), e, "b", &seats[2..4]).await;
     // Bob gives one to alice: she now holds three, but may resell only two.
     let gift = b["tickets"][0]["ticket_id"].as_str().unwrap();
-    let (s, _, _) = post(
+    let (s, _, _) = post_keyed(
         &app,
         &bob,
         "g",
@@ -597,7 +559,7 @@ async fn a_transfer_races_a_resale_purchase() {
     let e = event(&app.pool, "rr", "rr", rules(4)).await;
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
-    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..4]).await;
+    let o = buy_with_own_card(&app, ("alice", &alice), e, "1", &seats[0..4]).await;
     let mut races = Vec::new();
     for i in 0..4 {
         let t = o["tickets"][i]["ticket_id"].as_str().unwrap().to_string();
@@ -608,7 +570,7 @@ async fn a_transfer_races_a_resale_purchase() {
             tokio::spawn(async move {
                 let token = app.sign_in(&format!("buyer{i}")).await;
                 let body = json!({"listing_id": lid, "payment_method": "pm_card_ok"});
-                post(&app, &token, "b", "/v1/orders", body).await
+                post_keyed(&app, &token, "b", "/v1/orders", body).await
             })
         };
         let seller = {
@@ -623,7 +585,7 @@ async fn a_transfer_races_a_resale_purchase() {
                     .unwrap()
                     .status();
                 let body = json!({"to_fan_id": "zoe"});
-                let moved = post(
+                let moved = post_keyed(
                     &app,
                     &alice,
                     &format!("t{i}"),
@@ -690,7 +652,7 @@ async fn ticket_codes_signed_before_a_key_rotation_still_scan() {
     let e = event(&app.pool, "rot", "rot", rules(4)).await;
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
-    let o = buy(&app, ("alice", &alice), e, "1", &seats[0..2]).await;
+    let o = buy_with_own_card(&app, ("alice", &alice), e, "1", &seats[0..2]).await;
 
     // Scanners are told both keys, the current one first.
     let (_, keys) = get(&app, &alice, "/v1/tickets/keys").await;

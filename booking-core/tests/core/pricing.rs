@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
-use booking_core::ids::{Cents, EventId, OrganisationId};
+use booking_core::ids::{Cents, EventId};
 use booking_core::portal::Role;
-use booking_core::portal::auth::{self, NewOperator};
+use booking_core::portal::auth;
 use booking_core::pricing::settings::{self, PricingUpdate, TierBoundsUpdate};
 use booking_core::pricing::{
     Bounds, DemandRule, FixedQueue, NoQueue, PricingRule, QueueSource, RunOutcome, Runner, Signals,
@@ -493,28 +493,6 @@ async fn the_service_runs_the_job_by_itself() {
 
 // ---- the portal ------------------------------------------------------------
 
-const PASSWORD: &str = "correct horse battery";
-
-async fn operator(app: &TestApp, org: OrganisationId, email: &str, role: Role) -> String {
-    let new = NewOperator {
-        organisation: org,
-        email,
-        name: Some("Pricing Operator"),
-        role,
-        password: PASSWORD,
-    };
-    auth::upsert_operator(&app.pool, &new, false).await.unwrap();
-    let r = app
-        .http
-        .post(app.url("/v1/portal/sign-in"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
-}
-
 async fn call(app: &TestApp, method: &str, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut r = app.http.request(method, app.url(path)).bearer_auth(token);
@@ -544,9 +522,9 @@ async fn operators_set_pricing_with_stable_refusals_and_viewers_only_read() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let editor = operator(&app, org, "editor@pricing.example", Role::Editor).await;
-    let viewer = operator(&app, org, "viewer@pricing.example", Role::Viewer).await;
-    let stranger = operator(&app, other, "ops@other.example", Role::Owner).await;
+    let editor = signed_in_operator(&app, org, "editor@pricing.example", Role::Editor).await;
+    let viewer = signed_in_operator(&app, org, "viewer@pricing.example", Role::Viewer).await;
+    let stranger = signed_in_operator(&app, other, "ops@other.example", Role::Owner).await;
     let path = format!("/v1/portal/events/{}/pricing", e.0);
 
     // Off by default, readable by a viewer.

@@ -9,63 +9,17 @@
 use std::sync::Arc;
 
 use crate::common::*;
-use booking_core::ids::{EventId, OrganisationId};
+use booking_core::ids::EventId;
 use booking_core::portal::Role;
-use booking_core::portal::auth::{self, NewOperator};
+use booking_core::portal::auth;
 use booking_core::tickets::policy::{self, AfterSalePolicy};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "correct horse battery";
-
+/// The kit's keyed POST, without the headers.
 async fn post(app: &TestApp, token: &str, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(token)
-        .header("idempotency-key", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn buy(app: &TestApp, (fan, token): (&str, &str), e: EventId, key: &str, seats: &[i64]) -> Value {
-    let (s, h) = app
-        .hold(token, e, &format!("h-{key}"), &json!({"seat_ids": seats}))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{h}");
-    let body = json!({"hold_id": h["hold_id"], "payment_method": format!("pm_card_ok_{fan}")});
-    let (s, o) = post(app, token, &format!("o-{key}"), "/v1/orders", body).await;
-    assert_eq!(
-        (s, o["state"].as_str()),
-        (StatusCode::CREATED, Some("confirmed")),
-        "{o}"
-    );
-    o
-}
-
-/// An operator of `org` with `role`, signed in: their session token.
-async fn operator(app: &TestApp, org: OrganisationId, email: &str, role: Role) -> String {
-    let new = NewOperator {
-        organisation: org,
-        email,
-        name: Some("Box office"),
-        role,
-        password: PASSWORD,
-    };
-    auth::upsert_operator(&app.pool, &new, false).await.unwrap();
-    let r = app
-        .http
-        .post(app.url("/v1/portal/sign-in"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
+    let (s, _, body) = post_keyed(app, token, key, path, body).await;
+    (s, body)
 }
 
 async fn set_policy(app: &TestApp, e: EventId, p: AfterSalePolicy) {
@@ -106,7 +60,7 @@ async fn fans_refund_within_the_policy_and_operators_at_any_time_with_a_reason()
         .unwrap();
     let seats = seat_ids(&app.pool, v).await;
     let alice = app.sign_in("alice").await;
-    let o = buy(&app, ("alice", &alice), e, "a", &seats[0..2]).await;
+    let o = buy_with_own_card(&app, ("alice", &alice), e, "a", &seats[0..2]).await;
     let id = o["order_id"].as_str().unwrap().to_owned();
     let fan_path = format!("/v1/orders/{id}/refunds");
     let op_path = format!("/v1/portal/orders/{id}/refunds");
@@ -148,10 +102,10 @@ async fn fans_refund_within_the_policy_and_operators_at_any_time_with_a_reason()
     assert_eq!(sold(&app, e).await, 2);
 
     // The organiser's operators refund anyway, with a reason.
-    let editor = operator(&app, org, "box@refund.example", Role::Editor).await;
-    let viewer = operator(&app, org, "look@refund.example", Role::Viewer).await;
+    let editor = signed_in_operator(&app, org, "box@refund.example", Role::Editor).await;
+    let viewer = signed_in_operator(&app, org, "look@refund.example", Role::Viewer).await;
     let other_org = auth::ensure_organisation(&app.pool, "Other Org").await.unwrap();
-    let stranger = operator(&app, other_org, "box@other.example", Role::Editor).await;
+    let stranger = signed_in_operator(&app, other_org, "box@other.example", Role::Editor).await;
     for (reason, code) in [
         (json!(""), "invalid_reason"),
         (json!("  "), "invalid_reason"),
@@ -271,7 +225,7 @@ async fn a_fans_refund_racing_operators_refunds_pays_back_once() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let editor = operator(&app, org, "race@refund.example", Role::Editor).await;
+    let editor = signed_in_operator(&app, org, "race@refund.example", Role::Editor).await;
     let seats = seat_ids(&app.pool, v).await;
     // Ten fans' orders of four seats each; on each, the fan and three
     // operators' requests (distinct keys) at once.
@@ -279,7 +233,7 @@ async fn a_fans_refund_racing_operators_refunds_pays_back_once() {
     for f in 0..10 {
         let fan = format!("fan{f}");
         let token = app.sign_in(&fan).await;
-        let o = buy(&app, (&fan, &token), e, &fan, &seats[f * 4..f * 4 + 4]).await;
+        let o = buy_with_own_card(&app, (&fan, &token), e, &fan, &seats[f * 4..f * 4 + 4]).await;
         orders.push((token, o["order_id"].as_str().unwrap().to_owned()));
     }
     let mut tasks = Vec::new();

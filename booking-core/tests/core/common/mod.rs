@@ -452,6 +452,83 @@ pub fn edge_room(event: i64, admit_per_minute: u32, progress: Progress) -> RoomV
 
 pub use usher_test_kit::{ChildGuard, free_port};
 
+/// The password test operators sign in with.
+pub const OPERATOR_PASSWORD: &str = "correct horse battery";
+
+/// An operator of `org` with `role`, made and signed in through the portal:
+/// their session token.
+pub async fn signed_in_operator(
+    app: &TestApp,
+    org: booking_core::ids::OrganisationId,
+    email: &str,
+    role: booking_core::portal::Role,
+) -> String {
+    let new = booking_core::portal::auth::NewOperator {
+        organisation: org,
+        email,
+        name: Some("Test Operator"),
+        role,
+        password: OPERATOR_PASSWORD,
+    };
+    booking_core::portal::auth::upsert_operator(&app.pool, &new, false)
+        .await
+        .unwrap();
+    let r = app
+        .http
+        .post(app.url("/v1/portal/sign-in"))
+        .json(&serde_json::json!({"email": email, "password": OPERATOR_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+}
+
+/// A fan buys `seats` with their own card (`pm_card_ok_<fan>`: accounts
+/// sharing a card share the limit per fan); returns the order.
+pub async fn buy_with_own_card(
+    app: &TestApp,
+    (fan, token): (&str, &str),
+    e: booking_core::ids::EventId,
+    key: &str,
+    seats: &[i64],
+) -> Value {
+    let (s, h) = app
+        .hold(token, e, &format!("h-{key}"), &serde_json::json!({"seat_ids": seats}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
+    let body = serde_json::json!({"hold_id": h["hold_id"], "payment_method": format!("pm_card_ok_{fan}")});
+    let (s, _, o) = post_keyed(app, token, &format!("o-{key}"), "/v1/orders", body).await;
+    assert_eq!(
+        (s, o["state"].as_str()),
+        (StatusCode::CREATED, Some("confirmed")),
+        "{o}"
+    );
+    o
+}
+
+/// A POST with a bearer token and an Idempotency-Key: status, headers and
+/// JSON body (Null if none).
+pub async fn post_keyed(
+    app: &TestApp,
+    token: &str,
+    key: &str,
+    path: &str,
+    body: Value,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let r = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (s, h) = (r.status(), r.headers().clone());
+    (s, h, r.json().await.unwrap_or(Value::Null))
+}
+
 /// The payment sandbox, as a child process (killed on drop).
 pub struct Sandbox {
     pub base: String,
