@@ -5,8 +5,9 @@
 //! behind the `PaymentProvider` trait (`provider.rs`); `reconcile.rs`
 //! finishes whatever a crash or a lost answer left half done; `late.rs`
 //! takes a success that arrives after its order moved on (tickets, or the
-//! money back).
+//! money back); `books.rs` compares the provider's books with ours daily.
 
+pub mod books;
 pub mod late;
 pub mod orders;
 pub mod provider;

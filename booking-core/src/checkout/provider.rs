@@ -82,6 +82,14 @@ pub struct Refund {
     pub amount: Cents,
 }
 
+/// A stretch of the provider's books, by when each entry was created
+/// (unix seconds, `since` included, `until` not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub since_unix: i64,
+    pub until_unix: i64,
+}
+
 /// What a verified webhook tells us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookEvent {
@@ -138,6 +146,61 @@ pub(crate) fn payment_intent_url(base: &str, id: &str) -> Result<reqwest::Url, P
         .pop_if_empty()
         .extend(["v1", "payment_intents", id]);
     Ok(url)
+}
+
+/// One page of a Stripe-shaped list (the sandbox's lists have the same
+/// shape): `{"data": [...], "has_more": bool}`, the next page asked for
+/// with `starting_after=<the last entry's id>`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Page<T> {
+    pub data: Vec<T>,
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+/// A day's books are at most this many pages (of 100): a list that goes
+/// on past it is answered as unknown rather than followed for ever.
+const MAX_PAGES: usize = 10_000;
+
+/// Follows a list's cursor to its last page. `fetch` asks for the page
+/// after the given id (None: the first); `id` names an entry's id.
+pub(crate) async fn all_pages<T, F, Fut>(mut fetch: F, id: fn(&T) -> &str) -> Result<Vec<T>, ProviderError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Page<T>, ProviderError>>,
+{
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let page = fetch(after.take()).await?;
+        after = page.data.last().map(|last| id(last).to_owned());
+        all.extend(page.data);
+        if !page.has_more || after.is_none() {
+            return Ok(all);
+        }
+    }
+    Err(ProviderError::Unknown(format!("a list longer than {MAX_PAGES} pages")))
+}
+
+/// `{base}{path}` with the query's pairs.
+pub(crate) fn list_url(base: &str, path: &str, query: &[(&str, String)]) -> Result<reqwest::Url, ProviderError> {
+    let mut url = reqwest::Url::parse(&format!("{base}{path}"))
+        .map_err(|e| ProviderError::Unknown(format!("bad provider base URL: {e}")))?;
+    url.query_pairs_mut()
+        .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+    Ok(url)
+}
+
+/// A window as list filters (Stripe's `created[gte]` and `created[lt]`,
+/// which the sandbox reads too), 100 a page, after the cursor.
+pub(crate) fn window_query(window: Window, after: Option<String>) -> Vec<(&'static str, String)> {
+    let mut query = vec![
+        ("created[gte]", window.since_unix.to_string()),
+        ("created[lt]", window.until_unix.to_string()),
+        ("limit", "100".to_owned()),
+    ];
+    query.extend(after.map(|a| ("starting_after", a)));
+    query
 }
 
 /// A payment method as both the sandbox and Stripe describe one: only the
@@ -221,6 +284,21 @@ pub trait PaymentProvider: Send + Sync {
     /// seats per fan holds per card too). None if the provider has none
     /// for it (not a card).
     fn card_fingerprint<'a>(&'a self, payment_method: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>>;
+
+    /// Every charge the provider holds for the order (by the order id each
+    /// carries), whatever its state. Reconciliation asks this before it
+    /// creates a charge again for an order whose first try got no answer,
+    /// so a charge made then is found rather than made twice (an
+    /// idempotency key does not live for ever at the provider).
+    fn charges_for_order<'a>(&'a self, order: OrderId) -> BoxFuture<'a, Result<Vec<Charge>, ProviderError>>;
+
+    /// The provider's charges created in the window, all pages (the daily
+    /// comparison of the books, `books.rs`).
+    fn list_charges<'a>(&'a self, window: Window) -> BoxFuture<'a, Result<Vec<Charge>, ProviderError>>;
+
+    /// The provider's refunds created in the window that took money back
+    /// (succeeded), all pages.
+    fn list_refunds<'a>(&'a self, window: Window) -> BoxFuture<'a, Result<Vec<Refund>, ProviderError>>;
 
     /// Checks a webhook's signature and freshness, then parses it.
     /// `signature` is the provider's signature header; `now_unix` the clock.

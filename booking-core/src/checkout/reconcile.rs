@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use crate::checkout::orders;
 use crate::checkout::saga::CheckoutService;
+use crate::checkout::{books, orders};
 use crate::config::CheckoutConfig;
 
 /// One pass: drives every due order, every pending refund, and every
@@ -39,11 +39,23 @@ pub async fn run_once(checkout: &CheckoutService, pool: &sqlx::PgPool, batch: i6
     Ok(due.len() + refunds.len() + strays.len())
 }
 
+/// How often the job looks whether the books' daily comparison is due.
+const BOOKS_CHECK: Duration = Duration::from_secs(60);
+
 pub async fn run(checkout: CheckoutService, pool: sqlx::PgPool, config: CheckoutConfig) {
     let mut tick = tokio::time::interval(Duration::from_millis(config.reconcile_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut books_checked: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
+        if books_checked.is_none_or(|t| t.elapsed() >= BOOKS_CHECK) {
+            books_checked = Some(std::time::Instant::now());
+            let every = Duration::from_secs(config.books_every_secs);
+            let lag = Duration::from_secs(config.books_lag_secs);
+            if let Err(e) = books::run_due(&checkout, &pool, every, lag).await {
+                tracing::warn!(error = %e, "the books' comparison failed; will try again");
+            }
+        }
         match run_once(&checkout, &pool, config.reconcile_batch).await {
             // A full batch: more are waiting, go again at once.
             Ok(n) if n as i64 >= config.reconcile_batch => tick.reset_immediately(),

@@ -150,7 +150,7 @@ impl CheckoutService {
             self.crash_point(CrashPoint::OrderCreated);
         }
         // A replay drives too: the first request may have died mid-way.
-        match self.steps(order).await {
+        match self.steps(order, !replayed).await {
             Ok(driven) => provider_time += driven.provider_time,
             Err(e) => tracing::warn!(error = %e, "order left for reconciliation"),
         }
@@ -186,10 +186,12 @@ impl CheckoutService {
     /// Takes steps until the order is final or a step cannot be taken now.
     #[tracing::instrument(skip(self), fields(order_id = %order))]
     pub async fn drive(&self, order: OrderId) -> Result<OrderState, SagaError> {
-        self.steps(order).await.map(|driven| driven.state)
+        self.steps(order, false).await.map(|driven| driven.state)
     }
 
-    async fn steps(&self, order: OrderId) -> Result<Driven, SagaError> {
+    /// `first_try`: the order was made by this very request, so no charge
+    /// can exist for it yet.
+    async fn steps(&self, order: OrderId, first_try: bool) -> Result<Driven, SagaError> {
         let mut provider_time = Duration::ZERO;
         loop {
             let mut conn = self.metrics.acquire(&self.pool).await?;
@@ -201,7 +203,7 @@ impl CheckoutService {
             let started = Instant::now();
             let step = match row.state {
                 OrderState::PendingPayment => {
-                    provider_time += self.charge(&row).await?;
+                    provider_time += self.charge(&row, first_try).await?;
                     "charge"
                 }
                 OrderState::Paid => {
@@ -237,7 +239,7 @@ impl CheckoutService {
 
     /// Charges the order (or asks about its charge); returns how long the
     /// provider took.
-    async fn charge(&self, row: &SagaRow) -> Result<Duration, SagaError> {
+    async fn charge(&self, row: &SagaRow, first_try: bool) -> Result<Duration, SagaError> {
         if row.total == Cents(0) {
             // Nothing to charge (complimentary seats): straight to the sale.
             let mut conn = self.pool.acquire().await?;
@@ -263,7 +265,24 @@ impl CheckoutService {
         // provider would answer a repeated create with its first answer.
         let answer = match &row.intent_id {
             Some(intent) => self.provider.retrieve(intent).await,
-            None => self.provider.charge(&request).await,
+            None if first_try => self.provider.charge(&request).await,
+            // An earlier try got no answer: look for the charge it may have
+            // made before making one (the key that would find it does not
+            // live for ever at the provider).
+            None => match self.charge_made_for(row).await {
+                Ok(Some(charge)) => Ok(charge),
+                Ok(None) if orders::payment_deadline_passed(&self.pool, row.id).await? => {
+                    // Nothing was taken, and it is too late to take it now:
+                    // the seats go back on sale. A charge that still turns
+                    // up is taken by late.rs (or the books' comparison).
+                    if orders::give_up(&self.pool, row.id, "payment_unconfirmed").await? {
+                        tracing::info!("no charge was made before the payment deadline; the seats are back on sale");
+                    }
+                    return Ok(asked.elapsed());
+                }
+                Ok(None) => self.provider.charge(&request).await,
+                Err(e) => Err(e),
+            },
         };
         let mut waited = asked.elapsed();
         match answer {
@@ -293,6 +312,36 @@ impl CheckoutService {
             }
         }
         Ok(waited)
+    }
+
+    /// The charge the provider holds for the order, if any: a success
+    /// first (any other success is taken too, and so refunded as a second
+    /// charge), else one still pending, else a decline.
+    async fn charge_made_for(&self, row: &SagaRow) -> Result<Option<Charge>, ProviderError> {
+        let mut found = match self.provider.charges_for_order(row.id).await {
+            Ok(found) => found,
+            // The provider cannot list them (not an outage): the key is
+            // the only way to find it, as before.
+            Err(ProviderError::Rejected { code, .. }) => {
+                tracing::warn!(%code, "the provider could not list the order's charges");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let rank = |c: &Charge| match c.status {
+            ChargeStatus::Succeeded => 0,
+            ChargeStatus::Pending { .. } => 1,
+            ChargeStatus::Declined { .. } => 2,
+        };
+        found.sort_by_key(rank);
+        let mut found = found.into_iter();
+        let first = found.next();
+        for extra in found.filter(|c| c.status == ChargeStatus::Succeeded) {
+            if let Err(e) = self.apply_charge(row.id, &extra).await {
+                tracing::warn!(error = %e, intent = %extra.intent_id, "a second charge's refund waits for reconciliation");
+            }
+        }
+        Ok(first)
     }
 
     /// The payment deadline passed and the charge still waits (the fan never
@@ -515,6 +564,17 @@ impl CheckoutService {
             value: refund,
             replayed,
         })
+    }
+
+    /// Takes a charge the provider reports for the order, whatever state
+    /// the order is in (the books' comparison found it): what became of a
+    /// success; an order it pays is driven on to its tickets.
+    pub async fn take_charge(&self, order: OrderId, charge: &Charge) -> Result<Option<Taken>, SagaError> {
+        let (taken, _) = self.apply_charge(order, charge).await?;
+        if taken == Some(Taken::Paid) {
+            self.drive(order).await?;
+        }
+        Ok(taken)
     }
 
     /// Retries a pending refund (reconciliation).

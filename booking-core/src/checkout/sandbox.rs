@@ -15,8 +15,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::checkout::provider::{
-    BoxFuture, Charge, ChargeRequest, ChargeStatus, PaymentMethod, PaymentProvider, ProviderError, Refund,
-    RefundRequest, WebhookError, WebhookEvent, payment_intent_url, payment_method_url, trace_context,
+    BoxFuture, Charge, ChargeRequest, ChargeStatus, Page, PaymentMethod, PaymentProvider, ProviderError, Refund,
+    RefundRequest, WebhookError, WebhookEvent, Window, all_pages, list_url, payment_intent_url, payment_method_url,
+    trace_context, window_query,
 };
 use crate::config::PaymentsConfig;
 use crate::ids::{Cents, OrderId};
@@ -231,6 +232,12 @@ struct RefundBody {
     id: String,
     payment_intent: String,
     amount_cents: i64,
+    #[serde(default = "succeeded")]
+    status: String,
+}
+
+fn succeeded() -> String {
+    "succeeded".to_owned()
 }
 
 impl From<RefundBody> for Refund {
@@ -323,6 +330,56 @@ impl PaymentProvider for SandboxProvider {
         Box::pin(async move {
             let method: PaymentMethod = self.get(payment_method_url(&self.base, pm)?).await?;
             Ok(method.card.and_then(|c| c.fingerprint))
+        })
+    }
+
+    fn charges_for_order<'a>(&'a self, order: OrderId) -> BoxFuture<'a, Result<Vec<Charge>, ProviderError>> {
+        Box::pin(async move {
+            let intents = all_pages(
+                |after| async move {
+                    let mut query = vec![("order_id", order.to_string()), ("limit", "100".to_owned())];
+                    query.extend(after.map(|a| ("starting_after", a)));
+                    self.get::<Page<Intent>>(list_url(&self.base, "/v1/payment_intents", &query)?)
+                        .await
+                },
+                |i: &Intent| &i.id,
+            )
+            .await?;
+            Ok(intents.into_iter().map(Charge::from).collect())
+        })
+    }
+
+    fn list_charges<'a>(&'a self, window: Window) -> BoxFuture<'a, Result<Vec<Charge>, ProviderError>> {
+        Box::pin(async move {
+            let intents = all_pages(
+                |after| async move {
+                    let query = window_query(window, after);
+                    self.get::<Page<Intent>>(list_url(&self.base, "/v1/payment_intents", &query)?)
+                        .await
+                },
+                |i: &Intent| &i.id,
+            )
+            .await?;
+            Ok(intents.into_iter().map(Charge::from).collect())
+        })
+    }
+
+    fn list_refunds<'a>(&'a self, window: Window) -> BoxFuture<'a, Result<Vec<Refund>, ProviderError>> {
+        Box::pin(async move {
+            let refunds = all_pages(
+                |after| async move {
+                    let query = window_query(window, after);
+                    self.get::<Page<RefundBody>>(list_url(&self.base, "/v1/refunds", &query)?)
+                        .await
+                },
+                |r: &RefundBody| &r.id,
+            )
+            .await?;
+            Ok(refunds
+                .into_iter()
+                .filter(|r| r.status == "succeeded")
+                .map(Refund::from)
+                .collect())
         })
     }
 

@@ -18,8 +18,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::checkout::provider::{
-    BoxFuture, Charge, ChargeRequest, ChargeStatus, PaymentMethod, PaymentProvider, ProviderError, Refund,
-    RefundRequest, WebhookError, WebhookEvent, payment_intent_url, payment_method_url, trace_context,
+    BoxFuture, Charge, ChargeRequest, ChargeStatus, Page, PaymentMethod, PaymentProvider, ProviderError, Refund,
+    RefundRequest, WebhookError, WebhookEvent, Window, all_pages, list_url, payment_intent_url, payment_method_url,
+    trace_context, window_query,
 };
 use crate::config::PaymentsConfig;
 use crate::ids::{Cents, OrderId};
@@ -368,6 +369,67 @@ impl PaymentProvider for StripeProvider {
             // Cards have a fingerprint; other kinds of payment method do not.
             let method: PaymentMethod = serde_json::from_slice(&bytes).map_err(unreadable)?;
             Ok(method.card.and_then(|c| c.fingerprint))
+        })
+    }
+
+    fn charges_for_order<'a>(&'a self, order: OrderId) -> BoxFuture<'a, Result<Vec<Charge>, ProviderError>> {
+        Box::pin(async move {
+            // The search API (Stripe indexes metadata within about a
+            // minute): an order has a handful of intents, one page.
+            let query = [
+                ("query", format!("metadata['order_id']:'{order}'")),
+                ("limit", "100".to_owned()),
+            ];
+            let body = self
+                .get(list_url(&self.base, "/v1/payment_intents/search", &query)?)
+                .await?;
+            let page: Page<PaymentIntent> = serde_json::from_slice(&body).map_err(unreadable)?;
+            Ok(page.data.into_iter().map(PaymentIntent::into_charge).collect())
+        })
+    }
+
+    fn list_charges<'a>(&'a self, window: Window) -> BoxFuture<'a, Result<Vec<Charge>, ProviderError>> {
+        Box::pin(async move {
+            let intents = all_pages(
+                |after| async move {
+                    let body = self
+                        .get(list_url(
+                            &self.base,
+                            "/v1/payment_intents",
+                            &window_query(window, after),
+                        )?)
+                        .await?;
+                    serde_json::from_slice::<Page<PaymentIntent>>(&body).map_err(unreadable)
+                },
+                |pi: &PaymentIntent| &pi.id,
+            )
+            .await?;
+            Ok(intents.into_iter().map(PaymentIntent::into_charge).collect())
+        })
+    }
+
+    fn list_refunds<'a>(&'a self, window: Window) -> BoxFuture<'a, Result<Vec<Refund>, ProviderError>> {
+        Box::pin(async move {
+            let refunds = all_pages(
+                |after| async move {
+                    let body = self
+                        .get(list_url(&self.base, "/v1/refunds", &window_query(window, after))?)
+                        .await?;
+                    serde_json::from_slice::<Page<StripeRefund>>(&body).map_err(unreadable)
+                },
+                |r: &StripeRefund| &r.id,
+            )
+            .await?;
+            // A pending refund completes at Stripe (as `refund` takes it).
+            Ok(refunds
+                .into_iter()
+                .filter(|r| r.status == "succeeded" || r.status == "pending")
+                .map(|r| Refund {
+                    refund_id: r.id,
+                    intent_id: r.payment_intent,
+                    amount: Cents(r.amount),
+                })
+                .collect())
         })
     }
 

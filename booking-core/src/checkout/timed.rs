@@ -10,8 +10,10 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::checkout::provider::{
-    BoxFuture, Charge, ChargeRequest, PaymentProvider, ProviderError, Refund, RefundRequest, WebhookError, WebhookEvent,
+    BoxFuture, Charge, ChargeRequest, PaymentProvider, ProviderError, Refund, RefundRequest, WebhookError,
+    WebhookEvent, Window,
 };
+use crate::ids::OrderId;
 use crate::metrics::Metrics;
 
 pub struct TimedProvider {
@@ -82,6 +84,18 @@ impl PaymentProvider for TimedProvider {
 
     fn card_fingerprint<'a>(&'a self, payment_method: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
         self.timed("card_fingerprint", self.inner.card_fingerprint(payment_method))
+    }
+
+    fn charges_for_order<'a>(&'a self, order: OrderId) -> BoxFuture<'a, Result<Vec<Charge>, ProviderError>> {
+        self.timed("charges_for_order", self.inner.charges_for_order(order))
+    }
+
+    fn list_charges<'a>(&'a self, window: Window) -> BoxFuture<'a, Result<Vec<Charge>, ProviderError>> {
+        self.timed("list_charges", self.inner.list_charges(window))
+    }
+
+    fn list_refunds<'a>(&'a self, window: Window) -> BoxFuture<'a, Result<Vec<Refund>, ProviderError>> {
+        self.timed("list_refunds", self.inner.list_refunds(window))
     }
 
     fn verify_webhook(

@@ -116,6 +116,8 @@ impl Default for Config {
                 reconcile_batch: 50,
                 max_payment_wait_secs: sections::default_max_payment_wait_secs(),
                 return_base_url: sections::default_return_base_url(),
+                books_every_secs: sections::default_books_every_secs(),
+                books_lag_secs: sections::default_books_lag_secs(),
                 crash_after: None,
             },
             tickets: TicketsConfig {
@@ -268,6 +270,15 @@ impl Config {
             co.max_payment_wait_secs,
             1..=86_400,
         );
+        check_range(p, "checkout.books_every_secs", co.books_every_secs, 60..=7 * 86_400);
+        check_range(p, "checkout.books_lag_secs", co.books_lag_secs, 0..=86_400);
+        if co.books_lag_secs < co.max_payment_wait_secs {
+            // A charge still waiting for its fan would be taken for a mismatch.
+            p.push(format!(
+                "checkout.books_lag_secs ({}) must be at least checkout.max_payment_wait_secs ({})",
+                co.books_lag_secs, co.max_payment_wait_secs
+            ));
+        }
         if co.crash_after.is_some() && !dev {
             p.push("checkout.crash_after is fault injection: only allowed with environment = \"dev\"".into());
         }

@@ -200,6 +200,15 @@ pub struct CheckoutConfig {
     /// `{return_base_url}/me/orders/{order_id}`.
     #[serde(default = "default_return_base_url")]
     pub return_base_url: HttpUrl,
+    /// How often the reconciliation job compares the provider's books of
+    /// charges and refunds with ours (`checkout/books.rs`): a day.
+    #[serde(default = "default_books_every_secs")]
+    pub books_every_secs: u64,
+    /// The books' window ends this long before the run, so that charges
+    /// still being decided (a request, a webhook, 3-D Secure) are not taken
+    /// for mismatches. At least `max_payment_wait_secs`.
+    #[serde(default = "default_books_lag_secs")]
+    pub books_lag_secs: u64,
     /// Fault injection for the crash tests: abort the process right after
     /// this saga step (see checkout/saga.rs). Never set in production.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,6 +217,14 @@ pub struct CheckoutConfig {
 
 pub(super) fn default_max_payment_wait_secs() -> u64 {
     900
+}
+
+pub(super) fn default_books_every_secs() -> u64 {
+    86_400
+}
+
+pub(super) fn default_books_lag_secs() -> u64 {
+    1_800
 }
 
 pub(super) fn default_return_base_url() -> HttpUrl {

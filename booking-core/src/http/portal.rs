@@ -19,6 +19,7 @@ use futures::{Stream, StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use usher_shared::admin::{RoomSettings, RoomView};
 
+use crate::checkout::books::{self, Mismatch};
 use crate::checkout::refunds::{OperatorRefundRequest, OrderRefund, RefundState};
 use crate::http::AppState;
 use crate::http::answer::idempotent;
@@ -60,6 +61,11 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/portal/events/{event_id}/dashboard/history", get(history))
         .route("/v1/portal/events/{event_id}/pricing", get(pricing).put(put_pricing))
         .route("/v1/portal/orders/{order_id}/refunds", post(refund_order))
+        .route("/v1/portal/books/mismatches", get(books_mismatches))
+        .route(
+            "/v1/portal/books/mismatches/{mismatch_id}/resolve",
+            post(resolve_mismatch),
+        )
 }
 
 /// The signed-in operator, from `Authorization: Bearer <session token>`
@@ -394,6 +400,69 @@ pub async fn refund_order(
         RefundState::Pending => StatusCode::ACCEPTED,
     };
     Ok(idempotent(status, outcome))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MismatchParams {
+    /// `open`, `fixed` or `resolved`; all when absent.
+    pub state: Option<MismatchState>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MismatchState {
+    Open,
+    Fixed,
+    Resolved,
+}
+
+/// The differences the daily comparison of the payment provider's books
+/// with ours found in the organisation's orders (newest first, at most
+/// 500): charges no order kept, paid orders without their charge, amounts
+/// that differ, refunds missing on either side.
+#[utoipa::path(get, path = "/v1/portal/books/mismatches", tag = "portal", security(("operator_token" = [])),
+    params(MismatchParams),
+    responses((status = 200, body = [Mismatch]),
+              (status = 400, body = Problem, content_type = "application/problem+json", description = "invalid_query")))]
+pub async fn books_mismatches(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiQuery(params): ApiQuery<MismatchParams>,
+) -> Result<Json<Vec<Mismatch>>, ApiError> {
+    let wanted = params.state.map(|s| match s {
+        MismatchState::Open => "open",
+        MismatchState::Fixed => "fixed",
+        MismatchState::Resolved => "resolved",
+    });
+    Ok(Json(books::list_for(&state.pool, op.operator.org(), wanted).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resolution {
+    /// What was done about it (1 to 500 characters).
+    pub resolution: String,
+}
+
+/// Closes an open mismatch, saying what was done about it.
+#[utoipa::path(post, path = "/v1/portal/books/mismatches/{mismatch_id}/resolve", tag = "portal", security(("operator_token" = [])),
+    params(("mismatch_id" = i64, Path)),
+    request_body = Resolution,
+    responses((status = 200, body = Mismatch),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "mismatch_not_found"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "mismatch_not_open"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "invalid_resolution")))]
+pub async fn resolve_mismatch(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<Resolution>,
+) -> Result<Json<Mismatch>, ApiError> {
+    op.operator.must_change()?;
+    let resolved = books::resolve(&state.pool, op.operator.org(), op.operator.id, id, &body.resolution).await?;
+    Ok(Json(resolved))
 }
 
 fn edge(state: &AppState) -> Result<&portal::EdgeAdmin, ApiError> {

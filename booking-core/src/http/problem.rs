@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use usher_shared::admin::AdminCode;
 
 use crate::catalog::CatalogError;
+use crate::checkout::books::ResolveError;
 use crate::checkout::{OrderError, RefundError};
 use crate::inventory::HoldError;
 use crate::portal::{EdgeError, PortalError};
@@ -216,6 +217,19 @@ impl From<RefundError> for ApiError {
             R::Storage(cause) => return ApiError::unavailable(cause),
         };
         with_fields(ApiError::new(status, code, e.to_string()), &e)
+    }
+}
+
+impl From<ResolveError> for ApiError {
+    fn from(e: ResolveError) -> Self {
+        use ResolveError as R;
+        let (status, code) = match &e {
+            R::NotFound => (StatusCode::NOT_FOUND, "mismatch_not_found"),
+            R::NotOpen { .. } => (StatusCode::CONFLICT, "mismatch_not_open"),
+            R::InvalidResolution => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_resolution"),
+            R::Storage(cause) => return ApiError::unavailable(cause),
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 

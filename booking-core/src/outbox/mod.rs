@@ -18,6 +18,7 @@ pub mod topic {
     pub const HOLD_EXPIRED: &str = "hold.expired";
     pub const REFUND_ISSUED: &str = "refund.issued";
     pub const TICKET_TRANSFERRED: &str = "ticket.transferred";
+    pub const BOOKS_MISMATCH: &str = "books.mismatch";
 }
 
 /// Writes a notification, inside the caller's transaction.
@@ -40,6 +41,28 @@ pub async fn notify(
         fan,
         payload
     )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes a notification for the operators alone (their webhook; no fan
+/// is mailed), inside the caller's transaction.
+pub async fn notify_operators(
+    conn: &mut PgConnection,
+    topic: &str,
+    order: Option<OrderId>,
+    payload: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"WITH n AS (
+               INSERT INTO outbox (topic, order_id, payload) VALUES ($1, $2, $3) RETURNING id
+           )
+           INSERT INTO outbox_deliveries (outbox_id, channel) SELECT n.id, 'operator_webhook' FROM n"#,
+    )
+    .bind(topic)
+    .bind(order.map(|o| o.0))
+    .bind(payload)
     .execute(conn)
     .await?;
     Ok(())

@@ -5,6 +5,7 @@
 mod common;
 
 mod after_sale;
+mod books;
 mod card_limits;
 mod catalog_api;
 mod checkout;

@@ -711,3 +711,105 @@ async fn a_charge_awaiting_3d_secure_stays_pending_and_its_late_success_sells_th
     );
     app.finish().await;
 }
+
+/// A Stripe list of recorded objects.
+fn stripe_list(url: &str, objects: &[String], has_more: bool) -> String {
+    format!(
+        r#"{{"object": "list", "url": "{url}", "has_more": {has_more}, "data": [{}]}}"#,
+        objects.join(",")
+    )
+}
+
+#[tokio::test]
+async fn the_books_are_read_from_stripes_lists_page_by_page_and_an_orders_charges_by_search() {
+    type Asked = Arc<Mutex<Vec<HashMap<String, String>>>>;
+    let asked: Asked = Arc::default();
+    let (a1, a2, a3) = (asked.clone(), asked.clone(), asked.clone());
+    let order = OrderId::new();
+    let app = axum::Router::new()
+        .route(
+            "/v1/payment_intents",
+            axum::routing::get(move |q: axum::extract::Query<HashMap<String, String>>| {
+                a1.lock().unwrap().push(q.0.clone());
+                async move {
+                    // Two pages: the cursor is the last id of the first.
+                    match q.0.get("starting_after").map(String::as_str) {
+                        None => stripe_list(
+                            "/v1/payment_intents",
+                            &[fixture("payment_intent_succeeded.json", "")],
+                            true,
+                        ),
+                        Some("pi_3QfixtureSucceeded01") => stripe_list(
+                            "/v1/payment_intents",
+                            &[fixture("payment_intent_processing.json", "")],
+                            false,
+                        ),
+                        Some(other) => panic!("unexpected cursor {other}"),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/v1/payment_intents/search",
+            axum::routing::get(move |q: axum::extract::Query<HashMap<String, String>>| {
+                a2.lock().unwrap().push(q.0.clone());
+                let order = order.to_string();
+                async move {
+                    let found = fixture("payment_intent_succeeded.json", &order);
+                    stripe_list("/v1/payment_intents/search", &[found], false)
+                }
+            }),
+        )
+        .route(
+            "/v1/refunds",
+            axum::routing::get(move |q: axum::extract::Query<HashMap<String, String>>| {
+                a3.lock().unwrap().push(q.0.clone());
+                async move {
+                    // A failed refund gave nothing back: not in the books.
+                    let failed = fixture("refund_succeeded.json", "")
+                        .replace("re_3QfixtureRefund01", "re_3QfixtureFailed01")
+                        .replace(r#""status": "succeeded""#, r#""status": "failed""#);
+                    stripe_list("/v1/refunds", &[fixture("refund_succeeded.json", ""), failed], false)
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let stripe = provider(&base);
+    let window = booking_core::checkout::provider::Window {
+        since_unix: 1_764_000_000,
+        until_unix: 1_764_086_400,
+    };
+
+    let charges = stripe.list_charges(window).await.unwrap();
+    let ids: Vec<&str> = charges.iter().map(|c| c.intent_id.as_str()).collect();
+    assert_eq!(ids, ["pi_3QfixtureSucceeded01", "pi_3QfixtureProcessing01"]);
+    assert_eq!(charges[0].status, ChargeStatus::Succeeded);
+    assert!(matches!(charges[1].status, ChargeStatus::Pending { .. }));
+    let refunds = stripe.list_refunds(window).await.unwrap();
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(
+        (refunds[0].refund_id.as_str(), refunds[0].intent_id.as_str(), refunds[0].amount),
+        ("re_3QfixtureRefund01", "pi_3QfixtureSucceeded01", Cents(6000))
+    );
+    let mine = stripe.charges_for_order(order).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].order, Some(order));
+
+    let asked = asked.lock().unwrap().clone();
+    // Each list asked for the window, 100 a page.
+    let windowed: Vec<&HashMap<String, String>> = asked.iter().filter(|q| q.contains_key("created[gte]")).collect();
+    assert_eq!(windowed.len(), 3, "{asked:?}");
+    for q in windowed {
+        assert_eq!(q["created[gte]"], "1764000000");
+        assert_eq!(q["created[lt]"], "1764086400");
+        assert_eq!(q["limit"], "100");
+    }
+    assert!(
+        asked
+            .iter()
+            .any(|q| q.get("query") == Some(&format!("metadata['order_id']:'{order}'"))),
+        "{asked:?}"
+    );
+}

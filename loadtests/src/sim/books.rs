@@ -22,26 +22,44 @@ pub struct Books {
     pub fans_charged_twice: Vec<String>,
 }
 
+/// Every intent the sandbox made since `began_unix`, page by page (its
+/// list is Stripe's: 100 at most a page, `starting_after` the cursor).
+async fn sandbox_intents((url, key): (&str, &str), began_unix: i64) -> anyhow::Result<Vec<Value>> {
+    let client = reqwest::Client::new();
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = vec![("created[gte]", began_unix.to_string()), ("limit", "100".to_owned())];
+        query.extend(after.take().map(|a| ("starting_after", a)));
+        let answer = client
+            .get(format!("{url}/v1/payment_intents"))
+            .query(&query)
+            .bearer_auth(key)
+            .send()
+            .await?;
+        if !answer.status().is_success() {
+            anyhow::bail!(
+                "the sandbox's books answered {}: cannot check the charges",
+                answer.status()
+            );
+        }
+        let page: Value = answer.json().await.context("the sandbox's intents")?;
+        let Some(data) = page["data"].as_array() else {
+            anyhow::bail!("the sandbox's books have no list of intents: cannot check the charges");
+        };
+        after = data.last().and_then(|i| i["id"].as_str()).map(str::to_owned);
+        all.extend(data.iter().cloned());
+        if page["has_more"] != true || after.is_none() {
+            return Ok(all);
+        }
+    }
+}
+
 /// Reads the sandbox's books (`sandbox`: its URL and key) for the event's
 /// charges since `began_unix`. Unreadable books are an error, never an
 /// empty ledger that would pass every check.
 pub async fn read_books(pool: &PgPool, sandbox: (&str, &str), event: i64, began_unix: i64) -> anyhow::Result<Books> {
-    let (sandbox_url, sandbox_key) = sandbox;
-    let answer = reqwest::Client::new()
-        .get(format!("{sandbox_url}/v1/payment_intents"))
-        .bearer_auth(sandbox_key)
-        .send()
-        .await?;
-    if !answer.status().is_success() {
-        anyhow::bail!(
-            "the sandbox's books answered {}: cannot check the charges",
-            answer.status()
-        );
-    }
-    let intents: Value = answer.json().await.context("the sandbox's intents")?;
-    if !intents["data"].is_array() {
-        anyhow::bail!("the sandbox's books have no list of intents: cannot check the charges");
-    }
+    let intents = sandbox_intents(sandbox, began_unix).await?;
     let orders: Vec<(uuid::Uuid, String, String, i32, i64)> = sqlx::query_as(
         "SELECT o.id, o.fan_id, o.state, cardinality(o.seat_ids),
                 (SELECT count(*) FROM tickets t WHERE t.order_id = o.id AND t.state = 'valid')
@@ -55,7 +73,7 @@ pub async fn read_books(pool: &PgPool, sandbox: (&str, &str), event: i64, began_
     let mut books = Books::default();
     let mut kept_per_order: HashMap<String, u32> = HashMap::new();
     let mut kept_per_fan: HashMap<&str, u32> = HashMap::new();
-    for intent in intents["data"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for intent in &intents {
         if intent["status"] != "succeeded" || intent["created"].as_i64().is_some_and(|t| t < began_unix) {
             continue;
         }

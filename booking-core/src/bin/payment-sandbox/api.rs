@@ -38,10 +38,12 @@ pub fn router(state: State) -> Router {
         .route("/v1/payment_intents/{id}", get(get_intent))
         .route("/v1/payment_intents/{id}/refunds", post(create_refund))
         .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
+        .route("/v1/refunds", get(list_refunds))
         .route("/v1/payment_methods/{id}", get(get_payment_method))
         .route("/sandbox/payment_intents/{id}/{outcome}", post(authenticate))
         .route("/sandbox/challenge/{id}", get(challenge::page).post(challenge::answer))
         .route("/sandbox/stats", get(stats))
+        .route("/sandbox/idempotency_keys/expire", post(expire_keys))
         .with_state(state)
 }
 
@@ -245,7 +247,7 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
     match card {
         // Nothing has happened yet: the webhook comes with the fan's answer.
         _ if challenged => {}
-        Card::NoWebhook => {}
+        Card::NoWebhook | Card::LostAnswer => {}
         Card::Processing => finish_processing(&state, intent.id.clone()),
         Card::WebhookFirst => state.hooks.deliver(&state.store, event).await,
         Card::WebhookTwice => state.hooks.spawn(state.store.clone(), event, Duration::ZERO, 2),
@@ -254,7 +256,7 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
     }
     match card {
         Card::Slow => tokio::time::sleep(d.slow).await,
-        Card::Timeout => tokio::time::sleep(d.timeout).await,
+        Card::Timeout | Card::LostAnswer => tokio::time::sleep(d.timeout).await,
         _ => {}
     }
     answer(&stored, false)
@@ -447,9 +449,45 @@ async fn get_payment_method(AxState(state): AxState<State>, headers: HeaderMap, 
     .into_response()
 }
 
+/// Stripe's list parameters: `created[gte]`, `created[lt]` (unix
+/// seconds), `limit` (1..=100, default 10) and `starting_after` (the last
+/// id of the page before); ours also filters by the order an intent names.
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     order_id: Option<String>,
+    #[serde(rename = "created[gte]")]
+    created_gte: Option<i64>,
+    #[serde(rename = "created[lt]")]
+    created_lt: Option<i64>,
+    limit: Option<usize>,
+    starting_after: Option<String>,
+}
+
+impl ListQuery {
+    fn created_within(&self, created: i64) -> bool {
+        self.created_gte.is_none_or(|t| created >= t) && self.created_lt.is_none_or(|t| created < t)
+    }
+
+    /// One page of `entries` (oldest first, as kept) in Stripe's shape.
+    fn page<T: serde::Serialize>(&self, entries: Vec<(&str, T)>) -> Response {
+        let limit = self.limit.unwrap_or(10).clamp(1, 100);
+        let start = match &self.starting_after {
+            Some(after) => match entries.iter().position(|(id, _)| id == after) {
+                Some(i) => i + 1,
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "resource_missing",
+                        "starting_after: no such id",
+                    );
+                }
+            },
+            None => 0,
+        };
+        let rest = entries.len().saturating_sub(start);
+        let data: Vec<T> = entries.into_iter().skip(start).take(limit).map(|(_, e)| e).collect();
+        axum::Json(json!({ "object": "list", "data": data, "has_more": rest > limit })).into_response()
+    }
 }
 
 async fn list_intents(AxState(state): AxState<State>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
@@ -457,12 +495,28 @@ async fn list_intents(AxState(state): AxState<State>, headers: HeaderMap, Query(
         return r.into_response();
     }
     let books = state.store.books();
-    let data: Vec<&Intent> = books
+    let entries: Vec<(&str, &Intent)> = books
         .intents
         .iter()
         .filter(|i| q.order_id.is_none() || i.metadata.get("order_id") == q.order_id.as_ref())
+        .filter(|i| q.created_within(i.created))
+        .map(|i| (i.id.as_str(), i))
         .collect();
-    axum::Json(json!({ "data": data })).into_response()
+    q.page(entries)
+}
+
+async fn list_refunds(AxState(state): AxState<State>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+    if let Err(r) = authorised(&state, &headers) {
+        return r.into_response();
+    }
+    let books = state.store.books();
+    let entries: Vec<(&str, &Refund)> = books
+        .refunds
+        .iter()
+        .filter(|r| q.created_within(r.created))
+        .map(|r| (r.id.as_str(), r))
+        .collect();
+    q.page(entries)
 }
 
 #[derive(Debug, Deserialize)]
@@ -553,6 +607,19 @@ async fn create_refund(
         1,
     );
     axum::Json(refund).into_response()
+}
+
+/// Forgets every idempotency key's first answer, as a real processor does
+/// after a while (Stripe: 24 hours): a request sent again with an old key
+/// is then a new request.
+async fn expire_keys(AxState(state): AxState<State>) -> Response {
+    let forgotten = {
+        let mut books = state.store.books();
+        let n = books.answers.len();
+        books.answers.clear();
+        n
+    };
+    axum::Json(json!({ "forgotten": forgotten })).into_response()
 }
 
 async fn stats(AxState(state): AxState<State>) -> Response {

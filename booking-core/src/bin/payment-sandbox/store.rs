@@ -23,6 +23,9 @@ pub enum Card {
     /// The webhook is delivered (and acknowledged) before the answer.
     WebhookFirst,
     NoWebhook,
+    /// Charges, then neither answers (held back as `Timeout`'s) nor sends
+    /// a webhook: only asking the sandbox tells that it happened.
+    LostAnswer,
     /// 3-D Secure: the intent waits (`requires_action`, no webhook) until
     /// the fan's answer, on the challenge page (`next_action`'s URL) or from
     /// a test through `POST /sandbox/payment_intents/{id}/succeed` or `/fail`.
@@ -51,6 +54,7 @@ const BEHAVIOURS: &[(&str, Card)] = &[
     ("pm_card_webhook_late", Card::WebhookLate),
     ("pm_card_webhook_first", Card::WebhookFirst),
     ("pm_card_no_webhook", Card::NoWebhook),
+    ("pm_card_lost_answer", Card::LostAnswer),
     ("pm_card_requires_action", Card::RequiresAction),
     ("pm_card_3ds_fails", Card::ThreeDsFails),
     ("pm_card_processing", Card::Processing),

@@ -568,7 +568,7 @@ impl Sandbox {
     /// The sandbox's intents for one order.
     pub async fn intents_for(&self, order: &str) -> Vec<Value> {
         let r = reqwest::Client::new()
-            .get(format!("{}/v1/payment_intents?order_id={order}", self.base))
+            .get(format!("{}/v1/payment_intents?order_id={order}&limit=100", self.base))
             .bearer_auth(SANDBOX_API_KEY)
             .send()
             .await
