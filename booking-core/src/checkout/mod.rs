@@ -5,11 +5,13 @@
 //! behind the `PaymentProvider` trait (`provider.rs`); `reconcile.rs`
 //! finishes whatever a crash or a lost answer left half done; `late.rs`
 //! takes a success that arrives after its order moved on (tickets, or the
-//! money back); `books.rs` compares the provider's books with ours daily.
+//! money back); `books.rs` compares the provider's books with ours daily;
+//! `payouts.rs` sends resale sellers their money.
 
 pub mod books;
 pub mod late;
 pub mod orders;
+pub mod payouts;
 pub mod provider;
 pub mod reconcile;
 pub mod refunds;

@@ -82,6 +82,34 @@ pub struct Refund {
     pub amount: Cents,
 }
 
+/// Money sent to a seller's account at the provider (Stripe Connect's
+/// transfer to a connected account): a resale's payout.
+#[derive(Debug, Clone)]
+pub struct TransferRequest {
+    /// The seller's connected account (`acct_...`).
+    pub destination: String,
+    pub amount: Cents,
+    pub currency: String,
+    /// Groups the transfer with the buyer's charge (the order id).
+    pub transfer_group: String,
+    /// Same payout (and attempt), same key: a retry reaches the first transfer.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub transfer_id: String,
+    pub amount: Cents,
+}
+
+/// A seller's connected account as the provider sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutAccount {
+    pub account_id: String,
+    /// Whether money sent to it can reach the seller.
+    pub payouts_enabled: bool,
+}
+
 /// A stretch of the provider's books, by when each entry was created
 /// (unix seconds, `since` included, `until` not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,23 +156,28 @@ impl WebhookEvent {
 
 /// `{base}/v1/payment_methods/{id}`, the id escaped as one path segment.
 pub(crate) fn payment_method_url(base: &str, id: &str) -> Result<reqwest::Url, ProviderError> {
-    let mut url =
-        reqwest::Url::parse(base).map_err(|e| ProviderError::Unknown(format!("bad provider base URL: {e}")))?;
-    url.path_segments_mut()
-        .map_err(|()| ProviderError::Unknown("bad provider base URL".into()))?
-        .pop_if_empty()
-        .extend(["v1", "payment_methods", id]);
-    Ok(url)
+    resource_url(base, &["v1", "payment_methods", id])
 }
 
 /// `{base}/v1/payment_intents/{id}`, the id escaped as one path segment.
 pub(crate) fn payment_intent_url(base: &str, id: &str) -> Result<reqwest::Url, ProviderError> {
+    resource_url(base, &["v1", "payment_intents", id])
+}
+
+/// `{base}/v1/accounts/{id}`, the id escaped as one path segment.
+pub(crate) fn account_url(base: &str, id: &str) -> Result<reqwest::Url, ProviderError> {
+    resource_url(base, &["v1", "accounts", id])
+}
+
+/// `{base}/<segments>`, each escaped as one path segment (an id from a
+/// fan cannot reach another resource).
+fn resource_url(base: &str, segments: &[&str]) -> Result<reqwest::Url, ProviderError> {
     let mut url =
         reqwest::Url::parse(base).map_err(|e| ProviderError::Unknown(format!("bad provider base URL: {e}")))?;
     url.path_segments_mut()
         .map_err(|()| ProviderError::Unknown("bad provider base URL".into()))?
         .pop_if_empty()
-        .extend(["v1", "payment_intents", id]);
+        .extend(segments);
     Ok(url)
 }
 
@@ -284,6 +317,15 @@ pub trait PaymentProvider: Send + Sync {
     /// seats per fan holds per card too). None if the provider has none
     /// for it (not a card).
     fn card_fingerprint<'a>(&'a self, payment_method: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>>;
+
+    /// Sends a payout to a seller's connected account. `Rejected` when the
+    /// provider refuses it (the account cannot receive money): nothing
+    /// moved, and a new attempt needs a new key.
+    fn transfer<'a>(&'a self, request: &'a TransferRequest) -> BoxFuture<'a, Result<Transfer, ProviderError>>;
+
+    /// A seller's connected account; `Rejected` if the provider has none
+    /// by that id.
+    fn payout_account<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<PayoutAccount, ProviderError>>;
 
     /// Every charge the provider holds for the order (by the order id each
     /// carries), whatever its state. Reconciliation asks this before it

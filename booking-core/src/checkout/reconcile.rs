@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::checkout::saga::CheckoutService;
-use crate::checkout::{books, orders};
+use crate::checkout::{books, orders, payouts};
 use crate::config::CheckoutConfig;
 
 /// One pass: drives every due order, every pending refund, and every
@@ -42,6 +42,24 @@ pub async fn run_once(checkout: &CheckoutService, pool: &sqlx::PgPool, batch: i6
 /// How often the job looks whether the books' daily comparison is due.
 const BOOKS_CHECK: Duration = Duration::from_secs(60);
 
+/// One pass over resale payouts that are due (owed, payable after
+/// `delay_secs`): each tried once. Returns how many it looked at.
+pub async fn payouts_once(
+    checkout: &CheckoutService,
+    pool: &sqlx::PgPool,
+    delay_secs: u64,
+    batch: i64,
+) -> Result<usize, sqlx::Error> {
+    let due = payouts::due(pool, delay_secs, batch).await?;
+    for listing in &due {
+        match payouts::pay(pool, checkout.provider(), *listing).await {
+            Ok(outcome) => tracing::info!(%listing, ?outcome, "payout reconciled"),
+            Err(e) => tracing::warn!(%listing, error = %e, "payout step failed; will retry"),
+        }
+    }
+    Ok(due.len())
+}
+
 pub async fn run(checkout: CheckoutService, pool: sqlx::PgPool, config: CheckoutConfig) {
     let mut tick = tokio::time::interval(Duration::from_millis(config.reconcile_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -55,6 +73,9 @@ pub async fn run(checkout: CheckoutService, pool: sqlx::PgPool, config: Checkout
             if let Err(e) = books::run_due(&checkout, &pool, every, lag).await {
                 tracing::warn!(error = %e, "the books' comparison failed; will try again");
             }
+        }
+        if let Err(e) = payouts_once(&checkout, &pool, config.payout_delay_secs, config.reconcile_batch).await {
+            tracing::warn!(error = %e, "payouts pass failed");
         }
         match run_once(&checkout, &pool, config.reconcile_batch).await {
             // A full batch: more are waiting, go again at once.

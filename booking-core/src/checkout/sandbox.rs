@@ -15,9 +15,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::checkout::provider::{
-    BoxFuture, Charge, ChargeRequest, ChargeStatus, Page, PaymentMethod, PaymentProvider, ProviderError, Refund,
-    RefundRequest, WebhookError, WebhookEvent, Window, all_pages, list_url, payment_intent_url, payment_method_url,
-    trace_context, window_query,
+    BoxFuture, Charge, ChargeRequest, ChargeStatus, Page, PaymentMethod, PaymentProvider, PayoutAccount, ProviderError,
+    Refund, RefundRequest, Transfer, TransferRequest, WebhookError, WebhookEvent, Window, account_url, all_pages,
+    list_url, payment_intent_url, payment_method_url, trace_context, window_query,
 };
 use crate::config::PaymentsConfig;
 use crate::ids::{Cents, OrderId};
@@ -236,6 +236,19 @@ struct RefundBody {
     status: String,
 }
 
+#[derive(Debug, Deserialize)]
+struct TransferBody {
+    id: String,
+    amount_cents: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct AccountBody {
+    id: String,
+    #[serde(default)]
+    payouts_enabled: bool,
+}
+
 fn succeeded() -> String {
     "succeeded".to_owned()
 }
@@ -330,6 +343,32 @@ impl PaymentProvider for SandboxProvider {
         Box::pin(async move {
             let method: PaymentMethod = self.get(payment_method_url(&self.base, pm)?).await?;
             Ok(method.card.and_then(|c| c.fingerprint))
+        })
+    }
+
+    fn transfer<'a>(&'a self, r: &'a TransferRequest) -> BoxFuture<'a, Result<Transfer, ProviderError>> {
+        Box::pin(async move {
+            let body = json!({
+                "amount_cents": r.amount.0,
+                "currency": r.currency,
+                "destination": r.destination,
+                "transfer_group": r.transfer_group,
+            });
+            let t: TransferBody = self.post("/v1/transfers", &r.idempotency_key, body).await?;
+            Ok(Transfer {
+                transfer_id: t.id,
+                amount: Cents(t.amount_cents),
+            })
+        })
+    }
+
+    fn payout_account<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<PayoutAccount, ProviderError>> {
+        Box::pin(async move {
+            let a: AccountBody = self.get(account_url(&self.base, account_id)?).await?;
+            Ok(PayoutAccount {
+                account_id: a.id,
+                payouts_enabled: a.payouts_enabled,
+            })
         })
     }
 

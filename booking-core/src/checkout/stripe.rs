@@ -18,9 +18,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::checkout::provider::{
-    BoxFuture, Charge, ChargeRequest, ChargeStatus, Page, PaymentMethod, PaymentProvider, ProviderError, Refund,
-    RefundRequest, WebhookError, WebhookEvent, Window, all_pages, list_url, payment_intent_url, payment_method_url,
-    trace_context, window_query,
+    BoxFuture, Charge, ChargeRequest, ChargeStatus, Page, PaymentMethod, PaymentProvider, PayoutAccount, ProviderError,
+    Refund, RefundRequest, Transfer, TransferRequest, WebhookError, WebhookEvent, Window, account_url, all_pages,
+    list_url, payment_intent_url, payment_method_url, trace_context, window_query,
 };
 use crate::config::PaymentsConfig;
 use crate::ids::{Cents, OrderId};
@@ -90,6 +90,19 @@ struct StripeRefund {
     amount: i64,
     payment_intent: String,
     status: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct StripeTransfer {
+    id: String,
+    amount: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct StripeAccount {
+    id: String,
+    #[serde(default)]
+    payouts_enabled: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -369,6 +382,44 @@ impl PaymentProvider for StripeProvider {
             // Cards have a fingerprint; other kinds of payment method do not.
             let method: PaymentMethod = serde_json::from_slice(&bytes).map_err(unreadable)?;
             Ok(method.card.and_then(|c| c.fingerprint))
+        })
+    }
+
+    fn transfer<'a>(&'a self, r: &'a TransferRequest) -> BoxFuture<'a, Result<Transfer, ProviderError>> {
+        Box::pin(async move {
+            let form = vec![
+                ("amount".to_owned(), r.amount.0.to_string()),
+                ("currency".to_owned(), r.currency.clone()),
+                ("destination".to_owned(), r.destination.clone()),
+                ("transfer_group".to_owned(), r.transfer_group.clone()),
+            ];
+            match self
+                .post(format!("{}/v1/transfers", self.base), &r.idempotency_key, &form)
+                .await?
+            {
+                Ok(body) => {
+                    let t: StripeTransfer = serde_json::from_slice(&body).map_err(unreadable)?;
+                    Ok(Transfer {
+                        transfer_id: t.id,
+                        amount: Cents(t.amount),
+                    })
+                }
+                Err((_, e)) => Err(ProviderError::Rejected {
+                    code: e.code.unwrap_or(e.kind),
+                    message: e.message.unwrap_or_default(),
+                }),
+            }
+        })
+    }
+
+    fn payout_account<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<PayoutAccount, ProviderError>> {
+        Box::pin(async move {
+            let body = self.get(account_url(&self.base, account_id)?).await?;
+            let a: StripeAccount = serde_json::from_slice(&body).map_err(unreadable)?;
+            Ok(PayoutAccount {
+                account_id: a.id,
+                payouts_enabled: a.payouts_enabled,
+            })
         })
     }
 

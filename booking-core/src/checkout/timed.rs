@@ -10,8 +10,8 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::checkout::provider::{
-    BoxFuture, Charge, ChargeRequest, PaymentProvider, ProviderError, Refund, RefundRequest, WebhookError,
-    WebhookEvent, Window,
+    BoxFuture, Charge, ChargeRequest, PaymentProvider, PayoutAccount, ProviderError, Refund, RefundRequest, Transfer,
+    TransferRequest, WebhookError, WebhookEvent, Window,
 };
 use crate::ids::OrderId;
 use crate::metrics::Metrics;
@@ -84,6 +84,14 @@ impl PaymentProvider for TimedProvider {
 
     fn card_fingerprint<'a>(&'a self, payment_method: &'a str) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
         self.timed("card_fingerprint", self.inner.card_fingerprint(payment_method))
+    }
+
+    fn transfer<'a>(&'a self, request: &'a TransferRequest) -> BoxFuture<'a, Result<Transfer, ProviderError>> {
+        self.timed("transfer", self.inner.transfer(request))
+    }
+
+    fn payout_account<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<PayoutAccount, ProviderError>> {
+        self.timed("payout_account", self.inner.payout_account(account_id))
     }
 
     fn charges_for_order<'a>(&'a self, order: OrderId) -> BoxFuture<'a, Result<Vec<Charge>, ProviderError>> {

@@ -118,6 +118,7 @@ impl Default for Config {
                 return_base_url: sections::default_return_base_url(),
                 books_every_secs: sections::default_books_every_secs(),
                 books_lag_secs: sections::default_books_lag_secs(),
+                payout_delay_secs: sections::default_payout_delay_secs(),
                 crash_after: None,
             },
             tickets: TicketsConfig {
@@ -272,6 +273,7 @@ impl Config {
         );
         check_range(p, "checkout.books_every_secs", co.books_every_secs, 60..=7 * 86_400);
         check_range(p, "checkout.books_lag_secs", co.books_lag_secs, 0..=86_400);
+        check_range(p, "checkout.payout_delay_secs", co.payout_delay_secs, 0..=90 * 86_400);
         if co.books_lag_secs < co.max_payment_wait_secs {
             // A charge still waiting for its fan would be taken for a mismatch.
             p.push(format!(

@@ -209,6 +209,11 @@ pub struct CheckoutConfig {
     /// for mismatches. At least `max_payment_wait_secs`.
     #[serde(default = "default_books_lag_secs")]
     pub books_lag_secs: u64,
+    /// A resale's payout is sent to the seller this long after the sale
+    /// (`checkout/payouts.rs`), so that the buyer's refund or chargeback
+    /// can still cancel it before money leaves.
+    #[serde(default = "default_payout_delay_secs")]
+    pub payout_delay_secs: u64,
     /// Fault injection for the crash tests: abort the process right after
     /// this saga step (see checkout/saga.rs). Never set in production.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,6 +226,10 @@ pub(super) fn default_max_payment_wait_secs() -> u64 {
 
 pub(super) fn default_books_every_secs() -> u64 {
     86_400
+}
+
+pub(super) fn default_payout_delay_secs() -> u64 {
+    172_800
 }
 
 pub(super) fn default_books_lag_secs() -> u64 {

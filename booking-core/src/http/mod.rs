@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
+pub mod payouts;
 pub mod portal;
 pub mod problem;
 pub mod seats;
@@ -27,7 +28,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{BoxError, Router};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -91,6 +92,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{order_id}/refunds", post(orders::refund))
         .route("/v1/me/orders", get(orders::mine))
         .route("/v1/me/tickets", get(tickets::mine))
+        .route("/v1/me/payout-account", put(payouts::set_account))
+        .route("/v1/me/payouts", get(payouts::mine))
+        .route("/v1/portal/payouts", get(payouts::for_organisation))
         .route("/v1/tickets/{ticket_id}/transfer", post(tickets::transfer))
         .route("/v1/tickets/{ticket_id}/listings", post(tickets::list_for_resale))
         .route("/v1/events/{event_id}/listings", get(tickets::listings))

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{catalog, health, holds, identity, orders, payments, portal, seats, tickets};
+use crate::http::{catalog, health, holds, identity, orders, payments, payouts, portal, seats, tickets};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,7 @@ use crate::http::{catalog, health, holds, identity, orders, payments, portal, se
         portal::events, portal::event, portal::create_event, portal::update_event,
         portal::waiting_room, portal::put_waiting_room, portal::dashboard, portal::history,
         portal::pricing, portal::put_pricing, portal::refund_order, portal::books_mismatches, portal::resolve_mismatch,
+        payouts::set_account, payouts::mine, payouts::for_organisation,
     ),
     modifiers(&FanToken),
 )]

@@ -10,6 +10,7 @@ use usher_shared::admin::AdminCode;
 
 use crate::catalog::CatalogError;
 use crate::checkout::books::ResolveError;
+use crate::checkout::payouts::PayoutError;
 use crate::checkout::{OrderError, RefundError};
 use crate::inventory::HoldError;
 use crate::portal::{EdgeError, PortalError};
@@ -228,6 +229,20 @@ impl From<ResolveError> for ApiError {
             R::NotOpen { .. } => (StatusCode::CONFLICT, "mismatch_not_open"),
             R::InvalidResolution => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_resolution"),
             R::Storage(cause) => return ApiError::unavailable(cause),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<PayoutError> for ApiError {
+    fn from(e: PayoutError) -> Self {
+        use PayoutError as P;
+        let (status, code) = match &e {
+            P::InvalidAccount => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_payout_account"),
+            P::UnknownAccount => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_payout_account"),
+            P::AccountDisabled => (StatusCode::CONFLICT, "payout_account_disabled"),
+            P::ProviderUnavailable(cause) => return ApiError::unavailable(cause),
+            P::Storage(cause) => return ApiError::unavailable(cause),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -19,6 +19,7 @@ pub mod topic {
     pub const REFUND_ISSUED: &str = "refund.issued";
     pub const TICKET_TRANSFERRED: &str = "ticket.transferred";
     pub const BOOKS_MISMATCH: &str = "books.mismatch";
+    pub const PAYOUT_FAILED: &str = "payout.failed";
 }
 
 /// Writes a notification, inside the caller's transaction.

@@ -21,6 +21,7 @@ mod hostile_input;
 mod import_cli;
 mod metrics;
 mod notifications;
+mod payouts;
 mod portal;
 mod pricing;
 mod refund_policy;

@@ -790,7 +790,11 @@ async fn the_books_are_read_from_stripes_lists_page_by_page_and_an_orders_charge
     let refunds = stripe.list_refunds(window).await.unwrap();
     assert_eq!(refunds.len(), 1, "{refunds:?}");
     assert_eq!(
-        (refunds[0].refund_id.as_str(), refunds[0].intent_id.as_str(), refunds[0].amount),
+        (
+            refunds[0].refund_id.as_str(),
+            refunds[0].intent_id.as_str(),
+            refunds[0].amount
+        ),
         ("re_3QfixtureRefund01", "pi_3QfixtureSucceeded01", Cents(6000))
     );
     let mine = stripe.charges_for_order(order).await.unwrap();

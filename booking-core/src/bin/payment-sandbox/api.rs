@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::challenge;
 use crate::store::{Answer, Card, Delays, Intent, Refund, Store, new_id, now};
 use crate::webhooks::Sender;
+use crate::{challenge, connect};
 
 #[derive(Clone)]
 pub struct State {
@@ -39,6 +39,11 @@ pub fn router(state: State) -> Router {
         .route("/v1/payment_intents/{id}/refunds", post(create_refund))
         .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
         .route("/v1/refunds", get(list_refunds))
+        .route("/v1/accounts/{id}", get(connect::get_account))
+        .route(
+            "/v1/transfers",
+            post(connect::create_transfer).get(connect::list_transfers),
+        )
         .route("/v1/payment_methods/{id}", get(get_payment_method))
         .route("/sandbox/payment_intents/{id}/{outcome}", post(authenticate))
         .route("/sandbox/challenge/{id}", get(challenge::page).post(challenge::answer))
@@ -47,7 +52,7 @@ pub fn router(state: State) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         axum::Json(json!({ "error": { "code": code, "message": message } })),
@@ -64,7 +69,7 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn authorised(state: &State, headers: &HeaderMap) -> Result<(), Refusal> {
+pub(crate) fn authorised(state: &State, headers: &HeaderMap) -> Result<(), Refusal> {
     let ok = headers
         .get("authorization")
         .and_then(|h| h.to_str().ok())
@@ -81,7 +86,7 @@ fn authorised(state: &State, headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<String, Refusal> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, Refusal> {
     headers
         .get("idempotency-key")
         .and_then(|h| h.to_str().ok())
@@ -94,12 +99,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, Refusal> {
         ))
 }
 
-fn fingerprint(path: &str, body: &Value) -> String {
+pub(crate) fn fingerprint(path: &str, body: &Value) -> String {
     let digest = Sha256::digest(format!("{path}\n{body}").as_bytes());
     hex::encode(digest)
 }
 
-fn answer(a: &Answer, replayed: bool) -> Response {
+pub(crate) fn answer(a: &Answer, replayed: bool) -> Response {
     let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK);
     let mut r = (status, axum::Json(a.body.clone())).into_response();
     if replayed {
@@ -110,7 +115,7 @@ fn answer(a: &Answer, replayed: bool) -> Response {
 }
 
 /// The key's first answer, if any: Ok(Some) to replay, Err on a mismatch.
-fn prior(store: &Store, key: &str, fp: &str) -> Result<Option<Response>, Refusal> {
+pub(crate) fn prior(store: &Store, key: &str, fp: &str) -> Result<Option<Response>, Refusal> {
     match store.books().answers.get(key) {
         Some(a) if a.fingerprint == fp => Ok(Some(answer(a, true))),
         Some(_) => Err(Refusal(
@@ -453,7 +458,7 @@ async fn get_payment_method(AxState(state): AxState<State>, headers: HeaderMap, 
 /// seconds), `limit` (1..=100, default 10) and `starting_after` (the last
 /// id of the page before); ours also filters by the order an intent names.
 #[derive(Debug, Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     order_id: Option<String>,
     #[serde(rename = "created[gte]")]
     created_gte: Option<i64>,
@@ -464,12 +469,12 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    fn created_within(&self, created: i64) -> bool {
+    pub(crate) fn created_within(&self, created: i64) -> bool {
         self.created_gte.is_none_or(|t| created >= t) && self.created_lt.is_none_or(|t| created < t)
     }
 
     /// One page of `entries` (oldest first, as kept) in Stripe's shape.
-    fn page<T: serde::Serialize>(&self, entries: Vec<(&str, T)>) -> Response {
+    pub(crate) fn page<T: serde::Serialize>(&self, entries: Vec<(&str, T)>) -> Response {
         let limit = self.limit.unwrap_or(10).clamp(1, 100);
         let start = match &self.starting_after {
             Some(after) => match entries.iter().position(|(id, _)| id == after) {

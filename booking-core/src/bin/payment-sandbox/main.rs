@@ -16,6 +16,7 @@
 
 mod api;
 mod challenge;
+mod connect;
 mod store;
 mod webhooks;
 

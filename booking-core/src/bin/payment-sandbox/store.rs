@@ -163,6 +163,17 @@ pub struct Refund {
     pub created: i64,
 }
 
+/// Money sent to a connected account (Stripe Connect's transfer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Transfer {
+    pub id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub destination: String,
+    pub transfer_group: Option<String>,
+    pub created: i64,
+}
+
 /// The first answer to an idempotency key: the request's fingerprint, and
 /// the status and body sent.
 #[derive(Debug, Clone)]
@@ -176,6 +187,7 @@ pub struct Answer {
 pub struct Books {
     pub intents: Vec<Intent>,
     pub refunds: Vec<Refund>,
+    pub transfers: Vec<Transfer>,
     pub answers: HashMap<String, Answer>,
     /// Keys whose first pm_card_flaky request has failed.
     pub flaked: std::collections::HashSet<String>,
