@@ -136,6 +136,11 @@ pub struct Order {
     /// cancelled, the order fails (`authentication_abandoned`) and the seats
     /// go back on sale.
     pub payment_deadline: Option<DateTime<Utc>>,
+    /// The order's lines (each ticket's price, fees and taxes, the order's
+    /// own fee) when its event has fees or taxes: `total_cents` is their
+    /// sum. Absent when the total is the seats' prices alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charges: Option<crate::pricing::fees::Charges>,
 }
 
 /// What a pending payment waits for.

@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::checkout::{Order, OrderError, OrderNextAction, OrderPaymentStatus, OrderSeat, OrderState, TicketRef};
 use crate::ids::{Cents, EventId, FanId, HoldId, OrderId, SeatId, TicketId};
 use crate::outbox::{notify, topic};
+use crate::pricing::fee_settings;
 
 /// What a new order needs from the request and configuration.
 pub struct NewOrder<'a> {
@@ -141,6 +142,17 @@ pub async fn create(pool: &PgPool, n: NewOrder<'_>, card: Option<&str>) -> Resul
     )
     .execute(&mut *tx)
     .await?;
+    // The event's currency, fees and taxes: the order's lines and total.
+    fee_settings::charge_order(
+        &mut tx,
+        n.id,
+        hold.event_id,
+        &hold.seat_ids,
+        &hold.prices_cents,
+        true,
+        n.currency,
+    )
+    .await?;
     tx.commit().await?;
     Ok((n.id, false))
 }
@@ -227,6 +239,17 @@ pub async fn create_for_listing(
         reserve_secs as f64
     )
     .execute(&mut *tx)
+    .await?;
+    // The event's currency; a resale's fee comes out of the seller's payout.
+    fee_settings::charge_order(
+        &mut tx,
+        n.id,
+        l.event_id,
+        &[l.seat_id],
+        &[l.price_cents],
+        false,
+        n.currency,
+    )
     .await?;
     tx.commit().await?;
     Ok((n.id, false))
@@ -748,6 +771,8 @@ pub async fn list(
     } else {
         waiting(pool, &pending).await?
     };
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut lines = fee_settings::lines_of(pool, &ids).await?;
     rows.into_iter()
         .map(|r| {
             let wait = waiting.iter().find(|w| w.0 == r.id);
@@ -792,6 +817,10 @@ pub async fn list(
                 payment_status,
                 next_action,
                 payment_deadline: wait.and_then(|w| w.3),
+                charges: lines
+                    .iter()
+                    .position(|(id, _)| *id == r.id)
+                    .map(|i| lines.swap_remove(i).1),
             })
         })
         .collect()

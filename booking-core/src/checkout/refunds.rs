@@ -19,6 +19,7 @@ use crate::idempotency::Fingerprint;
 use crate::ids::{Cents, EventId, FanId, OperatorId, OrderId, OrganisationId, SeatId, TicketId};
 use crate::inventory::claims;
 use crate::outbox::{notify, topic};
+use crate::pricing::fee_settings;
 use crate::states::UnknownState;
 use crate::tickets::policy;
 
@@ -263,7 +264,16 @@ pub async fn open(
         });
     }
     let seats: Vec<SeatId> = chosen.iter().map(|t| SeatId(t.seat_id)).collect();
-    let amount: i64 = chosen.iter().map(|t| t.price_cents).sum();
+    // With fees and taxes, each ticket's own lines (and the order's fee
+    // with its last tickets) by the event's policy (pricing/fees.rs).
+    let amount: i64 = match fee_settings::lines_for(&mut tx, order).await? {
+        Some(charges) => {
+            let seat_ids: Vec<i64> = chosen.iter().map(|t| t.seat_id).collect();
+            let left = tickets.iter().filter(|t| t.state == "valid").count();
+            charges.refund_for(&seat_ids, left == chosen.len())
+        }
+        None => chosen.iter().map(|t| t.price_cents).sum(),
+    };
     sqlx::query!(
         "UPDATE tickets SET state = 'refunded' WHERE id = ANY($1) AND state = 'valid'",
         &ticket_ids

@@ -22,7 +22,7 @@ use crate::http::{catalog, health, holds, identity, orders, payments, payouts, p
         portal::sign_in, portal::sign_out, portal::me, portal::venues, portal::import_venue,
         portal::events, portal::event, portal::create_event, portal::update_event,
         portal::waiting_room, portal::put_waiting_room, portal::dashboard, portal::history,
-        portal::pricing, portal::put_pricing, portal::refund_order, portal::books_mismatches, portal::resolve_mismatch,
+        portal::pricing, portal::put_pricing, portal::refund_order, portal::books_mismatches, portal::resolve_mismatch, portal::fees, portal::put_fees,
         payouts::set_account, payouts::mine, payouts::for_organisation,
     ),
     modifiers(&FanToken),

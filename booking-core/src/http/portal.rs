@@ -31,6 +31,7 @@ use crate::portal::dashboard::{self, History, Stats};
 use crate::portal::events::{EventItem, EventPatch, NewEvent, PortalEvent};
 use crate::portal::venues::{Imported, VenueItem};
 use crate::portal::{self, EdgeError, Operator, PortalError, SignedIn, auth};
+use crate::pricing::fee_settings::{self, EventFees};
 use crate::pricing::settings::{self as pricing_settings, PricingUpdate, PricingView};
 use crate::pricing::{DemandRule, PricingRule};
 use crate::venues::import::ChartSpec;
@@ -60,6 +61,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/portal/events/{event_id}/dashboard/history", get(history))
         .route("/v1/portal/events/{event_id}/pricing", get(pricing).put(put_pricing))
+        .route("/v1/portal/events/{event_id}/fees", get(fees).put(put_fees))
         .route("/v1/portal/orders/{order_id}/refunds", post(refund_order))
         .route("/v1/portal/books/mismatches", get(books_mismatches))
         .route(
@@ -617,6 +619,48 @@ pub async fn pricing(
 /// bounds of each tier that may move (`floor_cents` <= `ceiling_cents`,
 /// `max_step_cents` > 0); a tier not listed keeps its price. Holds already
 /// made keep the prices they locked.
+/// The event's currency, fees and taxes (the deployment's currency and no
+/// fees until set).
+#[utoipa::path(get, path = "/v1/portal/events/{event_id}/fees", tag = "portal", security(("operator_token" = [])),
+    params(("event_id" = i64, Path)),
+    responses((status = 200, body = EventFees),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "event_not_found")))]
+pub async fn fees(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<EventFees>, ApiError> {
+    let default = &state.config.payments.currency;
+    Ok(Json(
+        fee_settings::get(&state.pool, op.operator.org(), EventId(id), default).await?,
+    ))
+}
+
+/// Sets the event's currency (ISO 4217; fixed once the event has sales),
+/// fees per ticket (service, facility) and per order, and its tax rate
+/// (basis points, inclusive or exclusive; whether fees are taxed and
+/// refunded). Orders made from then on carry them as lines; orders made
+/// before keep theirs. All or nothing.
+#[utoipa::path(put, path = "/v1/portal/events/{event_id}/fees", tag = "portal", security(("operator_token" = [])),
+    params(("event_id" = i64, Path)), request_body = EventFees,
+    responses((status = 200, body = EventFees),
+              (status = 403, description = "role_forbidden", body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "event_not_found"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "currency_locked"),
+              (status = 422, description = "unknown_currency, invalid_fee, invalid_tax_rate, invalid_body", body = Problem, content_type = "application/problem+json")))]
+pub async fn put_fees(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(update): ApiJson<EventFees>,
+) -> Result<Json<EventFees>, ApiError> {
+    op.operator.must_change()?;
+    let default = &state.config.payments.currency;
+    let set = fee_settings::set(&state.pool, op.operator.org(), EventId(id), &update, default).await?;
+    tracing::info!(event_id = id, currency = %set.currency, "fees and taxes changed through the portal");
+    Ok(Json(set))
+}
+
 #[utoipa::path(put, path = "/v1/portal/events/{event_id}/pricing", tag = "portal", security(("operator_token" = [])),
     params(("event_id" = i64, Path)), request_body = PricingUpdate,
     responses((status = 200, body = PricingView),

@@ -15,6 +15,7 @@ use crate::checkout::{OrderError, RefundError};
 use crate::inventory::HoldError;
 use crate::portal::{EdgeError, PortalError};
 use crate::pricing::PricingError;
+use crate::pricing::fee_settings::FeeError;
 use crate::tickets::{CheckInError, ResaleError, TicketError, TransferError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -357,6 +358,21 @@ impl From<PortalError> for ApiError {
                 tracing::error!(error = %cause, "password hashing failed");
                 return ApiError::internal();
             }
+        };
+        with_fields(ApiError::new(status, code, e.to_string()), &e)
+    }
+}
+
+impl From<FeeError> for ApiError {
+    fn from(e: FeeError) -> Self {
+        use FeeError as F;
+        let (status, code) = match &e {
+            F::UnknownCurrency { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_currency"),
+            F::InvalidFee { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fee"),
+            F::InvalidTaxRate => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_tax_rate"),
+            F::CurrencyLocked { .. } => (StatusCode::CONFLICT, "currency_locked"),
+            F::EventNotFound => (StatusCode::NOT_FOUND, "event_not_found"),
+            F::Storage(cause) => return ApiError::unavailable(cause),
         };
         with_fields(ApiError::new(status, code, e.to_string()), &e)
     }

@@ -9,6 +9,8 @@
 //! - `runner.rs`: the job; exactly one run per interval per event whatever
 //!   the number of instances (the interval is claimed in `pricing_runs` in
 //!   the transaction that writes the prices).
+//! - `fees.rs`, `fee_settings.rs`, `currency.rs`: an event's currency,
+//!   fees and taxes, and the lines they put on an order.
 //! - `settings.rs`: what operators set (off by default, freeze, bounds per
 //!   tier: floor, ceiling, largest step) and read (prices and history).
 //!
@@ -17,6 +19,9 @@
 //! so a recalculation never changes a price inside a hold. Price changes
 //! reach the seat map through the seat-change stream (`inventory/feed.rs`).
 
+pub mod currency;
+pub mod fee_settings;
+pub mod fees;
 pub mod rule;
 pub mod runner;
 pub mod settings;

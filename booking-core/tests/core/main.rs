@@ -16,6 +16,7 @@ mod checkout_late_success;
 mod concurrency;
 mod db_failover;
 mod expiry_and_feed;
+mod fees;
 mod holds_api;
 mod hostile_input;
 mod import_cli;

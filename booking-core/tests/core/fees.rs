@@ -1,0 +1,217 @@
+//! An event's currency, fees and taxes over real HTTP with the payment
+//! sandbox: the portal refuses bad settings with stable codes and saves
+//! nothing of them; an order carries its lines, in the event's currency,
+//! and is charged exactly their sum; a refund returns each ticket's own
+//! lines by the event's policy; the currency is fixed once the event sells.
+
+use crate::common::*;
+use booking_core::ids::EventId;
+use booking_core::portal::Role;
+use booking_core::portal::auth;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn put_fees(app: &TestApp, token: &str, e: EventId, body: Value) -> (StatusCode, Value) {
+    let r = app
+        .http
+        .put(app.url(&format!("/v1/portal/events/{}/fees", e.0)))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+async fn get_fees(app: &TestApp, token: &str, e: EventId) -> Value {
+    let r = app
+        .http
+        .get(app.url(&format!("/v1/portal/events/{}/fees", e.0)))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+/// Half away from zero, as the lines round.
+fn round_div(num: i64, den: i64) -> i64 {
+    (2 * num + den) / (2 * den)
+}
+
+#[tokio::test]
+async fn orders_carry_fee_and_tax_lines_that_add_up_to_the_charge_in_the_events_currency() {
+    let app = TestApp::start_with(Options {
+        sandbox: true,
+        ..Options::default()
+    })
+    .await;
+    let v = venue(&app.pool, &small_chart("fx", &["A"], 1, 8)).await;
+    let e = event(&app.pool, "fx", "fx", rules(8)).await;
+    let e2 = event(&app.pool, "fx2", "fx", rules(8)).await;
+    let org = auth::ensure_organisation(&app.pool, "Fees Org").await.unwrap();
+    sqlx::query("UPDATE events SET organisation_id = $1 WHERE id = ANY($2)")
+        .bind(org.0)
+        .bind(vec![e.0, e2.0])
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let editor = signed_in_operator(&app, org, "fees-editor@example.com", Role::Editor).await;
+    let viewer = signed_in_operator(&app, org, "fees-viewer@example.com", Role::Viewer).await;
+    let defaults = get_fees(&app, &viewer, e).await;
+    assert_eq!(defaults["currency"], "usd");
+    assert_eq!(defaults["tax_rate_bp"], 0);
+
+    let good = json!({"currency": "JPY", "service_fee_per_ticket_cents": 300, "facility_fee_per_ticket_cents": 100,
+                      "order_fee_cents": 500, "tax_rate_bp": 1000, "tax_inclusive": false,
+                      "fees_taxable": true, "fees_refundable": false});
+    // Bad input: a stable code each, and nothing saved.
+    let with = |k: &str, v: Value| {
+        let mut b = good.clone();
+        b[k] = v;
+        b
+    };
+    for (body, status, code) in [
+        (
+            with("currency", json!("xyz")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_currency",
+        ),
+        (
+            with("currency", json!("")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_currency",
+        ),
+        (
+            with("tax_rate_bp", json!(10_001)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_tax_rate",
+        ),
+        (
+            with("tax_rate_bp", json!(-1)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_tax_rate",
+        ),
+        (
+            with("service_fee_per_ticket_cents", json!(-1)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_fee",
+        ),
+        (
+            with("order_fee_cents", json!(10_000_001)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_fee",
+        ),
+    ] {
+        let (s, p) = put_fees(&app, &editor, e, body.clone()).await;
+        assert_eq!((s, p["code"].as_str()), (status, Some(code)), "{body}: {p}");
+    }
+    let (s, p) = put_fees(&app, &editor, e, with("surprise", json!(1))).await;
+    assert!(s.is_client_error(), "{p}");
+    let (s, p) = put_fees(&app, &viewer, e, good.clone()).await;
+    assert_eq!((s, p["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_forbidden")));
+    let (s, p) = put_fees(&app, &editor, EventId(999_999), good.clone()).await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("event_not_found"))
+    );
+    assert_eq!(get_fees(&app, &viewer, e).await, defaults);
+
+    let (s, set) = put_fees(&app, &editor, e, good.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{set}");
+    assert_eq!(set["currency"], "jpy");
+
+    // Two tickets: each price + 10% tax, each 400 fees + 10% tax, and the
+    // order's 500 fee + 10% tax.
+    let seats = seat_ids(&app.pool, v).await;
+    let fan = app.sign_in("yui").await;
+    let o = buy_with_own_card(&app, ("yui", &fan), e, "y", &seats[0..2]).await;
+    let prices: Vec<i64> = o["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["price_cents"].as_i64().unwrap())
+        .collect();
+    let expected: i64 = prices
+        .iter()
+        .map(|p| p + round_div(p * 1000, 10_000) + 400 + 40)
+        .sum::<i64>()
+        + 550;
+    assert_eq!(o["currency"], "jpy", "{o}");
+    assert_eq!(o["total_cents"], expected, "{o}");
+    assert_eq!(o["charges"]["total_cents"], expected);
+    assert_eq!(o["charges"]["tickets"].as_array().unwrap().len(), 2);
+    assert_eq!(o["charges"]["tickets"][0]["service_fee_cents"], 300);
+    assert_eq!(o["charges"]["order_fee_tax_cents"], 50);
+    let order = o["order_id"].as_str().unwrap().to_owned();
+    let intent = app.sandbox.as_ref().unwrap().intents_for(&order).await.remove(0);
+    assert_eq!(
+        (intent["amount_cents"].as_i64(), intent["currency"].as_str()),
+        (Some(expected), Some("jpy"))
+    );
+
+    // One ticket back: its price and the tax on it; the fees stay.
+    let ticket = o["tickets"][0]["ticket_id"].clone();
+    let seat0 = o["tickets"][0]["seat_id"].as_i64().unwrap();
+    let p0 = o["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["seat_id"] == seat0)
+        .unwrap()["price_cents"]
+        .as_i64()
+        .unwrap();
+    let (s, _, r) = post_keyed(
+        &app,
+        &fan,
+        "yui-r",
+        &format!("/v1/orders/{order}/refunds"),
+        json!({"ticket_ids": [ticket]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let back = p0 + round_div(p0 * 1000, 10_000);
+    assert_eq!(r["amount_cents"], back, "{r}");
+    let intent = app.sandbox.as_ref().unwrap().intents_for(&order).await.remove(0);
+    assert_eq!(intent["amount_refunded_cents"], back);
+
+    // Sold: the currency is fixed; the fees may still change (for later orders).
+    let (s, p) = put_fees(&app, &editor, e, with("currency", json!("eur"))).await;
+    assert_eq!(
+        (s, p["code"].as_str(), p["currency"].as_str()),
+        (StatusCode::CONFLICT, Some("currency_locked"), Some("jpy"))
+    );
+    let (s, p) = put_fees(&app, &editor, e, with("service_fee_per_ticket_cents", json!(0))).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+
+    // Inclusive tax in a three-decimal currency: nothing is added, the
+    // tax is shown inside the lines; refundable fees come back in full.
+    let (s, p) = put_fees(
+        &app,
+        &editor,
+        e2,
+        json!({"currency": "kwd", "service_fee_per_ticket_cents": 250, "order_fee_cents": 0,
+               "tax_rate_bp": 2000, "tax_inclusive": true, "fees_refundable": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let fan2 = app.sign_in("ali").await;
+    let o2 = buy_with_own_card(&app, ("ali", &fan2), e2, "a", &seats[2..3]).await;
+    let p = o2["seats"][0]["price_cents"].as_i64().unwrap();
+    assert_eq!(
+        (o2["currency"].as_str(), o2["total_cents"].as_i64()),
+        (Some("kwd"), Some(p + 250)),
+        "{o2}"
+    );
+    let line = &o2["charges"]["tickets"][0];
+    assert_eq!(line["price_tax_cents"], p - round_div(p * 10_000, 12_000));
+    let id2 = o2["order_id"].as_str().unwrap();
+    let (s, _, r) = post_keyed(&app, &fan2, "ali-r", &format!("/v1/orders/{id2}/refunds"), json!({})).await;
+    assert_eq!(
+        (s, r["amount_cents"].as_i64()),
+        (StatusCode::CREATED, Some(p + 250)),
+        "{r}"
+    );
+    app.finish().await;
+}
