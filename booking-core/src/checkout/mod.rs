@@ -6,9 +6,11 @@
 //! finishes whatever a crash or a lost answer left half done; `late.rs`
 //! takes a success that arrives after its order moved on (tickets, or the
 //! money back); `books.rs` compares the provider's books with ours daily;
-//! `payouts.rs` sends resale sellers their money.
+//! `payouts.rs` sends resale sellers their money; `disputes.rs` takes
+//! chargebacks (tickets voided, restored).
 
 pub mod books;
+pub mod disputes;
 pub mod late;
 pub mod orders;
 pub mod payouts;

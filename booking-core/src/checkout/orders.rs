@@ -606,7 +606,10 @@ pub async fn mark_confirmed(conn: &mut PgConnection, row: &SagaRow, reclaimed: b
         row.fan.as_str(),
         json!({ "order_id": row.id, "event_id": row.event, "seat_ids": row.seats, "total_cents": row.total }),
     )
-    .await
+    .await?;
+    // A dispute may have come before the order was confirmed: its tickets
+    // exist now.
+    crate::checkout::disputes::on_order_confirmed(conn, row.id, row.event, row.fan.as_str()).await
 }
 
 /// The money was taken but the seats cannot be had: paid -> refunding.

@@ -118,6 +118,76 @@ pub struct Window {
     pub until_unix: i64,
 }
 
+/// Where a dispute (chargeback) stands, in the provider's words mapped
+/// to ours: open while the bank decides, then won or lost for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputeStatus {
+    Open,
+    /// Decided for the merchant: the money stays.
+    Won,
+    /// Decided for the fan: the money is gone.
+    Lost,
+}
+
+impl DisputeStatus {
+    /// The word a `disputes.state` column holds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisputeStatus::Open => "open",
+            DisputeStatus::Won => "won",
+            DisputeStatus::Lost => "lost",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<DisputeStatus, crate::states::UnknownState> {
+        match s {
+            "open" => Ok(DisputeStatus::Open),
+            "won" => Ok(DisputeStatus::Won),
+            "lost" => Ok(DisputeStatus::Lost),
+            other => Err(crate::states::UnknownState::new("dispute", other)),
+        }
+    }
+
+    pub fn is_closed(self) -> bool {
+        self != DisputeStatus::Open
+    }
+}
+
+/// Our status for a dispute's `status` word (Stripe's, which the sandbox
+/// copies): an inquiry (`warning_*`) counts as open, and one closed without
+/// a chargeback (`warning_closed`) as won. None for a word we do not know
+/// (the event is acknowledged and not acted on).
+pub(crate) fn dispute_status(word: &str) -> Option<DisputeStatus> {
+    match word {
+        "needs_response" | "under_review" | "warning_needs_response" | "warning_under_review" => {
+            Some(DisputeStatus::Open)
+        }
+        "won" | "warning_closed" => Some(DisputeStatus::Won),
+        "lost" => Some(DisputeStatus::Lost),
+        _ => None,
+    }
+}
+
+/// The dispute event types both adapters act on.
+pub(crate) const DISPUTE_EVENTS: &[&str] = &[
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+];
+
+/// A dispute as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispute {
+    pub dispute_id: String,
+    /// The disputed charge (None if the provider named none).
+    pub intent_id: Option<String>,
+    pub amount: Cents,
+    pub currency: Option<String>,
+    pub reason: Option<String>,
+    pub status: DisputeStatus,
+}
+
 /// What a verified webhook tells us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookEvent {
@@ -128,6 +198,11 @@ pub enum WebhookEvent {
     Refunded {
         event_id: String,
         refund: Refund,
+    },
+    /// A dispute opened or closed (`charge.dispute.created`, `.closed`).
+    Disputed {
+        event_id: String,
+        dispute: Dispute,
     },
     /// A type we do not act on; acknowledged so the provider stops sending it.
     Other {
@@ -141,6 +216,7 @@ impl WebhookEvent {
         match self {
             WebhookEvent::Charged { event_id, .. }
             | WebhookEvent::Refunded { event_id, .. }
+            | WebhookEvent::Disputed { event_id, .. }
             | WebhookEvent::Other { event_id, .. } => event_id,
         }
     }
@@ -149,6 +225,7 @@ impl WebhookEvent {
         match self {
             WebhookEvent::Charged { .. } => "charge",
             WebhookEvent::Refunded { .. } => "refund",
+            WebhookEvent::Disputed { .. } => "dispute",
             WebhookEvent::Other { kind, .. } => kind,
         }
     }

@@ -105,6 +105,10 @@ pub enum RefundError {
     InvalidReason,
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
+    /// The fan's bank took the payment back (or is deciding whether to):
+    /// a refund would pay it twice.
+    #[error("the payment for this order is disputed at the bank; it cannot be refunded")]
+    OrderDisputed,
     #[error("storage failure")]
     #[serde(skip)]
     Storage(String),
@@ -203,6 +207,9 @@ pub async fn open(
     }
     if state != "confirmed" {
         return Err(RefundError::OrderNotConfirmed { state });
+    }
+    if crate::checkout::disputes::blocks_refund(&mut tx, order).await? {
+        return Err(RefundError::OrderDisputed);
     }
     let event = EventId(event_id);
     let policy = policy::for_event(&mut tx, event).await?;

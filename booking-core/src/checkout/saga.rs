@@ -32,7 +32,7 @@ use crate::checkout::orders::{self, NewOrder, SagaRow};
 use crate::checkout::provider::{
     Charge, ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, WebhookEvent,
 };
-use crate::checkout::{Order, OrderError, OrderRequest, OrderState, refunds};
+use crate::checkout::{Order, OrderError, OrderRequest, OrderState, disputes, refunds};
 use crate::config::{CheckoutConfig, CrashPoint, PaymentsConfig};
 use crate::idempotency::{Fingerprint, Outcome};
 use crate::ids::{Cents, FanId, OperatorId, OrderId, OrganisationId, TicketId};
@@ -73,6 +73,10 @@ pub enum SagaError {
     Storage(#[from] sqlx::Error),
     #[error("no such order")]
     NoOrder,
+    /// The provider could not be asked about a webhook's charge: the
+    /// webhook is refused, and the provider delivers it again.
+    #[error("payment provider did not answer: {0}")]
+    ProviderUnavailable(String),
 }
 
 impl CheckoutService {
@@ -620,6 +624,14 @@ impl CheckoutService {
                 };
                 orders::mark_refunded(&self.pool, order, &refund.refund_id, refund.amount).await?;
                 order
+            }
+            WebhookEvent::Disputed { dispute, .. } => {
+                return disputes::on_webhook(&self.pool, self.provider.as_ref(), &dispute)
+                    .await
+                    .map_err(|e| match e {
+                        disputes::DisputeError::Storage(e) => SagaError::Storage(e),
+                        disputes::DisputeError::ProviderUnavailable(why) => SagaError::ProviderUnavailable(why),
+                    });
             }
             WebhookEvent::Other { .. } => return Ok(()),
         };

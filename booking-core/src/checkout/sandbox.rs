@@ -5,7 +5,7 @@
 //! /v1/payment_intents/{id}, POST /v1/payment_intents/{id}/refunds and
 //! /cancel,
 //! GET /v1/payment_methods/{id} (the
-//! card's fingerprint), webhooks signed as in `signature.rs` under the
+//! card's fingerprint), webhooks (charges, refunds, disputes) signed as in `signature.rs` under the
 //! `Sandbox-Signature` header.
 
 use std::collections::HashMap;
@@ -19,6 +19,7 @@ use crate::checkout::provider::{
     Refund, RefundRequest, Transfer, TransferRequest, WebhookError, WebhookEvent, Window, account_url, all_pages,
     list_url, payment_intent_url, payment_method_url, trace_context, window_query,
 };
+use crate::checkout::provider::{DISPUTE_EVENTS, Dispute, dispute_status};
 use crate::config::PaymentsConfig;
 use crate::ids::{Cents, OrderId};
 use crate::signature;
@@ -263,6 +264,20 @@ impl From<RefundBody> for Refund {
     }
 }
 
+/// The sandbox's dispute, Stripe's shape with the sandbox's `amount_cents`.
+#[derive(Debug, Deserialize)]
+struct DisputeBody {
+    id: String,
+    #[serde(default)]
+    payment_intent: Option<String>,
+    amount_cents: i64,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    status: String,
+}
+
 #[derive(Debug, Deserialize)]
 struct Event {
     id: String,
@@ -445,6 +460,27 @@ impl PaymentProvider for SandboxProvider {
                 WebhookEvent::Refunded {
                     event_id: event.id,
                     refund: refund.into(),
+                }
+            }
+            kind if DISPUTE_EVENTS.contains(&kind) => {
+                let d: DisputeBody =
+                    serde_json::from_value(event.data.object).map_err(|_| WebhookError::MalformedBody)?;
+                let Some(status) = dispute_status(&d.status) else {
+                    return Ok(WebhookEvent::Other {
+                        event_id: event.id,
+                        kind: event.kind,
+                    });
+                };
+                WebhookEvent::Disputed {
+                    event_id: event.id,
+                    dispute: Dispute {
+                        dispute_id: d.id,
+                        intent_id: d.payment_intent,
+                        amount: Cents(d.amount_cents),
+                        currency: d.currency,
+                        reason: d.reason,
+                        status,
+                    },
                 }
             }
             _ => WebhookEvent::Other {

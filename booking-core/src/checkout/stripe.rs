@@ -12,6 +12,8 @@
 //! (`requires_action`: 3-D Secure, with the page to send them to) or the
 //! processor is pending, not declined: it may succeed later, by webhook or
 //! when reconciliation retrieves it (`GET /v1/payment_intents/{id}`).
+//! Disputes arrive as `charge.dispute.created` / `.updated` / `.closed`
+//! events carrying the Dispute object (status `won` / `lost` once closed).
 
 use std::time::Duration;
 
@@ -22,6 +24,7 @@ use crate::checkout::provider::{
     Refund, RefundRequest, Transfer, TransferRequest, WebhookError, WebhookEvent, Window, account_url, all_pages,
     list_url, payment_intent_url, payment_method_url, trace_context, window_query,
 };
+use crate::checkout::provider::{DISPUTE_EVENTS, Dispute, dispute_status};
 use crate::config::PaymentsConfig;
 use crate::ids::{Cents, OrderId};
 use crate::signature;
@@ -89,6 +92,21 @@ struct StripeRefund {
     id: String,
     amount: i64,
     payment_intent: String,
+    status: String,
+}
+
+/// Stripe's Dispute object (`charge.dispute.*` events): `payment_intent`
+/// names the disputed PaymentIntent (null for a charge made without one).
+#[derive(Debug, Deserialize)]
+struct StripeDispute {
+    id: String,
+    amount: i64,
+    #[serde(default)]
+    payment_intent: Option<String>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
     status: String,
 }
 
@@ -516,6 +534,27 @@ impl PaymentProvider for StripeProvider {
                         refund_id: r.id,
                         intent_id: r.payment_intent,
                         amount: Cents(r.amount),
+                    },
+                }
+            }
+            kind if DISPUTE_EVENTS.contains(&kind) => {
+                let d: StripeDispute =
+                    serde_json::from_value(event.data.object).map_err(|_| WebhookError::MalformedBody)?;
+                let Some(status) = dispute_status(&d.status) else {
+                    return Ok(WebhookEvent::Other {
+                        event_id: event.id,
+                        kind: event.kind,
+                    });
+                };
+                WebhookEvent::Disputed {
+                    event_id: event.id,
+                    dispute: Dispute {
+                        dispute_id: d.id,
+                        intent_id: d.payment_intent,
+                        amount: Cents(d.amount),
+                        currency: d.currency,
+                        reason: d.reason,
+                        status,
                     },
                 }
             }

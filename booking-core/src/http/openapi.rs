@@ -24,6 +24,7 @@ use crate::http::{catalog, health, holds, identity, orders, payments, payouts, p
         portal::waiting_room, portal::put_waiting_room, portal::dashboard, portal::history,
         portal::pricing, portal::put_pricing, portal::refund_order, portal::books_mismatches, portal::resolve_mismatch, portal::fees, portal::put_fees,
         payouts::set_account, payouts::mine, payouts::for_organisation,
+        portal::disputes,
     ),
     modifiers(&FanToken),
 )]

@@ -101,7 +101,7 @@ pub async fn get(
         (status = 201, body = OrderRefund, description = "Refunded"),
         (status = 202, body = OrderRefund, description = "Tickets voided; the provider has not confirmed the money yet"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "self_refunds_disabled: the event's organiser refunds its tickets"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "order_not_confirmed, tickets_not_refundable, nothing_to_refund, refund_window_closed (past the event's cutoff before its start; closed_at says when it closed)"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "order_not_confirmed, tickets_not_refundable, nothing_to_refund, order_disputed (the bank is deciding a chargeback of its payment, or took it back), refund_window_closed (past the event's cutoff before its start; closed_at says when it closed)"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "tickets_not_in_order"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn refund(

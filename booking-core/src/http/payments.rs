@@ -13,14 +13,16 @@ use crate::http::AppState;
 use crate::http::extract::ApiPath;
 use crate::http::problem::{ApiError, Problem};
 
-/// Payment events from the processor (signed; at least once, any order).
+/// Payment events from the processor (signed; at least once, any order):
+/// charges, refunds and disputes (`charge.dispute.created` / `.closed`).
 /// `{provider}` is the configured provider's name (`stripe`, `sandbox`).
 #[utoipa::path(post, path = "/v1/payments/webhooks/{provider}", tag = "payments",
     params(("provider" = String, Path)),
     request_body(content = String, description = "The processor's event, signed in its signature header (Stripe-Signature, Sandbox-Signature)"),
     responses(
         (status = 200, body = Object, description = "Acted on, or a duplicate (`duplicate: true`)"),
-        (status = 400, body = Problem, content_type = "application/problem+json", description = "webhook_signature_invalid, webhook_timestamp_stale, webhook_malformed")))]
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "webhook_signature_invalid, webhook_timestamp_stale, webhook_malformed"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "not acted on now (the database, or the provider asked whose charge a dispute is, did not answer): deliver it again")))]
 pub async fn webhook(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use usher_shared::admin::{RoomSettings, RoomView};
 
 use crate::checkout::books::{self, Mismatch};
+use crate::checkout::disputes::DisputeView;
 use crate::checkout::refunds::{OperatorRefundRequest, OrderRefund, RefundState};
 use crate::http::AppState;
 use crate::http::answer::idempotent;
@@ -62,6 +63,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/portal/events/{event_id}/dashboard/history", get(history))
         .route("/v1/portal/events/{event_id}/pricing", get(pricing).put(put_pricing))
         .route("/v1/portal/events/{event_id}/fees", get(fees).put(put_fees))
+        .route("/v1/portal/events/{event_id}/disputes", get(disputes))
         .route("/v1/portal/orders/{order_id}/refunds", post(refund_order))
         .route("/v1/portal/books/mismatches", get(books_mismatches))
         .route(
@@ -383,7 +385,7 @@ pub async fn update_event(
               (status = 202, body = OrderRefund, description = "Tickets voided; the provider has not confirmed the money yet"),
               (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json", description = "order_not_found: no such order of this organisation"),
-              (status = 409, body = Problem, content_type = "application/problem+json", description = "order_not_confirmed, tickets_not_refundable, nothing_to_refund"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "order_not_confirmed, tickets_not_refundable, nothing_to_refund, order_disputed"),
               (status = 422, body = Problem, content_type = "application/problem+json", description = "invalid_reason, tickets_not_in_order, idempotency_key_reused")))]
 pub async fn refund_order(
     State(state): State<AppState>,
@@ -465,6 +467,22 @@ pub async fn resolve_mismatch(
     op.operator.must_change()?;
     let resolved = books::resolve(&state.pool, op.operator.org(), op.operator.id, id, &body.resolution).await?;
     Ok(Json(resolved))
+}
+
+/// The event's disputes (chargebacks), newest first: each one's state
+/// (open, won, lost), the tickets it voided and when, whether they were
+/// restored (won) and whether the seats went back on sale (lost, by the
+/// event's `return_refunded_seats`). Any role reads them.
+#[utoipa::path(get, path = "/v1/portal/events/{event_id}/disputes", tag = "portal", security(("operator_token" = [])),
+    params(("event_id" = i64, Path)),
+    responses((status = 200, body = Items<DisputeView>),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "event_not_found", body = Problem, content_type = "application/problem+json")))]
+pub async fn disputes(State(state): State<AppState>, owned: OwnedEvent) -> Result<Json<Items<DisputeView>>, ApiError> {
+    let items = crate::checkout::disputes::for_event(&state.pool, owned.op.operator.org(), owned.event)
+        .await
+        .map_err(PortalError::Db)?;
+    Ok(Json(Items { items }))
 }
 
 fn edge(state: &AppState) -> Result<&portal::EdgeAdmin, ApiError> {

@@ -212,6 +212,7 @@ impl From<RefundError> for ApiError {
             R::TicketsNotInOrder { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "tickets_not_in_order"),
             R::TicketsNotRefundable { .. } => (StatusCode::CONFLICT, "tickets_not_refundable"),
             R::NothingToRefund => (StatusCode::CONFLICT, "nothing_to_refund"),
+            R::OrderDisputed => (StatusCode::CONFLICT, "order_disputed"),
             R::SelfRefundsDisabled => (StatusCode::FORBIDDEN, "self_refunds_disabled"),
             R::RefundWindowClosed { .. } => (StatusCode::CONFLICT, "refund_window_closed"),
             R::InvalidReason => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_reason"),

@@ -73,6 +73,30 @@ pub fn compose(topic: &str, payload: &serde_json::Value) -> (String, String) {
                 payload["ticket_id"], payload["from_fan_id"], payload["to_fan_id"]
             ),
         ),
+        "dispute.opened" => (
+            "Your bank disputed a payment".into(),
+            if payload["voided_ticket_ids"].as_array().is_some_and(|t| !t.is_empty()) {
+                format!(
+                    "Your bank told us you disputed the payment for order {order}. Its tickets are void while the dispute is open; they become valid again if the dispute is decided for the payment."
+                )
+            } else {
+                format!(
+                    "Your bank told us you disputed the payment for order {order}. If the dispute is decided against the payment, the order's tickets will be void."
+                )
+            },
+        ),
+        "dispute.closed" => (
+            "Your payment dispute was decided".into(),
+            if payload["status"] == "lost" {
+                format!(
+                    "Your bank decided the dispute of the payment for order {order} in your favour and returned the money. The order's tickets are void."
+                )
+            } else {
+                format!(
+                    "Your bank decided the dispute of the payment for order {order} in favour of the payment. The order's tickets are valid."
+                )
+            },
+        ),
         other => (format!("Usher: {other}"), payload.to_string()),
     }
 }

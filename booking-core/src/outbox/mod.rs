@@ -20,6 +20,10 @@ pub mod topic {
     pub const TICKET_TRANSFERRED: &str = "ticket.transferred";
     pub const BOOKS_MISMATCH: &str = "books.mismatch";
     pub const PAYOUT_FAILED: &str = "payout.failed";
+    /// A chargeback opened against an order's charge (checkout/disputes.rs).
+    pub const DISPUTE_OPENED: &str = "dispute.opened";
+    /// A chargeback decided: `status` won or lost.
+    pub const DISPUTE_CLOSED: &str = "dispute.closed";
 }
 
 /// Writes a notification, inside the caller's transaction.

@@ -13,7 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::catalog::{self, Category, EventRules, EventSpec, TierPrice, TierSpec};
 use crate::ids::{Cents, EventId, OrganisationId, VenueId};
 use crate::portal::PortalError;
-use crate::tickets::policy::{self, AfterSalePolicy};
+use crate::tickets::policy::{self, AfterSalePolicy, DisputeVoidOn};
 
 /// Most a seat may cost, as the schema allows.
 pub const MAX_PRICE_CENTS: i64 = 100_000_000;
@@ -112,7 +112,7 @@ pub struct RulesPatch {
     pub protected: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyPatch {
     pub return_refunded_seats: Option<bool>,
@@ -121,6 +121,8 @@ pub struct PolicyPatch {
     pub transfers_allowed: Option<bool>,
     pub self_refunds: Option<bool>,
     pub refund_cutoff_hours: Option<i32>,
+    /// `created` or `lost`; any other word is 422 `invalid_policy`.
+    pub dispute_void_on: Option<String>,
 }
 
 fn invalid(reason: impl Into<String>) -> PortalError {
@@ -494,6 +496,12 @@ pub async fn update(
                 transfers_allowed: p.transfers_allowed.unwrap_or(old.transfers_allowed),
                 self_refunds: p.self_refunds.unwrap_or(old.self_refunds),
                 refund_cutoff_hours: p.refund_cutoff_hours.unwrap_or(old.refund_cutoff_hours),
+                dispute_void_on: match p.dispute_void_on.as_deref() {
+                    None => old.dispute_void_on,
+                    Some(word) => DisputeVoidOn::parse(word).ok_or_else(|| PortalError::InvalidPolicy {
+                        reason: "dispute_void_on must be \"created\" or \"lost\"".into(),
+                    })?,
+                },
             };
             check_policy(&merged)?;
             Some(merged)

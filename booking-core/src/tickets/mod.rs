@@ -30,7 +30,9 @@ pub struct Ticket {
     pub event_id: EventId,
     pub seat_id: SeatId,
     pub price_cents: Cents,
-    /// `valid`, `refunded` or `void`.
+    /// `valid`, `refunded`, `void`, or `voided_disputed` (the payment was
+    /// disputed at the fan's bank: refused at the gate; valid again if the
+    /// dispute is decided for the payment).
     pub state: String,
     pub version: i32,
     /// The static signed code, for the QR.

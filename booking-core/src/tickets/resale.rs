@@ -108,6 +108,11 @@ pub async fn list(
         let reason = if t.used { "checked_in".into() } else { t.state };
         return Err(ResaleError::NotListable { reason });
     }
+    if crate::checkout::disputes::ticket_disputed(&mut tx, ticket).await? {
+        return Err(ResaleError::NotListable {
+            reason: "payment_disputed".into(),
+        });
+    }
     let event = EventId(t.event_id);
     let p = policy::for_event(&mut tx, event).await?;
     // Face value is what the fan paid: prices are all-in (Usher adds no

@@ -102,6 +102,11 @@ pub async fn transfer(
             reason: "listed_for_resale".into(),
         });
     }
+    if crate::checkout::disputes::ticket_disputed(&mut tx, ticket).await? {
+        return Err(TransferError::NotTransferable {
+            reason: "payment_disputed".into(),
+        });
+    }
     let event = EventId(t.event_id);
     if !policy::for_event(&mut tx, event).await?.transfers_allowed {
         return Err(TransferError::TransfersNotAllowed);

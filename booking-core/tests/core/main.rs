@@ -15,6 +15,7 @@ mod checkout_crash;
 mod checkout_late_success;
 mod concurrency;
 mod db_failover;
+mod disputes;
 mod expiry_and_feed;
 mod fees;
 mod holds_api;

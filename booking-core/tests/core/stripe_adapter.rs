@@ -12,7 +12,7 @@ use crate::common::*;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use axum::response::IntoResponse;
 use booking_core::checkout::provider::{
-    ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, WebhookEvent,
+    ChargeRequest, ChargeStatus, Dispute, DisputeStatus, PaymentProvider, ProviderError, RefundRequest, WebhookEvent,
 };
 use booking_core::checkout::reconcile;
 use booking_core::checkout::stripe::StripeProvider;
@@ -510,6 +510,62 @@ async fn the_card_fingerprint_is_read_from_the_payment_method() {
         Err(ProviderError::Rejected { .. })
     ));
     assert_eq!(seen.lock().unwrap()[2].1["id"], "pm_1QfixtureVisa/../x?y#z");
+}
+
+/// `charge.dispute.created` and `.closed` in Stripe's shape (the Dispute
+/// object, `payment_intent` naming the charge, `status` won or lost once
+/// closed) are disputes; a status word the adapter does not know is left
+/// alone rather than guessed.
+#[test]
+fn dispute_events_in_stripes_shape() {
+    let stripe = provider("http://127.0.0.1:9");
+    let now = chrono::Utc::now().timestamp();
+    let verify = |body: &str| {
+        let sig = signature::sign(body.as_bytes(), SECRET.as_bytes(), now);
+        stripe.verify_webhook(Some(&sig), body.as_bytes(), now)
+    };
+    let created = fixture("event_charge_dispute_created.json", "");
+    match verify(&created).unwrap() {
+        WebhookEvent::Disputed { event_id, dispute } => {
+            assert_eq!(event_id, "evt_3QfixtureDisputeCreated01");
+            assert_eq!(
+                dispute,
+                Dispute {
+                    dispute_id: "du_3QfixtureDispute01".into(),
+                    intent_id: Some("pi_3QfixtureSucceeded01".into()),
+                    amount: Cents(6000),
+                    currency: Some("usd".into()),
+                    reason: Some("fraudulent".into()),
+                    status: DisputeStatus::Open,
+                }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    for (word, status) in [("won", DisputeStatus::Won), ("lost", DisputeStatus::Lost)] {
+        let closed = fixture("event_charge_dispute_closed.json", "").replace("{{status}}", word);
+        match verify(&closed).unwrap() {
+            WebhookEvent::Disputed { event_id, dispute } => {
+                assert_eq!(event_id, "evt_3QfixtureDisputeClosed01");
+                assert_eq!(
+                    (dispute.dispute_id.as_str(), dispute.status),
+                    ("du_3QfixtureDispute01", status)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // An inquiry closed without a chargeback is as good as won.
+    let inquiry = fixture("event_charge_dispute_closed.json", "").replace("{{status}}", "warning_closed");
+    assert!(matches!(
+        verify(&inquiry).unwrap(),
+        WebhookEvent::Disputed { dispute, .. } if dispute.status == DisputeStatus::Won
+    ));
+    let odd = fixture("event_charge_dispute_closed.json", "").replace("{{status}}", "prevented");
+    assert!(matches!(verify(&odd).unwrap(), WebhookEvent::Other { .. }));
+    // A dispute without its amount is no dispute we can read.
+    let broken = created.replace("\"amount\": 6000,", "");
+    assert!(verify(&broken).is_err());
 }
 
 #[tokio::test]

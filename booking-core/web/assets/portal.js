@@ -1,6 +1,7 @@
 // portal.js: the venue portal, for operators: sign in (an operator belongs to
 // one organisation and sees only its venues and events), import a seating
-// chart with a preview, create and edit events, set the waiting room live,
+// chart with a preview, create and edit events (with their after-sale and
+// chargeback policy), see their disputes, set the waiting room live,
 // and watch an on-sale on a dashboard fed by Server-Sent Events. Loaded only
 // on /portal pages, so fans never download it.
 
@@ -243,6 +244,10 @@ async function eventPage(id) {
     el("label", { class: "check" }, el("input", { type: "checkbox", name: "protected", checked: rules.protected ?? true, disabled: !editable }), "Waiting room at the on-sale"),
     el("label", { class: "check" }, el("input", { type: "checkbox", name: "transfers_allowed", checked: policy.transfers_allowed ?? true, disabled: !editable }), "Fans may transfer tickets"),
     el("label", { class: "check" }, el("input", { type: "checkbox", name: "return_refunded_seats", checked: policy.return_refunded_seats ?? true, disabled: !editable }), "Refunded seats go back on sale"),
+    el("label", { for: "e-dispute" }, "A chargeback voids the order's tickets"),
+    el("select", { id: "e-dispute", name: "dispute_void_on", disabled: !editable },
+      el("option", { value: "lost", selected: (policy.dispute_void_on ?? "lost") === "lost" }, "only if the bank decides it against the payment"),
+      el("option", { value: "created", selected: policy.dispute_void_on === "created" }, "as soon as the dispute opens (valid again if it is won)")),
     editable ? el("p", {}, el("button", { type: "submit" }, e ? "Save changes" : "Create event")) : el("p", { class: "muted" }, "Your role can read this event, not change it."),
     status);
   form.addEventListener("submit", async (ev) => {
@@ -268,6 +273,7 @@ async function eventPage(id) {
         resale_fee_percent: Number(form.resale_fee_percent.value),
         transfers_allowed: form.transfers_allowed.checked,
         resale_cap_percent: Number(form.resale_cap_percent.value),
+        dispute_void_on: form.dispute_void_on.value,
       },
     };
     if (!e) body.venue_id = Number(form.venue_id.value);
@@ -280,8 +286,41 @@ async function eventPage(id) {
     }
   });
   const parts = [el("h1", {}, e ? e.title : "New event"), form];
-  if (e) parts.push(await waitingRoomForm(e.id), el("p", {}, el("a", { class: "button", href: `/portal/events/${e.id}/live` }, "Live on-sale dashboard")));
+  if (e) parts.push(await waitingRoomForm(e.id), await disputesList(e.id), el("p", {}, el("a", { class: "button", href: `/portal/events/${e.id}/live` }, "Live on-sale dashboard")));
   render(e ? e.title : "New event", ...parts);
+}
+
+// The event's disputes (chargebacks): what the bank decided and what it did
+// to the order's tickets and seats.
+async function disputesList(id) {
+  const box = el("section", { "aria-labelledby": "disputes-title" }, el("h2", { id: "disputes-title" }, "Disputes"));
+  let items;
+  try {
+    items = (await call(`/v1/portal/events/${id}/disputes`)).items;
+  } catch (err) {
+    box.append(notice("error", problemText(err)));
+    return box;
+  }
+  if (!items.length) {
+    box.append(el("p", { class: "muted" }, "No payment of this event has been disputed."));
+    return box;
+  }
+  const effect = (d) => {
+    if (d.restored_at) return "tickets voided, then restored";
+    if (d.voided_ticket_ids.length) return `${d.voided_ticket_ids.length} ticket(s) voided${d.seats_returned_at ? ", seats back on sale" : ""}`;
+    return "tickets untouched";
+  };
+  box.append(el("table", {},
+    el("thead", {}, el("tr", {}, ["Dispute", "Order", "Amount", "Reason", "State", "Tickets", "Opened"].map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, items.map((d) => el("tr", { "data-dispute": d.dispute_id },
+      el("td", {}, d.dispute_id),
+      el("td", {}, d.order_id ?? "unknown charge"),
+      el("td", {}, money(d.amount_cents)),
+      el("td", {}, d.reason ?? ""),
+      el("td", {}, d.state),
+      el("td", {}, effect(d)),
+      el("td", {}, when(d.opened_at)))))));
+  return box;
 }
 
 // The event's waiting room, set live through the edge's admin API (the core

@@ -73,12 +73,21 @@ export async function seatLabels(url) {
   return labels;
 }
 
+// What a ticket that is no longer valid means, in a sentence.
+const NOT_VALID = {
+  voided_disputed: "The payment for this ticket was disputed with your bank (a chargeback), so the ticket is void and will not get you in. If the bank decides for the payment, it becomes valid again.",
+  refunded: "This ticket was refunded.",
+};
+
 async function ticketCard(t, label) {
-  const state = t.state !== "valid" ? t.state : t.checked_in_at ? "checked in" : "valid";
+  const state = t.state === "voided_disputed" ? "void (payment disputed)" : t.state !== "valid" ? t.state : t.checked_in_at ? "checked in" : "valid";
   const card = el("li", { class: "ticket", "data-ticket": t.ticket_id },
     el("h3", {}, label),
     el("p", {}, "Ticket ", el("span", { class: "state" }, state), ` · ${money(t.price_cents)}`));
-  if (t.state !== "valid") return card;
+  if (t.state !== "valid") {
+    if (NOT_VALID[t.state]) card.append(el("p", { class: "muted", "data-why": t.state }, NOT_VALID[t.state]));
+    return card;
+  }
   card.append(await qrImage(t.ticket_id, label));
   const status = el("div", { "aria-live": "polite" });
 

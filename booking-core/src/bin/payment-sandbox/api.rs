@@ -1,6 +1,7 @@
 //! The sandbox's HTTP API: payment intents (create = confirm + capture,
 //! cancel), refunds, lookups, payment methods (a card's fingerprint, as
-//! Stripe gives it), and stats. Every money-moving call needs an
+//! Stripe gives it), disputes a test opens and closes (sent as Stripe's
+//! `charge.dispute.created` / `charge.dispute.closed` events), and stats. Every money-moving call needs an
 //! Idempotency-Key; the same key and body get the first answer again.
 //! The 3-D Secure challenge page fans are sent to is in `challenge.rs`.
 
@@ -18,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::store::{Answer, Card, Delays, Intent, Refund, Store, new_id, now};
+use crate::store::{Answer, Card, Delays, Dispute, Intent, Refund, Store, new_id, now};
 use crate::webhooks::Sender;
 use crate::{challenge, connect};
 
@@ -45,7 +46,9 @@ pub fn router(state: State) -> Router {
             post(connect::create_transfer).get(connect::list_transfers),
         )
         .route("/v1/payment_methods/{id}", get(get_payment_method))
-        .route("/sandbox/payment_intents/{id}/{outcome}", post(authenticate))
+        .route("/sandbox/payment_intents/{id}/{action}", post(intent_action))
+        .route("/sandbox/disputes/{id}/{outcome}", post(close_dispute))
+        .route("/sandbox/events", get(list_events))
         .route("/sandbox/challenge/{id}", get(challenge::page).post(challenge::answer))
         .route("/sandbox/stats", get(stats))
         .route("/sandbox/idempotency_keys/expire", post(expire_keys))
@@ -267,20 +270,54 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
     answer(&stored, false)
 }
 
-/// A test's answer to a 3-D Secure challenge (`succeed` or `fail`), as
-/// the fan would give it on the challenge page (see `settle_challenge`).
-async fn authenticate(
+/// Whether to send a dispute's webhook (`?deliver=false`: only record it,
+/// for a test that delivers the events itself, in its own order).
+#[derive(Debug, Deserialize)]
+struct DeliverQuery {
+    #[serde(default = "yes")]
+    deliver: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenDispute {
+    /// The bank's reason, Stripe's words (`fraudulent` by default).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// A test's action on an intent: `succeed` or `fail` answers its 3-D
+/// Secure challenge, as the fan would on the challenge page (see
+/// `settle_challenge`); `dispute` opens a chargeback of a succeeded one.
+async fn intent_action(
     AxState(state): AxState<State>,
     headers: HeaderMap,
-    Path((id, outcome)): Path<(String, String)>,
+    Path((id, action)): Path<(String, String)>,
+    Query(q): Query<DeliverQuery>,
+    body: Bytes,
 ) -> Response {
     if let Err(r) = authorised(&state, &headers) {
         return r.into_response();
     }
-    let succeed = match outcome.as_str() {
+    let succeed = match action.as_str() {
         "succeed" => true,
         "fail" => false,
-        _ => return error(StatusCode::NOT_FOUND, "not_found", "succeed or fail"),
+        "dispute" => {
+            let req = if body.is_empty() {
+                OpenDispute::default()
+            } else {
+                match serde_json::from_slice::<OpenDispute>(&body) {
+                    Ok(req) => req,
+                    Err(_) => return error(StatusCode::BAD_REQUEST, "invalid_request", "reason"),
+                }
+            };
+            return open_dispute(&state, &id, req, q.deliver);
+        }
+        _ => return error(StatusCode::NOT_FOUND, "not_found", "succeed, fail or dispute"),
     };
     match settle_challenge(&state, &id, succeed) {
         Ok(intent) => axum::Json(intent).into_response(),
@@ -332,6 +369,101 @@ pub fn settle_challenge(state: &State, id: &str, succeed: bool) -> Result<Intent
         .hooks
         .spawn(state.store.clone(), Sender::event(kind, &intent), Duration::ZERO, 1);
     Ok(intent)
+}
+
+/// Opens a dispute of a succeeded intent (one per intent: asked again, the
+/// dispute there is answered) and sends `charge.dispute.created`.
+fn open_dispute(state: &State, intent_id: &str, req: OpenDispute, deliver: bool) -> Response {
+    let (dispute, event) = {
+        let mut books = state.store.books();
+        let Some(intent) = books.intents.iter().find(|i| i.id == intent_id).cloned() else {
+            return error(StatusCode::NOT_FOUND, "no_such_intent", "no such payment intent");
+        };
+        if let Some(d) = books.disputes.iter().find(|d| d.payment_intent == intent_id) {
+            return axum::Json(d.clone()).into_response();
+        }
+        if intent.status != "succeeded" {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "intent_not_succeeded",
+                "only a succeeded payment can be disputed",
+            );
+        }
+        let dispute = Dispute {
+            id: new_id("du"),
+            object: "dispute".into(),
+            payment_intent: intent.id.clone(),
+            charge: intent.id.clone(),
+            amount_cents: intent.amount_cents,
+            currency: intent.currency.clone(),
+            reason: req.reason.unwrap_or_else(|| "fraudulent".into()),
+            status: "needs_response".into(),
+            created: now(),
+        };
+        books.disputes.push(dispute.clone());
+        let event = Sender::event("charge.dispute.created", &dispute);
+        books
+            .dispute_events
+            .push(serde_json::from_slice(&event).unwrap_or(Value::Null));
+        (dispute, event)
+    };
+    if deliver {
+        state.hooks.spawn(state.store.clone(), event, Duration::ZERO, 1);
+    }
+    axum::Json(dispute).into_response()
+}
+
+/// Decides an open dispute, `won` or `lost`, and sends
+/// `charge.dispute.closed`. Deciding it again the same way answers it as
+/// it is; the other way is refused (a decision is final).
+async fn close_dispute(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path((id, outcome)): Path<(String, String)>,
+    Query(q): Query<DeliverQuery>,
+) -> Response {
+    if let Err(r) = authorised(&state, &headers) {
+        return r.into_response();
+    }
+    if outcome != "won" && outcome != "lost" {
+        return error(StatusCode::NOT_FOUND, "not_found", "won or lost");
+    }
+    let (dispute, event) = {
+        let mut books = state.store.books();
+        let Some(dispute) = books.disputes.iter_mut().find(|d| d.id == id) else {
+            return error(StatusCode::NOT_FOUND, "no_such_dispute", "no such dispute");
+        };
+        if dispute.status == outcome {
+            return axum::Json(dispute.clone()).into_response();
+        }
+        if dispute.status != "needs_response" {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "dispute_closed",
+                "the dispute was decided already",
+            );
+        }
+        dispute.status = outcome;
+        let dispute = dispute.clone();
+        let event = Sender::event("charge.dispute.closed", &dispute);
+        books
+            .dispute_events
+            .push(serde_json::from_slice(&event).unwrap_or(Value::Null));
+        (dispute, event)
+    };
+    if q.deliver {
+        state.hooks.spawn(state.store.clone(), event, Duration::ZERO, 1);
+    }
+    axum::Json(dispute).into_response()
+}
+
+/// The dispute events sent (or recorded without sending), oldest first.
+async fn list_events(AxState(state): AxState<State>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorised(&state, &headers) {
+        return r.into_response();
+    }
+    let books = state.store.books();
+    axum::Json(json!({ "data": books.dispute_events })).into_response()
 }
 
 /// pm_card_processing: the processor finishes by itself after a while,

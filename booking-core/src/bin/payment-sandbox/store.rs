@@ -1,5 +1,5 @@
-//! The sandbox's books: intents, refunds, and each idempotency key's first
-//! answer; and what each test payment method does.
+//! The sandbox's books: intents, refunds, disputes, and each idempotency
+//! key's first answer; and what each test payment method does.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -174,6 +174,22 @@ pub struct Transfer {
     pub created: i64,
 }
 
+/// A dispute (chargeback) of a succeeded intent, in Stripe's shape with
+/// the sandbox's `amount_cents`: `needs_response` while open, then `won`
+/// or `lost`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dispute {
+    pub id: String,
+    pub object: String,
+    pub payment_intent: String,
+    pub charge: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub reason: String,
+    pub status: String,
+    pub created: i64,
+}
+
 /// The first answer to an idempotency key: the request's fingerprint, and
 /// the status and body sent.
 #[derive(Debug, Clone)]
@@ -188,6 +204,10 @@ pub struct Books {
     pub intents: Vec<Intent>,
     pub refunds: Vec<Refund>,
     pub transfers: Vec<Transfer>,
+    pub disputes: Vec<Dispute>,
+    /// Every dispute event sent, as sent (`GET /sandbox/events`), so a test
+    /// can deliver them again, twice or out of order.
+    pub dispute_events: Vec<serde_json::Value>,
     pub answers: HashMap<String, Answer>,
     /// Keys whose first pm_card_flaky request has failed.
     pub flaked: std::collections::HashSet<String>,
