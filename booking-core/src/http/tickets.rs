@@ -192,6 +192,7 @@ pub async fn pdf(
             starts_at: &starts,
             venue: &face.venue,
             seat: &face.seat,
+            price: &face.price,
             ticket_id: &ticket_id,
             holder: &holder,
         },

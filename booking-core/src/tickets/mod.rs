@@ -162,6 +162,9 @@ pub struct Face {
     pub starts_at: DateTime<Utc>,
     pub venue: String,
     pub seat: String,
+    /// What was paid for it: its price, fees and taxes in the event's
+    /// currency (`price_line`).
+    pub price: String,
 }
 
 pub async fn face(pool: &PgPool, ticket: TicketId) -> Result<Face, TicketError> {
@@ -183,5 +186,55 @@ pub async fn face(pool: &PgPool, ticket: TicketId) -> Result<Face, TicketError> 
         starts_at: r.starts_at,
         venue: r.venue,
         seat: format!("Section {}, row {}, seat {}", r.section, r.row_label, r.seat),
+        price: price_line(pool, ticket).await?,
+    })
+}
+
+/// The ticket's own lines as one line of text: `Price 30.00 + fees 4.00 +
+/// tax 3.40 = 37.40 USD` (tax added), `Price 30.00 + fees 2.50 = 32.50 KWD
+/// (incl. tax 5.42)` (tax included), or `Price 30.00 USD` without fees.
+async fn price_line(pool: &PgPool, ticket: TicketId) -> Result<String, TicketError> {
+    use sqlx::Row;
+    let r = sqlx::query(
+        r#"SELECT t.seat_id, t.price_cents, o.currency, o.charge_lines
+           FROM tickets t JOIN orders o ON o.id = t.order_id WHERE t.id = $1"#,
+    )
+    .bind(ticket.0)
+    .fetch_one(pool)
+    .await?;
+    let seat: i64 = r.try_get("seat_id")?;
+    let price: i64 = r.try_get("price_cents")?;
+    let currency: String = r.try_get("currency")?;
+    let lines: Option<sqlx::types::Json<crate::pricing::fees::Charges>> = r.try_get("charge_lines")?;
+    let money = |m: i64| crate::pricing::currency::format(m, &currency);
+    let code = currency.to_ascii_uppercase();
+    let Some(line) = lines.and_then(|c| {
+        let inclusive = c.0.tax_inclusive;
+        c.0.tickets
+            .into_iter()
+            .find(|t| t.seat_id == seat)
+            .map(|t| (t, inclusive))
+    }) else {
+        return Ok(format!("Price {} {code}", money(price)));
+    };
+    let (t, inclusive) = line;
+    let fees = t.service_fee_cents + t.facility_fee_cents;
+    let tax = t.price_tax_cents + t.fee_tax_cents;
+    Ok(if inclusive {
+        format!(
+            "Price {} + fees {} = {} {code} (incl. tax {})",
+            money(t.price_cents),
+            money(fees),
+            money(t.price_cents + fees),
+            money(tax)
+        )
+    } else {
+        format!(
+            "Price {} + fees {} + tax {} = {} {code}",
+            money(t.price_cents),
+            money(fees),
+            money(tax),
+            money(t.price_cents + fees + tax)
+        )
     })
 }

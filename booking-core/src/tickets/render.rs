@@ -92,6 +92,8 @@ pub struct TicketFace<'a> {
     pub starts_at: &'a str,
     pub venue: &'a str,
     pub seat: &'a str,
+    /// Its price, fees and taxes, as one line.
+    pub price: &'a str,
     pub ticket_id: &'a str,
     pub holder: &'a str,
 }
@@ -118,6 +120,7 @@ pub fn pdf(code: &str, face: &TicketFace<'_>) -> Result<Vec<u8>, RenderError> {
         (11.0, face.starts_at),
         (11.0, face.venue),
         (13.0, face.seat),
+        (9.0, face.price),
         (8.0, face.holder),
         (7.0, face.ticket_id),
     ];
@@ -193,6 +196,7 @@ mod tests {
             starts_at: "2026-12-01 20:00",
             venue: "Stadium",
             seat: "Section A, row 1, seat 3",
+            price: "Price 30.00 USD",
             ticket_id: "t",
             holder: "alice",
         };

@@ -151,6 +151,34 @@ async fn orders_carry_fee_and_tax_lines_that_add_up_to_the_charge_in_the_events_
         (Some(expected), Some("jpy"))
     );
 
+    // The PDF ticket says what it cost, line by line.
+    let first = o["tickets"][1]["ticket_id"].as_str().unwrap();
+    let seat1 = o["tickets"][1]["seat_id"].as_i64().unwrap();
+    let p1 = o["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["seat_id"] == seat1)
+        .unwrap()["price_cents"]
+        .as_i64()
+        .unwrap();
+    let pdf = app
+        .http
+        .get(app.url(&format!("/v1/tickets/{first}/ticket.pdf")))
+        .bearer_auth(&fan)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let tax1 = round_div(p1 * 1000, 10_000) + 40;
+    let line = format!("(Price {p1} + fees 400 + tax {tax1} = {} JPY)", p1 + 400 + tax1);
+    assert!(
+        pdf.windows(line.len()).any(|w| w == line.as_bytes()),
+        "{line} not in the PDF"
+    );
+
     // One ticket back: its price and the tax on it; the fees stay.
     let ticket = o["tickets"][0]["ticket_id"].clone();
     let seat0 = o["tickets"][0]["seat_id"].as_i64().unwrap();
