@@ -37,10 +37,11 @@ ALTER TABLE resale_payouts
 CREATE INDEX resale_payouts_due ON resale_payouts (next_check_at) WHERE state = 'owed';
 CREATE INDEX resale_payouts_by_seller ON resale_payouts (seller_fan_id, created_at);
 
--- The whole list, 0019's dispute topics included (0019 and 0021 were
--- written side by side; whichever runs last must keep both).
+-- The whole list, 0019's dispute topics and 0020's waitlist offer included
+-- (0019, 0020 and 0021 were written side by side; whichever runs last must
+-- keep them all).
 ALTER TABLE outbox DROP CONSTRAINT outbox_topic_check;
 ALTER TABLE outbox ADD CONSTRAINT outbox_topic_check
     CHECK (topic IN ('order.confirmed', 'payment.failed', 'hold.expired', 'refund.issued',
                      'ticket.transferred', 'books.mismatch', 'payout.failed',
-                     'dispute.opened', 'dispute.closed'));
+                     'dispute.opened', 'dispute.closed', 'waitlist.offer'));

@@ -1,6 +1,6 @@
 //! Assembling and running the service: connect, build state, start the
 //! background workers (seat-change feed, reaper, checkout reconciliation,
-//! outbox delivery, price recalculation),
+//! outbox delivery, price recalculation, waitlist offers),
 //! serve until told to stop.
 
 use std::sync::Arc;
@@ -140,6 +140,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .with_metrics(metrics.clone());
     let checkout =
         CheckoutService::new(pool.clone(), provider, &config.payments, &config.checkout).with_metrics(metrics.clone());
+    let waitlist = crate::waitlist::Waitlist::new(
+        pool.clone(),
+        maps.clone(),
+        readings.clone(),
+        config.holds.max_seats_per_request,
+    );
     let (stop, shutdown) = watch::channel(false);
     let config = Arc::new(config);
     let state = AppState {
@@ -158,6 +164,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         edge,
         shutdown: shutdown.clone(),
         metrics: metrics.clone(),
+        waitlist,
     };
 
     let mut workers = Vec::new();
@@ -184,6 +191,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )
         .with_metrics(metrics.clone());
         workers.push(tokio::spawn(crate::pricing::runner::run(runner, PRICING_TICK)));
+    }
+    if config.waitlist.offers {
+        let offerer = crate::waitlist::offers::Offerer::new(
+            pool.clone(),
+            state.maps.clone(),
+            state.readings.clone(),
+            config.waitlist.clone(),
+        );
+        workers.push(tokio::spawn(crate::waitlist::offers::run(offerer)));
     }
     if config.checkout.reconcile {
         workers.push(tokio::spawn(reconcile::run(

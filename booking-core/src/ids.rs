@@ -40,6 +40,10 @@ int_id!(
     /// An operator: a person who manages an organisation's venues and events.
     OperatorId
 );
+int_id!(
+    /// A fan's place on an event's waitlist; ids go in join order.
+    WaitlistEntryId
+);
 
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {

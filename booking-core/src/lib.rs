@@ -2,7 +2,7 @@
 //! double-book, checkout through a payment provider, and tickets.
 //!
 //! Domain modules (`catalog`, `venues`, `inventory`, `checkout`, `tickets`,
-//! `idempotency`, `identity`, `portal`, `pricing`) hold the rules and the SQL; `http` is the only place that
+//! `idempotency`, `identity`, `portal`, `pricing`, `waitlist`) hold the rules and the SQL; `http` is the only place that
 //! knows about requests and responses, and it maps every domain error once.
 //! `metrics` is the SREs' registry, which domain modules record into.
 
@@ -25,3 +25,4 @@ pub mod signature;
 pub mod states;
 pub mod tickets;
 pub mod venues;
+pub mod waitlist;

@@ -43,6 +43,8 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     #[serde(default)]
     pub pricing: PricingConfig,
+    #[serde(default)]
+    pub waitlist: WaitlistConfig,
     /// The edge's admin API, for the portal's waiting-room settings and
     /// dashboard figures. Optional: without it those answer 503 / null.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,6 +143,7 @@ impl Default for Config {
                 email_domain: "fans.usher.invalid".into(),
             },
             pricing: PricingConfig::default(),
+            waitlist: WaitlistConfig::default(),
             edge: None,
             log: LogConfig {
                 format: LogFormat::Text,
@@ -307,6 +310,10 @@ impl Config {
                 ));
             }
         }
+        let w = &self.waitlist;
+        check_range(p, "waitlist.interval_ms", w.interval_ms, 10..=60_000);
+        check_range(p, "waitlist.offer_secs", w.offer_secs, 1..=86_400);
+        check_range(p, "waitlist.batch", w.batch, 1..=10_000);
         let n = &self.notifications;
         check_range(p, "notifications.interval_ms", n.interval_ms, 50..=3_600_000);
         check_range(p, "notifications.batch", n.batch, 1..=1000);

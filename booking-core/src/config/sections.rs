@@ -317,6 +317,34 @@ impl Default for PricingConfig {
     }
 }
 
+/// The waitlist of sold-out events (see waitlist/): the job that offers
+/// seats coming back to waiting fans, and how long an offer lasts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitlistConfig {
+    /// Run the offer job in this instance. Safe on every instance at once:
+    /// one at a time makes an event's offers (SKIP LOCKED).
+    pub offers: bool,
+    /// The least time between two passes over one event, across all
+    /// instances; also how often each instance looks for events due one.
+    pub interval_ms: u64,
+    /// How long an offer's seats are held for the fan (1..=86400).
+    pub offer_secs: u32,
+    /// Most offers one pass makes for one event.
+    pub batch: i64,
+}
+
+impl Default for WaitlistConfig {
+    fn default() -> Self {
+        WaitlistConfig {
+            offers: true,
+            interval_ms: 250,
+            offer_secs: 600,
+            batch: 200,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {

@@ -18,6 +18,7 @@ pub mod problem;
 pub mod seats;
 pub mod text;
 pub mod tickets;
+pub mod waitlist;
 pub mod web;
 
 use std::any::Any;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The SREs' counters (off unless `http.metrics_listen` is set).
     pub metrics: crate::metrics::Metrics,
+    /// Sold-out events' waitlists (joining, entries, leaving).
+    pub waitlist: crate::waitlist::Waitlist,
 }
 
 /// Request bodies above this are refused with 413.
@@ -110,6 +113,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checkin", post(tickets::checkin))
         .route("/v1/payments/webhooks/{provider}", post(payments::webhook))
         .route("/v1/me", get(identity::me))
+        .route("/v1/events/{event_id}/waitlist", post(waitlist::join))
+        .route("/v1/waitlist", get(waitlist::mine))
+        .route("/v1/waitlist/{entry_id}", get(waitlist::get).delete(waitlist::leave))
         .merge(portal::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -4,11 +4,11 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{catalog, health, holds, identity, orders, payments, payouts, portal, seats, tickets};
+use crate::http::{catalog, health, holds, identity, orders, payments, payouts, portal, seats, tickets, waitlist};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Usher booking core", description = "Catalog, seat maps, availability, holds, orders and tickets; the venue portal for operators (/v1/portal). Errors are RFC 9457 problem details with a stable `code`."),
+    info(title = "Usher booking core", description = "Catalog, seat maps, availability, holds, waitlists, orders and tickets; the venue portal for operators (/v1/portal). Errors are RFC 9457 problem details with a stable `code`."),
     paths(
         catalog::search, catalog::event,
         seats::seatmap, seats::availability, seats::seat_changes, seats::prices,
@@ -25,6 +25,8 @@ use crate::http::{catalog, health, holds, identity, orders, payments, payouts, p
         portal::pricing, portal::put_pricing, portal::refund_order, portal::books_mismatches, portal::resolve_mismatch, portal::fees, portal::put_fees,
         payouts::set_account, payouts::mine, payouts::for_organisation,
         portal::disputes,
+        portal::waitlist,
+        waitlist::join, waitlist::mine, waitlist::get, waitlist::leave,
     ),
     modifiers(&FanToken),
 )]

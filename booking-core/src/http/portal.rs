@@ -36,6 +36,7 @@ use crate::pricing::fee_settings::{self, EventFees};
 use crate::pricing::settings::{self as pricing_settings, PricingUpdate, PricingView};
 use crate::pricing::{DemandRule, PricingRule};
 use crate::venues::import::ChartSpec;
+use crate::waitlist::WaitlistSummary;
 
 /// Largest chart file an import takes (a 50,000-seat CSV is about 2 MB).
 const IMPORT_LIMIT: usize = 32 * 1024 * 1024;
@@ -70,6 +71,7 @@ pub fn routes() -> Router<AppState> {
             "/v1/portal/books/mismatches/{mismatch_id}/resolve",
             post(resolve_mismatch),
         )
+        .route("/v1/portal/events/{event_id}/waitlist", get(waitlist))
 }
 
 /// The signed-in operator, from `Authorization: Bearer <session token>`
@@ -698,4 +700,17 @@ pub async fn put_pricing(
     pricing_settings::replace(&state.pool, event, &update).await?;
     tracing::info!(event_id = id, operator = %usher_shared::redact::hashed(&op.operator.email), enabled = update.enabled, frozen = update.frozen, "pricing changed through the portal");
     Ok(Json(pricing_view(&state, event).await?))
+}
+
+/// The event's waitlist: entries waiting and the seats they ask for, offers
+/// held now, bought, lapsed and left, and the latest offers (fans not
+/// named). States as of now.
+#[utoipa::path(get, path = "/v1/portal/events/{event_id}/waitlist", tag = "portal", security(("operator_token" = [])),
+    params(("event_id" = i64, Path)),
+    responses((status = 200, body = WaitlistSummary), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn waitlist(
+    State(state): State<AppState>,
+    OwnedEvent { event, .. }: OwnedEvent,
+) -> Result<Json<WaitlistSummary>, ApiError> {
+    Ok(Json(crate::waitlist::summary(&state.pool, event).await?))
 }

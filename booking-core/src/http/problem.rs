@@ -17,6 +17,7 @@ use crate::portal::{EdgeError, PortalError};
 use crate::pricing::PricingError;
 use crate::pricing::fee_settings::FeeError;
 use crate::tickets::{CheckInError, ResaleError, TicketError, TransferError};
+use crate::waitlist::WaitlistError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -247,6 +248,26 @@ impl From<PayoutError> for ApiError {
             P::Storage(cause) => return ApiError::unavailable(cause),
         };
         ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<WaitlistError> for ApiError {
+    fn from(e: WaitlistError) -> Self {
+        use WaitlistError as W;
+        let (status, code) = match &e {
+            W::EventNotFound => (StatusCode::NOT_FOUND, "event_not_found"),
+            W::EventCancelled => (StatusCode::CONFLICT, "event_cancelled"),
+            W::EventOver => (StatusCode::CONFLICT, "event_over"),
+            W::NotOnSale { .. } => (StatusCode::CONFLICT, "not_on_sale"),
+            W::QuantityOutOfRange { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "quantity_out_of_range"),
+            W::UnknownTier { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_tier"),
+            W::InvalidPriceCeiling => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_price_ceiling"),
+            W::NotSoldOut { .. } => (StatusCode::CONFLICT, "not_sold_out"),
+            W::EntryNotFound => (StatusCode::NOT_FOUND, "waitlist_entry_not_found"),
+            W::EntryClosed { .. } => (StatusCode::CONFLICT, "waitlist_entry_closed"),
+            W::Storage(cause) => return ApiError::unavailable(cause),
+        };
+        with_fields(ApiError::new(status, code, e.to_string()), &e)
     }
 }
 

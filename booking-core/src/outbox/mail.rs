@@ -97,6 +97,18 @@ pub fn compose(topic: &str, payload: &serde_json::Value) -> (String, String) {
                 )
             },
         ),
+        "waitlist.offer" => (
+            "Seats from the waitlist are held for you".into(),
+            format!(
+                "{} seat(s) for event {} came back and are held for you until {} (UTC), at {} cents in all. \
+                 Buy them from your waitlist page (hold {}); after that they go to the next fan in line.",
+                payload["quantity"],
+                payload["event_id"],
+                payload["expires_at"].as_str().unwrap_or(""),
+                payload["total_cents"],
+                payload["hold_id"].as_str().unwrap_or("")
+            ),
+        ),
         other => (format!("Usher: {other}"), payload.to_string()),
     }
 }

@@ -24,6 +24,8 @@ pub mod topic {
     pub const DISPUTE_OPENED: &str = "dispute.opened";
     /// A chargeback decided: `status` won or lost.
     pub const DISPUTE_CLOSED: &str = "dispute.closed";
+    /// Seats from the waitlist are held for the fan (no order yet).
+    pub const WAITLIST_OFFER: &str = "waitlist.offer";
 }
 
 /// Writes a notification, inside the caller's transaction.
@@ -71,4 +73,28 @@ pub async fn notify_operators(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Writes a notification that concerns a fan but no order (a waitlist
+/// offer), inside the caller's transaction. Returns the outbox row's id.
+pub async fn notify_fan(
+    conn: &mut PgConnection,
+    topic: &str,
+    fan: &str,
+    payload: serde_json::Value,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"WITH n AS (
+               INSERT INTO outbox (topic, fan_id, payload) VALUES ($1, $2, $3) RETURNING id
+           ), d AS (
+               INSERT INTO outbox_deliveries (outbox_id, channel)
+               SELECT n.id, c.channel FROM n, (VALUES ('operator_webhook'), ('email')) AS c(channel)
+           )
+           SELECT id FROM n"#,
+    )
+    .bind(topic)
+    .bind(fan)
+    .bind(payload)
+    .fetch_one(conn)
+    .await
 }

@@ -29,3 +29,4 @@ mod pricing;
 mod refund_policy;
 mod seat_state_model;
 mod stripe_adapter;
+mod waitlist;
