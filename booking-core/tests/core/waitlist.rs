@@ -569,3 +569,88 @@ async fn seat_back_to_offer_mail_latency() {
     assert!(offer_max < 2_000.0 && mail_max < 3_000.0, "{to_offer:?} {to_mail:?}");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn offers_keep_to_the_tier_the_price_ceiling_and_seats_together() {
+    // Offers made by hand here, one pass at a time.
+    let app = TestApp::start_with_config(Options::default(), |c: &mut Config| {
+        c.waitlist.offers = false;
+        c.waitlist.interval_ms = 10;
+    })
+    .await;
+    // Rows 1-2 tier 1 (30.00), row 3 tier 2 (20.00); four seats a row.
+    let v = venue(&app.pool, &small_chart("wl-fit", &["A"], 3, 4)).await;
+    let e = event(&app.pool, "wl-fit", "wl-fit", rules(4)).await;
+    let seats = seat_ids(&app.pool, v).await;
+    // Every seat held alone, by three holders (one row each).
+    let mut holds = Vec::new();
+    for (row, chunk) in seats.chunks(4).enumerate() {
+        let token = app.sign_in(&format!("wl-fit-h{row}")).await;
+        for (k, seat) in chunk.iter().enumerate() {
+            let h = hold_ok(&app, &token, e, &format!("h{row}-{k}"), &[*seat]).await;
+            holds.push((token.clone(), h["hold_id"].as_str().unwrap().to_owned()));
+        }
+    }
+    let mut entries = Vec::new();
+    for (name, body) in [
+        ("wl-fit-cheap", json!({"quantity": 2, "max_price_cents": 2500})),
+        ("wl-fit-one", json!({"quantity": 1, "tier": 1})),
+        ("wl-fit-pair", json!({"quantity": 2, "tier": 1})),
+    ] {
+        let t = app.sign_in(name).await;
+        let (s, entry) = join(&app, &t, e, body).await;
+        assert_eq!(s, StatusCode::CREATED, "{entry}");
+        entries.push((t, entry["entry_id"].as_i64().unwrap()));
+    }
+    let state = &app.running.state;
+    let offerer = Offerer::new(
+        app.pool.clone(),
+        state.maps.clone(),
+        state.readings.clone(),
+        state.config.waitlist.clone(),
+    );
+    let pass = || async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        offerer.run_once().await.unwrap()
+    };
+    let release = |i: usize| {
+        let (t, h) = holds[i].clone();
+        let app = &app;
+        async move {
+            let (s, body) = app.release(&t, &h, &format!("r{i}")).await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+        }
+    };
+
+    // Two tier-1 seats back, apart: the cheap fan's ceiling rules them
+    // out, the single seat goes to the second fan, the pair waits.
+    release(0).await;
+    release(2).await;
+    assert_eq!(pass().await.offers, 1);
+    let one = entry_state(&app, &entries[1].0, entries[1].1).await;
+    assert_eq!(one["state"], "offered");
+    let got = one["offer"]["seat_ids"][0].as_i64().unwrap();
+    assert!(got == seats[0] || got == seats[2], "{one}");
+    assert_eq!(one["offer"]["total_cents"], 3000);
+    assert_eq!(entry_state(&app, &entries[0].0, entries[0].1).await["state"], "waiting");
+    assert_eq!(entry_state(&app, &entries[2].0, entries[2].1).await["state"], "waiting");
+
+    // Two tier-2 seats side by side: the cheap fan, first in line, gets both.
+    release(9).await;
+    release(10).await;
+    assert_eq!(pass().await.offers, 1);
+    let cheap = entry_state(&app, &entries[0].0, entries[0].1).await;
+    assert_eq!(cheap["state"], "offered");
+    assert_eq!(cheap["offer"]["seat_ids"], json!([seats[9], seats[10]]));
+    assert_eq!(cheap["offer"]["total_cents"], 4000);
+
+    // Two tier-1 seats side by side in row 2: the pair.
+    release(4).await;
+    release(5).await;
+    assert_eq!(pass().await.offers, 1);
+    let pair = entry_state(&app, &entries[2].0, entries[2].1).await;
+    assert_eq!(pair["offer"]["seat_ids"], json!([seats[4], seats[5]]));
+    // Nothing left for anyone: the lone tier-1 seat stays on sale.
+    assert_eq!(pass().await.offers, 0);
+    app.finish().await;
+}
