@@ -43,6 +43,7 @@ const FILES: &[(&str, &[u8], &str)] = assets![
     ("checkout.js", "text/javascript; charset=utf-8"),
     ("orders.js", "text/javascript; charset=utf-8"),
     ("tickets.js", "text/javascript; charset=utf-8"),
+    ("waitlist.js", "text/javascript; charset=utf-8"),
     ("portal.js", "text/javascript; charset=utf-8"),
     ("favicon.svg", "image/svg+xml"),
 ];
@@ -54,6 +55,7 @@ const PAGES: &[&str] = &[
     "/",
     "/sign-in",
     "/me/tickets",
+    "/me/waitlist",
     "/me/orders/{order_id}",
     "/events/{event_id}",
     "/events/{event_id}/seats",

@@ -209,6 +209,11 @@ async fn joining_needs_a_sell_out_and_bad_input_gets_stable_codes() {
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.json::<Value>().await.unwrap()["state"], "left");
     }
+    // The fan's page: the app's shell, which loads the waitlist module.
+    let r = app.http.get(app.url("/me/waitlist")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let shell = r.text().await.unwrap();
+    assert!(shell.contains("/me/waitlist") && shell.contains("waitlist"), "{shell}");
     // After leaving, a new entry at the back.
     let (s, rejoined) = join(&app, &fan, e, json!({"quantity": 1, "tier": 1})).await;
     assert_eq!(s, StatusCode::CREATED, "{rejoined}");

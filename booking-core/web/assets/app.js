@@ -8,11 +8,13 @@ import { homePage, eventPage, resalePage } from "/assets/catalog.js";
 import { seatsPage } from "/assets/seats.js";
 import { ticketsPage } from "/assets/tickets.js";
 import { orderPage } from "/assets/orders.js";
+import { waitlistPage } from "/assets/waitlist.js";
 
 const routes = [
   [/^\/$/, homePage],
   [/^\/sign-in$/, signInPage],
   [/^\/me\/tickets$/, ticketsPage],
+  [/^\/me\/waitlist$/, waitlistPage],
   [/^\/me\/orders\/([0-9a-f-]{36})$/, orderPage],
   [/^\/events\/(\d+)$/, eventPage],
   [/^\/events\/(\d+)\/seats$/, seatsPage],

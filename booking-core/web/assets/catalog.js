@@ -1,9 +1,10 @@
 // catalog.js: the pages before a fan picks seats: search with paged results,
 // an event's page (tiers, prices, the on-sale countdown on the server's
-// clock), and an event's resale listings.
+// clock, the waitlist when sold out), and an event's resale listings.
 
 import { api, clock, el, money, notice, render, serverClock, session, tierColour, when, ApiError } from "/assets/api.js";
 import { payForm } from "/assets/checkout.js";
+import { joinForm } from "/assets/waitlist.js";
 
 const CATEGORIES = ["concert", "sports", "theatre", "comedy", "family", "festival"];
 
@@ -85,7 +86,7 @@ export async function eventPage(id) {
     status.replaceChildren(el("p", {}, e.rules.protected
       ? "On sale now. You may wait in a short online queue first: keep the page open and you'll be taken to the seats."
       : "On sale now."));
-    action.replaceChildren(find, el("a", { class: "button secondary", href: `/events/${id}/resale` }, "Resale tickets"));
+    action.replaceChildren(find, el("a", { class: "button secondary", href: `/events/${id}/resale` }, "Resale tickets"), joinForm(e));
     return false;
   }
   if (tick()) {
