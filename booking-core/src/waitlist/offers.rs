@@ -85,7 +85,8 @@ impl Offerer {
     /// One run: closes ended offers, then makes the offers due in every
     /// event this instance can take now.
     pub async fn run_once(&self) -> Result<Pass, sqlx::Error> {
-        let (lapsed, bought) = settle(&self.pool).await?;
+        // Every event's, including those nobody waits for any more.
+        let (lapsed, bought) = settle(&self.pool, None).await?;
         let due: Vec<i64> = sqlx::query_scalar(
             r#"SELECT q.event_id FROM waitlist_queues q JOIN events e ON e.id = q.event_id
                WHERE q.next_pass_at <= now() AND NOT e.cancelled AND e.starts_at > now() AND e.on_sale_at <= now()
@@ -179,6 +180,10 @@ impl Offerer {
         // pass is in it. A fan's hold in flight may be missing, and then the
         // claim refuses those seats and the entry is ranked again.
         let reading = self.readings.since(&map, event, Instant::now()).await?;
+        // Offers whose seats the reading shows free are closed first (their
+        // hold ended before the reading, so before this), so a seat is
+        // never offered on while its last offer still reads as open.
+        settle(&self.pool, Some(event)).await?;
         let mut taken: Vec<bool> = reading.states.0.iter().map(|s| *s != SeatState::Available).collect();
         if taken.iter().all(|t| *t) {
             return Ok(0);
@@ -370,20 +375,23 @@ impl Offerer {
 
 /// Closes offers whose hold ended: bought if it became an order's sale,
 /// else lapsed (expired, or released). Their seats are already free by the
-/// clock; the next event pass offers them on. Returns (lapsed, bought).
-pub async fn settle(pool: &PgPool) -> Result<(i64, i64), sqlx::Error> {
+/// clock; the next event pass offers them on. One event's, or all.
+/// Returns (lapsed, bought).
+pub async fn settle(pool: &PgPool, event: Option<EventId>) -> Result<(i64, i64), sqlx::Error> {
     let r = sqlx::query(
         r#"WITH ended AS (
                UPDATE waitlist_entries w
                SET state = CASE WHEN h.state = 'converted' THEN 'bought' ELSE 'lapsed' END, ended_at = now()
                FROM holds h
                WHERE w.state = 'offered' AND h.id = w.hold_id AND (h.state <> 'active' OR h.expires_at <= now())
+                 AND ($1::bigint IS NULL OR w.event_id = $1)
                RETURNING w.state
            )
            SELECT count(*) FILTER (WHERE state = 'lapsed') AS lapsed,
                   count(*) FILTER (WHERE state = 'bought') AS bought
            FROM ended"#,
     )
+    .bind(event.map(|e| e.0))
     .fetch_one(pool)
     .await?;
     Ok((r.try_get("lapsed")?, r.try_get("bought")?))

@@ -240,7 +240,7 @@ async fn operator_of(app: &TestApp, v: booking_core::ids::VenueId, e: EventId) -
 }
 
 #[tokio::test]
-async fn an_expired_hold_is_offered_in_order_lapses_to_the_next_fan_who_buys_it() {
+async fn an_expired_hold_is_offered_in_order_lapses_to_the_next_fan_who_buys_it_and_a_refund_goes_on() {
     let app = TestApp::start_with_config(
         Options {
             sandbox: true,
@@ -343,6 +343,21 @@ async fn an_expired_hold_is_offered_in_order_lapses_to_the_next_fan_who_buys_it(
     assert_eq!(entry_state(&app, &fans[1].0, fans[1].1).await["state"], "bought");
     assert_eq!(entry_state(&app, &fans[2].0, fans[2].1).await["state"], "waiting");
 
+    // A refund puts the seat back on sale: the third fan's turn.
+    let id = order["order_id"].as_str().unwrap();
+    let (s, _, refund) = post_keyed(
+        &app,
+        &fans[1].0,
+        "wl-refund",
+        &format!("/v1/orders/{id}/refunds"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{refund}");
+    let third = until_state(&app, &fans[2].0, fans[2].1, "offered", 10).await;
+    assert_eq!(third["offer"]["seat_ids"], json!([seats[0]]));
+    assert_eq!(entry_state(&app, &fans[1].0, fans[1].1).await["state"], "bought");
+
     // The portal's view.
     let operator = operator_of(&app, v, e).await;
     let r = app
@@ -361,10 +376,11 @@ async fn an_expired_hold_is_offered_in_order_lapses_to_the_next_fan_who_buys_it(
             summary["lapsed"].as_i64(),
             summary["offered"].as_i64()
         ),
-        (Some(1), Some(1), Some(1), Some(0)),
+        (Some(0), Some(1), Some(1), Some(1)),
         "{summary}"
     );
-    assert_eq!(summary["offers"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["offers"].as_array().unwrap().len(), 3);
+    assert_eq!(summary["offers"][0]["state"], "offered");
     assert!(!summary.to_string().contains("wl-w"), "no fan is named to operators");
     let r = app
         .http
