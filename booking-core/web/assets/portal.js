@@ -1,8 +1,8 @@
 // portal.js: the venue portal, for operators: sign in (an operator belongs to
 // one organisation and sees only its venues and events), import a seating
 // chart with a preview, create and edit events (with their after-sale and
-// chargeback policy), see their disputes, set the waiting room live,
-// and watch an on-sale on a dashboard fed by Server-Sent Events. Loaded only
+// chargeback policy), see their disputes and waitlist, set the waiting
+// room live, and watch an on-sale on a dashboard fed by Server-Sent Events. Loaded only
 // on /portal pages, so fans never download it.
 
 import { el, money, notice, render, when, ApiError } from "/assets/api.js";
@@ -286,7 +286,7 @@ async function eventPage(id) {
     }
   });
   const parts = [el("h1", {}, e ? e.title : "New event"), form];
-  if (e) parts.push(await waitingRoomForm(e.id), await disputesList(e.id), el("p", {}, el("a", { class: "button", href: `/portal/events/${e.id}/live` }, "Live on-sale dashboard")));
+  if (e) parts.push(await waitingRoomForm(e.id), await disputesList(e.id), await waitlistBox(e.id), el("p", {}, el("a", { class: "button", href: `/portal/events/${e.id}/live` }, "Live on-sale dashboard")));
   render(e ? e.title : "New event", ...parts);
 }
 
@@ -363,6 +363,31 @@ async function waitingRoomForm(id) {
     }
   });
   box.append(form);
+  return box;
+}
+
+// The event's waitlist: how many wait and for how many seats, the offers
+// held now, and the latest offers (fans are not named to operators).
+async function waitlistBox(id) {
+  const box = el("section", { "aria-labelledby": "waitlist-title" }, el("h2", { id: "waitlist-title" }, "Waitlist"));
+  let w;
+  try {
+    w = await call(`/v1/portal/events/${id}/waitlist`);
+  } catch (err) {
+    box.append(notice("error", problemText(err)));
+    return box;
+  }
+  box.append(el("p", {},
+    `${w.waiting} waiting (${w.waiting_seats} seats) · ${w.offered} offers held now (${w.offered_seats} seats) · `,
+    `${w.bought} bought · ${w.lapsed} lapsed · ${w.left} left`));
+  if (w.offers.length) {
+    box.append(el("table", {},
+      el("thead", {}, el("tr", {}, ["Entry", "Seats", "Tier", "State", "Offered", "Until"].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, w.offers.map((o) => el("tr", {},
+        el("td", {}, `#${o.entry_id}`), el("td", {}, String(o.quantity)), el("td", {}, o.tier ? String(o.tier) : "any"),
+        el("td", {}, o.state), el("td", {}, new Date(o.offered_at).toLocaleTimeString()),
+        el("td", {}, new Date(o.expires_at).toLocaleTimeString()))))));
+  }
   return box;
 }
 
