@@ -13,6 +13,8 @@ use crate::http::problem::{ApiError, Problem};
 use crate::idempotency::Outcome;
 use crate::ids::{EventId, HoldId};
 use crate::inventory::{self, Caller, Hold, HoldRequest};
+use crate::pricing::fee_settings;
+use crate::pricing::fees::Charges;
 
 fn answer(status: StatusCode, outcome: Outcome<Hold>) -> Response {
     let location = format!("/v1/holds/{}", outcome.value.hold_id);
@@ -62,14 +64,38 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/holds/{hold_id}", tag = "holds",
     params(("hold_id" = uuid::Uuid, Path)),
     security(("fan_token" = [])),
-    responses((status = 200, body = Hold), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = QuotedHold), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     fan: Fan,
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Response, ApiError> {
     let hold = inventory::get_hold(&state.pool, &state.maps, &fan.id, HoldId(id)).await?;
-    Ok(no_store_json(StatusCode::OK, hold))
+    let seats: Vec<(i64, i64)> = hold.seats.iter().map(|s| (s.seat_id.0, s.price_cents.0)).collect();
+    let (currency, charges) =
+        fee_settings::quote(&state.pool, hold.event_id, &seats, &state.config.payments.currency).await?;
+    Ok(no_store_json(
+        StatusCode::OK,
+        QuotedHold {
+            hold,
+            currency,
+            charges,
+        },
+    ))
+}
+
+/// A hold with what an order of it would be charged now.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct QuotedHold {
+    #[serde(flatten)]
+    pub hold: Hold,
+    /// The event's currency (ISO 4217): every amount is in its minor unit.
+    pub currency: String,
+    /// The order's lines (fees and taxes) when the event has any: its
+    /// `total_cents` is what the order will charge. Absent otherwise: the
+    /// seats' prices are the total.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub charges: Option<Charges>,
 }
 
 /// Release a hold now; its seats go back on sale at once.

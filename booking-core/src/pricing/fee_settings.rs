@@ -260,6 +260,31 @@ pub async fn charge_order(
     Ok(())
 }
 
+/// What an order of these seats would be charged now (the hold's page
+/// shows it before the fan pays): the event's currency, and its lines when
+/// the event has fees or taxes.
+pub async fn quote(
+    pool: &PgPool,
+    event: EventId,
+    seats: &[(i64, i64)],
+    default_currency: &str,
+) -> Result<(String, Option<Charges>), sqlx::Error> {
+    let row = sqlx::query(
+        r#"SELECT e.currency, f.service_fee_per_ticket_cents, f.facility_fee_per_ticket_cents, f.order_fee_cents,
+                  f.tax_rate_bp, f.tax_inclusive, f.fees_taxable, f.fees_refundable
+           FROM events e LEFT JOIN event_fees f ON f.event_id = e.id WHERE e.id = $1"#,
+    )
+    .bind(event.0)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok((default_currency.to_owned(), None));
+    };
+    let (currency, settings) = read(&row, default_currency)?;
+    let charges = (!settings.is_none()).then(|| Charges::compute(&currency, seats, &settings));
+    Ok((currency, charges))
+}
+
 /// The stored lines of these orders (those that have any).
 pub async fn lines_of(pool: &PgPool, orders: &[uuid::Uuid]) -> Result<Vec<(uuid::Uuid, Charges)>, sqlx::Error> {
     let rows: Vec<(uuid::Uuid, sqlx::types::Json<Charges>)> =

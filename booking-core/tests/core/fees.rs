@@ -35,6 +35,11 @@ async fn get_fees(app: &TestApp, token: &str, e: EventId) -> Value {
     r.json().await.unwrap()
 }
 
+async fn get_json(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
+    let r = app.http.get(app.url(path)).bearer_auth(token).send().await.unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
 /// Half away from zero, as the lines round.
 fn round_div(num: i64, den: i64) -> i64 {
     (2 * num + den) / (2 * den)
@@ -122,9 +127,24 @@ async fn orders_carry_fee_and_tax_lines_that_add_up_to_the_charge_in_the_events_
     assert_eq!(s, StatusCode::OK, "{set}");
     assert_eq!(set["currency"], "jpy");
 
+    // The hold says what its order will charge, before the fan pays.
+    let seats = seat_ids(&app.pool, v).await;
+    let quoter = app.sign_in("quo").await;
+    let (s, h) = app.hold(&quoter, e, "quo-h", &json!({"seat_ids": &seats[7..8]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
+    let (s, quoted) = get_json(&app, &quoter, &format!("/v1/holds/{}", h["hold_id"].as_str().unwrap())).await;
+    assert_eq!(s, StatusCode::OK, "{quoted}");
+    let hp = quoted["seats"][0]["price_cents"].as_i64().unwrap();
+    assert_eq!(quoted["currency"], "jpy");
+    assert_eq!(
+        quoted["charges"]["total_cents"],
+        hp + round_div(hp * 1000, 10_000) + 440 + 550,
+        "{quoted}"
+    );
+    assert_eq!(quoted["total_cents"], hp, "the seats' prices alone");
+
     // Two tickets: each price + 10% tax, each 400 fees + 10% tax, and the
     // order's 500 fee + 10% tax.
-    let seats = seat_ids(&app.pool, v).await;
     let fan = app.sign_in("yui").await;
     let o = buy_with_own_card(&app, ("yui", &fan), e, "y", &seats[0..2]).await;
     let prices: Vec<i64> = o["seats"]
