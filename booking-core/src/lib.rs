@@ -2,7 +2,7 @@
 //! double-book, checkout through a payment provider, and tickets.
 //!
 //! Domain modules (`catalog`, `venues`, `inventory`, `checkout`, `tickets`,
-//! `idempotency`, `identity`, `portal`, `pricing`, `waitlist`) hold the rules and the SQL; `http` is the only place that
+//! `idempotency`, `identity`, `portal`, `pricing`, `waitlist`, `fans`) hold the rules and the SQL; `http` is the only place that
 //! knows about requests and responses, and it maps every domain error once.
 //! `metrics` is the SREs' registry, which domain modules record into.
 
@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod config;
 pub mod db;
+pub mod fans;
 pub mod http;
 pub mod idempotency;
 pub mod identity;

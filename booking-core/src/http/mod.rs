@@ -5,6 +5,7 @@ pub mod admission;
 pub mod answer;
 pub mod catalog;
 pub mod extract;
+pub mod fans;
 pub mod health;
 pub mod holds;
 pub mod identity;
@@ -113,6 +114,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checkin", post(tickets::checkin))
         .route("/v1/payments/webhooks/{provider}", post(payments::webhook))
         .route("/v1/me", get(identity::me))
+        .route("/v1/me/data", get(fans::my_data))
+        .route("/v1/me/erasure", post(fans::erase_me))
+        .route("/v1/portal/fans/{fan_id}/data", post(fans::export_for_fan))
+        .route("/v1/portal/fans/{fan_id}/erasure", post(fans::erase_for_fan))
+        .route("/v1/portal/audit", get(fans::audit_log))
         .route("/v1/events/{event_id}/waitlist", post(waitlist::join))
         .route("/v1/waitlist", get(waitlist::mine))
         .route("/v1/waitlist/{entry_id}", get(waitlist::get).delete(waitlist::leave))

@@ -4,7 +4,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{catalog, health, holds, identity, orders, payments, payouts, portal, seats, tickets, waitlist};
+use crate::http::{
+    catalog, fans, health, holds, identity, orders, payments, payouts, portal, seats, tickets, waitlist,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +29,7 @@ use crate::http::{catalog, health, holds, identity, orders, payments, payouts, p
         portal::disputes,
         portal::waitlist,
         waitlist::join, waitlist::mine, waitlist::get, waitlist::leave,
+        fans::my_data, fans::erase_me, fans::export_for_fan, fans::erase_for_fan, fans::audit_log,
     ),
     modifiers(&FanToken),
 )]

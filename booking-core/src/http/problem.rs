@@ -12,6 +12,7 @@ use crate::catalog::CatalogError;
 use crate::checkout::books::ResolveError;
 use crate::checkout::payouts::PayoutError;
 use crate::checkout::{OrderError, RefundError};
+use crate::fans::FanDataError;
 use crate::inventory::HoldError;
 use crate::portal::{EdgeError, PortalError};
 use crate::pricing::PricingError;
@@ -266,6 +267,23 @@ impl From<WaitlistError> for ApiError {
             W::EntryNotFound => (StatusCode::NOT_FOUND, "waitlist_entry_not_found"),
             W::EntryClosed { .. } => (StatusCode::CONFLICT, "waitlist_entry_closed"),
             W::Storage(cause) => return ApiError::unavailable(cause),
+        };
+        with_fields(ApiError::new(status, code, e.to_string()), &e)
+    }
+}
+
+impl From<FanDataError> for ApiError {
+    fn from(e: FanDataError) -> Self {
+        use FanDataError as F;
+        let (status, code) = match &e {
+            F::OrderInProgress { .. } => (StatusCode::CONFLICT, "order_in_progress"),
+            F::RefundInProgress { .. } => (StatusCode::CONFLICT, "refund_in_progress"),
+            F::PayoutOwed { .. } => (StatusCode::CONFLICT, "payout_owed"),
+            F::ListingReserved { .. } => (StatusCode::CONFLICT, "listing_reserved"),
+            F::FanNotFound => (StatusCode::NOT_FOUND, "fan_not_found"),
+            F::InvalidFanId => (StatusCode::BAD_REQUEST, "invalid_fan_id"),
+            F::InvalidReason => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_reason"),
+            F::Storage(cause) => return ApiError::unavailable(cause),
         };
         with_fields(ApiError::new(status, code, e.to_string()), &e)
     }

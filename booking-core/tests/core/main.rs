@@ -17,6 +17,7 @@ mod concurrency;
 mod db_failover;
 mod disputes;
 mod expiry_and_feed;
+mod fan_data;
 mod fees;
 mod holds_api;
 mod hostile_input;
