@@ -152,7 +152,7 @@ async fn refuse_while_needed(tx: &mut PgConnection, fan: &FanIdentity) -> Result
 /// id, $2 the pseudonym, $3 the strings to take out of free text. Ending
 /// and scrubbing come before the id is replaced, since they find the rows
 /// by it.
-const STEPS: &[(&str, &'static str)] = &[
+const STEPS: &[(&str, &str)] = &[
     (
         "holds_released",
         r#"WITH h AS (

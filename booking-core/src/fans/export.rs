@@ -22,7 +22,7 @@ pub const GROUP_LIMIT: i64 = 5_000;
 
 /// The groups, in the document's order: (field, SQL giving one jsonb array
 /// of the fan's rows, $1 the fan id, $2 the limit).
-const GROUPS: &[(&str, &'static str)] = &[
+const GROUPS: &[(&str, &str)] = &[
     (
         "orders",
         "SELECT coalesce(jsonb_agg(to_jsonb(x) - 'fingerprint' - 'next_check_at' - 'checks' ORDER BY x.created_at, x.id), '[]')
