@@ -441,3 +441,108 @@ async fn erasure_waits_while_an_order_is_being_paid() {
     assert_eq!(still, 1);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn erasure_waits_for_a_payout_owed_then_ends_listings_and_waitlist_places_and_removes_the_account() {
+    let app = TestApp::start_with_config(
+        Options {
+            sandbox: true,
+            ..Options::default()
+        },
+        |c| c.checkout.payout_delay_secs = 0,
+    )
+    .await;
+    let (e, seats, _) = stage(&app, "gp", "Payout Org").await;
+    const SELLER: &str = "seller-gdpr-5e2a91";
+    let seller = sign_in_named(&app, SELLER, "Sally Seller-Gdpr").await;
+    let o = buy_with_own_card(&app, (SELLER, &seller), e, "s", &seats[0..2]).await;
+    let bea = app.sign_in("bea").await;
+    buy_with_own_card(&app, ("bea", &bea), e, "b", &seats[2..8]).await;
+    let r = app
+        .http
+        .put(app.url("/v1/me/payout-account"))
+        .bearer_auth(&seller)
+        .json(&json!({"account_id": "acct_ok_sally"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut listings = vec![];
+    for (i, t) in o["tickets"].as_array().unwrap().iter().enumerate() {
+        let ticket = t["ticket_id"].as_str().unwrap();
+        let (s, _, l) = post_keyed(
+            &app,
+            &seller,
+            &format!("list-{i}"),
+            &format!("/v1/tickets/{ticket}/listings"),
+            json!({"price_cents": 3000}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{l}");
+        listings.push(l["listing_id"].as_str().unwrap().to_owned());
+    }
+    // Bea buys the first listing: a payout is owed to the seller.
+    let (s, _, bought) = post_keyed(
+        &app,
+        &bea,
+        "buy",
+        "/v1/orders",
+        json!({"listing_id": listings[0], "payment_method": "pm_card_ok_bea"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{bought}");
+    // The event is sold out: the seller joins its waitlist.
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/events/{}/waitlist", e.0)))
+        .bearer_auth(&seller)
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+
+    let (s, _, p) = post_keyed(&app, &seller, "e1", "/v1/me/erasure", json!({})).await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("payout_owed")),
+        "{p}"
+    );
+    assert_eq!(p["listing_id"].as_str(), Some(listings[0].as_str()));
+
+    // Paid: now the erasure goes through.
+    let checkout = &app.running.state.checkout;
+    booking_core::checkout::reconcile::payouts_once(checkout, &app.pool, 0, 50)
+        .await
+        .unwrap();
+    let (s, _, p) = post_keyed(&app, &seller, "e2", "/v1/me/erasure", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let changed = &p["changed"];
+    assert_eq!(
+        (
+            &changed["listings_cancelled"],
+            &changed["waitlist_entries_left"],
+            &changed["payout_accounts_removed"],
+            &changed["resale_payouts"]
+        ),
+        (&json!(1), &json!(1), &json!(1), &json!(1)),
+        "{p}"
+    );
+    let found = columns_holding(&app.pool, &[SELLER, "Sally Seller-Gdpr"]).await;
+    assert!(found.is_empty(), "{found:#?}");
+    // The payout keeps what the books need (amount, destination, transfer).
+    let (state, net, transfer): (String, i64, Option<String>) =
+        sqlx::query_as("SELECT state, net_cents, transfer_id FROM resale_payouts WHERE listing_id = $1::uuid")
+            .bind(&listings[0])
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "paid");
+    assert!(net > 0 && transfer.is_some());
+    let open: i64 = sqlx::query_scalar("SELECT count(*) FROM resale_listings WHERE state = 'listed'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(open, 0);
+    app.finish().await;
+}
