@@ -105,7 +105,8 @@ CREATE TABLE fan_data_audit (
 CREATE INDEX fan_data_audit_by_org ON fan_data_audit (organisation_id, id DESC);
 
 -- Export and erasure find the fan's rows by index: the other tables have
--- one led by their fan column already. (Payloads naming the fan in other
--- rows, a transfer's receiver, are found by a scan of the outbox.)
+-- one led by their fan column already. The outbox gets none: payloads
+-- naming the fan in other rows (a transfer's receiver) need a scan of it
+-- anyway, and building an index here would stop notifications (and so
+-- checkouts) while it builds.
 CREATE INDEX ticket_transfers_to_fan ON ticket_transfers (to_fan_id);
-CREATE INDEX outbox_by_fan ON outbox (fan_id) WHERE fan_id IS NOT NULL;

@@ -64,6 +64,14 @@ pub enum FanDataError {
     Storage(#[from] sqlx::Error),
 }
 
+/// How every pseudonym begins (`fan_ref` in the migration).
+pub const PSEUDONYM_PREFIX: &str = "erased:";
+
+/// Whether a fan id is an erased fan's pseudonym.
+pub fn is_pseudonym(fan: &str) -> bool {
+    fan.starts_with(PSEUDONYM_PREFIX)
+}
+
 /// The pseudonym a fan's id becomes on erasure, and names them in the
 /// audit log (`fan_ref` in the migration).
 pub async fn fan_ref(conn: &mut PgConnection, fan: &FanId) -> Result<String, sqlx::Error> {

@@ -117,6 +117,11 @@ impl Deliverer {
         let Some(fan) = &d.fan_id else {
             return Err("no fan to write to".into());
         };
+        // An erased fan has no address any more (a later refund of their
+        // order still notifies the operators): never mail the pseudonym.
+        if crate::fans::is_pseudonym(fan) {
+            return Err("the fan's data was erased: no address".into());
+        }
         let (subject, body) = mail::compose(&d.topic, &d.payload);
         let m = Message {
             id: format!("usher-{}", d.outbox_id),

@@ -231,6 +231,12 @@ async fn a_fan_downloads_everything_then_erasure_leaves_no_trace_and_the_books_a
     );
     let (s, p) = post_plain(&app, &owner, "/v1/portal/fans/nobody-here/data", json!({"reason": "x"})).await;
     assert_eq!((s, p["code"].as_str()), (StatusCode::NOT_FOUND, Some("fan_not_found")));
+    let long = format!("/v1/portal/fans/{}/data", "x".repeat(129));
+    let (s, p) = post_plain(&app, &owner, &long, json!({"reason": "x"})).await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_fan_id"))
+    );
     let (s, p) = post_plain(&app, &owner, &data, json!({"reason": "support ticket 4711"})).await;
     assert_eq!(s, StatusCode::OK, "{p}");
     assert_eq!(p["fan_id"], FAN);
@@ -261,10 +267,12 @@ async fn a_fan_downloads_everything_then_erasure_leaves_no_trace_and_the_books_a
     assert!(refunds > 0);
 
     // Two erasures at once: one does it, the other answers it again.
+    let started = std::time::Instant::now();
     let (a, b) = tokio::join!(
         post_keyed(&app, &fan, "erase-1", "/v1/me/erasure", json!({})),
         post_keyed(&app, &fan, "erase-2", "/v1/me/erasure", json!({})),
     );
+    eprintln!("two racing erasures answered in {:?}", started.elapsed());
     assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK), "{} {}", a.2, b.2);
     assert_eq!(a.2["fan_ref"], b.2["fan_ref"]);
     let fan_ref = a.2["fan_ref"].as_str().unwrap().to_owned();
@@ -307,6 +315,46 @@ async fn a_fan_downloads_everything_then_erasure_leaves_no_trace_and_the_books_a
         owners.contains(&FRIEND.to_owned()) && owners.contains(&fan_ref),
         "{owners:?}"
     );
+
+    // The books keep working: the owner refunds the erased fan's last
+    // valid ticket; the money goes back, the mail goes nowhere.
+    let t2 = o["tickets"][2]["ticket_id"].as_str().unwrap().to_owned();
+    let last_outbox: i64 = sqlx::query_scalar("SELECT max(id) FROM outbox")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let (s, _, p) = post_keyed(
+        &app,
+        &owner,
+        "late",
+        &format!("/v1/portal/orders/{order}/refunds"),
+        json!({"ticket_ids": [t2], "reason": "seat moved"}),
+    )
+    .await;
+    assert!(s == StatusCode::CREATED || s == StatusCode::ACCEPTED, "{s} {p}");
+    wait_refunds_settled(&app.pool).await;
+    let (_, refunds_now, _, _) = books(&app.pool, e).await;
+    assert!(refunds_now > refunds);
+    assert_eq!(charged(&app, &orders).await, (charges, refunds_now));
+    let mut tried = None;
+    for _ in 0..100 {
+        tried = sqlx::query_as::<_, (String, Option<String>)>(
+            r#"SELECT d.state, d.last_error FROM outbox_deliveries d JOIN outbox o ON o.id = d.outbox_id
+               WHERE o.fan_id = $1 AND o.topic = 'refund.issued' AND d.channel = 'email' AND d.attempts > 0 AND o.id > $2"#,
+        )
+        .bind(&fan_ref)
+        .bind(last_outbox)
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap();
+        if tried.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (state, error) = tried.expect("the mail was tried");
+    assert_ne!(state, "delivered");
+    assert!(error.unwrap_or_default().contains("erased"));
 
     // The old token gets nothing back.
     let (s, doc) = get_with(&app, &fan, "/v1/me/data").await;
