@@ -258,6 +258,22 @@ fn resource_url(base: &str, segments: &[&str]) -> Result<reqwest::Url, ProviderE
     Ok(url)
 }
 
+/// A webhook's envelope, as Stripe and the sandbox both send it:
+/// `{"id", "type", "data": {"object": ...}}`; each adapter reads `object`
+/// by `type`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Envelope {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: EnvelopeData,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EnvelopeData {
+    pub object: serde_json::Value,
+}
+
 /// One page of a Stripe-shaped list (the sandbox's lists have the same
 /// shape): `{"data": [...], "has_more": bool}`, the next page asked for
 /// with `starting_after=<the last entry's id>`.

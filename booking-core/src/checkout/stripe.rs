@@ -20,9 +20,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::checkout::provider::{
-    BoxFuture, Charge, ChargeRequest, ChargeStatus, Page, PaymentMethod, PaymentProvider, PayoutAccount, ProviderError,
-    Refund, RefundRequest, Transfer, TransferRequest, WebhookError, WebhookEvent, Window, account_url, all_pages,
-    list_url, payment_intent_url, payment_method_url, trace_context, window_query,
+    BoxFuture, Charge, ChargeRequest, ChargeStatus, Envelope, Page, PaymentMethod, PaymentProvider, PayoutAccount,
+    ProviderError, Refund, RefundRequest, Transfer, TransferRequest, WebhookError, WebhookEvent, Window, account_url,
+    all_pages, list_url, payment_intent_url, payment_method_url, trace_context, window_query,
 };
 use crate::checkout::provider::{DISPUTE_EVENTS, Dispute, dispute_status};
 use crate::config::PaymentsConfig;
@@ -121,19 +121,6 @@ struct StripeAccount {
     id: String,
     #[serde(default)]
     payouts_enabled: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct Event {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    data: EventData,
-}
-
-#[derive(Debug, Deserialize)]
-struct EventData {
-    object: serde_json::Value,
 }
 
 impl PaymentIntent {
@@ -509,7 +496,7 @@ impl PaymentProvider for StripeProvider {
         now_unix: i64,
     ) -> Result<WebhookEvent, WebhookError> {
         signature::verify(signature, body, &self.webhook_secret, self.tolerance_secs, now_unix)?;
-        let event: Event = serde_json::from_slice(body).map_err(|_| WebhookError::MalformedBody)?;
+        let event: Envelope = serde_json::from_slice(body).map_err(|_| WebhookError::MalformedBody)?;
         Ok(match event.kind.as_str() {
             "payment_intent.succeeded" | "payment_intent.payment_failed" | "payment_intent.canceled" => {
                 let pi: PaymentIntent =
