@@ -42,7 +42,7 @@ pub struct PayoutAccountView {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PayoutError {
-    #[error("the account id must be 1 to 255 printable characters")]
+    #[error("the account id must be acct_ followed by letters, digits or _ (at most 255 characters)")]
     InvalidAccount,
     #[error("the payment provider has no such account")]
     UnknownAccount,
@@ -62,8 +62,13 @@ pub async fn set_account(
     fan: &FanId,
     account_id: &str,
 ) -> Result<PayoutAccountView, PayoutError> {
+    // A connected account's id (`acct_` and letters, digits or `_`),
+    // checked before the provider is asked.
     let account_id = account_id.trim();
-    if account_id.is_empty() || account_id.len() > 255 || account_id.chars().any(char::is_control) {
+    let well_formed = account_id
+        .strip_prefix("acct_")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    if !well_formed || account_id.len() > 255 {
         return Err(PayoutError::InvalidAccount);
     }
     let account = match provider.payout_account(account_id).await {

@@ -31,11 +31,47 @@ use crate::http::{
         waitlist::join, waitlist::mine, waitlist::get, waitlist::leave,
         fans::my_data, fans::erase_me, fans::export_for_fan, fans::erase_for_fan, fans::audit_log,
     ),
-    modifiers(&FanToken),
+    modifiers(&FanToken, &IdempotencyKeyFormat),
 )]
 pub struct ApiDoc;
 
 struct FanToken;
+
+/// Every `Idempotency-Key` header says what a key is (1 to 255 visible
+/// ASCII characters, as `IdempotencyKey::parse` takes): clients, and the
+/// schema-driven fuzzer, then send keys HTTP can carry. A control
+/// character in a header is refused by the HTTP parser itself with a bare
+/// 400, before any handler could answer with a problem.
+struct IdempotencyKeyFormat;
+
+impl Modify for IdempotencyKeyFormat {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in operations.into_iter().flatten() {
+                for p in op.parameters.iter_mut().flatten() {
+                    if p.name == "Idempotency-Key" {
+                        p.schema = Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .min_length(Some(1))
+                                .max_length(Some(255))
+                                .pattern(Some("^[!-~]{1,255}$"))
+                                .into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
 
 impl Modify for FanToken {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

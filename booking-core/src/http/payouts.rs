@@ -50,6 +50,7 @@ pub async fn mine(State(state): State<AppState>, fan: Fan) -> Result<Json<Vec<Pa
 #[into_params(parameter_in = Query)]
 pub struct PayoutParams {
     /// `owed`, `paid`, `failed` or `cancelled`; all when absent.
+    #[param(inline)]
     pub state: Option<PayoutState>,
 }
 

@@ -412,6 +412,7 @@ pub async fn refund_order(
 #[into_params(parameter_in = Query)]
 pub struct MismatchParams {
     /// `open`, `fixed` or `resolved`; all when absent.
+    #[param(inline)]
     pub state: Option<MismatchState>,
 }
 
