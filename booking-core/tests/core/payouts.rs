@@ -119,7 +119,13 @@ async fn a_resale_payout_waits_for_an_account_fails_visibly_and_is_sent_exactly_
         (
             "../v1/payment_intents",
             StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_payout_account",
+            "invalid_payout_account",
+        ),
+        ("0", StatusCode::UNPROCESSABLE_ENTITY, "invalid_payout_account"),
+        (
+            "acct_../../v1/refunds",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_payout_account",
         ),
         ("acct_closed_sal", StatusCode::CONFLICT, "payout_account_disabled"),
     ] {
