@@ -72,6 +72,8 @@ pub enum StartError {
     Payments(String),
     #[error("tickets: {0}")]
     Tickets(String),
+    #[error("notifications: {0}")]
+    Mail(String),
     #[error("edge admin API client: {0}")]
     Edge(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -175,7 +177,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         workers.push(tokio::spawn(reaper::run(pool.clone(), config.reaper.clone())));
     }
     if config.notifications.enabled {
-        let deliverer = crate::outbox::deliver::Deliverer::new(pool.clone(), config.notifications.clone());
+        let deliverer = crate::outbox::deliver::Deliverer::new(
+            pool.clone(),
+            config.notifications.clone(),
+            state.ticket_signer.clone(),
+        )
+        .map_err(|e| StartError::Mail(e.to_string()))?;
         workers.push(tokio::spawn(crate::outbox::deliver::run(deliverer)));
     }
     if config.pricing.recalculate {

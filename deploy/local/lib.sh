@@ -9,6 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE="$ROOT/target/usher-local"
 PG_PORT="${USHER_PG_PORT:-55432}"
 REDIS_PORT="${USHER_REDIS_PORT:-56379}"
+SMTP_PORT="${USHER_SMTP_PORT:-2525}"
 mkdir -p "$STATE/logs"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -45,9 +46,11 @@ ensure_toolchain() {
 
 # What the tests drive besides our own code: a real browser (the waiting
 # page), curl and openssl (HTTP/2 and TLS), redis-server and redis-cli
-# (a Redis Cluster started by a test).
+# (a Redis Cluster started by a test), aiosmtpd (the SMTP server the mail
+# tests send to).
 ensure_test_tools() {
   local pkgs=()
+  command -v aiosmtpd >/dev/null || pkgs+=(python3-aiosmtpd)
   command -v chromium >/dev/null || pkgs+=(chromium)
   command -v chromedriver >/dev/null || pkgs+=(chromium-driver)
   command -v openssl >/dev/null || pkgs+=(openssl)
@@ -149,6 +152,26 @@ ensure_redis() {
     for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
   fi
   export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+}
+
+# A real SMTP server for fan e-mail (aiosmtpd, plain SMTP on 127.0.0.1),
+# keeping every message it receives as a file in the Maildir
+# $STATE/maildir/new/ (read them with any mail client, or less).
+ensure_mail_server() {
+  command -v aiosmtpd >/dev/null || need_packages python3-aiosmtpd
+  if [ -f "$STATE/smtp.pid" ] && kill -0 "$(cat "$STATE/smtp.pid")" 2>/dev/null; then
+    return 0
+  fi
+  say "starting an SMTP server on 127.0.0.1:$SMTP_PORT (mail kept in $STATE/maildir)"
+  mkdir -p "$STATE/maildir/new" "$STATE/maildir/cur" "$STATE/maildir/tmp"
+  nohup aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.Mailbox "$STATE/maildir" \
+    >"$STATE/logs/smtp.log" 2>&1 &
+  echo $! >"$STATE/smtp.pid"
+  for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$SMTP_PORT") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "the SMTP server did not start; see $STATE/logs/smtp.log"
 }
 
 # DATABASE_URL with its database name replaced.

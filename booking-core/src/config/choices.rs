@@ -30,12 +30,27 @@ pub enum CrashPoint {
 }
 
 /// Where fan e-mail goes, written `log`, `file:<directory>` (one .eml per
-/// message) or `smtp://host:port` (plain SMTP, e.g. a local relay).
+/// message) or `smtp://host:port` (an SMTP server, spoken to as
+/// `notifications.smtp` says: TLS, credentials, timeout).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MailSink {
     Log,
     Files(PathBuf),
     Smtp(String),
+}
+
+/// How the SMTP connection is protected (`notifications.smtp.security`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain text: only for a relay on the same machine or network (the
+    /// local stack, tests); credentials are refused with it.
+    None,
+    /// Plain connect, then STARTTLS, required (refused if the server does
+    /// not offer it): usually port 587.
+    Starttls,
+    /// TLS from the first byte: usually port 465.
+    Tls,
 }
 
 #[derive(Debug, thiserror::Error)]

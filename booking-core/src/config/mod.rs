@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use usher_shared::config::ConfigError;
 use usher_shared::config::{HttpUrl, PostgresUrl, check_distinct_kids, check_range, read, verdict};
 
-pub use choices::{CrashPoint, MailSink, MailSinkError, ProviderKind};
+pub use choices::{CrashPoint, MailSink, MailSinkError, ProviderKind, SmtpSecurity};
 pub use sections::*;
 pub use usher_shared::telemetry::{LogFormat, TraceConfig};
 
@@ -141,6 +141,7 @@ impl Default for Config {
                 email: MailSink::Log,
                 email_from: "tickets@usher.invalid".into(),
                 email_domain: "fans.usher.invalid".into(),
+                smtp: SmtpConfig::default(),
             },
             pricing: PricingConfig::default(),
             waitlist: WaitlistConfig::default(),
@@ -318,6 +319,7 @@ impl Config {
         check_range(p, "notifications.interval_ms", n.interval_ms, 50..=3_600_000);
         check_range(p, "notifications.batch", n.batch, 1..=1000);
         check_range(p, "notifications.max_attempts", n.max_attempts, 1..=100);
+        check_mail(p, n);
         check_range(p, "pricing.interval_secs", self.pricing.interval_secs, 5..=3600);
         if let Some(edge) = &self.edge {
             if edge.admin_token.is_empty() {
@@ -326,6 +328,44 @@ impl Config {
             check_range(p, "edge.timeout_ms", edge.timeout_ms, 100..=60_000);
         }
         verdict(problems)
+    }
+}
+
+/// The sender and fan addresses, and an SMTP sink's session: refused at
+/// start rather than at the first message.
+fn check_mail(p: &mut Vec<String>, n: &NotificationsConfig) {
+    if n.email_from.parse::<lettre::message::Mailbox>().is_err() {
+        p.push(format!(
+            "notifications.email_from must be a mail address (\"tickets@example.com\" or \"Usher <tickets@example.com>\"), got {:?}",
+            n.email_from
+        ));
+    }
+    if format!("fan@{}", n.email_domain).parse::<lettre::Address>().is_err() {
+        p.push(format!(
+            "notifications.email_domain must be a mail domain, got {:?}",
+            n.email_domain
+        ));
+    }
+    if !matches!(n.email, MailSink::Smtp(_)) {
+        return;
+    }
+    let s = &n.smtp;
+    check_range(p, "notifications.smtp.timeout_ms", s.timeout_ms, 100..=120_000);
+    match (&s.username, &s.password) {
+        (Some(u), Some(pw)) => {
+            if u.is_empty() || pw.is_empty() {
+                p.push("notifications.smtp.username and password must not be empty".into());
+            }
+            if s.security == SmtpSecurity::None {
+                p.push(
+                    "notifications.smtp: credentials need security = \"starttls\" or \"tls\" (\"none\" would send them in clear text)"
+                        .into(),
+                );
+            }
+        }
+        (Some(_), None) => p.push("notifications.smtp.username is set without a password".into()),
+        (None, Some(_)) => p.push("notifications.smtp.password is set without a username".into()),
+        (None, None) => {}
     }
 }
 
@@ -399,6 +439,36 @@ mod tests {
     }
 
     #[test]
+    fn smtp_sessions_are_checked() {
+        let mut c = Config::default();
+        c.notifications.email = "smtp://mail.example.com:587".parse().unwrap();
+        c.notifications.smtp.security = SmtpSecurity::None;
+        c.notifications.smtp.username = Some("usher".into());
+        c.notifications.smtp.timeout_ms = 5;
+        c.notifications.email_from = "not an address".into();
+        let err = c.validate().unwrap_err().to_string();
+        for needle in [
+            "username is set without a password",
+            "notifications.smtp.timeout_ms must be 100..=120000, got 5",
+            "notifications.email_from must be a mail address",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+        c.notifications.smtp.password = Some("smtp_pw_seven".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("credentials need security = \"starttls\" or \"tls\""),
+            "{err}"
+        );
+        c.notifications.smtp.security = SmtpSecurity::Starttls;
+        c.notifications.smtp.timeout_ms = 10_000;
+        c.notifications.email_from = "Usher <tickets@usher.invalid>".into();
+        let err = c.validate().map(|_| String::new()).unwrap_or_else(|e| e.to_string());
+        assert!(!err.contains("notifications"), "{err}");
+        assert!(!format!("{c:?}").contains("smtp_pw_seven"));
+    }
+
+    #[test]
     fn file_and_environment_are_layered() {
         let dir = std::env::temp_dir().join(format!("usher-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -426,6 +496,10 @@ mod tests {
             ("[payments]\nprovider = \"paypal\"\n", "provider"),
             ("[payments]\nbase_url = \"api.stripe.com\"\n", "base_url"),
             ("[notifications]\nemail = \"smtp://nohost\"\n", "email"),
+            (
+                "[notifications.smtp]\nsecurity = \"ssl\"\ntimeout_ms = 1000\n",
+                "security",
+            ),
             ("[log]\nformat = \"xml\"\n", "format"),
             ("[checkout]\ncrash_after = \"lunch\"\n", "crash_after"),
         ] {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use usher_shared::config::{HttpUrl, PostgresUrl, Secret};
 
-use super::{CrashPoint, MailSink, ProviderKind};
+use super::{CrashPoint, MailSink, ProviderKind, SmtpSecurity};
 use usher_shared::telemetry::LogFormat;
 
 /// Where the edge-proxy's admin API listens and the token it wants.
@@ -293,6 +293,38 @@ pub struct NotificationsConfig {
     /// Fans are known by id; mail goes to `<fan id>@<email_domain>` until the
     /// identity provider supplies addresses.
     pub email_domain: String,
+    /// How to speak to the server of an `smtp://` sink.
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+}
+
+/// The SMTP session of an `smtp://host:port` mail sink.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// `none`, `starttls` or `tls` (see `SmtpSecurity`).
+    pub security: SmtpSecurity,
+    /// AUTH (PLAIN or LOGIN, as the server offers) when set; needs
+    /// `password` and a security other than `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// For connecting and for each answer of the server (100..=120000).
+    pub timeout_ms: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        // Safe by default: a plain relay has to be asked for.
+        SmtpConfig {
+            security: SmtpSecurity::Starttls,
+            username: None,
+            password: None,
+            timeout_ms: 10_000,
+        }
+    }
 }
 
 /// Dynamic pricing (see pricing/): off for every event until an operator

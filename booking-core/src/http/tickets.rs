@@ -180,24 +180,11 @@ pub async fn pdf(
     fan: Fan,
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Response, ApiError> {
-    let ticket = tickets::get(&state.pool, &state.ticket_signer, &fan.id, TicketId(id)).await?;
-    let face = tickets::face(&state.pool, TicketId(id)).await?;
-    let starts = face.starts_at.format("%Y-%m-%d %H:%M UTC").to_string();
-    let holder = format!("Ticket holder: {}", fan.id);
-    let ticket_id = format!("Ticket {}", ticket.ticket_id);
-    let doc = render::pdf(
-        &ticket.code,
-        &render::TicketFace {
-            title: &face.title,
-            starts_at: &starts,
-            venue: &face.venue,
-            seat: &face.seat,
-            price: &face.price,
-            ticket_id: &ticket_id,
-            holder: &holder,
-        },
-    )
-    .map_err(|e| ApiError::unavailable(&e))?;
+    let (ticket, _, doc) = match tickets::pdf(&state.pool, &state.ticket_signer, &fan.id, TicketId(id)).await {
+        Ok(made) => made,
+        Err(tickets::PdfError::Ticket(e)) => return Err(e.into()),
+        Err(tickets::PdfError::Render(e)) => return Err(ApiError::unavailable(&e)),
+    };
     let mut response = doc.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pdf"));

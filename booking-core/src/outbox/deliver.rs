@@ -5,15 +5,18 @@
 //! operator to look at, never retried by itself). Delivery is at least once:
 //! a receiver may see a notification twice and should key on its id.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 
-use crate::config::MailSink;
 use crate::config::NotificationsConfig;
-use crate::outbox::mail::{self, Message};
+use crate::ids::{FanId, OrderId};
+use crate::outbox::mail::{Attachment, MailError, Mailer, Message};
+use crate::outbox::templates::{self, Context};
 use crate::signature;
+use crate::tickets::{self, TicketSigner};
 
 /// How long a taken delivery is left alone before another worker may take
 /// it again (a worker that died mid-send).
@@ -22,7 +25,9 @@ const LEASE_SECS: f64 = 60.0;
 pub struct Deliverer {
     pool: PgPool,
     config: NotificationsConfig,
-    sink: MailSink,
+    mailer: Mailer,
+    /// Signs the codes of the PDF tickets an order-confirmed mail attaches.
+    signer: Arc<TicketSigner>,
     http: reqwest::Client,
 }
 
@@ -37,18 +42,19 @@ struct Due {
 }
 
 impl Deliverer {
-    pub fn new(pool: PgPool, config: NotificationsConfig) -> Deliverer {
-        let sink = config.email.clone();
+    pub fn new(pool: PgPool, config: NotificationsConfig, signer: Arc<TicketSigner>) -> Result<Deliverer, MailError> {
+        let mailer = Mailer::new(&config.email, &config.smtp)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
-        Deliverer {
+        Ok(Deliverer {
             pool,
             config,
-            sink,
+            mailer,
+            signer,
             http,
-        }
+        })
     }
 
     /// One pass; returns how many deliveries it attempted.
@@ -122,15 +128,61 @@ impl Deliverer {
         if crate::fans::is_pseudonym(fan) {
             return Err("the fan's data was erased: no address".into());
         }
-        let (subject, body) = mail::compose(&d.topic, &d.payload);
+        let (cx, attachments) = self.context(d, fan).await.map_err(|e| e.to_string())?;
         let m = Message {
             id: format!("usher-{}", d.outbox_id),
             from: self.config.email_from.clone(),
             to: format!("{fan}@{}", self.config.email_domain),
-            subject,
-            body,
+            mail: templates::compose(&d.topic, &d.payload, &cx),
+            attachments,
         };
-        mail::send(&self.sink, &m).await.map_err(|e| e.to_string())
+        self.mailer.send(&m).await.map_err(|e| e.to_string())
+    }
+
+    /// What the mail tells beyond its payload: the event, the order's
+    /// currency and, for a confirmed order, each ticket the fan still
+    /// holds as a PDF. Read at send time, so a retry sees the same tickets
+    /// unless they moved on meanwhile.
+    async fn context(&self, d: &Due, fan: &str) -> Result<(Context, Vec<Attachment>), tickets::PdfError> {
+        let event = d.payload["event_id"].as_i64();
+        let order = d.payload["order_id"]
+            .as_str()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok());
+        let mut cx = Context::default();
+        let row = sqlx::query(
+            r#"SELECT e.title, e.starts_at, v.name AS venue, (SELECT currency FROM orders WHERE id = $2) AS currency
+               FROM events e JOIN venues v ON v.id = e.venue_id
+               WHERE e.id = coalesce($1, (SELECT event_id FROM orders WHERE id = $2))"#,
+        )
+        .bind(event)
+        .bind(order)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(tickets::TicketError::from)?;
+        if let Some(r) = row {
+            let starts: chrono::DateTime<chrono::Utc> = r.try_get("starts_at").map_err(tickets::TicketError::from)?;
+            cx.event_title = r.try_get("title").ok();
+            cx.starts_at = Some(starts.format("%Y-%m-%d %H:%M UTC").to_string());
+            cx.venue = r.try_get("venue").ok();
+            cx.currency = r.try_get("currency").ok().flatten();
+        }
+        let mut attachments = Vec::new();
+        if let (crate::outbox::topic::ORDER_CONFIRMED, Some(order)) = (d.topic.as_str(), order) {
+            let owner = FanId(fan.to_owned());
+            for id in tickets::held_of_order(&self.pool, OrderId(order), &owner)
+                .await
+                .map_err(tickets::TicketError::from)?
+            {
+                let (t, face, pdf) = tickets::pdf(&self.pool, &self.signer, &owner, id).await?;
+                cx.tickets.push(format!("{}: {}", face.seat, face.price));
+                attachments.push(Attachment {
+                    filename: format!("ticket-{}.pdf", t.ticket_id),
+                    content_type: "application/pdf",
+                    bytes: pdf,
+                });
+            }
+        }
+        Ok((cx, attachments))
     }
 
     async fn record(&self, d: &Due, outcome: Result<(), String>) -> Result<(), sqlx::Error> {

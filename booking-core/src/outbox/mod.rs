@@ -2,10 +2,12 @@
 //! transaction as the change it tells of, so a committed change always has
 //! its notification and a rolled-back one never does. `deliver.rs` sends
 //! each one, at least once, to the operator's webhook and to the fan's
-//! e-mail (`mail.rs`), retrying with backoff until it is delivered or dead.
+//! e-mail (`mail.rs`, written from `templates.rs`), retrying with backoff
+//! until it is delivered or dead.
 
 pub mod deliver;
 pub mod mail;
+pub mod templates;
 
 use sqlx::PgConnection;
 

@@ -156,6 +156,58 @@ pub async fn list(pool: &PgPool, signer: &TicketSigner, owner: &FanId) -> Result
         .collect())
 }
 
+/// Why a ticket's PDF could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PdfError {
+    #[error(transparent)]
+    Ticket(#[from] TicketError),
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
+}
+
+/// One of the fan's tickets as its printable PDF (face and current code):
+/// what the download (`GET /v1/tickets/{id}/pdf`) serves and what the
+/// order-confirmed e-mail attaches.
+pub async fn pdf(
+    pool: &PgPool,
+    signer: &TicketSigner,
+    owner: &FanId,
+    ticket: TicketId,
+) -> Result<(Ticket, Face, Vec<u8>), PdfError> {
+    let t = get(pool, signer, owner, ticket).await?;
+    let face = face(pool, ticket).await?;
+    let starts = face.starts_at.format("%Y-%m-%d %H:%M UTC").to_string();
+    let holder = format!("Ticket holder: {owner}");
+    let ticket_id = format!("Ticket {}", t.ticket_id);
+    let doc = render::pdf(
+        &t.code,
+        &render::TicketFace {
+            title: &face.title,
+            starts_at: &starts,
+            venue: &face.venue,
+            seat: &face.seat,
+            price: &face.price,
+            ticket_id: &ticket_id,
+            holder: &holder,
+        },
+    )?;
+    Ok((t, face, doc))
+}
+
+/// An order's tickets that its fan still holds and that are valid, in
+/// seat order: the ones the order-confirmed e-mail attaches (a ticket
+/// passed on since is the new holder's).
+pub async fn held_of_order(pool: &PgPool, order: OrderId, owner: &FanId) -> Result<Vec<TicketId>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT id FROM tickets WHERE order_id = $1 AND owner_fan_id = $2 AND state = 'valid' ORDER BY seat_id",
+    )
+    .bind(order.0)
+    .bind(owner.as_str())
+    .fetch_all(pool)
+    .await?;
+    Ok(ids.into_iter().map(TicketId).collect())
+}
+
 /// What a printed ticket shows, besides its code.
 pub struct Face {
     pub title: String,

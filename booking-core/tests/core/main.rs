@@ -22,6 +22,7 @@ mod fees;
 mod holds_api;
 mod hostile_input;
 mod import_cli;
+mod mail;
 mod metrics;
 mod notifications;
 mod payouts;

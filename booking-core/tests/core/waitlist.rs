@@ -307,7 +307,9 @@ async fn an_expired_hold_is_offered_in_order_lapses_to_the_next_fan_who_buys_it_
             .unwrap();
     assert_eq!((topic.as_str(), fan.as_str()), ("waitlist.offer", "wl-w1"));
     assert_eq!(payload["hold_id"], hold_id.as_str());
-    let (subject, body) = booking_core::outbox::mail::compose("waitlist.offer", &payload);
+    let booking_core::outbox::templates::Mail {
+        subject, text: body, ..
+    } = booking_core::outbox::templates::compose("waitlist.offer", &payload, &Default::default());
     assert!(subject.contains("waitlist"), "{subject}");
     assert!(body.contains(&hold_id), "{body}");
     // The others still wait, in order.
