@@ -367,6 +367,16 @@ fn check_mail(p: &mut Vec<String>, n: &NotificationsConfig) {
         (None, Some(_)) => p.push("notifications.smtp.password is set without a username".into()),
         (None, None) => {}
     }
+    if let Some(ca) = &s.ca_file {
+        if s.security == SmtpSecurity::None {
+            p.push("notifications.smtp.ca_file is only used with security = \"starttls\" or \"tls\"".into());
+        } else if !std::fs::read_to_string(ca).is_ok_and(|pem| pem.contains("-----BEGIN CERTIFICATE-----")) {
+            p.push(format!(
+                "notifications.smtp.ca_file: {} is not a readable PEM certificate",
+                ca.display()
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -461,6 +471,10 @@ mod tests {
             "{err}"
         );
         c.notifications.smtp.security = SmtpSecurity::Starttls;
+        c.notifications.smtp.ca_file = Some("/nonexistent/ca.pem".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("ca.pem is not a readable PEM certificate"), "{err}");
+        c.notifications.smtp.ca_file = None;
         c.notifications.smtp.timeout_ms = 10_000;
         c.notifications.email_from = "Usher <tickets@usher.invalid>".into();
         let err = c.validate().map(|_| String::new()).unwrap_or_else(|e| e.to_string());

@@ -311,8 +311,13 @@ pub struct SmtpConfig {
     /// Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
-    /// For connecting and for each answer of the server (100..=120000).
+    /// For connecting; a whole send (TLS, AUTH, the message) may take three
+    /// times it before it is given up and retried (100..=120000).
     pub timeout_ms: u64,
+    /// A PEM certificate to trust beside the public roots: the CA of a
+    /// private relay (and the tests' own server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for SmtpConfig {
@@ -323,6 +328,7 @@ impl Default for SmtpConfig {
             username: None,
             password: None,
             timeout_ms: 10_000,
+            ca_file: None,
         }
     }
 }

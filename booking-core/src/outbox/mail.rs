@@ -7,6 +7,7 @@ use std::time::Duration;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment as MimeAttachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::config::{MailSink, SmtpConfig, SmtpSecurity};
@@ -65,8 +66,9 @@ pub enum Mailer {
     Files(std::path::PathBuf),
     Smtp {
         transport: AsyncSmtpTransport<Tokio1Executor>,
-        /// A bound on a whole send, beside lettre's per-answer timeout (a
-        /// server that answers slowly, a byte at a time, is given up on).
+        /// A bound on a whole send: lettre's own timeout covers only the
+        /// connect, so a server that stops answering mid-conversation
+        /// would otherwise hold the deliverer forever.
         whole: Duration,
     },
 }
@@ -83,15 +85,22 @@ impl Mailer {
                     .and_then(|(h, p)| Some((h.trim_start_matches('[').trim_end_matches(']'), p.parse::<u16>().ok()?)))
                     .ok_or_else(|| MailError(format!("not host:port: {addr:?}")))?;
                 let tls = |e: lettre::transport::smtp::Error| MailError(format!("TLS for {host}: {e}"));
-                let builder = match smtp.security {
-                    // Plain: lettre calls it dangerous, and so does config
-                    // (it refuses credentials with it).
-                    SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-                    SmtpSecurity::Starttls => {
-                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(tls)?
+                let params = || -> Result<TlsParameters, MailError> {
+                    let mut b = TlsParameters::builder(host.to_owned());
+                    if let Some(ca) = &smtp.ca_file {
+                        let pem = std::fs::read(ca).map_err(|e| MailError(format!("{}: {e}", ca.display())))?;
+                        b = b.add_root_certificate(Certificate::from_pem(&pem).map_err(tls)?);
                     }
-                    SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(tls)?,
+                    b.build_rustls().map_err(tls)
                 };
+                // Plain is what lettre calls dangerous; config refuses
+                // credentials with it. STARTTLS is required, never optional:
+                // a server that does not offer it gets nothing.
+                let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(match smtp.security {
+                    SmtpSecurity::None => Tls::None,
+                    SmtpSecurity::Starttls => Tls::Required(params()?),
+                    SmtpSecurity::Tls => Tls::Wrapper(params()?),
+                });
                 let timeout = Duration::from_millis(smtp.timeout_ms);
                 let mut builder = builder.port(port).timeout(Some(timeout));
                 if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
@@ -99,7 +108,7 @@ impl Mailer {
                 }
                 Mailer::Smtp {
                     transport: builder.build(),
-                    whole: timeout * 6,
+                    whole: timeout * 3,
                 }
             }
         })

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::common::smtp::{MailServer, free_port, header, parts};
 use crate::common::*;
-use booking_core::config::SmtpSecurity;
+use booking_core::config::{SmtpConfig, SmtpSecurity};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -184,7 +184,7 @@ async fn starttls_required_is_never_skipped_for_a_plain_server() {
     let app = TestApp::start_with(Options {
         sandbox: true,
         email: format!("smtp://{}", smtp.addr),
-        smtp_security: SmtpSecurity::Starttls,
+        smtp: SmtpConfig::default(),
         ..Options::default()
     })
     .await;
@@ -205,5 +205,103 @@ async fn starttls_required_is_never_skipped_for_a_plain_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(smtp.messages().is_empty(), "sent without TLS");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn starttls_and_auth_reach_a_private_relay_and_a_wrong_password_is_retried() {
+    let (relay, ca) = MailServer::start_tls("usher", "relay-pw-1").await;
+    let smtp = |password: &str| SmtpConfig {
+        security: SmtpSecurity::Starttls,
+        username: Some("usher".into()),
+        password: Some(password.into()),
+        timeout_ms: 5_000,
+        ca_file: Some(ca.clone()),
+    };
+    // The relay takes mail only after STARTTLS and AUTH: its arrival
+    // shows both were done.
+    let app = TestApp::start_with(Options {
+        sandbox: true,
+        email: format!("smtp://{}", relay.addr),
+        smtp: smtp("relay-pw-1"),
+        ..Options::default()
+    })
+    .await;
+    let (e, seats) = hostile_event(&app, "ms").await;
+    buy(&app, "sam", e, &seats[0..1]).await;
+    let m = relay.wait_for("sam@fans.usher.invalid").await;
+    assert!(m.contains("application/pdf"));
+    app.finish().await;
+
+    let app = TestApp::start_with(Options {
+        sandbox: true,
+        email: format!("smtp://{}", relay.addr),
+        smtp: smtp("wrong-pw"),
+        ..Options::default()
+    })
+    .await;
+    let (e, seats) = hostile_event(&app, "mw").await;
+    buy(&app, "wes", e, &seats[0..1]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some((state, attempts, error)) = email_delivery(&app, "wes").await
+            && attempts >= 2
+        {
+            assert_eq!(state, "pending");
+            let error = error.unwrap_or_default();
+            assert!(
+                error.contains("535") || error.to_ascii_lowercase().contains("auth"),
+                "{error}"
+            );
+            assert!(!error.contains("wrong-pw"), "the password in {error}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failed attempts: {:?} {:?}",
+            email_delivery(&app, "wes").await,
+            relay.messages().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!relay.messages().iter().any(|m| m.contains("wes@")));
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_server_that_stops_answering_is_given_up_on_and_retried() {
+    // lettre bounds only the connect with its timeout; the whole send is
+    // bounded by three times it (outbox/mail.rs).
+    let (relay, ca) = MailServer::start_tls_with("usher", "relay-pw-2", true).await;
+    let app = TestApp::start_with(Options {
+        sandbox: true,
+        email: format!("smtp://{}", relay.addr),
+        smtp: SmtpConfig {
+            security: SmtpSecurity::Starttls,
+            username: Some("usher".into()),
+            password: Some("not-it".into()),
+            timeout_ms: 300,
+            ca_file: Some(ca),
+        },
+        ..Options::default()
+    })
+    .await;
+    let (e, seats) = hostile_event(&app, "mz").await;
+    buy(&app, "zoe", e, &seats[0..1]).await;
+    let started = tokio::time::Instant::now();
+    loop {
+        if let Some((state, attempts, error)) = email_delivery(&app, "zoe").await
+            && attempts >= 2
+        {
+            assert_eq!(state, "pending");
+            assert_eq!(error.as_deref(), Some("e-mail: SMTP: timed out"));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a stalled send was not given up on"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.finish().await;
 }

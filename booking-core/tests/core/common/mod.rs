@@ -171,9 +171,9 @@ pub struct Options {
     /// Where operator webhooks go, and fan e-mail (`log`, `file:..`, `smtp://..`).
     pub operator_webhook: Option<String>,
     pub email: String,
-    /// How an `smtp://` sink's server is spoken to (the test servers are
-    /// plain, as the local stack's is).
-    pub smtp_security: booking_core::config::SmtpSecurity,
+    /// How an `smtp://` sink's server is spoken to (plain by default, as
+    /// the local stack's server is).
+    pub smtp: booking_core::config::SmtpConfig,
     pub max_attempts: i32,
     /// Reach PostgreSQL through a link the test can cut or stall
     /// (`TestApp::link`), as a failover would.
@@ -192,7 +192,10 @@ impl Default for Options {
             payments_timeout_ms: 10_000,
             operator_webhook: None,
             email: "log".into(),
-            smtp_security: booking_core::config::SmtpSecurity::None,
+            smtp: booking_core::config::SmtpConfig {
+                security: booking_core::config::SmtpSecurity::None,
+                ..Default::default()
+            },
             max_attempts: 12,
             db_link: false,
         }
@@ -266,7 +269,7 @@ impl TestApp {
             options.operator_webhook.clone().map(|u| HttpUrl::parse(u).unwrap());
         config.notifications.operator_webhook_secret = OPERATOR_SECRET.into();
         config.notifications.email = options.email.parse().expect("a mail sink");
-        config.notifications.smtp.security = options.smtp_security;
+        config.notifications.smtp = options.smtp.clone();
         config.notifications.max_attempts = options.max_attempts;
         config.tickets.scanners = vec![booking_core::config::ScannerConfig {
             id: "gate-a".into(),

@@ -56,6 +56,112 @@ impl MailServer {
         MailServer { addr, dir, child }
     }
 
+    /// A private relay: STARTTLS required, then AUTH as `user`, with a
+    /// certificate for 127.0.0.1 from a CA made here. Returns the CA's
+    /// PEM file, for `notifications.smtp.ca_file`.
+    pub async fn start_tls(user: &str, password: &str) -> (MailServer, PathBuf) {
+        MailServer::start_tls_with(user, password, false).await
+    }
+
+    /// As `start_tls`; with `stall`, a wrong password is never answered.
+    pub async fn start_tls_with(user: &str, password: &str, stall: bool) -> (MailServer, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("usher-maildir-{}", uuid::Uuid::now_v7()));
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let pki = dir.join("pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        std::fs::write(
+            pki.join("relay.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        for args in [
+            [
+                &["req", "-x509"][..],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=usher-test-ca",
+                ],
+            ]
+            .concat(),
+            [
+                &["req"][..],
+                &ec[..],
+                &["-keyout", "relay.key", "-out", "relay.csr", "-subj", "/CN=127.0.0.1"],
+            ]
+            .concat(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "relay.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "relay.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "relay.ext",
+            ],
+        ] {
+            let out = Command::new("openssl")
+                .args(&args)
+                .current_dir(&pki)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/core/fixtures/smtp_tls_server.py");
+        // Debian's python3: the one aiosmtpd is installed for.
+        let child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&dir)
+            .arg(pki.join("relay.pem"))
+            .arg(pki.join("relay.key"))
+            .args([user, password])
+            .args(stall.then_some("stall"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("/usr/bin/python3 with aiosmtpd");
+        let server = MailServer { addr, dir, child };
+        server.listening().await;
+        let ca = pki.join("ca.pem");
+        (server, ca)
+    }
+
+    async fn listening(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(&self.addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the SMTP server did not listen on {}",
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Every message received so far, as it arrived.
     pub fn messages(&self) -> Vec<String> {
         let Ok(dir) = std::fs::read_dir(self.dir.join("new")) else {
