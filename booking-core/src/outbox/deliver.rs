@@ -12,9 +12,10 @@ use serde_json::json;
 use sqlx::{PgPool, Row};
 
 use crate::config::NotificationsConfig;
-use crate::ids::{FanId, OrderId};
+use crate::ids::{FanId, OrderId, TicketId};
 use crate::outbox::mail::{Attachment, MailError, Mailer, Message};
 use crate::outbox::templates::{self, Context};
+use crate::outbox::topic;
 use crate::signature;
 use crate::tickets::{self, TicketSigner};
 
@@ -140,8 +141,8 @@ impl Deliverer {
     }
 
     /// What the mail tells beyond its payload: the event, the order's
-    /// currency and, for a confirmed order, each ticket the fan still
-    /// holds as a PDF. Read at send time, so a retry sees the same tickets
+    /// currency and, for a confirmed order or a received ticket, each
+    /// ticket the fan still holds as a PDF. Read at send time, so a retry sees the same tickets
     /// unless they moved on meanwhile.
     async fn context(&self, d: &Due, fan: &str) -> Result<(Context, Vec<Attachment>), tickets::PdfError> {
         let event = d.payload["event_id"].as_i64();
@@ -166,21 +167,35 @@ impl Deliverer {
             cx.venue = r.try_get("venue").ok();
             cx.currency = r.try_get("currency").ok().flatten();
         }
-        let mut attachments = Vec::new();
-        if let (crate::outbox::topic::ORDER_CONFIRMED, Some(order)) = (d.topic.as_str(), order) {
-            let owner = FanId(fan.to_owned());
-            for id in tickets::held_of_order(&self.pool, OrderId(order), &owner)
+        // The tickets to attach: a confirmed order's that the fan still
+        // holds; a received ticket, if it is still theirs.
+        let owner = FanId(fan.to_owned());
+        let attach = match (d.topic.as_str(), order) {
+            (topic::ORDER_CONFIRMED, Some(order)) => tickets::held_of_order(&self.pool, OrderId(order), &owner)
                 .await
-                .map_err(tickets::TicketError::from)?
-            {
-                let (t, face, pdf) = tickets::pdf(&self.pool, &self.signer, &owner, id).await?;
-                cx.tickets.push(format!("{}: {}", face.seat, face.price));
-                attachments.push(Attachment {
-                    filename: format!("ticket-{}.pdf", t.ticket_id),
-                    content_type: "application/pdf",
-                    bytes: pdf,
-                });
-            }
+                .map_err(tickets::TicketError::from)?,
+            (topic::TICKET_TRANSFERRED, _) => d.payload["ticket_id"]
+                .as_str()
+                .and_then(|t| uuid::Uuid::parse_str(t).ok())
+                .map(TicketId)
+                .into_iter()
+                .collect(),
+            _ => vec![],
+        };
+        let mut attachments = Vec::new();
+        for id in attach {
+            let (t, face, pdf) = match tickets::pdf(&self.pool, &self.signer, &owner, id).await {
+                Ok(made) => made,
+                // Passed on again since: no longer this fan's to attach.
+                Err(tickets::PdfError::Ticket(tickets::TicketError::NotFound)) => continue,
+                Err(e) => return Err(e),
+            };
+            cx.tickets.push(format!("{}: {}", face.seat, face.price));
+            attachments.push(Attachment {
+                filename: format!("ticket-{}.pdf", t.ticket_id),
+                content_type: "application/pdf",
+                bytes: pdf,
+            });
         }
         Ok((cx, attachments))
     }

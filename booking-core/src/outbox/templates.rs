@@ -102,18 +102,25 @@ pub fn compose(topic: &str, payload: &serde_json::Value, cx: &Context) -> Mail {
                 action: None,
             },
         ),
+        // Sent to the fan who received the ticket (a transfer or a resale).
         "ticket.transferred" => (
-            "A ticket was transferred",
+            "A ticket was transferred to you",
             Body {
-                heading: format!("A ticket for {event} changed hands"),
-                paragraphs: vec![format!(
-                    "Ticket {} moved from {} to {}. The new holder finds it in the app under My tickets; \
-                     the code of the earlier holder no longer opens the gate.",
-                    text_of(&payload["ticket_id"]),
-                    text_of(&payload["from_fan_id"]),
-                    text_of(&payload["to_fan_id"])
-                )],
-                items: vec![],
+                heading: format!("You received a ticket for {event}"),
+                paragraphs: vec![
+                    format!(
+                        "Ticket {} is now yours, from {}{}. The earlier holder's code no longer opens the gate.",
+                        text_of(&payload["ticket_id"]),
+                        text_of(&payload["from_fan_id"]),
+                        at_venue(cx)
+                    ),
+                    if cx.tickets.is_empty() {
+                        "It is in the app under My tickets.".into()
+                    } else {
+                        "It is attached as a PDF with its new code, and in the app under My tickets.".into()
+                    },
+                ],
+                items: cx.tickets.clone(),
                 action: None,
             },
         ),

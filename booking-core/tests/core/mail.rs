@@ -70,8 +70,14 @@ async fn order_mail_is_text_and_escaped_html_with_one_pdf_per_ticket() {
     .await;
     let (e, seats) = hostile_event(&app, "ml").await;
     let order = buy(&app, "mia", e, &seats[0..2]).await;
+    let confirmed = std::time::Instant::now();
 
     let m = smtp.wait_for("mia@fans.usher.invalid").await;
+    println!(
+        "order confirmed -> its mail (2 PDFs) kept by the SMTP server: {} ms, {} bytes",
+        confirmed.elapsed().as_millis(),
+        m.len()
+    );
     let head = m.split("\n\n").next().unwrap();
     assert_eq!(header(head, "subject").as_deref(), Some("Your tickets are confirmed"));
     assert!(header(head, "from").unwrap().contains("tickets@usher.invalid"));
@@ -125,6 +131,26 @@ async fn order_mail_is_text_and_escaped_html_with_one_pdf_per_ticket() {
             pdf.disposition
         );
     }
+    // Mia passes a ticket on: its new holder gets it by mail, as a PDF.
+    let token = app.sign_in("mia").await;
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/tickets/{}/transfer", tickets[0])))
+        .bearer_auth(&token)
+        .header("idempotency-key", "tr-mia-noa")
+        .json(&json!({"to_fan_id": "noa"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let m = smtp.wait_for("noa@fans.usher.invalid").await;
+    let got = crate::common::smtp::parts(&m);
+    let kinds: Vec<&str> = got.iter().map(|p| p.content_type.split(';').next().unwrap()).collect();
+    assert_eq!(kinds, ["text/plain", "text/html", "application/pdf"], "{got:?}");
+    assert!(String::from_utf8_lossy(&got[0].body).contains("from mia"));
+    assert!(got[2].body.starts_with(b"%PDF-"));
+    assert!(got[2].disposition.contains(&format!("ticket-{}.pdf", tickets[0])));
+
     // Recorded once the server said 250 (just after it kept the message).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
