@@ -1,9 +1,11 @@
 //! Traces and logs across the stack (issue 26): one purchase through the
 //! edge, booking-core and the payment sandbox with OTLP export on at ratio
 //! 1.0 and JSON logs at debug, into a collector started here. One trace
-//! holds spans of all three services, the core's under the edge's; problem
-//! answers name the trace; every log line is JSON with the common fields,
-//! and no line holds the fan's id, its tokens, the card or a secret.
+//! holds spans of all three services, the core's under the edge's, and the
+//! core's handling of the charge's webhook (the sandbox's delivery carries
+//! the order's trace); problem answers name the trace; every log line is
+//! JSON with the common fields, and no line holds the fan's id, its tokens,
+//! the card or a secret.
 
 use std::time::{Duration, Instant};
 
@@ -171,6 +173,34 @@ async fn one_purchase_is_one_trace_across_three_services_and_the_logs_keep_the_f
             of("booking-core").any(|s| s.name == name),
             "no {name} span: {in_trace:#?}"
         );
+    }
+    // The charge's webhook joins the order's trace: the sandbox's delivery
+    // under its own span for the charge, the core's handling under the
+    // delivery (it may come a moment after the rest of the trace).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let spans = collector.spans();
+        let in_trace: Vec<&SeenSpan> = spans.iter().filter(|s| s.trace_id == trace).collect();
+        let parent_of = |child: &SeenSpan| in_trace.iter().find(|s| s.span_id == child.parent_span_id).copied();
+        let handled = in_trace.iter().find(|s| {
+            s.service == "booking-core"
+                && s.name == "POST /v1/payments/webhooks/sandbox"
+                && parent_of(s).is_some_and(|delivery| {
+                    delivery.service == "payment-sandbox"
+                        && delivery.name == "webhook payment_intent.succeeded"
+                        && parent_of(delivery).is_some_and(|charge| {
+                            charge.service == "payment-sandbox" && charge.name == "POST /v1/payment_intents"
+                        })
+                })
+        });
+        if handled.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the core's webhook handling is not in the order's trace under the sandbox's delivery: {in_trace:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let client_trace = spans.iter().filter(|s| s.trace_id == CLIENT_TRACE);
     let client_services: std::collections::HashSet<&str> = client_trace.map(|s| s.service.as_str()).collect();

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::store::{Answer, Card, Delays, Dispute, Intent, Refund, Store, new_id, now};
-use crate::webhooks::Sender;
+use crate::webhooks::{Origin, Sender};
 use crate::{challenge, connect};
 
 #[derive(Clone)]
@@ -234,6 +234,7 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
         next_action,
         return_url: req.return_url,
         cancellation_reason: None,
+        trace: Origin::of_call(&headers),
     };
     let stored = Answer {
         fingerprint: fp,
@@ -250,14 +251,14 @@ async fn create_intent(AxState(state): AxState<State>, headers: HeaderMap, body:
     } else {
         "payment_intent.succeeded"
     };
-    let event = Sender::event(kind, &intent);
+    let event = Sender::event(kind, &intent, intent.trace.clone());
     let d = state.delays;
     match card {
         // Nothing has happened yet: the webhook comes with the fan's answer.
         _ if challenged => {}
         Card::NoWebhook | Card::LostAnswer => {}
         Card::Processing => finish_processing(&state, intent.id.clone()),
-        Card::WebhookFirst => state.hooks.deliver(&state.store, event).await,
+        Card::WebhookFirst => state.hooks.deliver(&state.store, &event).await,
         Card::WebhookTwice => state.hooks.spawn(state.store.clone(), event, Duration::ZERO, 2),
         Card::WebhookLate => state.hooks.spawn(state.store.clone(), event, d.late, 1),
         _ => state.hooks.spawn(state.store.clone(), event, Duration::ZERO, 1),
@@ -315,7 +316,7 @@ async fn intent_action(
                     Err(_) => return error(StatusCode::BAD_REQUEST, "invalid_request", "reason"),
                 }
             };
-            return open_dispute(&state, &id, req, q.deliver);
+            return open_dispute(&state, &id, req, q.deliver, Origin::of_call(&headers));
         }
         _ => return error(StatusCode::NOT_FOUND, "not_found", "succeed, fail or dispute"),
     };
@@ -365,15 +366,18 @@ pub fn settle_challenge(state: &State, id: &str, succeed: bool) -> Result<Intent
     } else {
         "payment_intent.payment_failed"
     };
-    state
-        .hooks
-        .spawn(state.store.clone(), Sender::event(kind, &intent), Duration::ZERO, 1);
+    // The fan's browser answers untraced: the webhook joins the order's
+    // trace through the intent's.
+    let event = Sender::event(kind, &intent, intent.trace.clone());
+    state.hooks.spawn(state.store.clone(), event, Duration::ZERO, 1);
     Ok(intent)
 }
 
 /// Opens a dispute of a succeeded intent (one per intent: asked again, the
-/// dispute there is answered) and sends `charge.dispute.created`.
-fn open_dispute(state: &State, intent_id: &str, req: OpenDispute, deliver: bool) -> Response {
+/// dispute there is answered) and sends `charge.dispute.created`, in the
+/// trace of the call that opened it (`origin`: a dispute is its own object,
+/// long after the order).
+fn open_dispute(state: &State, intent_id: &str, req: OpenDispute, deliver: bool, origin: Origin) -> Response {
     let (dispute, event) = {
         let mut books = state.store.books();
         let Some(intent) = books.intents.iter().find(|i| i.id == intent_id).cloned() else {
@@ -401,10 +405,10 @@ fn open_dispute(state: &State, intent_id: &str, req: OpenDispute, deliver: bool)
             created: now(),
         };
         books.disputes.push(dispute.clone());
-        let event = Sender::event("charge.dispute.created", &dispute);
+        let event = Sender::event("charge.dispute.created", &dispute, origin);
         books
             .dispute_events
-            .push(serde_json::from_slice(&event).unwrap_or(Value::Null));
+            .push(serde_json::from_slice(event.body()).unwrap_or(Value::Null));
         (dispute, event)
     };
     if deliver {
@@ -445,10 +449,10 @@ async fn close_dispute(
         }
         dispute.status = outcome;
         let dispute = dispute.clone();
-        let event = Sender::event("charge.dispute.closed", &dispute);
+        let event = Sender::event("charge.dispute.closed", &dispute, Origin::of_call(&headers));
         books
             .dispute_events
-            .push(serde_json::from_slice(&event).unwrap_or(Value::Null));
+            .push(serde_json::from_slice(event.body()).unwrap_or(Value::Null));
         (dispute, event)
     };
     if q.deliver {
@@ -484,8 +488,8 @@ fn finish_processing(state: &State, id: String) {
                 })
         };
         if let Some(intent) = done {
-            let event = Sender::event("payment_intent.succeeded", &intent);
-            state.hooks.deliver(&state.store, event).await;
+            let event = Sender::event("payment_intent.succeeded", &intent, intent.trace.clone());
+            state.hooks.deliver(&state.store, &event).await;
         }
     });
 }
@@ -542,12 +546,10 @@ async fn cancel_intent(
         }
     };
     if moved {
-        state.hooks.spawn(
-            state.store.clone(),
-            Sender::event("payment_intent.canceled", &intent),
-            Duration::ZERO,
-            1,
-        );
+        // The cancelling call's trace when it came traced, else the order's.
+        let origin = Origin::of_call(&headers).or(&intent.trace);
+        let event = Sender::event("payment_intent.canceled", &intent, origin);
+        state.hooks.spawn(state.store.clone(), event, Duration::ZERO, 1);
     }
     axum::Json(intent).into_response()
 }
@@ -737,12 +739,9 @@ async fn create_refund(
         );
         refund
     };
-    state.hooks.spawn(
-        state.store.clone(),
-        Sender::event("refund.succeeded", &refund),
-        Duration::ZERO,
-        1,
-    );
+    // A refund is its own object: its webhook joins the refund call's trace.
+    let event = Sender::event("refund.succeeded", &refund, Origin::of_call(&headers));
+    state.hooks.spawn(state.store.clone(), event, Duration::ZERO, 1);
     axum::Json(refund).into_response()
 }
 

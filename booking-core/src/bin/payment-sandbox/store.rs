@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use usher_shared::locks;
 
+use crate::webhooks::Origin;
+
 /// How a test payment method behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Card {
@@ -151,6 +153,10 @@ pub struct Intent {
     pub return_url: Option<String>,
     /// Why it was cancelled (`abandoned`, ...), once `canceled`.
     pub cancellation_reason: Option<String>,
+    /// The create call's trace, which the intent's webhooks join (not
+    /// part of the API's answer).
+    #[serde(skip)]
+    pub trace: Origin,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
