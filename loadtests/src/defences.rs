@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 use tokio::process::Command;
+use usher_shared::admin::{QueueMode, RoomSettings};
 
 use crate::browser::{Browser, DESKTOP};
+use crate::edge_config::EdgeConfig;
 use crate::process::{cpu_secs, port, private_redis, spawn, wait_for};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -63,22 +65,17 @@ struct Edge {
 async fn start_edge(args: &Args, dir: &std::path::Path, redis: &str, event: i64, extra: &str) -> anyhow::Result<Edge> {
     let (http, admin) = (port(), port());
     let name = format!("edge-{http}");
-    std::fs::write(
-        dir.join(format!("{name}.toml")),
-        format!(
-            "[listen]\nhttp = [\"127.0.0.1:{http}\"]\nthreads = 2\ngrace_period_secs = 1\n\
-             [upstream]\naddrs = [\"127.0.0.1:9\"]\n\
-             [redis]\nurl = \"{redis}\"\n\
-             [tokens]\nissuer = \"usher-edge\"\nkid = \"bench\"\nprivate_key_file = \"{d}/edge.pem\"\n\
-             [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"bench-admin-token-0123456789\"\n\
-             {limits}\
-             [log]\nfilter = \"error\"\n\
-             [[events]]\nevent_id = {event}\nadmit_per_minute = 60\nmax_active = 10\nsession_secs = 600\nmode = \"paused\"\n\
-             {extra}",
-            limits = crate::edge_config::rate_limits(0, 0, 0),
-            d = dir.display()
-        ),
-    )?;
+    // Paused: joins take places and nobody is admitted; the upstream is
+    // never reached.
+    let config = EdgeConfig::new(
+        http,
+        "127.0.0.1:9",
+        redis,
+        ("bench", &dir.join("edge.pem")),
+        (admin, "bench-admin-token-0123456789"),
+        vec![RoomSettings::new(event, QueueMode::Paused, 60, 10, 600)],
+    );
+    config.write(&dir.join(format!("{name}.toml")), extra)?;
     let mut cmd = Command::new(&args.edge_bin);
     cmd.arg("--config")
         .arg(dir.join(format!("{name}.toml")))

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::process::Command;
+use usher_shared::admin::{QueueMode, RoomSettings};
 
+use crate::edge_config::EdgeConfig;
 use crate::process::{port, spawn, wait_for};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -153,23 +155,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let event = 1_000_000_000_000i64 + i64::from(rand::random::<u32>());
     let edge_config = |name: &str, edge: u16, admin: u16| -> anyhow::Result<PathBuf> {
         let path = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "[listen]\nhttp = [\"127.0.0.1:{edge}\"]\nthreads = {w}\ngrace_period_secs = 1\n\
-                 [upstream]\naddrs = [\"127.0.0.1:{upstream}\"]\n\
-                 [redis]\nurl = \"{redis}\"\n\
-                 [tokens]\nissuer = \"usher-edge\"\nkid = \"bench\"\nprivate_key_file = \"{d}/edge.pem\"\n\
-                 [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"bench-admin-token-0123456789\"\n\
-                 {limits}\
-                 [log]\nfilter = \"error\"\n\
-                 [[events]]\nevent_id = {event}\nadmit_per_minute = 60\nmax_active = 10\nsession_secs = 3600\nmode = \"fifo\"\n",
-                w = args.workers,
-                redis = args.redis_url,
-                limits = crate::edge_config::rate_limits(0, 0, 0),
-                d = dir.display()
-            ),
-        )?;
+        let mut config = EdgeConfig::new(
+            edge,
+            &format!("127.0.0.1:{upstream}"),
+            &args.redis_url,
+            ("bench", &dir.join("edge.pem")),
+            (admin, "bench-admin-token-0123456789"),
+            vec![RoomSettings::new(event, QueueMode::Fifo, 60, 10, 3600)],
+        );
+        config.listen.threads = args.workers;
+        config.write(&path, "")?;
         Ok(path)
     };
     let (edge, admin) = (port(), port());

@@ -23,6 +23,7 @@ use tokio::process::Command;
 use usher_shared::admin::{QueueMode, RoomSettings};
 
 use crate::edge_admin;
+use crate::edge_config::EdgeConfig;
 use crate::process::{cpu_secs, port, private_redis, redis_commands, rss, spawn, wait_for};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -133,21 +134,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (edge_port, admin, streams_port) = (port(), port(), port());
     std::fs::write(dir.join("edge.pem"), usher_shared::keys::generate_pair().private_pem)?;
     let event = 1_000_000_000_000i64 + i64::from(rand::random::<u32>());
-    std::fs::write(
-        dir.join("edge.toml"),
-        format!(
-            "[listen]\nhttp = [\"127.0.0.1:{edge_port}\"]\nthreads = 2\ngrace_period_secs = 1\nstreams = \"127.0.0.1:{streams_port}\"\n\
-             [upstream]\naddrs = [\"127.0.0.1:{upstream}\"]\n\
-             [redis]\nurl = \"{redis_url}\"\n\
-             [tokens]\nissuer = \"usher-edge\"\nkid = \"bench\"\nprivate_key_file = \"{d}/edge.pem\"\n\
-             [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{ADMIN_TOKEN}\"\n\
-             {limits}\
-             [log]\nfilter = \"error\"\n\
-             [[events]]\nevent_id = {event}\nadmit_per_minute = 60\nmax_active = 10000000\nsession_secs = 3600\nmode = \"paused\"\ngrace_secs = 3600\n",
-            limits = crate::edge_config::rate_limits(0, 0, 0),
-            d = dir.display()
-        ),
-    )?;
+    // Paused: nobody is admitted, every fan waits with a stream open.
+    let mut room = RoomSettings::new(event, QueueMode::Paused, 60, 10_000_000, 3600);
+    room.grace_secs = 3600;
+    let mut config = EdgeConfig::new(
+        edge_port,
+        &format!("127.0.0.1:{upstream}"),
+        &redis_url,
+        ("bench", &dir.join("edge.pem")),
+        (admin, ADMIN_TOKEN),
+        vec![room],
+    );
+    config.listen.streams = Some(format!("127.0.0.1:{streams_port}"));
+    config.write(&dir.join("edge.toml"), "")?;
     let edge = spawn({
         let mut c = Command::new(&args.edge_bin);
         c.arg("--config").arg(dir.join("edge.toml"));

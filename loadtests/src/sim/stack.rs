@@ -10,8 +10,10 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::process::{Child, Command};
+use usher_shared::admin::QueueMode;
 
 use crate::StackArgs;
+use crate::edge_config::{EdgeConfig, Protection, RateLimits};
 use crate::process::{port, private_redis, ready_within_10s, wait_for};
 use crate::sandbox::Sandbox;
 use crate::sim::scenario::Scenario;
@@ -180,36 +182,37 @@ impl SimStack {
 
         let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/usher-local/keys/edge-1.pem");
         let ad = &scenario.admission;
-        let mode = if passthrough { "passthrough" } else { "fifo" };
-        let config = format!(
-            "[listen]\nhttp = [\"127.0.0.1:{edge_port}\"]\nthreads = 2\ngrace_period_secs = 1\nstreams = \"127.0.0.1:{streams_port}\"\n\
-             stream_origins = [\"http://127.0.0.1:{edge_port}\"]\n\
-             [protection]\nevent_paths = [\"/v1/events/{{event}}/holds\", \"/v1/events/{{event}}/seat-changes\", \"/events/{{event}}/seats\"]\n\
-             session_prefixes = []\noptional_prefixes = [\"/v1/orders\", \"/v1/holds/\"]\nafter_admission = \"/events/{{event}}/seats\"\n\
-             [upstream]\naddrs = [\"127.0.0.1:{core_port}\"]\nhealth_check_interval_ms = 500\n\
-             [redis]\nurl = \"{redis_url}\"\n\
-             [tokens]\nissuer = \"usher-edge\"\nkid = \"edge-1\"\nprivate_key_file = \"{key}\"\n\
-             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken = \"{ADMIN_TOKEN}\"\n\
-             {limits}\
-             [log]\nfilter = \"warn,pingora=error\"\n\
-             [[events]]\nevent_id = {event}\nadmit_per_minute = {}\nmax_active = {}\nsession_secs = {}\nmode = \"{mode}\"\ngrace_secs = {}\non_sale_at = \"{}\"\n",
-            ad.admit_per_minute,
-            ad.max_active,
-            ad.session_secs,
-            ad.grace_secs,
-            on_sale_at.to_rfc3339(),
-            key = key.display(),
-            limits = crate::edge_config::rate_limits(ad.join_per_minute, ad.status_per_minute, ad.protected_per_minute),
-        );
-        let config = if scenario.edge_extra.is_empty() {
-            config
+        let mode = if passthrough {
+            QueueMode::Passthrough
         } else {
-            format!(
-                "{config}\n{}\n",
-                scenario.edge_extra.replace("{stack_dir}", &dir.display().to_string())
-            )
+            QueueMode::Fifo
         };
-        std::fs::write(dir.join("edge.toml"), config)?;
+        let mut config = EdgeConfig::new(
+            edge_port,
+            &format!("127.0.0.1:{core_port}"),
+            &redis_url,
+            ("edge-1", &key),
+            (admin_port, ADMIN_TOKEN),
+            vec![ad.room(event, mode, on_sale_at)],
+        );
+        config.listen.streams = Some(format!("127.0.0.1:{streams_port}"));
+        config.listen.stream_origins = vec![format!("http://127.0.0.1:{edge_port}")];
+        config.protection = Some(Protection {
+            event_paths: vec![
+                "/v1/events/{event}/holds".into(),
+                "/v1/events/{event}/seat-changes".into(),
+                "/events/{event}/seats".into(),
+            ],
+            session_prefixes: Vec::new(),
+            optional_prefixes: vec!["/v1/orders".into(), "/v1/holds/".into()],
+            after_admission: "/events/{event}/seats".into(),
+        });
+        config.upstream.health_check_interval_ms = Some(500);
+        config.rate_limits = RateLimits::per_address(ad.join_per_minute, ad.status_per_minute, ad.protected_per_minute);
+        config.log.filter = "warn,pingora=error".into();
+        // A scenario's own tables ([defence] for the bot farm) go after.
+        let tables = scenario.edge_extra.replace("{stack_dir}", &dir.display().to_string());
+        config.write(&dir.join("edge.toml"), &tables)?;
         let log = std::fs::File::create(dir.join("edge-proxy.log"))?;
         let edge = Command::new(&bins.edge)
             .arg("--config")
