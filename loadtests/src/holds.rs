@@ -122,16 +122,16 @@ pub async fn copy_event(stack: &Stack, source: i64, name: &str) -> anyhow::Resul
 }
 
 #[derive(Clone, Copy)]
-enum Pick {
+pub(crate) enum Pick {
     Uniform,
     HotSpot,
 }
 
-struct Phase {
-    event: i64,
-    pick: Pick,
+pub(crate) struct Phase {
+    pub event: i64,
+    pub pick: Pick,
     /// None: flat out.
-    rate: Option<u64>,
+    pub rate: Option<u64>,
 }
 
 /// One hold attempt; returns its status (None if the request failed).
@@ -189,7 +189,9 @@ fn record(figures: &mut Figures, status: Option<StatusCode>, took: Duration) {
     }
 }
 
-async fn drive(
+/// One phase of hold attempts against `base` (the figures of its
+/// attempts), as `args` says: clients, seconds, seats per hold.
+pub(crate) async fn drive(
     args: &Args,
     base: &str,
     venue: Arc<Venue>,

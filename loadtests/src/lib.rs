@@ -23,6 +23,7 @@ pub mod sandbox;
 pub mod server_timing;
 pub mod sim;
 pub mod stack;
+pub mod tracing_cost;
 pub mod waiting_fans;
 pub mod web;
 

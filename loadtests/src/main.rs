@@ -2,7 +2,7 @@
 //! `lib.rs`, for what each does).
 
 use clap::{Parser, Subcommand};
-use loadtests::{botfarm, checkout, defences, edge_overhead, holds, sim, waiting_fans, web};
+use loadtests::{botfarm, checkout, defences, edge_overhead, holds, sim, tracing_cost, waiting_fans, web};
 
 #[derive(Parser)]
 #[command(name = "usher-load", about = "Usher benchmarks, driven over HTTP")]
@@ -17,6 +17,11 @@ enum Command {
     /// uniformly random seats and with a hot spot, against the bare claim
     /// statement through the same size of connection pool, in one run.
     Holds(holds::Args),
+    /// The cost of metrics and tracing on the hold path: hold throughput
+    /// and p99 with both off, metrics on, and tracing at 1% and 100%
+    /// exported over OTLP to a collector stand-in, in one run, with each
+    /// one's ratio to "both off".
+    TracingCost(tracing_cost::Args),
     /// The edge's pass-through overhead: requests/s and latency through
     /// edge-proxy (with access-token checks) against nginx doing the same,
     /// to one trivial upstream, in one run (wrk, nginx from the OS).
@@ -55,6 +60,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Holds(args) => holds::run(args).await,
+        Command::TracingCost(args) => tracing_cost::run(args).await,
         Command::EdgeOverhead(args) => edge_overhead::run(args).await,
         Command::WaitingFans(args) => waiting_fans::run(args).await,
         Command::Checkout(args) => checkout::run(args).await,

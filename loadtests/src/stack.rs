@@ -27,6 +27,11 @@ pub struct Stack {
     db_url: String,
     key: std::path::PathBuf,
     config: std::path::PathBuf,
+    core_bin: std::path::PathBuf,
+    port: u16,
+    /// The environment every start of booking-core gets on top of the
+    /// stack's own (`start_with_env`'s).
+    env: Vec<(String, String)>,
     stopped: bool,
 }
 
@@ -104,19 +109,8 @@ impl Stack {
         if !out.status.success() {
             bail!("seed failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let log = std::fs::File::create(dir.join("booking-core.log"))?;
-        let child = run("serve")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()?;
+        let child = serve(run("serve"), &dir, args.port).await?;
         let base = format!("http://127.0.0.1:{}", args.port);
-        if !crate::process::ready_within_10s(&reqwest::Client::new(), &format!("{base}/readyz")).await {
-            bail!(
-                "booking-core did not become ready; see {}",
-                dir.join("booking-core.log").display()
-            );
-        }
         let db_opts = db_opts.disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(args.pool)
@@ -138,8 +132,25 @@ impl Stack {
             db_url,
             key,
             config: args.core_config.clone(),
+            core_bin: args.core_bin.clone(),
+            port: args.port,
+            env: env.to_vec(),
             stopped: false,
         })
+    }
+
+    /// Stops booking-core and starts it again on the same database and
+    /// port with `extra` on top of the stack's environment (another
+    /// configuration, e.g. tracing on), ready when this returns. Fans'
+    /// tokens stay valid: the signing key is the same.
+    pub async fn restart_core(&mut self, extra: &[(String, String)]) -> anyhow::Result<()> {
+        self.child.kill().await.ok();
+        let mut cmd = self.command(&self.core_bin, "serve");
+        cmd.env("USHER_CORE__DATABASE__MAX_CONNECTIONS", self.pool_size.to_string())
+            .env("USHER_CORE__HTTP__LISTEN", format!("127.0.0.1:{}", self.port))
+            .envs(self.env.iter().chain(extra).map(|(k, v)| (k, v)));
+        self.child = serve(cmd, &self.dir, self.port).await?;
+        Ok(())
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
@@ -174,6 +185,19 @@ impl Stack {
     pub fn log_path(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Starts `booking-core serve` (its log in `dir`, appended to across
+/// restarts) and waits until it is ready on `port`.
+async fn serve(mut cmd: Command, dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let log_path = dir.join("booking-core.log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let child = cmd.stdout(Stdio::null()).stderr(log).kill_on_drop(true).spawn()?;
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    if !crate::process::ready_within_10s(&reqwest::Client::new(), &ready).await {
+        bail!("booking-core did not become ready; see {}", log_path.display());
+    }
+    Ok(child)
 }
 
 async fn drop_database(admin: &PgConnectOptions, db: &str) -> anyhow::Result<()> {
