@@ -197,6 +197,30 @@ impl Deliverer {
                 bytes: pdf,
             });
         }
+        // The receipt's last line: the order's own fee, when it has one.
+        if let (topic::ORDER_CONFIRMED, Some(order)) = (d.topic.as_str(), order) {
+            let lines = crate::pricing::fee_settings::lines_of(&self.pool, &[order])
+                .await
+                .map_err(tickets::TicketError::from)?;
+            if let Some((_, c)) = lines.first().filter(|(_, c)| c.order_fee_cents > 0) {
+                let money = |m: i64| crate::pricing::currency::format(m, &c.currency);
+                let code = c.currency.to_ascii_uppercase();
+                cx.tickets.push(if c.tax_inclusive {
+                    format!(
+                        "Order fee: {} {code} (incl. tax {})",
+                        money(c.order_fee_cents),
+                        money(c.order_fee_tax_cents)
+                    )
+                } else {
+                    format!(
+                        "Order fee: {} + tax {} = {} {code}",
+                        money(c.order_fee_cents),
+                        money(c.order_fee_tax_cents),
+                        money(c.order_fee_cents + c.order_fee_tax_cents)
+                    )
+                });
+            }
+        }
         Ok((cx, attachments))
     }
 

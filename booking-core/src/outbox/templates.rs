@@ -223,14 +223,17 @@ fn text_of(v: &serde_json::Value) -> String {
     v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
 }
 
-/// `3450` cents as `34.50 USD` (`34.50` if the currency is unknown).
+/// An amount in the currency's minor units as a fan reads it: `3450` USD
+/// as `34.50 USD`, JPY as `3450 JPY`, KWD as `3.450 KWD` (`34.50` if the
+/// currency is unknown).
 fn cents(amount: i64, currency: Option<&str>) -> String {
-    let sign = if amount < 0 { "-" } else { "" };
-    let a = amount.unsigned_abs();
-    let n = format!("{sign}{}.{:02}", a / 100, a % 100);
     match currency {
-        Some(c) => format!("{n} {c}"),
-        None => n,
+        Some(c) => format!(
+            "{} {}",
+            crate::pricing::currency::format(amount, c),
+            c.to_ascii_uppercase()
+        ),
+        None => crate::pricing::currency::format(amount, "usd"),
     }
 }
 

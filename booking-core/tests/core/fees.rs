@@ -47,8 +47,10 @@ fn round_div(num: i64, den: i64) -> i64 {
 
 #[tokio::test]
 async fn orders_carry_fee_and_tax_lines_that_add_up_to_the_charge_in_the_events_currency() {
+    let smtp = crate::common::smtp::MailServer::start().await;
     let app = TestApp::start_with(Options {
         sandbox: true,
+        email: format!("smtp://{}", smtp.addr),
         ..Options::default()
     })
     .await;
@@ -198,6 +200,27 @@ async fn orders_carry_fee_and_tax_lines_that_add_up_to_the_charge_in_the_events_
         pdf.windows(line.len()).any(|w| w == line.as_bytes()),
         "{line} not in the PDF"
     );
+
+    // The confirmation mail is the receipt: each ticket's lines, the
+    // order's fee, the total, in yen (no decimals).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let receipt = loop {
+        let found = smtp.messages().into_iter().find_map(|m| {
+            crate::common::smtp::parts(&m)
+                .into_iter()
+                .filter(|p| p.content_type.starts_with("text/plain"))
+                .map(|p| String::from_utf8_lossy(&p.body).into_owned())
+                .find(|t| t.contains(&order))
+        });
+        if let Some(text) = found {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "no receipt for {order}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(receipt.contains("Order fee: 500 + tax 50 = 550 JPY"), "{receipt}");
+    assert!(receipt.contains(&format!("Total paid: {expected} JPY")), "{receipt}");
+    assert!(receipt.contains(&line[1..line.len() - 1]), "{receipt}");
 
     // One ticket back: its price and the tax on it; the fees stay.
     let ticket = o["tickets"][0]["ticket_id"].clone();
