@@ -47,6 +47,13 @@ pub struct Args {
     /// without them (issue 23's aim: at least 0.95 of it).
     #[arg(long)]
     pub with_fees: bool,
+    /// Then this many 3-D Secure purchases (8 fans at a time): the order
+    /// answers `requires_action`, the fan passes the sandbox's challenge,
+    /// and the order is confirmed by the provider's webhook. Reported: the
+    /// time from the order to confirmed, and from the fan's answer to
+    /// confirmed.
+    #[arg(long, default_value_t = 0)]
+    pub three_ds: usize,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -238,6 +245,20 @@ async fn measure(args: &Args, stack: &Stack, sandbox_url: &str) -> anyhow::Resul
             bail!("a seat was sold twice with fees on");
         }
     }
+    if args.three_ds > 0 {
+        let (whole, after_answer) = three_ds(args, stack, &http, source, &seats, &tokens, sandbox_url).await?;
+        row("3-D Secure: order to confirmed", whole.len() as f64, &whole);
+        row(
+            "3-D Secure: fan's answer to confirmed (webhook)",
+            after_answer.len() as f64,
+            &after_answer,
+        );
+        println!(
+            "3-D Secure purchases confirmed: {} of {} (the per-sec column counts them instead)",
+            whole.len(),
+            args.three_ds
+        );
+    }
     println!("seats with two valid tickets: {doubled}; orders not final: {stuck}");
     if doubled != 0 {
         bail!("a seat was sold twice");
@@ -349,6 +370,100 @@ async fn run_checkout(
         all.hold.add(&l.hold).ok();
     }
     Ok((counts, all))
+}
+
+/// 3-D Secure purchases on a copy of the event, 8 at a time: each order
+/// answers `requires_action` with the sandbox's challenge page; the fan's
+/// answer (the page's Complete, as `POST /sandbox/payment_intents/{id}/
+/// succeed`) makes the sandbox send its webhook, and the order is polled
+/// until confirmed. Returns (order to confirmed, answer to confirmed).
+async fn three_ds(
+    args: &Args,
+    stack: &Stack,
+    http: &reqwest::Client,
+    source: i64,
+    seats: &Arc<Vec<i64>>,
+    tokens: &Arc<Vec<String>>,
+    sandbox_url: &str,
+) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
+    let event = holds::copy_event(stack, source, "checkout-3ds").await?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (http, next, seats, tokens) = (http.clone(), next.clone(), seats.clone(), tokens.clone());
+        let (base, sandbox, total) = (stack.base.clone(), sandbox_url.to_owned(), args.three_ds);
+        tasks.push(tokio::spawn(async move {
+            let (mut whole, mut after) = (histogram(), histogram());
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    break;
+                }
+                let fan = (n / 4) % tokens.len();
+                let token = &tokens[fan];
+                let a = (n * 2) % (seats.len() - 1);
+                let hold = http
+                    .post(format!("{base}/v1/events/{event}/holds"))
+                    .bearer_auth(token)
+                    .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                    .json(&json!({ "seat_ids": [seats[a], seats[a + 1]] }))
+                    .send()
+                    .await?;
+                if hold.status() != StatusCode::CREATED {
+                    continue;
+                }
+                let hold: Value = hold.json().await?;
+                let began = Instant::now();
+                let order: Value = http
+                    .post(format!("{base}/v1/orders"))
+                    .bearer_auth(token)
+                    .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                    .json(&json!({ "hold_id": hold["hold_id"], "payment_method": format!("pm_card_requires_action_3ds{fan}") }))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let Some(intent) = order["next_action"]["redirect_url"]
+                    .as_str()
+                    .and_then(|u| u.rsplit('/').next())
+                    .map(str::to_owned)
+                else {
+                    bail!("a 3-D Secure order answered without a challenge: {order}");
+                };
+                let answered = Instant::now();
+                http.post(format!("{sandbox}/sandbox/payment_intents/{intent}/succeed"))
+                    .bearer_auth(API_KEY)
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                let id = order["order_id"].as_str().unwrap_or_default().to_owned();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    let now: Value = http
+                        .get(format!("{base}/v1/orders/{id}"))
+                        .bearer_auth(token)
+                        .send()
+                        .await?
+                        .json()
+                        .await?;
+                    if now["state"] == "confirmed" {
+                        let _ = whole.record(micros(began.elapsed()));
+                        let _ = after.record(micros(answered.elapsed()));
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            anyhow::Ok((whole, after))
+        }));
+    }
+    let (mut whole, mut after) = (histogram(), histogram());
+    for t in tasks {
+        let (w, a) = t.await??;
+        whole.add(&w).ok();
+        after.add(&a).ok();
+    }
+    Ok((whole, after))
 }
 
 /// The baseline: the same number of clients charging the sandbox directly.
