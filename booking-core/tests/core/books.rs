@@ -354,6 +354,57 @@ async fn one_comparison_finds_every_kind_of_mismatch_and_fixes_only_the_safe_one
         (StatusCode::NOT_FOUND, Some("mismatch_not_found"))
     );
 
+    // The portal's Money page lists them; an editor resolves one there.
+    {
+        use crate::common::browser::{Browser, DESKTOP};
+        let b = Browser::start_sized(DESKTOP).await;
+        b.goto(&format!("{}/portal/sign-in?next=/portal/money", app.direct))
+            .await;
+        b.wait_for("return document.getElementById('op-email')", Duration::from_secs(10))
+            .await;
+        b.type_into("#op-email", "books-editor@example.com").await;
+        b.type_into("#op-password", OPERATOR_PASSWORD).await;
+        b.click("form button[type=submit]", None).await;
+        let rows = b
+            .wait_for(
+                "const n = document.querySelectorAll('[data-mismatch]').length; return n > 0 && n",
+                Duration::from_secs(15),
+            )
+            .await;
+        assert_eq!(rows.as_i64(), Some(expected.len() as i64 - 1));
+        let open_row = open
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["kind"] == "amount_mismatch")
+            .unwrap()["id"]
+            .clone();
+        b.eval(&format!(
+            "const r = document.querySelector('[data-mismatch=\"{open_row}\"]');
+             r.querySelector('input[name=resolution]').value = 'refunded the difference by hand';
+             r.querySelector('button').click(); return true"
+        ))
+        .await;
+        b.wait_for(
+            &format!(
+                "const r = document.querySelector('[data-mismatch=\"{open_row}\"]'); return r && r.textContent.endsWith('resolved')"
+            ),
+            Duration::from_secs(10),
+        )
+        .await;
+        let (state, note): (String, Option<String>) =
+            sqlx::query_as("SELECT state, resolution FROM books_mismatches WHERE id = $1")
+                .bind(open_row.as_i64().unwrap())
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            (state.as_str(), note.as_deref()),
+            ("resolved", Some("refunded the difference by hand"))
+        );
+        b.quit().await;
+    }
+
     // Another organisation sees none of them.
     let other = auth::ensure_organisation(&app.pool, "Other Org").await.unwrap();
     let outsider = signed_in_operator(&app, other, "books-outsider@example.com", Role::Owner).await;

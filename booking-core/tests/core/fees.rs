@@ -286,3 +286,75 @@ async fn orders_carry_fee_and_tax_lines_that_add_up_to_the_charge_in_the_events_
     );
     app.finish().await;
 }
+
+/// In headless Chromium: an editor sets an event's currency, fees and tax
+/// on the portal's event page; a bad currency is shown with its code and
+/// nothing of it is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_sets_fees_and_taxes_on_the_portals_event_page() {
+    use crate::common::browser::{Browser, DESKTOP};
+    use std::time::Duration;
+    let app = TestApp::start().await;
+    let base = app.direct.clone();
+    venue(&app.pool, &small_chart("fw", &["A"], 1, 4)).await;
+    let e = event(&app.pool, "fw", "fw", rules(4)).await;
+    let org = auth::ensure_organisation(&app.pool, "Fees Web Org").await.unwrap();
+    sqlx::query("UPDATE events SET organisation_id = $2 WHERE id = $1")
+        .bind(e.0)
+        .bind(org.0)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let editor = signed_in_operator(&app, org, "fees-web@example.com", Role::Editor).await;
+
+    let b = Browser::start_sized(DESKTOP).await;
+    b.goto(&format!("{base}/portal/sign-in?next=/portal/events/{}", e.0))
+        .await;
+    b.wait_for("return document.getElementById('op-email')", Duration::from_secs(10))
+        .await;
+    b.type_into("#op-email", "fees-web@example.com").await;
+    b.type_into("#op-password", OPERATOR_PASSWORD).await;
+    b.click("form button[type=submit]", None).await;
+    b.wait_for("return document.getElementById('f-currency')", Duration::from_secs(15))
+        .await;
+    let set = |currency: &str| {
+        format!(
+            "const f = document.querySelector('form.fees');
+             f.currency.value = '{currency}'; f.service_fee_per_ticket_cents.value = '250';
+             f.order_fee_cents.value = '100'; f.tax_rate_bp.value = '1900'; f.tax_inclusive.checked = true;
+             f.querySelector('button[type=submit]').click(); return true"
+        )
+    };
+    b.eval(&set("xyz")).await;
+    let said = b
+        .wait_for(
+            "const s = document.querySelector('form.fees [aria-live]'); return s && s.textContent.includes('(') && s.textContent",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(said.as_str().unwrap().contains("unknown_currency"), "{said}");
+    assert_eq!(get_fees(&app, &editor, e).await["currency"], "usd");
+
+    b.eval(&set("eur")).await;
+    let said = b
+        .wait_for(
+            "const s = document.querySelector('form.fees [aria-live]'); return s && s.textContent.includes('Saved') && s.textContent",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(said.as_str().unwrap().contains("EUR, tax 19%"), "{said}");
+    let saved = get_fees(&app, &editor, e).await;
+    assert_eq!(
+        (
+            saved["currency"].as_str(),
+            saved["service_fee_per_ticket_cents"].as_i64(),
+            saved["order_fee_cents"].as_i64(),
+            saved["tax_rate_bp"].as_i64(),
+            saved["tax_inclusive"].as_bool()
+        ),
+        (Some("eur"), Some(250), Some(100), Some(1900), Some(true)),
+        "{saved}"
+    );
+    b.quit().await;
+    app.finish().await;
+}

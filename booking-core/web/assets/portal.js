@@ -51,6 +51,7 @@ function nav() {
   top.querySelector("nav").replaceChildren(
     el("a", { href: "/portal" }, "Events"),
     el("a", { href: "/portal/venues" }, "Venues"),
+    el("a", { href: "/portal/money" }, "Money"),
     who ? el("span", {}, `${who.email} (${who.role}, ${who.organisation.name}) `,
       el("button", { class: "link", type: "button", onclick: async () => {
         await call("/v1/portal/sign-out", { method: "POST" }).catch(() => {});
@@ -286,8 +287,107 @@ async function eventPage(id) {
     }
   });
   const parts = [el("h1", {}, e ? e.title : "New event"), form];
-  if (e) parts.push(await waitingRoomForm(e.id), await disputesList(e.id), await waitlistBox(e.id), el("p", {}, el("a", { class: "button", href: `/portal/events/${e.id}/live` }, "Live on-sale dashboard")));
+  if (e) parts.push(await waitingRoomForm(e.id), await feesForm(e.id), await disputesList(e.id), await waitlistBox(e.id), el("p", {}, el("a", { class: "button", href: `/portal/events/${e.id}/live` }, "Live on-sale dashboard")));
   render(e ? e.title : "New event", ...parts);
+}
+
+// The event's currency, fees and taxes: orders made from now on carry them
+// as lines (the currency is fixed once the event has sales).
+async function feesForm(id) {
+  const box = el("section", { "aria-labelledby": "fees-title" }, el("h2", { id: "fees-title" }, "Fees and taxes"));
+  let f;
+  try {
+    f = await call(`/v1/portal/events/${id}/fees`);
+  } catch (err) {
+    box.append(notice("error", problemText(err)));
+    return box;
+  }
+  const editable = canEdit();
+  const status = el("div", { "aria-live": "polite" });
+  const num = (name, label, value) => el("div", {}, el("label", { for: `f-${name}` }, label), el("input", { id: `f-${name}`, name, type: "number", step: 1, value, disabled: !editable }));
+  const check = (name, label, value) => el("div", {}, el("input", { id: `f-${name}`, name, type: "checkbox", checked: value, disabled: !editable }), el("label", { for: `f-${name}` }, label));
+  const form = el("form", { class: "fees" },
+    el("div", { class: "row" },
+      el("div", {}, el("label", { for: "f-currency" }, "Currency (ISO 4217)"), el("input", { id: "f-currency", name: "currency", value: f.currency, maxlength: 3, disabled: !editable })),
+      num("service_fee_per_ticket_cents", "Service fee per ticket (minor units)", f.service_fee_per_ticket_cents),
+      num("facility_fee_per_ticket_cents", "Facility fee per ticket", f.facility_fee_per_ticket_cents),
+      num("order_fee_cents", "Fee per order", f.order_fee_cents),
+      num("tax_rate_bp", "Tax rate (basis points: 2000 = 20%)", f.tax_rate_bp)),
+    el("div", { class: "row" },
+      check("tax_inclusive", "Prices include the tax", f.tax_inclusive),
+      check("fees_taxable", "Fees are taxed", f.fees_taxable),
+      check("fees_refundable", "Refunds give the fees back", f.fees_refundable)),
+    editable ? el("p", {}, el("button", { type: "submit" }, "Save fees and taxes")) : "",
+    status);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = {
+      currency: form.currency.value,
+      service_fee_per_ticket_cents: Number(form.service_fee_per_ticket_cents.value),
+      facility_fee_per_ticket_cents: Number(form.facility_fee_per_ticket_cents.value),
+      order_fee_cents: Number(form.order_fee_cents.value),
+      tax_rate_bp: Number(form.tax_rate_bp.value),
+      tax_inclusive: form.tax_inclusive.checked,
+      fees_taxable: form.fees_taxable.checked,
+      fees_refundable: form.fees_refundable.checked,
+    };
+    try {
+      const saved = await call(`/v1/portal/events/${id}/fees`, { method: "PUT", body });
+      status.replaceChildren(notice("ok", `Saved: ${saved.currency.toUpperCase()}, tax ${saved.tax_rate_bp / 100}%. Orders made from now on carry these lines.`));
+    } catch (err) {
+      status.replaceChildren(problemList(err));
+    }
+  });
+  box.append(form);
+  return box;
+}
+
+// Money to follow up: where the payment provider's books and ours differ
+// (the daily comparison; an open one is resolved here with a note), and
+// resale payouts the provider refused.
+async function moneyPage() {
+  const mismatches = el("section", { "aria-labelledby": "books-title" }, el("h2", { id: "books-title" }, "The provider's books against ours"));
+  const payouts = el("section", { "aria-labelledby": "payouts-title" }, el("h2", { id: "payouts-title" }, "Resale payouts refused"));
+  try {
+    const items = await call("/v1/portal/books/mismatches");
+    if (!items.length) mismatches.append(el("p", { class: "muted" }, "The books agree: nothing to follow up."));
+    else mismatches.append(el("table", {},
+      el("thead", {}, el("tr", {}, ["Kind", "Order", "Ours", "Theirs", "What", "State", ""].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, items.map((m) => {
+        const cell = el("td", {});
+        if (m.state === "open" && canEdit()) {
+          const note = el("input", { "aria-label": "What was done", name: "resolution", placeholder: "What was done" });
+          const done = el("button", { type: "button", onclick: async () => {
+            try {
+              await call(`/v1/portal/books/mismatches/${m.id}/resolve`, { method: "POST", body: { resolution: note.value } });
+              cell.replaceChildren("resolved");
+            } catch (err) {
+              cell.append(notice("error", problemText(err)));
+            }
+          } }, "Resolve");
+          cell.append(note, done);
+        } else {
+          cell.append(m.resolution ?? "");
+        }
+        return el("tr", { "data-mismatch": m.id },
+          el("td", {}, m.kind), el("td", {}, m.order_id ?? ""), el("td", {}, m.ours_cents ?? ""),
+          el("td", {}, m.theirs_cents ?? ""), el("td", {}, m.detail), el("td", {}, m.state), cell);
+      }))));
+  } catch (err) {
+    mismatches.append(notice("error", problemText(err)));
+  }
+  try {
+    const items = await call("/v1/portal/payouts?state=failed");
+    if (!items.length) payouts.append(el("p", { class: "muted" }, "No payout has been refused."));
+    else payouts.append(el("table", {},
+      el("thead", {}, el("tr", {}, ["Order", "Seller gets", "Account", "Why", "Sold"].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, items.map((p) => el("tr", { "data-payout": p.listing_id },
+        el("td", {}, p.order_id), el("td", {}, money(p.net_cents)), el("td", {}, p.destination ?? ""),
+        el("td", {}, p.failure_code ?? ""), el("td", {}, when(p.created_at)))))));
+  } catch (err) {
+    payouts.append(notice("error", problemText(err)));
+  }
+  render("Money", el("h1", {}, "Money"), mismatches, payouts);
 }
 
 // The event's disputes (chargebacks): what the bank decided and what it did
@@ -472,6 +572,7 @@ export async function portal(path) {
   if (!operator.token) { location.href = `/portal/sign-in?next=${encodeURIComponent(path)}`; return; }
   if (path === "/portal" || path === "/portal/") return eventsPage();
   if (path === "/portal/venues") return venuesPage();
+  if (path === "/portal/money") return moneyPage();
   if (path === "/portal/venues/import") return importPage();
   if (path === "/portal/events/new") return eventPage(null);
   if ((m = path.match(/^\/portal\/events\/(\d+)$/))) return eventPage(Number(m[1]));
